@@ -1,0 +1,610 @@
+//! Turns a parsed `Config` into an immutable `Snapshot` the shards serve from: matchers compiled, names resolved, values checked.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::load::ConfigError;
+use super::model::{self, Config, PathMatch, StringMatch};
+use crate::observe::metrics::{Registry, RouteStats};
+
+/// Everything a shard needs to serve, shared read-only by all shards.
+pub struct Snapshot {
+    /// The configuration it was built from (for `/config_dump`).
+    pub config: Config,
+    /// Ports to serve.
+    pub binds: Vec<BindPlan>,
+    /// HTTP limits for every listener.
+    pub limits: model::HttpLimits,
+    /// Whether to write the access log.
+    pub access_log: bool,
+    /// Access log format.
+    pub log_format: model::LogFormat,
+}
+
+/// One port with its listeners.
+pub struct BindPlan {
+    /// Address as configured (port may be 0).
+    pub addr: SocketAddr,
+    /// Listeners, most specific hostname first.
+    pub listeners: Vec<ListenerPlan>,
+}
+
+/// A hostname pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Exact, lower-case.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`.
+    Suffix(String),
+}
+
+impl HostPattern {
+    fn parse(s: &str) -> Self {
+        let s = s.to_ascii_lowercase();
+        match s.strip_prefix('*') {
+            Some(rest) => HostPattern::Suffix(rest.to_string()),
+            None => HostPattern::Exact(s),
+        }
+    }
+    /// Whether `host` (lower-case, no port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostPattern::Suffix(sfx) => {
+                host.len() > sfx.len()
+                    && host.is_char_boundary(host.len() - sfx.len())
+                    && host[host.len() - sfx.len()..].eq_ignore_ascii_case(sfx)
+            }
+        }
+    }
+    fn specificity(&self) -> usize {
+        match self {
+            HostPattern::Exact(h) => 10_000 + h.len(),
+            HostPattern::Suffix(s) => s.len(),
+        }
+    }
+}
+
+/// A listener: hostname and routes.
+pub struct ListenerPlan {
+    /// Name for logs.
+    pub name: Arc<str>,
+    /// Host it serves (None = any).
+    pub hostname: Option<HostPattern>,
+    /// Routes.
+    pub routes: Vec<RoutePlan>,
+    /// (route index, match index) pairs, most specific first (Gateway API precedence).
+    pub order: Vec<(usize, Option<usize>)>,
+}
+
+/// A compiled route.
+pub struct RoutePlan {
+    /// `port/listener/route`, used in metrics and logs.
+    pub name: Arc<str>,
+    /// Hosts it serves (empty = any).
+    pub hostnames: Vec<HostPattern>,
+    /// Matches (any one).
+    pub matches: Vec<MatchPlan>,
+    /// Policies.
+    pub policies: PolicyPlan,
+    /// Backends.
+    pub backends: Vec<BackendPlan>,
+    /// Sum of weights.
+    pub total_weight: u64,
+    /// Counters.
+    pub stats: Arc<RouteStats>,
+}
+
+/// A compiled match.
+pub struct MatchPlan {
+    /// Path condition.
+    pub path: Option<PathPlan>,
+    /// Method, upper-case.
+    pub method: Option<String>,
+    /// Header conditions (lower-case names).
+    pub headers: Vec<(String, ValuePlan)>,
+    /// Query conditions.
+    pub query: Vec<(String, ValuePlan)>,
+}
+
+/// A compiled path condition.
+pub enum PathPlan {
+    /// Equal.
+    Exact(String),
+    /// Segment-aware prefix.
+    Prefix(String),
+    /// Anchored regex.
+    Regex(Regex),
+}
+
+impl PathPlan {
+    /// Whether `path` matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathPlan::Exact(p) => p == path,
+            PathPlan::Prefix(p) => prefix_matches(p, path),
+            PathPlan::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+/// `/a` matches `/a`, `/a/`, `/a/b`, not `/ab`; `/` and `/a/` match by plain prefix.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if !path.starts_with(prefix) {
+        return false;
+    }
+    prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes().get(prefix.len()) == Some(&b'/')
+}
+
+/// A compiled value condition.
+pub enum ValuePlan {
+    /// Equal.
+    Exact(String),
+    /// Anchored regex.
+    Regex(Regex),
+}
+
+impl ValuePlan {
+    /// Whether `v` matches.
+    pub fn matches(&self, v: &str) -> bool {
+        match self {
+            ValuePlan::Exact(e) => e == v,
+            ValuePlan::Regex(r) => r.is_match(v),
+        }
+    }
+}
+
+/// Compiled header edits.
+#[derive(Default, Clone)]
+pub struct HeaderOps {
+    /// Appended.
+    pub add: Vec<(String, String)>,
+    /// Replaced.
+    pub set: Vec<(String, String)>,
+    /// Removed (lower-case).
+    pub remove: Vec<String>,
+}
+
+impl HeaderOps {
+    /// Whether header `name` (any case) is removed or replaced, so the original must not be copied.
+    pub fn drops(&self, name: &str) -> bool {
+        self.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+            || self.set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+    /// Headers to append after the copied ones.
+    pub fn extra(&self) -> impl Iterator<Item = &(String, String)> {
+        self.set.iter().chain(self.add.iter())
+    }
+}
+
+/// Compiled CORS.
+pub struct CorsPlan {
+    /// Origins allowed.
+    pub allow_origins: Vec<OriginPattern>,
+    /// Raw config for header values.
+    pub allow_methods: String,
+    /// Allowed request headers.
+    pub allow_headers: String,
+    /// Exposed headers.
+    pub expose_headers: String,
+    /// Credentials.
+    pub allow_credentials: bool,
+    /// Max age in seconds.
+    pub max_age: Option<u64>,
+}
+
+/// An allowed origin.
+pub enum OriginPattern {
+    /// Any origin.
+    Any,
+    /// Exact origin.
+    Exact(String),
+    /// `https://*.example.com`: scheme prefix and host suffix.
+    Wildcard(String, String),
+}
+
+impl CorsPlan {
+    /// Whether `origin` is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allow_origins.iter().any(|p| match p {
+            OriginPattern::Any => true,
+            OriginPattern::Exact(o) => o.eq_ignore_ascii_case(origin),
+            OriginPattern::Wildcard(pre, suf) => {
+                origin.len() > pre.len() + suf.len()
+                    && origin.starts_with(pre.as_str())
+                    && origin.ends_with(suf.as_str())
+            }
+        })
+    }
+    /// Whether any origin is allowed without credentials (answer with `*`).
+    pub fn is_any(&self) -> bool {
+        !self.allow_credentials && self.allow_origins.iter().any(|p| matches!(p, OriginPattern::Any))
+    }
+}
+
+/// Compiled retry policy.
+pub struct RetryPlan {
+    /// Total attempts.
+    pub attempts: u8,
+    /// First backoff.
+    pub backoff: Duration,
+    /// Statuses that trigger a retry.
+    pub codes: Vec<u16>,
+}
+
+/// Compiled policies of a route.
+#[derive(Default)]
+pub struct PolicyPlan {
+    /// Request header edits.
+    pub request_headers: Option<HeaderOps>,
+    /// Response header edits.
+    pub response_headers: Option<HeaderOps>,
+    /// Redirect.
+    pub redirect: Option<model::RequestRedirect>,
+    /// Rewrite.
+    pub rewrite: Option<model::UrlRewrite>,
+    /// Direct response.
+    pub direct: Option<model::DirectResponse>,
+    /// Whole-request timeout.
+    pub request_timeout: Option<Duration>,
+    /// Per-attempt timeout.
+    pub backend_timeout: Option<Duration>,
+    /// Retry.
+    pub retry: Option<RetryPlan>,
+    /// CORS.
+    pub cors: Option<CorsPlan>,
+}
+
+/// A resolved upstream.
+pub struct BackendPlan {
+    /// `host:port` as configured (used for logs and the `Host` on authority rewrites).
+    pub authority: Arc<str>,
+    /// Resolved addresses (tried in turn).
+    pub addrs: Vec<SocketAddr>,
+    /// Weight.
+    pub weight: u32,
+}
+
+struct Ctx<'a> {
+    source: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { source_name: self.source.to_string(), path: path.into(), message: message.into() }
+    }
+}
+
+/// Compile `config`. DNS names are resolved here, on the control thread, never on a shard.
+pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snapshot, ConfigError> {
+    let cx = Ctx { source };
+    if config.mcp.is_some() {
+        return Err(cx.err("mcp", "the `mcp` shorthand is not served by this build yet"));
+    }
+    let mut binds = Vec::with_capacity(config.binds.len());
+    let mut seen = std::collections::HashSet::new();
+    for (bi, bind) in config.binds.iter().enumerate() {
+        let p = format!("binds[{bi}]");
+        let ip = bind.address.as_deref().unwrap_or("0.0.0.0");
+        let addr: SocketAddr = format!("{ip}:{}", bind.port)
+            .parse()
+            .or_else(|_| format!("[{ip}]:{}", bind.port).parse())
+            .map_err(|_| cx.err(format!("{p}.address"), format!("`{ip}` is not an IP address")))?;
+        if bind.port != 0 && !seen.insert(addr) {
+            return Err(cx.err(format!("{p}.port"), format!("port {} is bound twice", bind.port)));
+        }
+        let mut listeners = Vec::with_capacity(bind.listeners.len());
+        for (li, l) in bind.listeners.iter().enumerate() {
+            let lp = format!("{p}.listeners[{li}]");
+            let lname = l.name.clone().unwrap_or_else(|| format!("listener{li}"));
+            let hostname = l.hostname.as_deref().map(|h| check_host(&cx, &format!("{lp}.hostname"), h)).transpose()?;
+            let mut routes = Vec::with_capacity(l.routes.len());
+            for (ri, r) in l.routes.iter().enumerate() {
+                let rname = r.name.clone().unwrap_or_else(|| format!("route{ri}"));
+                let full = format!("{}/{lname}/{rname}", bind.port);
+                routes.push(compile_route(&cx, &format!("{lp}.routes[{ri}]"), r, registry.route(&full), full)?);
+            }
+            let order = precedence(&routes);
+            listeners.push(ListenerPlan { name: lname.into(), hostname, routes, order });
+        }
+        // exact hostnames, then longer wildcards, then catch-all
+        listeners.sort_by_key(|l| std::cmp::Reverse(l.hostname.as_ref().map_or(0, |h| h.specificity() + 1)));
+        binds.push(BindPlan { addr, listeners });
+    }
+    let limits = config.frontend_policies.http.clone();
+    if limits.max_header_bytes < 256 {
+        return Err(cx.err("frontendPolicies.http.maxHeaderBytes", "must be at least 256"));
+    }
+    let access_log = config.frontend_policies.access_log.as_ref().is_none_or(|a| a.enabled)
+        && !matches!(config.config.logging.level.as_deref(), Some("off" | "warn" | "error"));
+    let log_format = config.config.logging.format;
+    Ok(Snapshot { config, binds, limits, access_log, log_format })
+}
+
+fn check_host(cx: &Ctx, path: &str, h: &str) -> Result<HostPattern, ConfigError> {
+    let body = h.strip_prefix("*.").unwrap_or(h);
+    let ok = !body.is_empty()
+        && body.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !ok {
+        return Err(cx.err(path, format!("`{h}` is not a hostname or `*.` wildcard")));
+    }
+    Ok(HostPattern::parse(h))
+}
+
+/// Sort matches by Gateway API precedence: exact path, then longer prefix, then regex; then method,
+/// header and query counts; config order breaks ties.
+fn precedence(routes: &[RoutePlan]) -> Vec<(usize, Option<usize>)> {
+    /// (path kind, path length, has method, header count, query count): higher is more specific.
+    type Score = (u8, usize, u8, usize, usize);
+    let mut v: Vec<((usize, Option<usize>), Score)> = Vec::new();
+    for (ri, r) in routes.iter().enumerate() {
+        if r.matches.is_empty() {
+            v.push(((ri, None), (1, 1, 0, 0, 0)));
+        }
+        for (mi, m) in r.matches.iter().enumerate() {
+            let (kind, len) = match &m.path {
+                Some(PathPlan::Exact(p)) => (3, p.len()),
+                Some(PathPlan::Prefix(p)) => (2, p.len()),
+                Some(PathPlan::Regex(r)) => (1, r.as_str().len()),
+                None => (2, 1),
+            };
+            v.push(((ri, Some(mi)), (kind, len, m.method.is_some() as u8, m.headers.len(), m.query.len())));
+        }
+    }
+    // stable sort keeps config order among equals
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
+    v.into_iter().map(|(k, _)| k).collect()
+}
+
+fn regex(cx: &Ctx, path: &str, pat: &str) -> Result<Regex, ConfigError> {
+    Regex::new(&format!("^(?:{pat})$")).map_err(|e| cx.err(path, format!("invalid regular expression: {e}")))
+}
+
+fn value_plan(cx: &Ctx, path: &str, m: &StringMatch) -> Result<ValuePlan, ConfigError> {
+    Ok(match m {
+        StringMatch::Exact(s) => ValuePlan::Exact(s.clone()),
+        StringMatch::Regex(r) => ValuePlan::Regex(regex(cx, &format!("{path}.regex"), r)?),
+    })
+}
+
+fn compile_route(
+    cx: &Ctx,
+    p: &str,
+    r: &model::Route,
+    stats: Arc<RouteStats>,
+    name: String,
+) -> Result<RoutePlan, ConfigError> {
+    let hostnames = r
+        .hostnames
+        .iter()
+        .enumerate()
+        .map(|(i, h)| check_host(cx, &format!("{p}.hostnames[{i}]"), h))
+        .collect::<Result<_, _>>()?;
+    let mut matches = Vec::with_capacity(r.matches.len());
+    for (mi, m) in r.matches.iter().enumerate() {
+        let mp = format!("{p}.matches[{mi}]");
+        let path = match &m.path {
+            None => None,
+            Some(PathMatch::Exact(s)) => Some(PathPlan::Exact(check_path(cx, &format!("{mp}.path.exact"), s)?)),
+            Some(PathMatch::PathPrefix(s)) => {
+                Some(PathPlan::Prefix(check_path(cx, &format!("{mp}.path.pathPrefix"), s)?))
+            }
+            Some(PathMatch::Regex(s)) => Some(PathPlan::Regex(regex(cx, &format!("{mp}.path.regex"), s)?)),
+        };
+        let method = m.method.as_ref().map(|m| m.to_ascii_uppercase());
+        let headers = m
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                Ok((h.name.to_ascii_lowercase(), value_plan(cx, &format!("{mp}.headers[{i}].value"), &h.value)?))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let query = m
+            .query
+            .iter()
+            .enumerate()
+            .map(|(i, q)| Ok((q.name.clone(), value_plan(cx, &format!("{mp}.query[{i}].value"), &q.value)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        matches.push(MatchPlan { path, method, headers, query });
+    }
+    let policies = compile_policies(cx, &format!("{p}.policies"), &r.policies)?;
+    let mut backends = Vec::with_capacity(r.backends.len());
+    for (bi, b) in r.backends.iter().enumerate() {
+        let bp = format!("{p}.backends[{bi}]");
+        match (&b.host, &b.mcp) {
+            (Some(host), None) => {
+                if b.weight == 0 {
+                    continue;
+                }
+                let addrs = resolve(cx, &format!("{bp}.host"), host)?;
+                backends.push(BackendPlan { authority: host.as_str().into(), addrs, weight: b.weight });
+            }
+            (None, Some(_)) => return Err(cx.err(format!("{bp}.mcp"), "MCP backends are not served by this build yet")),
+            _ => return Err(cx.err(bp, "a backend needs exactly one of `host` or `mcp`")),
+        }
+    }
+    if backends.is_empty() && policies.direct.is_none() && policies.redirect.is_none() {
+        return Err(cx.err(format!("{p}.backends"), "route has no backend, directResponse or requestRedirect"));
+    }
+    let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
+    Ok(RoutePlan { name: name.into(), hostnames, matches, policies, backends, total_weight, stats })
+}
+
+fn check_path(cx: &Ctx, path: &str, s: &str) -> Result<String, ConfigError> {
+    if !s.starts_with('/') {
+        return Err(cx.err(path, format!("`{s}` must start with `/`")));
+    }
+    Ok(s.to_string())
+}
+
+/// Resolve `host:port` (blocking DNS; control thread only).
+fn resolve(cx: &Ctx, path: &str, host: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let target = host.strip_prefix("http://").unwrap_or(host);
+    if target.contains('/') || !target.contains(':') {
+        return Err(cx.err(path, format!("`{host}` must be `host:port`")));
+    }
+    let addrs: Vec<SocketAddr> =
+        target.to_socket_addrs().map_err(|e| cx.err(path, format!("cannot resolve `{host}`: {e}")))?.collect();
+    if addrs.is_empty() {
+        return Err(cx.err(path, format!("`{host}` resolved to no address")));
+    }
+    Ok(addrs)
+}
+
+fn header_ops(cx: &Ctx, p: &str, m: &model::HeaderModifier) -> Result<HeaderOps, ConfigError> {
+    let check = |kind: &str, pairs: Vec<(String, String)>| -> Result<Vec<(String, String)>, ConfigError> {
+        for (n, v) in &pairs {
+            if n.is_empty() || !n.bytes().all(is_token_byte) {
+                return Err(cx.err(format!("{p}.{kind}"), format!("`{n}` is not a valid header name")));
+            }
+            if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(cx.err(format!("{p}.{kind}"), format!("value of `{n}` contains CR, LF or NUL")));
+            }
+            if crate::http::codec::is_hop_by_hop(n) || n.eq_ignore_ascii_case("content-length") {
+                return Err(cx.err(format!("{p}.{kind}"), format!("`{n}` is managed by the gateway and cannot be set")));
+            }
+        }
+        Ok(pairs)
+    };
+    Ok(HeaderOps {
+        add: check("add", m.add.pairs())?,
+        set: check("set", m.set.pairs())?,
+        remove: m.remove.iter().map(|r| r.to_ascii_lowercase()).collect(),
+    })
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<PolicyPlan, ConfigError> {
+    let request_headers = pol
+        .request_header_modifier
+        .as_ref()
+        .map(|m| header_ops(cx, &format!("{p}.requestHeaderModifier"), m))
+        .transpose()?;
+    let response_headers = pol
+        .response_header_modifier
+        .as_ref()
+        .map(|m| header_ops(cx, &format!("{p}.responseHeaderModifier"), m))
+        .transpose()?;
+    if let Some(r) = &pol.request_redirect {
+        if let Some(s) = r.status {
+            if ![301, 302, 303, 307, 308].contains(&s) {
+                return Err(cx.err(format!("{p}.requestRedirect.status"), format!("{s} is not a redirect status")));
+            }
+        }
+        if let Some(s) = &r.scheme {
+            if s != "http" && s != "https" {
+                return Err(cx.err(format!("{p}.requestRedirect.scheme"), "must be `http` or `https`"));
+            }
+        }
+        check_rewrite_values(cx, &format!("{p}.requestRedirect"), r.authority.as_ref(), r.path.as_ref())?;
+    }
+    if let Some(r) = &pol.url_rewrite {
+        check_rewrite_values(cx, &format!("{p}.urlRewrite"), r.authority.as_ref(), r.path.as_ref())?;
+    }
+    if let Some(d) = &pol.direct_response {
+        if !(200..=599).contains(&d.status) {
+            return Err(cx.err(format!("{p}.directResponse.status"), format!("{} is not a valid status", d.status)));
+        }
+    }
+    let retry = pol.retry.as_ref().map(|r| RetryPlan {
+        attempts: r.attempts.max(1),
+        backoff: r.backoff.map(|b| b.get()).unwrap_or_default(),
+        codes: r.codes.clone(),
+    });
+    let cors = pol.cors.as_ref().map(|c| CorsPlan {
+        allow_origins: c
+            .allow_origins
+            .iter()
+            .map(|o| match o.as_str() {
+                "*" => OriginPattern::Any,
+                o => match o.split_once("*") {
+                    Some((pre, suf)) => OriginPattern::Wildcard(pre.to_string(), suf.to_string()),
+                    None => OriginPattern::Exact(o.to_string()),
+                },
+            })
+            .collect(),
+        allow_methods: c.allow_methods.join(", "),
+        allow_headers: c.allow_headers.join(", "),
+        expose_headers: c.expose_headers.join(", "),
+        allow_credentials: c.allow_credentials,
+        max_age: c.max_age.map(|d| d.get().as_secs()),
+    });
+    Ok(PolicyPlan {
+        request_headers,
+        response_headers,
+        redirect: pol.request_redirect.clone(),
+        rewrite: pol.url_rewrite.clone(),
+        direct: pol.direct_response.clone(),
+        request_timeout: pol.timeout.as_ref().and_then(|t| t.request_timeout).map(|d| d.get()),
+        backend_timeout: pol.timeout.as_ref().and_then(|t| t.backend_request_timeout).map(|d| d.get()),
+        retry,
+        cors,
+    })
+}
+
+/// Rewritten paths and authorities end up in the request line and `Host`: refuse anything that
+/// could split them or climb out of the path.
+fn check_rewrite_values(
+    cx: &Ctx,
+    p: &str,
+    authority: Option<&model::AuthorityRewrite>,
+    path: Option<&model::PathRewrite>,
+) -> Result<(), ConfigError> {
+    let bad = |s: &str| s.bytes().any(|b| b <= b' ' || b == 0x7f);
+    if let Some(a) = authority {
+        let s = match a {
+            model::AuthorityRewrite::Full(s) | model::AuthorityRewrite::Host(s) => s.as_str(),
+            model::AuthorityRewrite::Port(_) => "",
+        };
+        if bad(s) || s.contains('/') || s.contains('@') {
+            return Err(cx.err(format!("{p}.authority"), format!("`{s}` is not a valid authority")));
+        }
+    }
+    if let Some(pr) = path {
+        let s = match pr {
+            model::PathRewrite::Full(s) | model::PathRewrite::Prefix(s) => s.as_str(),
+        };
+        if bad(s) || !s.starts_with('/') || s.split('/').any(|seg| seg == "..") {
+            return Err(cx.err(format!("{p}.path"), format!("`{s}` must be an absolute path without `..` or spaces")));
+        }
+    }
+    Ok(())
+}
+
+impl Snapshot {
+    /// The listener that serves `host` on bind `bind`.
+    pub fn listener(&self, bind: usize, host: &str) -> Option<&ListenerPlan> {
+        let b = self.binds.get(bind)?;
+        b.listeners.iter().find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(host)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_segment_aware() {
+        assert!(prefix_matches("/a", "/a"));
+        assert!(prefix_matches("/a", "/a/b"));
+        assert!(!prefix_matches("/a", "/ab"));
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/a/", "/a/b"));
+    }
+
+    #[test]
+    fn wildcard_hosts() {
+        let h = HostPattern::parse("*.example.com");
+        assert!(h.matches("a.example.com"));
+        assert!(h.matches("A.b.Example.com"));
+        assert!(!h.matches("example.com"));
+        assert!(!h.matches("aexample.com"));
+    }
+}

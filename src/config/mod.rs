@@ -1,0 +1,10 @@
+//! Configuration: the YAML model, loading with `$VAR` expansion and located errors, compilation into a shard-ready snapshot.
+
+pub mod compile;
+pub mod duration;
+pub mod load;
+pub mod model;
+
+pub use compile::Snapshot;
+pub use load::{load_file, parse_str, ConfigError};
+pub use model::Config;

@@ -1,0 +1,286 @@
+//! The control thread: start shards and admin, then serve reloads (file change, SIGHUP) and drain on SIGTERM/SIGINT.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime};
+
+use ringgate_runtime::{bind_shared, spawn_shards, DriverChoice, ShardHandle};
+
+use crate::admin::AdminState;
+use crate::config::compile::compile;
+use crate::config::model::{Config, Driver, Workers};
+use crate::config::{parse_str, Snapshot};
+use crate::observe::metrics::{Registry, ReloadResult};
+use crate::proxy::shard::{self, ShardMsg};
+
+/// Served when no config file is given: something useful on 127.0.0.1.
+pub const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
+
+/// Command-line choices that override the file.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Config file; None = the embedded default.
+    pub config: Option<PathBuf>,
+    /// `--driver`.
+    pub driver: Option<Driver>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+}
+
+enum Event {
+    Reload(&'static str),
+    Stop(&'static str),
+}
+
+fn log(msg: &str) {
+    crate::observe::access_log::write_stdout(
+        format!("{} info {msg}\n", crate::observe::access_log::rfc3339(SystemTime::now())).as_bytes(),
+    );
+}
+
+fn load(opts: &Options) -> Result<(Config, String), String> {
+    match &opts.config {
+        Some(p) => crate::config::load_file(p).map(|c| (c, p.display().to_string())).map_err(|e| e.to_string()),
+        None => parse_str(DEFAULT_CONFIG, "embedded default")
+            .map(|c| (c, "embedded default".into()))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Run the gateway until SIGTERM/SIGINT, then drain. Errors are start-up failures.
+pub fn run(opts: Options) -> Result<(), String> {
+    let (config, source) = load(&opts)?;
+    let cpus = ringgate_runtime::cpus::usable_cpus();
+    let workers = opts.workers.unwrap_or(match config.config.workers {
+        Workers::Auto => cpus.len(),
+        Workers::Count(n) => usize::from(n.max(1)),
+    });
+    let driver = match opts.driver.unwrap_or(config.config.driver) {
+        Driver::Auto => DriverChoice::Auto,
+        Driver::Uring => DriverChoice::Uring,
+        Driver::Legacy => DriverChoice::Legacy,
+    };
+    let registry = Registry::new(workers);
+    let snap = Arc::new(compile(config, &source, &registry).map_err(|e| e.to_string())?);
+
+    // sockets are bound here so port 0 resolves once and a busy port fails before any shard starts
+    let mut bound: HashMap<SocketAddr, SocketAddr> = HashMap::new();
+    let mut per_shard: Vec<Vec<(SocketAddr, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
+    for b in &snap.binds {
+        let socks = bind_shared(b.addr, workers, 4096).map_err(|e| e.to_string())?;
+        let actual = socks[0].local_addr().map_err(|e| e.to_string())?;
+        bound.insert(b.addr, actual);
+        for (i, s) in socks.into_iter().enumerate() {
+            per_shard[i].push((b.addr, s));
+        }
+    }
+
+    let mut mailboxes = Vec::with_capacity(workers);
+    let mut receivers = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (tx, rx) = flume::bounded::<ShardMsg>(16);
+        mailboxes.push(tx);
+        receivers.push(rx);
+    }
+    let starts: Vec<_> =
+        per_shard.into_iter().zip(receivers).map(|(l, r)| std::sync::Mutex::new(Some((l, r)))).collect();
+    let starts = Arc::new(starts);
+    let shard_registry = registry.clone();
+    let first = snap.clone();
+    let shards: Vec<ShardHandle> = spawn_shards(workers, &cpus, driver, move |info| {
+        let (listeners, mailbox) = starts[info.index]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| (Vec::new(), flume::bounded(1).1));
+        shard::run(info, first.clone(), listeners, mailbox, shard_registry.clone())
+    })
+    .map_err(|e| e.to_string())?;
+    for s in &shards {
+        *registry.shards[s.info.index].driver.lock().unwrap_or_else(|p| p.into_inner()) = s.info.driver.as_str();
+    }
+    let drivers: Vec<&str> = shards.iter().map(|s| s.info.driver.as_str()).collect();
+    log(&format!("shards started workers={workers} driver={} config={source:?}", drivers.join(",")));
+    for (cfg, actual) in &bound {
+        log(&format!("listening bind={cfg} address={actual}"));
+    }
+
+    let admin = Arc::new(AdminState {
+        ready: false.into(),
+        registry: registry.clone(),
+        current: snap.clone().into(),
+        listeners: bound.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>().into(),
+        source: source.clone(),
+    });
+    if snap.config.config.admin_addr != "off" {
+        let addr = start_admin(&snap.config.config.admin_addr, admin.clone())?;
+        log(&format!("admin listening address={addr}"));
+    }
+    admin.ready.store(true, Ordering::Release);
+
+    let (tx, rx) = mpsc::channel();
+    watch_signals(tx.clone())?;
+    if let Some(p) = &opts.config {
+        watch_file(p.clone(), tx);
+    }
+    let mut control = Control { opts, mailboxes, registry, admin, bound, current: snap, workers };
+    while let Ok(ev) = rx.recv() {
+        match ev {
+            Event::Reload(why) => control.reload(why),
+            Event::Stop(sig) => {
+                log(&format!("draining signal={sig}"));
+                control.admin.ready.store(false, Ordering::Release);
+                break;
+            }
+        }
+    }
+    control.drain(shards);
+    Ok(())
+}
+
+fn start_admin(addr: &str, admin: Arc<AdminState>) -> Result<SocketAddr, String> {
+    crate::admin::start(addr, admin).map_err(|e| format!("admin address {addr}: {e}"))
+}
+
+struct Control {
+    opts: Options,
+    mailboxes: Vec<flume::Sender<ShardMsg>>,
+    registry: Arc<Registry>,
+    admin: Arc<AdminState>,
+    bound: HashMap<SocketAddr, SocketAddr>,
+    current: Arc<Snapshot>,
+    workers: usize,
+}
+
+impl Control {
+    fn reload(&mut self, why: &str) {
+        let snap = match load(&self.opts)
+            .and_then(|(c, source)| compile(c, &source, &self.registry).map_err(|e| e.to_string()))
+        {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                self.registry.count_reload(ReloadResult::Invalid);
+                log(&format!("reload rejected trigger={why} error={e:?}; the previous configuration keeps serving"));
+                return;
+            }
+        };
+        let old = &self.current.config.config;
+        let new = &snap.config.config;
+        if old.admin_addr != new.admin_addr || old.workers != new.workers || old.driver != new.driver {
+            log("reload: adminAddr, workers and driver changes take effect after a restart");
+        }
+        // new binds get sockets now; a failure here rejects the reload before any shard sees it
+        let mut fresh: Vec<Vec<(SocketAddr, std::net::TcpListener)>> = (0..self.workers).map(|_| Vec::new()).collect();
+        let mut fresh_bound = Vec::new();
+        for b in &snap.binds {
+            if self.bound.contains_key(&b.addr) {
+                continue;
+            }
+            match bind_shared(b.addr, self.workers, 4096) {
+                Ok(socks) => {
+                    if let Ok(a) = socks[0].local_addr() {
+                        fresh_bound.push((b.addr, a));
+                    }
+                    for (i, s) in socks.into_iter().enumerate() {
+                        fresh[i].push((b.addr, s));
+                    }
+                }
+                Err(e) => {
+                    self.registry.count_reload(ReloadResult::Invalid);
+                    log(&format!("reload rejected trigger={why} error={:?}", e.to_string()));
+                    return;
+                }
+            }
+        }
+        let mut fresh = fresh.into_iter();
+        let mailboxes = &self.mailboxes;
+        let result = ringgate_runtime::swap::two_phase(
+            self.workers,
+            Duration::from_secs(5),
+            |i, ack| {
+                let listeners = fresh.next().unwrap_or_default();
+                mailboxes[i].send(ShardMsg::Precommit { snapshot: snap.clone(), listeners, ack }).is_ok()
+            },
+            |i, commit| {
+                let _ = mailboxes[i].send(if commit { ShardMsg::Commit } else { ShardMsg::Abort });
+            },
+        );
+        match result {
+            Ok(()) => {
+                self.registry.count_reload(ReloadResult::Success);
+                let keep: Vec<SocketAddr> = snap.binds.iter().map(|b| b.addr).collect();
+                self.bound.retain(|k, _| keep.contains(k));
+                self.bound.extend(fresh_bound);
+                *self.admin.listeners.lock().unwrap_or_else(|p| p.into_inner()) =
+                    self.bound.iter().map(|(a, b)| (*a, *b)).collect();
+                *self.admin.current.lock().unwrap_or_else(|p| p.into_inner()) = snap.clone();
+                self.current = snap;
+                log(&format!("reload applied trigger={why}"));
+            }
+            Err(e) => {
+                self.registry.count_reload(ReloadResult::Aborted);
+                log(&format!("reload aborted trigger={why} error={e:?}"));
+            }
+        }
+    }
+
+    fn drain(self, shards: Vec<ShardHandle>) {
+        let deadline = self.current.config.config.drain_timeout.get();
+        let (tx, rx) = flume::unbounded();
+        for m in &self.mailboxes {
+            let _ = m.send(ShardMsg::Drain { deadline, done: tx.clone() });
+        }
+        drop(tx);
+        let mut cut = 0;
+        for _ in 0..shards.len() {
+            match rx.recv_timeout(deadline + Duration::from_secs(2)) {
+                Ok(n) => cut += n,
+                Err(_) => break,
+            }
+        }
+        for s in shards {
+            let _ = s.thread.join();
+        }
+        log(&format!("drained connections_cut={cut}"));
+    }
+}
+
+fn watch_signals(tx: mpsc::Sender<Event>) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("ringgate-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                let ev = match s {
+                    SIGHUP => Event::Reload("SIGHUP"),
+                    SIGINT => Event::Stop("SIGINT"),
+                    _ => Event::Stop("SIGTERM"),
+                };
+                if tx.send(ev).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Poll the file's modification time and size; editors replace files in ways inotify users trip on.
+fn watch_file(path: PathBuf, tx: mpsc::Sender<Event>) {
+    let stamp = |p: &PathBuf| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut last = stamp(&path);
+    let _ = std::thread::Builder::new().name("ringgate-watch".into()).spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = stamp(&path);
+        if now != last && now.is_some() {
+            last = now;
+            if tx.send(Event::Reload("file change")).is_err() {
+                return;
+            }
+        }
+    });
+}

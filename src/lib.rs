@@ -1,0 +1,9 @@
+//! ringgate: an agent gateway (MCP, A2A, LLM, HTTP) on a thread-per-core io_uring data plane.
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod observe;
+pub mod proxy;

@@ -1,0 +1,305 @@
+//! Metric names (Prometheus/OpenTelemetry style) and the counters behind them: written by one shard each without locks, summed at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Requests answered, by route and status code.
+pub const REQUESTS_TOTAL: &str = "ringgate_requests_total";
+/// Whole request duration (head received → response finished), by route.
+pub const REQUEST_DURATION: &str = "ringgate_request_duration_seconds";
+/// Upstream time to response head, by route.
+pub const UPSTREAM_DURATION: &str = "ringgate_upstream_request_duration_seconds";
+/// Requests that failed in the gateway, by reason (`bad_head`, `upstream_connect`, …).
+pub const REQUEST_ERRORS_TOTAL: &str = "ringgate_request_errors_total";
+/// Upstream attempts retried.
+pub const UPSTREAM_RETRIES_TOTAL: &str = "ringgate_upstream_retries_total";
+/// Open client connections, by shard.
+pub const ACTIVE_CONNECTIONS: &str = "ringgate_active_connections";
+/// Client connections accepted, by shard.
+pub const CONNECTIONS_TOTAL: &str = "ringgate_connections_total";
+/// Client connections refused because the shard was at `maxConnectionsPerShard`.
+pub const CONNECTIONS_REJECTED_TOTAL: &str = "ringgate_connections_rejected_total";
+/// Configuration reloads, by result (`success`, `invalid`, `aborted`).
+pub const CONFIG_RELOADS_TOTAL: &str = "ringgate_config_reloads_total";
+/// 1 per shard, labelled with the I/O driver it runs (`io_uring` or `epoll`).
+pub const RUNTIME_DRIVER_INFO: &str = "ringgate_runtime_driver_info";
+
+/// Histogram bucket bounds in seconds.
+pub const BUCKETS: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
+
+/// Error reasons we count; `ProxyError::reason` and head errors map into this list.
+pub const ERROR_REASONS: [&str; 24] = [
+    "head_too_large",
+    "too_many_headers",
+    "malformed",
+    "bare_lf",
+    "obs_fold",
+    "content_length_with_transfer_encoding",
+    "invalid_content_length",
+    "duplicate_content_length",
+    "unsupported_transfer_encoding",
+    "invalid_header_value",
+    "unsupported_version",
+    "missing_host",
+    "bad_body",
+    "body_too_large",
+    "header_timeout",
+    "no_route",
+    "no_backend",
+    "upstream_connect",
+    "upstream_timeout",
+    "upstream_closed",
+    "upstream_protocol",
+    "request_timeout",
+    "idle_timeout",
+    "other",
+];
+
+/// A latency histogram written by one shard.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Record one observation.
+    #[inline]
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+}
+
+/// One shard's counters for one route. Status codes 100..=599 each have a slot.
+pub struct RouteShardStats {
+    status: Box<[AtomicU64]>,
+    /// Request duration.
+    pub duration: Histogram,
+    /// Upstream duration.
+    pub upstream: Histogram,
+}
+
+impl Default for RouteShardStats {
+    fn default() -> Self {
+        RouteShardStats {
+            status: (0..500).map(|_| AtomicU64::new(0)).collect(),
+            duration: Histogram::default(),
+            upstream: Histogram::default(),
+        }
+    }
+}
+
+impl RouteShardStats {
+    /// Count one response with `status`.
+    #[inline]
+    pub fn count_status(&self, status: u16) {
+        let i = usize::from(status.clamp(100, 599) - 100);
+        if let Some(c) = self.status.get(i) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// A route's counters, one set per shard so that no two cores write the same cache line.
+pub struct RouteStats {
+    /// The route label.
+    pub name: Arc<str>,
+    shards: Box<[RouteShardStats]>,
+}
+
+impl RouteStats {
+    /// This shard's counters.
+    #[inline]
+    pub fn shard(&self, i: usize) -> &RouteShardStats {
+        &self.shards[i.min(self.shards.len() - 1)]
+    }
+}
+
+/// Process-wide counters for one shard.
+#[derive(Default)]
+pub struct ShardStats {
+    /// Open client connections.
+    pub active_connections: AtomicI64,
+    /// Accepted client connections.
+    pub connections_total: AtomicU64,
+    /// Connections refused over the limit.
+    pub connections_rejected: AtomicU64,
+    /// Errors by index into [`ERROR_REASONS`].
+    pub errors: [AtomicU64; ERROR_REASONS.len()],
+    /// Retried attempts.
+    pub retries: AtomicU64,
+    /// Driver name, set once at start.
+    pub driver: Mutex<&'static str>,
+}
+
+impl ShardStats {
+    /// Count an error by its reason label.
+    #[inline]
+    pub fn count_error(&self, reason: &str) {
+        let i = ERROR_REASONS.iter().position(|r| *r == reason).unwrap_or(ERROR_REASONS.len() - 1);
+        self.errors[i].fetch_add(1, Relaxed);
+    }
+}
+
+/// All metrics of the process. Routes are kept by name across reloads so counters never reset.
+pub struct Registry {
+    /// Per-shard process counters.
+    pub shards: Box<[ShardStats]>,
+    routes: Mutex<BTreeMap<Arc<str>, Arc<RouteStats>>>,
+    reloads: [AtomicU64; 3],
+}
+
+/// Outcome of a reload, for [`CONFIG_RELOADS_TOTAL`].
+#[derive(Clone, Copy, Debug)]
+pub enum ReloadResult {
+    /// Applied on every shard.
+    Success = 0,
+    /// Rejected by parsing or validation.
+    Invalid = 1,
+    /// A shard refused or did not answer the precommit.
+    Aborted = 2,
+}
+
+impl Registry {
+    /// A registry for `shards` shards.
+    pub fn new(shards: usize) -> Arc<Self> {
+        Arc::new(Registry {
+            shards: (0..shards.max(1)).map(|_| ShardStats::default()).collect(),
+            routes: Mutex::new(BTreeMap::new()),
+            reloads: Default::default(),
+        })
+    }
+
+    /// The counters of route `name`, created on first use (config compile time, not per request).
+    pub fn route(&self, name: &str) -> Arc<RouteStats> {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = routes.get(name) {
+            return r.clone();
+        }
+        let name: Arc<str> = name.into();
+        let stats = Arc::new(RouteStats {
+            name: name.clone(),
+            shards: (0..self.shards.len()).map(|_| RouteShardStats::default()).collect(),
+        });
+        routes.insert(name, stats.clone());
+        stats
+    }
+
+    /// Count a reload.
+    pub fn count_reload(&self, r: ReloadResult) {
+        self.reloads[r as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        let routes: Vec<Arc<RouteStats>> =
+            self.routes.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+
+        header(&mut out, REQUESTS_TOTAL, "counter", "Requests answered, by route and status code.");
+        for r in &routes {
+            for code in 100..600u16 {
+                let n: u64 = r.shards.iter().map(|s| s.status[usize::from(code - 100)].load(Relaxed)).sum();
+                if n > 0 {
+                    let _ = writeln!(out, "{REQUESTS_TOTAL}{{route=\"{}\",status=\"{code}\"}} {n}", esc(&r.name));
+                }
+            }
+        }
+        header(&mut out, REQUEST_DURATION, "histogram", "Request duration from head received to response end.");
+        for r in &routes {
+            histogram(&mut out, REQUEST_DURATION, &r.name, r.shards.iter().map(|s| &s.duration));
+        }
+        header(&mut out, UPSTREAM_DURATION, "histogram", "Upstream time to response head.");
+        for r in &routes {
+            histogram(&mut out, UPSTREAM_DURATION, &r.name, r.shards.iter().map(|s| &s.upstream));
+        }
+        header(&mut out, REQUEST_ERRORS_TOTAL, "counter", "Requests failed in the gateway, by reason.");
+        for (i, reason) in ERROR_REASONS.iter().enumerate() {
+            let n: u64 = self.shards.iter().map(|s| s.errors[i].load(Relaxed)).sum();
+            if n > 0 {
+                let _ = writeln!(out, "{REQUEST_ERRORS_TOTAL}{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        let retries: u64 = self.shards.iter().map(|s| s.retries.load(Relaxed)).sum();
+        header(&mut out, UPSTREAM_RETRIES_TOTAL, "counter", "Upstream attempts retried.");
+        let _ = writeln!(out, "{UPSTREAM_RETRIES_TOTAL} {retries}");
+        header(&mut out, ACTIVE_CONNECTIONS, "gauge", "Open client connections, by shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "{ACTIVE_CONNECTIONS}{{shard=\"{i}\"}} {}", s.active_connections.load(Relaxed));
+        }
+        header(&mut out, CONNECTIONS_TOTAL, "counter", "Client connections accepted, by shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "{CONNECTIONS_TOTAL}{{shard=\"{i}\"}} {}", s.connections_total.load(Relaxed));
+        }
+        header(&mut out, CONNECTIONS_REJECTED_TOTAL, "counter", "Connections refused over the per-shard limit.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let n = s.connections_rejected.load(Relaxed);
+            let _ = writeln!(out, "{CONNECTIONS_REJECTED_TOTAL}{{shard=\"{i}\"}} {n}");
+        }
+        header(&mut out, CONFIG_RELOADS_TOTAL, "counter", "Configuration reloads, by result.");
+        for (i, res) in ["success", "invalid", "aborted"].iter().enumerate() {
+            let _ = writeln!(out, "{CONFIG_RELOADS_TOTAL}{{result=\"{res}\"}} {}", self.reloads[i].load(Relaxed));
+        }
+        header(&mut out, RUNTIME_DRIVER_INFO, "gauge", "The I/O driver of each shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let d = *s.driver.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(out, "{RUNTIME_DRIVER_INFO}{{shard=\"{i}\",driver=\"{d}\"}} 1");
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram<'a>(out: &mut String, name: &str, route: &str, hs: impl Iterator<Item = &'a Histogram> + Clone) {
+    let count: u64 = hs.clone().map(|h| h.count.load(Relaxed)).sum();
+    if count == 0 {
+        return;
+    }
+    let route = esc(route);
+    let mut cumulative = 0;
+    for (i, b) in BUCKETS.iter().enumerate() {
+        cumulative += hs.clone().map(|h| h.buckets[i].load(Relaxed)).sum::<u64>();
+        let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"{b}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
+    let sum: u64 = hs.map(|h| h.sum_micros.load(Relaxed)).sum();
+    let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {}", sum as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {count}");
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_survive_route_lookup_and_render() {
+        let reg = Registry::new(2);
+        let r = reg.route("3000/l/r");
+        r.shard(0).count_status(200);
+        r.shard(1).count_status(200);
+        reg.route("3000/l/r").shard(1).count_status(404);
+        r.shard(0).duration.observe(std::time::Duration::from_millis(3));
+        reg.shards[1].count_error("no_route");
+        let text = reg.render();
+        assert!(text.contains("ringgate_requests_total{route=\"3000/l/r\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("status=\"404\"} 1"));
+        assert!(text.contains("ringgate_request_duration_seconds_bucket{route=\"3000/l/r\",le=\"0.005\"} 1"));
+        assert!(text.contains("ringgate_request_errors_total{reason=\"no_route\"} 1"));
+    }
+}

@@ -1,0 +1,378 @@
+//! One client connection: read heads under limits, route, apply policies, forward or answer, log, repeat while keep-alive.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::shard::{ShardCtx, ShardState};
+use super::upstream::{self, BodyOut, CopyError, Outgoing};
+use super::{policy, route};
+use crate::error::{write_error_response, ProxyError};
+use crate::http::codec::{self, Framing, RequestHead};
+use crate::http::io::Peer;
+use crate::observe::access_log::Entry;
+
+/// Decrements the shard's connection count however the task ends.
+struct ConnGuard(Rc<ShardCtx>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+enum ReadHead {
+    /// Clean end: EOF or idle timeout before a byte, or drain.
+    Quiet,
+    /// The client broke a rule; answer and close.
+    Fail(ProxyError),
+}
+
+/// Serve one accepted connection until it closes.
+pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: SocketAddr, bind: SocketAddr) {
+    let _guard = ConnGuard(ctx.clone());
+    let _ = stream.set_nodelay(true);
+    let mut client = Peer::new(stream, 8 * 1024);
+    loop {
+        let state = ctx.current();
+        let head = match read_head(&ctx, &state, &mut client).await {
+            Ok(h) => h,
+            Err(ReadHead::Quiet) => return,
+            Err(ReadHead::Fail(e)) => {
+                let started = Instant::now();
+                let mut out = client.take_out();
+                write_error_response(&e, true, &mut out);
+                let _ = client.send_out(out).await;
+                count_error(&ctx, &e);
+                ctx.log.write(
+                    ctx.index,
+                    &Entry {
+                        peer: Some(peer),
+                        status: e.status(),
+                        reason: Some(e.reason()),
+                        error: Some(e.to_string()),
+                        duration: started.elapsed(),
+                        ..Default::default()
+                    },
+                );
+                return;
+            }
+        };
+        ctx.in_flight.set(ctx.in_flight.get() + 1);
+        let keep = handle(&ctx, &state, &mut client, head, peer, bind).await;
+        ctx.in_flight.set(ctx.in_flight.get() - 1);
+        if !keep || ctx.draining.is_fired() {
+            return;
+        }
+    }
+}
+
+fn count_error(ctx: &ShardCtx, e: &ProxyError) {
+    ctx.registry.shards[ctx.index].count_error(e.reason());
+}
+
+/// Read one request head: idle timeout until the first byte, header timeout for the rest.
+async fn read_head(ctx: &ShardCtx, state: &ShardState, client: &mut Peer) -> Result<RequestHead, ReadHead> {
+    let l = &state.snap.limits;
+    let limits = codec::Limits { max_head_bytes: l.max_header_bytes, max_headers: l.max_headers };
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if !client.buf.is_empty() {
+            match codec::parse_request(&client.buf, &limits) {
+                Ok(Some(p)) => {
+                    let raw = client.buf.split_to(p.head_len).freeze();
+                    return Ok(p.into_head(raw));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ReadHead::Fail(ProxyError::BadHead(e))),
+            }
+        }
+        let read = if client.buf.is_empty() {
+            // waiting for a new request: idle limit, and give way to drain
+            if ctx.draining.is_fired() {
+                return Err(ReadHead::Quiet);
+            }
+            let idle = l.idle_timeout.get();
+            let r = monoio::select! {
+                r = monoio::time::timeout(idle, client.fill()) => r,
+                _ = ctx.draining.fired() => return Err(ReadHead::Quiet),
+            };
+            match r {
+                Ok(r) => r,
+                Err(_) => {
+                    ctx.registry.shards[ctx.index].count_error("idle_timeout");
+                    return Err(ReadHead::Quiet);
+                }
+            }
+        } else {
+            let until = *deadline.get_or_insert_with(|| Instant::now() + l.header_read_timeout.get());
+            let left = until.saturating_duration_since(Instant::now());
+            match monoio::time::timeout(left, client.fill()).await {
+                Ok(r) => r,
+                Err(_) => return Err(ReadHead::Fail(ProxyError::HeaderTimeout)),
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => return Err(ReadHead::Quiet),
+            Ok(_) => {
+                if deadline.is_none() {
+                    deadline = Some(Instant::now() + l.header_read_timeout.get());
+                }
+            }
+        }
+    }
+}
+
+/// What happened to a request, for the log and metrics.
+struct Done {
+    status: u16,
+    bytes: u64,
+    keep_alive: bool,
+    upstream: Option<SocketAddr>,
+    attempts: u8,
+    upstream_time: Option<Duration>,
+}
+
+/// A failure, and whether the response had already started (then we can only close).
+struct Failed {
+    error: ProxyError,
+    started: bool,
+    upstream: Option<SocketAddr>,
+    attempts: u8,
+}
+
+impl From<ProxyError> for Failed {
+    fn from(error: ProxyError) -> Self {
+        Failed { error, started: false, upstream: None, attempts: 0 }
+    }
+}
+
+async fn handle(
+    ctx: &ShardCtx,
+    state: &ShardState,
+    client: &mut Peer,
+    head: RequestHead,
+    peer: SocketAddr,
+    bind: SocketAddr,
+) -> bool {
+    let started = Instant::now();
+    let snap = &state.snap;
+    let selected = snap.binds.iter().position(|b| b.addr == bind).and_then(|i| route::select(snap, i, &head));
+    let route_name = selected.as_ref().map(|s| s.route.name.clone());
+    let result = match &selected {
+        None => Err(Failed::from(ProxyError::NoRoute)),
+        Some(sel) => serve_route(ctx, state, sel, client, &head, peer).await,
+    };
+    let (status, keep, entry_err, bytes, upstream, attempts) = match result {
+        Ok(d) => {
+            if let (Some(sel), Some(t)) = (&selected, d.upstream_time) {
+                sel.route.stats.shard(ctx.index).upstream.observe(t);
+            }
+            (d.status, d.keep_alive, None, d.bytes, d.upstream, d.attempts)
+        }
+        Err(f) => {
+            count_error(ctx, &f.error);
+            let mut keep = false;
+            if !f.started {
+                // an unread request body leaves the connection's framing unknown: close
+                let close = f.error.closes_connection() || head.framing != Framing::None || !head.keep_alive;
+                let mut out = client.take_out();
+                write_error_response(&f.error, close, &mut out);
+                keep = client.send_out(out).await.is_ok() && !close;
+            }
+            (f.error.status(), keep, Some(f.error), 0, f.upstream, f.attempts)
+        }
+    };
+    let elapsed = started.elapsed();
+    if let Some(sel) = &selected {
+        let s = sel.route.stats.shard(ctx.index);
+        s.count_status(status);
+        s.duration.observe(elapsed);
+    }
+    ctx.log.write(
+        ctx.index,
+        &Entry {
+            peer: Some(peer),
+            method: head.method(),
+            path: head.target(),
+            host: head.host().unwrap_or(""),
+            status,
+            route: route_name.as_deref().unwrap_or(""),
+            upstream,
+            reason: entry_err.as_ref().map(|e| e.reason()),
+            error: entry_err.as_ref().map(|e| e.to_string()),
+            bytes_sent: bytes,
+            duration: elapsed,
+            attempts,
+        },
+    );
+    keep
+}
+
+/// Answer a gateway-made response (redirect, direct, preflight); the body, if any, is unread so
+/// the connection closes when the request had one.
+async fn answer_local(client: &mut Peer, head: &RequestHead, status: u16, out: Vec<u8>) -> Result<Done, Failed> {
+    let keep = head.keep_alive && head.framing == Framing::None;
+    client.send_out(out).await.map_err(|_| Failed {
+        error: ProxyError::NoRoute,
+        started: true,
+        upstream: None,
+        attempts: 0,
+    })?;
+    Ok(Done { status, bytes: 0, keep_alive: keep, upstream: None, attempts: 0, upstream_time: None })
+}
+
+fn finish_local_head(out: &mut Vec<u8>, head: &RequestHead) {
+    if !(head.keep_alive && head.framing == Framing::None) {
+        codec::write_header(out, "connection", b"close");
+    }
+}
+
+async fn serve_route(
+    ctx: &ShardCtx,
+    state: &ShardState,
+    sel: &route::Selected<'_>,
+    client: &mut Peer,
+    head: &RequestHead,
+    peer: SocketAddr,
+) -> Result<Done, Failed> {
+    let pol = &sel.route.policies;
+    let limits = &state.snap.limits;
+
+    if let Some(cors) = &pol.cors {
+        if policy::is_preflight(head) {
+            let mut out = client.take_out();
+            policy::write_preflight(cors, head, &mut out);
+            return answer_local(client, head, 200, out).await;
+        }
+    }
+    let origin = head.header_str("origin");
+    let cors = pol.cors.as_ref().map(|c| (c, origin));
+    if let Some(r) = &pol.redirect {
+        let (status, location) = policy::redirect(r, head, sel.prefix);
+        let mut out = client.take_out();
+        codec::write_status_line(&mut out, status);
+        codec::write_header(&mut out, "location", location.as_bytes());
+        codec::write_header(&mut out, "content-length", b"0");
+        finish_local_head(&mut out, head);
+        out.extend_from_slice(b"\r\n");
+        return answer_local(client, head, status, out).await;
+    }
+    if let Some(d) = &pol.direct {
+        let mut out = client.take_out();
+        codec::write_status_line(&mut out, d.status);
+        codec::write_header(&mut out, "content-length", d.body.len().to_string().as_bytes());
+        if let Some(ops) = &pol.response_headers {
+            for (n, v) in ops.extra() {
+                codec::write_header(&mut out, n, v.as_bytes());
+            }
+        }
+        if let Some((c, o)) = cors {
+            policy::write_cors_headers(c, o, &mut out);
+        }
+        finish_local_head(&mut out, head);
+        out.extend_from_slice(b"\r\n");
+        if head.method() != "HEAD" {
+            out.extend_from_slice(d.body.as_bytes());
+        }
+        return answer_local(client, head, d.status, out).await;
+    }
+
+    // forward
+    let max_body = limits.max_body_bytes;
+    if let Framing::Length(n) = head.framing {
+        if n > max_body {
+            return Err(ProxyError::BodyTooLarge(max_body).into());
+        }
+    }
+    if head.expect_continue && head.framing != Framing::None {
+        client.send(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n")).await.map_err(|_| Failed {
+            error: ProxyError::BadBody("client went away"),
+            started: true,
+            upstream: None,
+            attempts: 0,
+        })?;
+    }
+    let idle = limits.idle_timeout.get();
+    let replay = match head.framing {
+        Framing::Length(n) if pol.retry.is_some() && n <= upstream::MAX_REPLAY_BYTES => {
+            Some(upstream::buffer_body(client, n, idle).await?)
+        }
+        Framing::None => Some(Bytes::new()),
+        _ => None,
+    };
+    let body_out = match head.framing {
+        Framing::None => BodyOut::None,
+        Framing::Length(n) => BodyOut::Length(n),
+        _ => BodyOut::Chunked,
+    };
+    let target = policy::rewritten_target(pol.rewrite.as_ref(), head, sel.prefix);
+    let host = policy::rewritten_host(pol.rewrite.as_ref(), head);
+    let mut up_head = Vec::with_capacity(head.raw.len() + 64);
+    upstream::write_request_head(
+        &mut up_head,
+        head,
+        &target,
+        host.as_deref(),
+        pol.request_headers.as_ref(),
+        body_out,
+        peer,
+    );
+    let req = Outgoing {
+        head: Bytes::from(up_head),
+        replay,
+        framing: head.framing,
+        max_body,
+        idle,
+        is_head: head.method() == "HEAD",
+        route: sel.route,
+    };
+    let exchanged = match pol.request_timeout {
+        Some(t) => match monoio::time::timeout(t, upstream::exchange(ctx, &req, client)).await {
+            Ok(r) => r,
+            Err(_) => return Err(ProxyError::RequestTimeout.into()),
+        },
+        None => upstream::exchange(ctx, &req, client).await,
+    };
+    let mut answer = match exchanged {
+        Ok(a) => a,
+        Err(e) => return Err(Failed { error: e.error, started: false, upstream: e.addr, attempts: e.attempts }),
+    };
+
+    // response
+    let resp = &answer.head;
+    let client_http10 = head.minor_version == 0;
+    let dechunk = client_http10 && resp.framing == Framing::Chunked;
+    let keep_alive =
+        head.keep_alive && !ctx.draining.is_fired() && !matches!(resp.framing, Framing::CloseDelimited) && !dechunk;
+    let chunked_out = resp.framing == Framing::Chunked && !dechunk;
+    let mut out = client.take_out();
+    upstream::write_response_head(&mut out, resp, pol.response_headers.as_ref(), cors, chunked_out, keep_alive);
+    let status = resp.status;
+    let framing = resp.framing;
+    let upstream_keep = resp.keep_alive;
+    let started_err = |error| Failed { error, started: true, upstream: Some(answer.addr), attempts: answer.attempts };
+    if client.send_out(out).await.is_err() {
+        return Err(started_err(ProxyError::BadBody("client went away")));
+    }
+    let copied = upstream::copy_body(&mut answer.up, client, framing, None, None, dechunk).await;
+    let bytes = match copied {
+        Ok(n) => n,
+        Err(CopyError::Sink(_)) => return Err(started_err(ProxyError::BadBody("client went away"))),
+        Err(CopyError::BadChunk(e)) => return Err(started_err(ProxyError::UpstreamProtocol(e.to_string()))),
+        Err(_) => return Err(started_err(ProxyError::UpstreamClosed)),
+    };
+    if upstream_keep && framing != Framing::CloseDelimited && answer.up.buf.is_empty() {
+        ctx.pool.put(answer.addr, answer.up.io);
+    }
+    Ok(Done {
+        status,
+        bytes,
+        keep_alive,
+        upstream: Some(answer.addr),
+        attempts: answer.attempts,
+        upstream_time: Some(answer.upstream_time),
+    })
+}

@@ -1,0 +1,7 @@
+//! The HTTP data plane on each shard: accept, route, apply policies, forward, answer.
+
+pub mod conn;
+pub mod policy;
+pub mod route;
+pub mod shard;
+pub mod upstream;

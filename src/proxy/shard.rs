@@ -1,0 +1,258 @@
+//! One shard's life: its state, its accept loops, its mailbox (precommit/commit/abort, drain), and the request counter drain waits on.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringgate_runtime::shard::ShardInfo;
+use ringgate_runtime::swap::Ack;
+use ringgate_runtime::Signal;
+
+use super::upstream::Pool;
+use crate::config::Snapshot;
+use crate::observe::access_log::AccessLog;
+use crate::observe::metrics::Registry;
+
+/// A message from the control thread to a shard.
+pub enum ShardMsg {
+    /// Build state for `snapshot`, start accepting on `listeners` (new binds), and answer `ack`.
+    Precommit {
+        /// The new configuration.
+        snapshot: Arc<Snapshot>,
+        /// This shard's sockets for binds that are new in this snapshot.
+        listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+        /// Where to answer.
+        ack: flume::Sender<Ack>,
+    },
+    /// Switch to the precommitted state.
+    Commit,
+    /// Drop the precommitted state.
+    Abort,
+    /// Stop accepting, finish in-flight requests within `deadline`, then exit; answer with the
+    /// number of connections that had to be cut.
+    Drain {
+        /// How long in-flight requests may take.
+        deadline: Duration,
+        /// Where to answer.
+        done: flume::Sender<usize>,
+    },
+}
+
+/// What a request is served with; swapped whole on commit. Requests keep the `Rc` they started with.
+pub struct ShardState {
+    /// The configuration.
+    pub snap: Arc<Snapshot>,
+}
+
+struct Pending {
+    state: Rc<ShardState>,
+    listeners: Vec<(SocketAddr, monoio::net::TcpListener)>,
+}
+
+/// Everything shard-local.
+pub struct ShardCtx {
+    /// Shard index.
+    pub index: usize,
+    /// Metrics (this shard writes only its own slots).
+    pub registry: Arc<Registry>,
+    state: RefCell<Rc<ShardState>>,
+    pending: RefCell<Option<Pending>>,
+    /// Idle upstream connections, kept across reloads.
+    pub pool: Pool,
+    /// Fired when the shard starts draining.
+    pub draining: Signal,
+    /// Open client connections.
+    pub connections: Cell<usize>,
+    /// Requests being served right now.
+    pub in_flight: Cell<usize>,
+    /// Fired whenever a connection closes while draining, so drain can re-check.
+    conn_closed: RefCell<Signal>,
+    accepting: RefCell<HashMap<SocketAddr, Signal>>,
+    rng: Cell<u64>,
+    /// Access log buffer.
+    pub log: AccessLog,
+}
+
+impl ShardCtx {
+    /// The state new requests use.
+    #[inline]
+    pub fn current(&self) -> Rc<ShardState> {
+        self.state.borrow().clone()
+    }
+
+    /// A fast non-cryptographic random number (xorshift64*), for weighted backend choice.
+    #[inline]
+    pub fn random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Called by a connection when it ends.
+    pub fn connection_closed(&self) {
+        self.connections.set(self.connections.get().saturating_sub(1));
+        self.registry.shards[self.index].active_connections.fetch_sub(1, Relaxed);
+        if self.draining.is_fired() {
+            let s = std::mem::take(&mut *self.conn_closed.borrow_mut());
+            s.fire();
+        }
+    }
+}
+
+/// The shard's main future: serve `initial` until told to drain.
+pub async fn run(
+    info: ShardInfo,
+    initial: Arc<Snapshot>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    mailbox: flume::Receiver<ShardMsg>,
+    registry: Arc<Registry>,
+) {
+    let log = AccessLog::new(initial.log_format, initial.access_log);
+    let ctx = Rc::new(ShardCtx {
+        index: info.index,
+        registry,
+        state: RefCell::new(Rc::new(ShardState { snap: initial })),
+        pending: RefCell::new(None),
+        pool: Pool::new(),
+        draining: Signal::new(),
+        connections: Cell::new(0),
+        in_flight: Cell::new(0),
+        conn_closed: RefCell::new(Signal::new()),
+        accepting: RefCell::new(HashMap::new()),
+        rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ ((info.index as u64 + 1) << 32) ^ seed()),
+        log,
+    });
+    for (key, l) in listeners {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(l) => start_accepting(&ctx, key, l),
+            Err(e) => eprintln!("shard {}: cannot use listener {key}: {e}", info.index),
+        }
+    }
+    let flusher = ctx.clone();
+    monoio::spawn(async move {
+        let mut tick = monoio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            flusher.log.flush();
+        }
+    });
+
+    while let Ok(msg) = mailbox.recv_async().await {
+        match msg {
+            ShardMsg::Precommit { snapshot, listeners, ack } => {
+                let mut ls = Vec::with_capacity(listeners.len());
+                let mut err = None;
+                for (key, l) in listeners {
+                    match monoio::net::TcpListener::from_std(l) {
+                        Ok(l) => ls.push((key, l)),
+                        Err(e) => err = Some(format!("shard {}: listener {key}: {e}", ctx.index)),
+                    }
+                }
+                let reply = match err {
+                    Some(e) => Err(e),
+                    None => {
+                        *ctx.pending.borrow_mut() =
+                            Some(Pending { state: Rc::new(ShardState { snap: snapshot }), listeners: ls });
+                        Ok(())
+                    }
+                };
+                let _ = ack.send(reply);
+            }
+            ShardMsg::Commit => {
+                if let Some(p) = ctx.pending.borrow_mut().take() {
+                    let keep: Vec<SocketAddr> = p.state.snap.binds.iter().map(|b| b.addr).collect();
+                    ctx.log.format.set(p.state.snap.log_format);
+                    ctx.log.enabled.set(p.state.snap.access_log);
+                    *ctx.state.borrow_mut() = p.state;
+                    // stop accept loops of removed binds; their open connections finish normally
+                    ctx.accepting.borrow_mut().retain(|k, stop| {
+                        let kept = keep.contains(k);
+                        if !kept {
+                            stop.fire();
+                        }
+                        kept
+                    });
+                    for (key, l) in p.listeners {
+                        start_accepting(&ctx, key, l);
+                    }
+                }
+            }
+            ShardMsg::Abort => {
+                ctx.pending.borrow_mut().take();
+            }
+            ShardMsg::Drain { deadline, done } => {
+                let cut = drain(&ctx, deadline).await;
+                ctx.log.flush();
+                let _ = done.send(cut);
+                return;
+            }
+        }
+    }
+}
+
+fn seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+}
+
+fn start_accepting(ctx: &Rc<ShardCtx>, key: SocketAddr, listener: monoio::net::TcpListener) {
+    let stop = Signal::new();
+    if let Some(old) = ctx.accepting.borrow_mut().insert(key, stop.clone()) {
+        old.fire();
+    }
+    monoio::spawn(accept_loop(ctx.clone(), key, listener, stop));
+}
+
+async fn accept_loop(ctx: Rc<ShardCtx>, key: SocketAddr, listener: monoio::net::TcpListener, stop: Signal) {
+    let stats = &ctx.registry.shards[ctx.index];
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = stop.fired() => break,
+            _ = ctx.draining.fired() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let max = ctx.current().snap.limits.max_connections_per_shard;
+                if ctx.connections.get() >= max {
+                    stats.connections_rejected.fetch_add(1, Relaxed);
+                    drop(stream);
+                    continue;
+                }
+                ctx.connections.set(ctx.connections.get() + 1);
+                stats.active_connections.fetch_add(1, Relaxed);
+                stats.connections_total.fetch_add(1, Relaxed);
+                monoio::spawn(super::conn::serve(ctx.clone(), stream, peer, key));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning
+                eprintln!("shard {}: accept on {key} failed: {e}", ctx.index);
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Stop accepting; wait until no connection is open or the deadline passes. Idle keep-alive
+/// connections close themselves when `draining` fires; busy ones after their current response.
+async fn drain(ctx: &Rc<ShardCtx>, deadline: Duration) -> usize {
+    ctx.draining.fire();
+    let until = monoio::time::Instant::now() + deadline;
+    while ctx.connections.get() > 0 {
+        let closed = ctx.conn_closed.borrow().clone();
+        let timed_out = monoio::select! {
+            _ = closed.fired() => false,
+            _ = monoio::time::sleep_until(until) => true,
+        };
+        if timed_out {
+            break;
+        }
+    }
+    ctx.connections.get()
+}

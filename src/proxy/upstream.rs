@@ -1,0 +1,507 @@
+//! Talking to upstreams: the per-shard connection pool, request/response head rewriting, body copying, retries.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use monoio::net::TcpStream;
+
+use crate::config::compile::{CorsPlan, HeaderOps, RoutePlan};
+use crate::error::ProxyError;
+use crate::http::codec::{self, ChunkedDecoder, Framing, RequestHead, ResponseHead};
+use crate::http::io::{is_idle_and_open, Peer};
+
+const MAX_IDLE_PER_HOST: usize = 256;
+const POOL_IDLE_TTL: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Request bodies up to this size are buffered when a retry policy may need to replay them.
+pub const MAX_REPLAY_BYTES: u64 = 64 * 1024;
+
+/// Idle keep-alive connections per upstream address; shard-local, so no lock.
+#[derive(Default)]
+pub struct Pool {
+    idle: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A live idle connection to `addr`, if one is pooled.
+    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        while let Some((s, since)) = list.pop() {
+            if since.elapsed() < POOL_IDLE_TTL && is_idle_and_open(&s) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Return a connection whose last exchange completed cleanly.
+    pub fn put(&self, addr: SocketAddr, s: TcpStream) {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push((s, Instant::now()));
+        }
+    }
+}
+
+/// Open a new upstream connection.
+pub async fn connect(addr: SocketAddr) -> Result<TcpStream, ProxyError> {
+    match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) => Err(ProxyError::UpstreamConnect(format!("{addr}: {e}"))),
+        Err(_) => Err(ProxyError::UpstreamConnect(format!("{addr}: connect timed out"))),
+    }
+}
+
+/// Names listed in a `Connection` header (other than `close`/`keep-alive`) are hop-by-hop too.
+fn connection_named(value: Option<&[u8]>) -> Vec<String> {
+    value
+        .map(|v| {
+            codec::connection_tokens(v)
+                .filter_map(|t| std::str::from_utf8(t).ok())
+                .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+                .map(|t| t.to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How the request is framed towards the upstream.
+#[derive(Clone, Copy)]
+pub enum BodyOut {
+    /// No body.
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// Chunked, passed through.
+    Chunked,
+}
+
+/// Write the upstream request head.
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    target: &str,
+    host: Option<&str>,
+    ops: Option<&HeaderOps>,
+    body: BodyOut,
+    peer: SocketAddr,
+) {
+    out.extend_from_slice(head.method().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let named = connection_named(head.header("connection"));
+    let mut xff: Option<&[u8]> = None;
+    let mut wrote_host = false;
+    for (name, value) in head.headers() {
+        if codec::is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("expect")
+            || named.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || ops.is_some_and(|o| o.drops(name))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            xff = Some(value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                continue;
+            }
+            wrote_host = true;
+        }
+        codec::write_header(out, name, value);
+    }
+    match host {
+        Some(h) => codec::write_header(out, "host", h.as_bytes()),
+        None if !wrote_host => codec::write_header(out, "host", head.host().unwrap_or("").as_bytes()),
+        None => {}
+    }
+    let ip = peer.ip().to_string();
+    match xff {
+        Some(prev) => {
+            let mut v = prev.to_vec();
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ip.as_bytes());
+            codec::write_header(out, "x-forwarded-for", &v);
+        }
+        None => codec::write_header(out, "x-forwarded-for", ip.as_bytes()),
+    }
+    match body {
+        BodyOut::None if matches!(head.method(), "POST" | "PUT" | "PATCH") => {
+            codec::write_header(out, "content-length", b"0")
+        }
+        BodyOut::None => {}
+        BodyOut::Length(n) => codec::write_header(out, "content-length", n.to_string().as_bytes()),
+        BodyOut::Chunked => codec::write_header(out, "transfer-encoding", b"chunked"),
+    }
+    if let Some(o) = ops {
+        for (n, v) in o.extra() {
+            codec::write_header(out, n, v.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Write the response head sent to the client.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    ops: Option<&HeaderOps>,
+    cors: Option<(&CorsPlan, Option<&str>)>,
+    chunked_out: bool,
+    keep_alive: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(resp.status.to_string().as_bytes());
+    out.push(b' ');
+    let reason = resp.reason();
+    out.extend_from_slice(if reason.is_empty() { codec::reason_phrase(resp.status) } else { reason }.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let named = connection_named(resp.header("connection"));
+    for (name, value) in resp.headers() {
+        if codec::is_hop_by_hop(name)
+            || named.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || ops.is_some_and(|o| o.drops(name))
+            || (resp.framing != Framing::None
+                && !matches!(resp.framing, Framing::Length(_))
+                && name.eq_ignore_ascii_case("content-length"))
+        {
+            continue;
+        }
+        codec::write_header(out, name, value);
+    }
+    if chunked_out {
+        codec::write_header(out, "transfer-encoding", b"chunked");
+    }
+    if !keep_alive {
+        codec::write_header(out, "connection", b"close");
+    }
+    if let Some(o) = ops {
+        for (n, v) in o.extra() {
+            codec::write_header(out, n, v.as_bytes());
+        }
+    }
+    if let Some((c, origin)) = cors {
+        crate::proxy::policy::write_cors_headers(c, origin, out);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Why copying a body stopped early.
+#[derive(Debug)]
+pub enum CopyError {
+    /// The source ended or failed before the body was complete.
+    Source(io::Error),
+    /// Writing to the destination failed.
+    Sink(io::Error),
+    /// Invalid chunk framing from the source.
+    BadChunk(codec::ChunkError),
+    /// More payload than allowed.
+    TooLarge,
+    /// The source was idle too long.
+    Timeout,
+}
+
+async fn fill(src: &mut Peer, idle: Option<Duration>) -> Result<(), CopyError> {
+    let r = match idle {
+        Some(d) => monoio::time::timeout(d, src.fill()).await.map_err(|_| CopyError::Timeout)?,
+        None => src.fill().await,
+    };
+    match r {
+        Ok(0) => Err(CopyError::Source(io::ErrorKind::UnexpectedEof.into())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(CopyError::Source(e)),
+    }
+}
+
+/// Copy one body framed as `framing` from `src` (starting with bytes already buffered) to `dst`,
+/// forwarding each read as it arrives (so SSE events are never held back). Chunked bodies pass
+/// through with their framing unless `dechunk` (for HTTP/1.0 clients). Returns payload bytes.
+pub async fn copy_body(
+    src: &mut Peer,
+    dst: &mut Peer,
+    framing: Framing,
+    max: Option<u64>,
+    idle: Option<Duration>,
+    dechunk: bool,
+) -> Result<u64, CopyError> {
+    let mut total = 0u64;
+    match framing {
+        Framing::None => {}
+        Framing::Length(n) => {
+            if max.is_some_and(|m| n > m) {
+                return Err(CopyError::TooLarge);
+            }
+            let mut left = n;
+            while left > 0 {
+                if src.buf.is_empty() {
+                    fill(src, idle).await?;
+                }
+                let take = (src.buf.len() as u64).min(left) as usize;
+                let piece = src.buf.split_to(take).freeze();
+                dst.send(piece).await.map_err(CopyError::Sink)?;
+                left -= take as u64;
+                total += take as u64;
+            }
+        }
+        Framing::Chunked => {
+            let mut dec = ChunkedDecoder::new();
+            loop {
+                let mut pos = 0;
+                let mut done = false;
+                let mut pieces: Vec<(usize, usize)> = Vec::new();
+                loop {
+                    match dec.decode(&src.buf[pos..]).map_err(CopyError::BadChunk)? {
+                        codec::Chunk::Data { start, len, consumed } => {
+                            total += len as u64;
+                            if dechunk {
+                                pieces.push((pos + start, len));
+                            }
+                            pos += consumed;
+                        }
+                        codec::Chunk::NeedMore { consumed } => {
+                            pos += consumed;
+                            break;
+                        }
+                        codec::Chunk::Done { consumed } => {
+                            pos += consumed;
+                            done = true;
+                            break;
+                        }
+                    }
+                }
+                if max.is_some_and(|m| total > m) {
+                    return Err(CopyError::TooLarge);
+                }
+                if pos > 0 {
+                    let frame = src.buf.split_to(pos).freeze();
+                    if dechunk {
+                        let base = 0;
+                        for (s, l) in pieces {
+                            dst.send(frame.slice(s - base..s - base + l)).await.map_err(CopyError::Sink)?;
+                        }
+                    } else {
+                        dst.send(frame).await.map_err(CopyError::Sink)?;
+                    }
+                }
+                if done {
+                    break;
+                }
+                fill(src, idle).await?;
+            }
+        }
+        Framing::CloseDelimited => loop {
+            if !src.buf.is_empty() {
+                let piece = src.buf.split().freeze();
+                total += piece.len() as u64;
+                dst.send(piece).await.map_err(CopyError::Sink)?;
+            }
+            match src.fill().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(CopyError::Source(e)),
+            }
+        },
+    }
+    Ok(total)
+}
+
+/// Read a response head from the upstream, skipping interim 1xx responses.
+pub async fn read_response_head(up: &mut Peer, request_was_head: bool) -> Result<ResponseHead, ProxyError> {
+    let limits = codec::Limits { max_head_bytes: 64 * 1024, max_headers: 200 };
+    loop {
+        match codec::parse_response(&up.buf, &limits, request_was_head) {
+            Ok(Some(p)) => {
+                let raw = up.buf.split_to(p.head_len).freeze();
+                let head = p.into_head(raw);
+                if (100..200).contains(&head.status) && head.status != 101 {
+                    continue;
+                }
+                return Ok(head);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ProxyError::UpstreamProtocol(e.to_string())),
+        }
+        match up.fill().await {
+            Ok(0) => return Err(ProxyError::UpstreamClosed),
+            Ok(_) => {}
+            Err(_) => return Err(ProxyError::UpstreamClosed),
+        }
+    }
+}
+
+/// An open upstream exchange after its response head arrived.
+pub struct Answer {
+    /// The upstream connection.
+    pub up: Peer,
+    /// Its address (for pooling and logs).
+    pub addr: SocketAddr,
+    /// The response head.
+    pub head: ResponseHead,
+    /// Attempts made.
+    pub attempts: u8,
+    /// Time to response head of the last attempt.
+    pub upstream_time: Duration,
+}
+
+/// Failure of [`exchange`], with whether the client's body was (partly) consumed.
+pub struct ExchangeError {
+    /// What failed.
+    pub error: ProxyError,
+    /// Attempts made.
+    pub attempts: u8,
+    /// Last upstream tried.
+    pub addr: Option<SocketAddr>,
+}
+
+/// The request as it will be sent upstream.
+pub struct Outgoing<'a> {
+    /// The head written upstream (built once, reused across attempts).
+    pub head: Bytes,
+    /// A buffered body for replay, or None when the body streams from the client.
+    pub replay: Option<Bytes>,
+    /// Framing of the client's body when streaming.
+    pub framing: Framing,
+    /// Body limit.
+    pub max_body: u64,
+    /// Client idle limit while reading the body.
+    pub idle: Duration,
+    /// Whether this is a HEAD request.
+    pub is_head: bool,
+    /// Route (backends, retry, timeouts).
+    pub route: &'a RoutePlan,
+}
+
+/// Send the request (with retries as the route allows) and wait for a response head.
+pub async fn exchange(
+    ctx: &crate::proxy::shard::ShardCtx,
+    req: &Outgoing<'_>,
+    client: &mut Peer,
+) -> Result<Answer, ExchangeError> {
+    let route = req.route;
+    let retry = route.policies.retry.as_ref();
+    let replayable = req.replay.is_some() || matches!(req.framing, Framing::None);
+    let max_attempts = if replayable { retry.map_or(1, |r| r.attempts) } else { 1 };
+    let mut backoff = retry.map(|r| r.backoff).unwrap_or_default();
+    let mut attempts = 0u8;
+    loop {
+        attempts += 1;
+        let fail = |error, addr| ExchangeError { error, attempts, addr };
+        let Some(bi) = crate::proxy::route::pick_backend(route, ctx.random()) else {
+            return Err(fail(ProxyError::NoBackend, None));
+        };
+        let backend = &route.backends[bi];
+        let addr = backend.addrs[(ctx.random() as usize) % backend.addrs.len().max(1)];
+        let result = attempt(ctx, req, client, addr, replayable).await;
+        let retry_status = match &result {
+            Ok(a) => retry.is_some_and(|r| r.codes.contains(&a.head.status)),
+            Err(e) => e.retryable(),
+        };
+        if retry_status && attempts < max_attempts {
+            ctx.registry.shards[ctx.index].retries.fetch_add(1, Relaxed);
+            if !backoff.is_zero() {
+                monoio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+            }
+            continue;
+        }
+        return match result {
+            Ok(mut a) => {
+                a.attempts = attempts;
+                Ok(a)
+            }
+            Err(error) => Err(fail(error, Some(addr))),
+        };
+    }
+}
+
+/// One attempt on `addr`. A pooled connection that turns out dead before any response byte is
+/// replaced by a fresh one once, when the request can be replayed.
+async fn attempt(
+    ctx: &crate::proxy::shard::ShardCtx,
+    req: &Outgoing<'_>,
+    client: &mut Peer,
+    addr: SocketAddr,
+    replayable: bool,
+) -> Result<Answer, ProxyError> {
+    let mut pooled = ctx.pool.take(addr);
+    loop {
+        let reused = pooled.is_some();
+        let stream = match pooled.take() {
+            Some(s) => s,
+            None => connect(addr).await?,
+        };
+        let mut up = Peer::new(stream, 16 * 1024);
+        let started = Instant::now();
+        let sent = send_request(req, client, &mut up).await;
+        let head = match sent {
+            Ok(()) => {
+                let t = req.route.policies.backend_timeout;
+                match t {
+                    Some(t) => match monoio::time::timeout(t, read_response_head(&mut up, req.is_head)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(ProxyError::UpstreamTimeout),
+                    },
+                    None => read_response_head(&mut up, req.is_head).await,
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match head {
+            Ok(head) => return Ok(Answer { up, addr, head, attempts: 1, upstream_time: started.elapsed() }),
+            Err(ProxyError::UpstreamClosed) if reused && replayable => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn send_request(req: &Outgoing<'_>, client: &mut Peer, up: &mut Peer) -> Result<(), ProxyError> {
+    let write_err = |_| ProxyError::UpstreamClosed;
+    up.send(req.head.clone()).await.map_err(write_err)?;
+    if let Some(body) = &req.replay {
+        if !body.is_empty() {
+            up.send(body.clone()).await.map_err(write_err)?;
+        }
+        return Ok(());
+    }
+    match copy_body(client, up, req.framing, Some(req.max_body), Some(req.idle), false).await {
+        Ok(_) => Ok(()),
+        Err(CopyError::TooLarge) => Err(ProxyError::BodyTooLarge(req.max_body)),
+        Err(CopyError::BadChunk(_)) => Err(ProxyError::BadBody("invalid chunked encoding")),
+        Err(CopyError::Source(_)) | Err(CopyError::Timeout) => {
+            Err(ProxyError::BadBody("client closed or stalled before the body was complete"))
+        }
+        Err(CopyError::Sink(_)) => Err(ProxyError::UpstreamClosed),
+    }
+}
+
+/// Read a whole client body of known length (for replay).
+pub async fn buffer_body(client: &mut Peer, n: u64, idle: Duration) -> Result<Bytes, ProxyError> {
+    let n = n as usize;
+    while client.buf.len() < n {
+        match monoio::time::timeout(idle, client.fill()).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(ProxyError::BadBody("client closed before the body was complete")),
+            Ok(Ok(_)) => {}
+            Err(_) => return Err(ProxyError::BadBody("client stalled before the body was complete")),
+        }
+    }
+    Ok(client.buf.split_to(n).freeze())
+}
