@@ -160,7 +160,15 @@ impl Control {
         let snap = match load(&self.opts)
             .and_then(|(c, source)| compile(c, &source, &self.registry).map_err(|e| e.to_string()))
         {
-            Ok(s) => Arc::new(s),
+            Ok(mut s) => {
+                // a bind naming the port we already serve (e.g. the one `port: 0` got) is the same bind
+                for b in &mut s.binds {
+                    if let Some((key, _)) = self.bound.iter().find(|(_, actual)| **actual == b.addr) {
+                        b.addr = *key;
+                    }
+                }
+                Arc::new(s)
+            }
             Err(e) => {
                 self.registry.count_reload(ReloadResult::Invalid);
                 log(&format!("reload rejected trigger={why} error={e:?}; the previous configuration keeps serving"));

@@ -334,7 +334,7 @@ fn check_host(cx: &Ctx, path: &str, h: &str) -> Result<HostPattern, ConfigError>
     Ok(HostPattern::parse(h))
 }
 
-/// Sort matches by Gateway API precedence: exact path, then longer prefix, then regex; then method,
+/// Sort matches by precedence: exact path, then regex, then longer prefix; then method,
 /// header and query counts; config order breaks ties.
 fn precedence(routes: &[RoutePlan]) -> Vec<(usize, Option<usize>)> {
     /// (path kind, path length, has method, header count, query count): higher is more specific.
@@ -346,9 +346,9 @@ fn precedence(routes: &[RoutePlan]) -> Vec<(usize, Option<usize>)> {
         }
         for (mi, m) in r.matches.iter().enumerate() {
             let (kind, len) = match &m.path {
-                Some(PathPlan::Exact(p)) => (3, p.len()),
+                Some(PathPlan::Exact(p)) => (4, p.len()),
+                Some(PathPlan::Regex(r)) => (3, r.as_str().len()),
                 Some(PathPlan::Prefix(p)) => (2, p.len()),
-                Some(PathPlan::Regex(r)) => (1, r.as_str().len()),
                 None => (2, 1),
             };
             v.push(((ri, Some(mi)), (kind, len, m.method.is_some() as u8, m.headers.len(), m.query.len())));

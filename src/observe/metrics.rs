@@ -37,7 +37,7 @@ pub const ERROR_REASONS: [&str; 24] = [
     "malformed",
     "bare_lf",
     "obs_fold",
-    "content_length_with_transfer_encoding",
+    "cl_with_te",
     "invalid_content_length",
     "duplicate_content_length",
     "unsupported_transfer_encoding",

@@ -1,0 +1,12 @@
+# Multi-stage build: compile with the Rust toolchain, ship a small Debian runtime image.
+# io_uring note: Docker's default seccomp profile blocks io_uring; ringgate falls back to epoll
+# (see README "Containers and io_uring") or run with a profile that allows io_uring_* syscalls.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin ringgate
+
+FROM debian:bookworm-slim
+COPY --from=build /src/target/release/ringgate /usr/local/bin/ringgate
+EXPOSE 3000 15000
+ENTRYPOINT ["/usr/local/bin/ringgate"]

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Every test of ringgate: format, lints, unit tests, and the integration suite through the real
+# binary on both I/O drivers (io_uring, then forced epoll).
+set -euo pipefail
+cd "$(dirname "$0")"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
+RINGGATE_TEST_DRIVER=legacy cargo test --test proxy --test lifecycle

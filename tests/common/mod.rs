@@ -1,0 +1,359 @@
+//! Test harness: runs the real `ringgate` binary on port-0 configs, small std upstreams, and a raw HTTP/1.1 client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running gateway process.
+pub struct Gateway {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub admin: SocketAddr,
+    /// configured bind port → bound address, in config order
+    pub binds: Vec<SocketAddr>,
+    pub lines: Arc<Mutex<Vec<String>>>,
+    line_rx: mpsc::Receiver<String>,
+}
+
+fn tempdir() -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "ringgate-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Extra CLI args from the environment: the suite runs once per driver.
+fn driver_args() -> Vec<String> {
+    match std::env::var("RINGGATE_TEST_DRIVER") {
+        Ok(d) if !d.is_empty() => vec!["--driver".into(), d],
+        _ => vec![],
+    }
+}
+
+impl Gateway {
+    /// Start with `yaml` (which should use port 0 binds and `adminAddr: 127.0.0.1:0`).
+    pub fn start(yaml: &str) -> Gateway {
+        Self::start_args(yaml, &[])
+    }
+
+    pub fn start_args(yaml: &str, args: &[&str]) -> Gateway {
+        let dir = tempdir();
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+            .arg("-c")
+            .arg(&config)
+            .args(driver_args())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringgate");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, line_rx) = mpsc::channel();
+        for r in [Box::new(stdout) as Box<dyn Read + Send>, Box::new(stderr)] {
+            let lines = lines.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for l in BufReader::new(r).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(l.clone());
+                    let _ = tx.send(l);
+                }
+            });
+        }
+        let mut g = Gateway { child, dir, config, admin: "0.0.0.0:0".parse().unwrap(), binds: vec![], lines, line_rx };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = g
+                .line_rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("gateway did not start: {:?}", g.lines.lock().unwrap()));
+            if let Some(a) = l.split("listening bind=").nth(1) {
+                let addr = a.split("address=").nth(1).unwrap().trim().parse().unwrap();
+                g.binds.push(addr);
+            }
+            if let Some(a) = l.split("admin listening address=").nth(1) {
+                g.admin = a.trim().parse().unwrap();
+                break;
+            }
+        }
+        g
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.binds[0]
+    }
+
+    /// Wait until a stdout/stderr line contains `needle`.
+    pub fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.line_rx.recv_timeout(left.min(Duration::from_millis(200))).is_err() && left.is_zero() {
+                panic!("no line containing {needle:?}: {:?}", self.lines.lock().unwrap());
+            }
+        }
+    }
+
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn metrics(&self) -> String {
+        get(self.admin, "/metrics").body_str()
+    }
+
+    /// Metrics are counted after the response is written: poll until `needle` shows up.
+    pub fn wait_metric(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = self.metrics();
+            if m.contains(needle) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "metric {needle:?} never appeared: {m}");
+            std::thread::yield_now();
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Replace the config file (the gateway polls it).
+    pub fn rewrite_config(&self, yaml: &str) {
+        let tmp = self.dir.join("next.yaml");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Read one response from `r`. `head_request` for HEAD.
+pub fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut headers = vec![];
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (n, v) = h.split_once(':').unwrap();
+        headers.push((n.trim().to_string(), v.trim().to_string()));
+    }
+    let resp = Response { status, headers, body: vec![] };
+    let mut body = vec![];
+    if let Some(cl) = resp.header("content-length") {
+        body.resize(cl.parse().unwrap(), 0);
+        r.read_exact(&mut body)?;
+    } else if resp.header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let mut sz = String::new();
+            r.read_line(&mut sz)?;
+            let n = usize::from_str_radix(sz.trim().split(';').next().unwrap(), 16).unwrap();
+            if n == 0 {
+                let mut end = String::new();
+                r.read_line(&mut end)?;
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if !(status == 204 || status == 304 || (100..200).contains(&status)) {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(Response { body, ..resp })
+}
+
+/// A keep-alive client connection.
+pub struct Client {
+    pub r: BufReader<TcpStream>,
+    pub w: TcpStream,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { r: BufReader::new(s.try_clone().unwrap()), w: s }
+    }
+    pub fn send(&mut self, raw: &[u8]) -> std::io::Result<Response> {
+        self.w.write_all(raw)?;
+        read_response(&mut self.r)
+    }
+    pub fn get(&mut self, path: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes()).unwrap()
+    }
+    /// True when the server closed the connection (EOF).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    Client::connect(addr).get(path)
+}
+
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Response {
+    Client::connect(addr).send(bytes).unwrap()
+}
+
+/// A std upstream. Echo: answers `{name} {METHOD} {target}` plus request headers and body.
+/// Special paths: `/status/N` answers N; `/slow/MS` sleeps first; `/sse` streams two events,
+/// the second only after `release` is signalled; `/flaky` answers 503 on odd calls.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub release: mpsc::Sender<()>,
+    pub hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub fn upstream(name: &'static str) -> Upstream {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (release, rx) = mpsc::channel::<()>();
+    let rx = Arc::new(Mutex::new(rx));
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h2 = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let rx = rx.clone();
+            let hits = h2.clone();
+            std::thread::spawn(move || serve_upstream(name, s, rx, hits));
+        }
+    });
+    Upstream { addr, release, hits }
+}
+
+fn serve_upstream(
+    name: &str,
+    s: TcpStream,
+    rx: Arc<Mutex<mpsc::Receiver<()>>>,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        let mut headers = String::new();
+        let mut cl = 0usize;
+        let mut chunked = false;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+            let lower = h.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                cl = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
+            headers.push_str(&lower);
+        }
+        let mut body = vec![0; cl];
+        r.read_exact(&mut body).unwrap();
+        if chunked {
+            loop {
+                let mut sz = String::new();
+                r.read_line(&mut sz).unwrap();
+                let n = usize::from_str_radix(sz.trim().split(';').next().unwrap(), 16).unwrap();
+                let mut c = vec![0; n + 2];
+                r.read_exact(&mut c).unwrap();
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&c[..n]);
+            }
+        }
+        let n = hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if target == "/sse" {
+            let _ = w
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
+            let ev = b"data: first\n\n";
+            let _ = w.write_all(format!("{:x}\r\n", ev.len()).as_bytes());
+            let _ = w.write_all(ev);
+            let _ = w.write_all(b"\r\n");
+            let _ = w.flush();
+            let _ = rx.lock().unwrap().recv_timeout(Duration::from_secs(10));
+            let ev = b"data: second\n\n";
+            let _ = w.write_all(format!("{:x}\r\n{}\r\n0\r\n\r\n", ev.len(), String::from_utf8_lossy(ev)).as_bytes());
+            continue;
+        }
+        let mut status = 200;
+        if let Some(code) = target.strip_prefix("/status/") {
+            status = code.parse().unwrap_or(200);
+        }
+        if let Some(ms) = target.strip_prefix("/slow/") {
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(100)));
+        }
+        if target == "/flaky" && n.is_multiple_of(2) {
+            status = 503;
+        }
+        let mut out = format!("{name} {method} {target}\n{headers}\n").into_bytes();
+        out.extend_from_slice(&body);
+        let resp = format!(
+            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nx-upstream: {name}\r\nconnection: keep-alive, x-hop\r\nx-hop: secret\r\nkeep-alive: timeout=5\r\n\r\n",
+            out.len()
+        );
+        if w.write_all(resp.as_bytes()).is_err() || w.write_all(&out).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Integration tests of the process lifecycle: hot reload (file and SIGHUP), invalid reloads, drain on SIGTERM, port ownership, drivers.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::*;
+
+fn config(upstream: std::net::SocketAddr, path: &str, port: u16) -> String {
+    format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\n  drainTimeout: 5s\nbinds:\n- port: {port}\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: {path}}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n"
+    )
+}
+
+#[test]
+fn reload_changes_routes_under_load_without_failures() {
+    let (a, b) = (upstream("a"), upstream("b"));
+    let gw = Gateway::start(&config(a.addr, "/", 0));
+    let port = gw.addr().port();
+    let addr = gw.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                while !stop.load(Ordering::Relaxed) {
+                    match c.send(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n") {
+                        Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => {
+                            c = Client::connect(addr);
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    // keep the port (the bind is unchanged) but send everything to b
+    gw.rewrite_config(&config(b.addr, "/", port));
+    gw.wait_line("reload applied trigger=file change");
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/x").header("x-upstream"), Some("b"));
+    // an invalid file is rejected and b keeps serving
+    gw.rewrite_config("binds:\n- port: 0\n  listenrs: []\n");
+    gw.wait_line("reload rejected");
+    assert!(gw.lines.lock().unwrap().iter().any(|l| l.contains("listenrs")), "error must name the field");
+    assert_eq!(c.get("/x").header("x-upstream"), Some("b"));
+    gw.wait_metric("ringgate_config_reloads_total{result=\"invalid\"} 1");
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    assert!(ok.load(Ordering::Relaxed) > 50);
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during reload");
+}
+
+#[test]
+fn sighup_reloads_and_new_binds_start_listening() {
+    let a = upstream("a");
+    let gw = Gateway::start(&config(a.addr, "/", 0));
+    let port = gw.addr().port();
+    let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let second_port = second.local_addr().unwrap().port();
+    drop(second);
+    let yaml = format!(
+        "{}- port: {second_port}\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - policies: {{directResponse: {{body: second}}}}\n",
+        config(a.addr, "/", port)
+    );
+    // write without the watcher noticing a change in size/mtime first is not guaranteed; SIGHUP is explicit
+    std::fs::write(&gw.config, yaml).unwrap();
+    gw.signal(libc::SIGHUP);
+    gw.wait_line("reload applied");
+    let r = get(format!("127.0.0.1:{second_port}").parse().unwrap(), "/");
+    assert_eq!(r.body_str(), "second");
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests() {
+    let a = upstream("a");
+    let mut gw = Gateway::start(&config(a.addr, "/", 0));
+    let addr = gw.addr();
+    let inflight: Vec<_> = (0..4).map(|_| std::thread::spawn(move || get(addr, "/slow/700"))).collect();
+    // the gateway has the requests once the upstream counted them
+    while a.hits.load(Ordering::SeqCst) < 4 {
+        std::thread::yield_now();
+    }
+    gw.signal(libc::SIGTERM);
+    for t in inflight {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200, "in-flight request must complete during drain");
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+    let status = gw.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    gw.wait_line("drained connections_cut=0");
+}
+
+#[test]
+fn a_second_instance_on_a_served_port_fails_clearly() {
+    let a = upstream("a");
+    let gw = Gateway::start(&config(a.addr, "/", 0));
+    let yaml = config(a.addr, "/", gw.addr().port());
+    let dir = std::env::temp_dir().join(format!("ringgate-second-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("c.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringgate")).arg("-c").arg(&f).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already in use"), "{err}");
+    assert_eq!(get(gw.addr(), "/").status, 200, "the first instance keeps serving");
+}
+
+#[test]
+fn legacy_driver_is_used_and_reported() {
+    let a = upstream("a");
+    let gw = Gateway::start_args(&config(a.addr, "/", 0), &["--driver", "legacy"]);
+    assert_eq!(get(gw.addr(), "/").status, 200);
+    let m = gw.metrics();
+    assert!(m.contains("ringgate_runtime_driver_info{shard=\"0\",driver=\"epoll\"} 1"), "{m}");
+}
+
+#[test]
+fn admin_endpoints() {
+    let a = upstream("a");
+    let gw = Gateway::start(&config(a.addr, "/", 0));
+    assert_eq!(get(gw.admin, "/healthz").status, 200);
+    assert_eq!(get(gw.admin, "/ready").status, 200);
+    let l = get(gw.admin, "/listeners").body_str();
+    assert!(l.contains(&gw.addr().to_string()), "{l}");
+    let d = get(gw.admin, "/config_dump").body_str();
+    assert!(d.contains("\"binds\"") && d.contains(&a.addr.to_string()), "{d}");
+}
+
+#[test]
+fn validate_and_schema_commands() {
+    let bin = env!("CARGO_BIN_EXE_ringgate");
+    let dir = std::env::temp_dir().join(format!("ringgate-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "binds:\n- port: 1\n  listeners:\n  - protocl: HTTP\n").unwrap();
+    let out = std::process::Command::new(bin).args(["validate", "-c"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":4") && err.contains("protocl") && err.contains("binds[0].listeners[0]"), "{err}");
+    let out = std::process::Command::new(bin).arg("schema").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"binds\""));
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "yaml") {
+            let out = std::process::Command::new(bin).args(["validate", "-c"]).arg(&p).output().unwrap();
+            assert!(out.status.success(), "{}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
