@@ -377,5 +377,7 @@ export BENCH_WORK="$WORK" BENCH_RESULTS="$RESULTS" BENCH_OHA="$OHA" BENCH_CONNS=
     BENCH_CPU_MODEL="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
     BENCH_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" BENCH_ELAPSED="$(( $(date +%s) - T0 ))"
 
-python3 "$ROOT/bench/report.py"
+python3 - <<'PY'
+@@REPORT@@
+PY
 log "done in $(( $(date +%s) - T0 ))s: $RESULTS/http-proxy.md, $RESULTS/http-proxy.json (raw output in $WORK)"

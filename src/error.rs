@@ -40,6 +40,8 @@ pub enum ProxyError {
     UpstreamProtocol(String),
     /// The route's `requestTimeout` expired.
     RequestTimeout,
+    /// The client went away before the response was complete.
+    ClientClosed,
 }
 
 impl ProxyError {
@@ -54,6 +56,8 @@ impl ProxyError {
             ProxyError::NoBackend => 503,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamClosed | ProxyError::UpstreamProtocol(_) => 502,
             ProxyError::UpstreamTimeout | ProxyError::RequestTimeout => 504,
+            // nginx's convention; never sent, only logged and counted
+            ProxyError::ClientClosed => 499,
         }
     }
 
@@ -71,6 +75,7 @@ impl ProxyError {
             ProxyError::UpstreamClosed => "upstream_closed",
             ProxyError::UpstreamProtocol(_) => "upstream_protocol",
             ProxyError::RequestTimeout => "request_timeout",
+            ProxyError::ClientClosed => "client_closed",
         }
     }
 
@@ -81,7 +86,8 @@ impl ProxyError {
             | ProxyError::BadBody(_)
             | ProxyError::BodyTooLarge(_)
             | ProxyError::HeaderTimeout
-            | ProxyError::NoRoute => Side::Client,
+            | ProxyError::NoRoute
+            | ProxyError::ClientClosed => Side::Client,
             ProxyError::NoBackend => Side::Gateway,
             _ => Side::Upstream,
         }
@@ -115,6 +121,7 @@ impl fmt::Display for ProxyError {
             ProxyError::UpstreamClosed => f.write_str("upstream closed the connection before responding"),
             ProxyError::UpstreamProtocol(e) => write!(f, "invalid upstream response: {e}"),
             ProxyError::RequestTimeout => f.write_str("request timed out"),
+            ProxyError::ClientClosed => f.write_str("client closed the connection"),
         }
     }
 }

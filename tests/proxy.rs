@@ -341,3 +341,18 @@ fn upstream_down_is_502_and_counted() {
     gw.wait_line("reason=upstream_connect");
     let _ = Duration::from_secs(0);
 }
+
+#[test]
+fn idle_keepalive_connections_are_closed() {
+    let up = upstream("a");
+    let gw = Gateway::start(
+        &one_route(&up, "{}").replace("headerReadTimeout: 500ms", "headerReadTimeout: 500ms\n    idleTimeout: 300ms"),
+    );
+    let mut c = Client::connect(gw.addr());
+    assert_eq!(c.get("/").status, 200);
+    // no further request: the gateway must close the connection on its own (the read blocks until it does)
+    let start = std::time::Instant::now();
+    assert!(c.is_closed());
+    assert!(start.elapsed() < Duration::from_secs(5));
+    gw.wait_metric("ringgate_request_errors_total{reason=\"idle_timeout\"} 1");
+}

@@ -289,7 +289,7 @@ async fn serve_route(
     }
     if head.expect_continue && head.framing != Framing::None {
         client.send(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n")).await.map_err(|_| Failed {
-            error: ProxyError::BadBody("client went away"),
+            error: ProxyError::ClientClosed,
             started: true,
             upstream: None,
             attempts: 0,
@@ -355,12 +355,12 @@ async fn serve_route(
     let upstream_keep = resp.keep_alive;
     let started_err = |error| Failed { error, started: true, upstream: Some(answer.addr), attempts: answer.attempts };
     if client.send_out(out).await.is_err() {
-        return Err(started_err(ProxyError::BadBody("client went away")));
+        return Err(started_err(ProxyError::ClientClosed));
     }
     let copied = upstream::copy_body(&mut answer.up, client, framing, None, None, dechunk).await;
     let bytes = match copied {
         Ok(n) => n,
-        Err(CopyError::Sink(_)) => return Err(started_err(ProxyError::BadBody("client went away"))),
+        Err(CopyError::Sink(_)) => return Err(started_err(ProxyError::ClientClosed)),
         Err(CopyError::BadChunk(e)) => return Err(started_err(ProxyError::UpstreamProtocol(e.to_string()))),
         Err(_) => return Err(started_err(ProxyError::UpstreamClosed)),
     };
