@@ -52,6 +52,11 @@ fn load(opts: &Options) -> Result<(Config, String), String> {
 
 /// Run the gateway until SIGTERM/SIGINT, then drain. Errors are start-up failures.
 pub fn run(opts: Options) -> Result<(), String> {
+    // first, so a signal sent as soon as we announce ourselves is queued, not fatal
+    let (tx, rx) = mpsc::channel();
+    watch_signals(tx.clone())?;
+    // the file's stamp before we read it: any later change is a reload, even during start-up
+    let baseline = opts.config.as_ref().map(file_stamp);
     let (config, source) = load(&opts)?;
     let cpus = ringgate_runtime::cpus::usable_cpus();
     let workers = opts.workers.unwrap_or(match config.config.workers {
@@ -115,16 +120,15 @@ pub fn run(opts: Options) -> Result<(), String> {
         listeners: bound.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>().into(),
         source: source.clone(),
     });
+    // every shard has bound its listeners by now
+    admin.ready.store(true, Ordering::Release);
     if snap.config.config.admin_addr != "off" {
         let addr = start_admin(&snap.config.config.admin_addr, admin.clone())?;
         log(&format!("admin listening address={addr}"));
     }
-    admin.ready.store(true, Ordering::Release);
 
-    let (tx, rx) = mpsc::channel();
-    watch_signals(tx.clone())?;
     if let Some(p) = &opts.config {
-        watch_file(p.clone(), tx);
+        watch_file(p.clone(), baseline.flatten(), tx);
     }
     let mut control = Control { opts, mailboxes, registry, admin, bound, current: snap, workers };
     while let Ok(ev) = rx.recv() {
@@ -205,6 +209,7 @@ impl Control {
         }
         let mut fresh = fresh.into_iter();
         let mailboxes = &self.mailboxes;
+        let (committed_tx, committed) = flume::unbounded();
         let result = ringgate_runtime::swap::two_phase(
             self.workers,
             Duration::from_secs(5),
@@ -213,11 +218,18 @@ impl Control {
                 mailboxes[i].send(ShardMsg::Precommit { snapshot: snap.clone(), listeners, ack }).is_ok()
             },
             |i, commit| {
-                let _ = mailboxes[i].send(if commit { ShardMsg::Commit } else { ShardMsg::Abort });
+                let msg = if commit { ShardMsg::Commit { done: committed_tx.clone() } } else { ShardMsg::Abort };
+                let _ = mailboxes[i].send(msg);
             },
         );
         match result {
             Ok(()) => {
+                for _ in 0..self.workers {
+                    if committed.recv_timeout(Duration::from_secs(5)).is_err() {
+                        log("reload: a shard did not confirm the commit in time");
+                        break;
+                    }
+                }
                 self.registry.count_reload(ReloadResult::Success);
                 let keep: Vec<SocketAddr> = snap.binds.iter().map(|b| b.addr).collect();
                 self.bound.retain(|k, _| keep.contains(k));
@@ -277,13 +289,18 @@ fn watch_signals(tx: mpsc::Sender<Event>) -> Result<(), String> {
     Ok(())
 }
 
+type Stamp = (Option<SystemTime>, u64);
+
+fn file_stamp(p: &PathBuf) -> Option<Stamp> {
+    std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()))
+}
+
 /// Poll the file's modification time and size; editors replace files in ways inotify users trip on.
-fn watch_file(path: PathBuf, tx: mpsc::Sender<Event>) {
-    let stamp = |p: &PathBuf| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
-    let mut last = stamp(&path);
+fn watch_file(path: PathBuf, baseline: Option<Stamp>, tx: mpsc::Sender<Event>) {
+    let mut last = baseline;
     let _ = std::thread::Builder::new().name("ringgate-watch".into()).spawn(move || loop {
         std::thread::sleep(Duration::from_millis(250));
-        let now = stamp(&path);
+        let now = file_stamp(&path);
         if now != last && now.is_some() {
             last = now;
             if tx.send(Event::Reload("file change")).is_err() {

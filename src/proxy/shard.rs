@@ -28,8 +28,12 @@ pub enum ShardMsg {
         /// Where to answer.
         ack: flume::Sender<Ack>,
     },
-    /// Switch to the precommitted state.
-    Commit,
+    /// Switch to the precommitted state, then answer `done` so the control thread knows every
+    /// shard serves the new configuration before it reports the reload as applied.
+    Commit {
+        /// Where to answer.
+        done: flume::Sender<()>,
+    },
     /// Drop the precommitted state.
     Abort,
     /// Stop accepting, finish in-flight requests within `deadline`, then exit; answer with the
@@ -165,7 +169,7 @@ pub async fn run(
                 };
                 let _ = ack.send(reply);
             }
-            ShardMsg::Commit => {
+            ShardMsg::Commit { done } => {
                 if let Some(p) = ctx.pending.borrow_mut().take() {
                     let keep: Vec<SocketAddr> = p.state.snap.binds.iter().map(|b| b.addr).collect();
                     ctx.log.format.set(p.state.snap.log_format);
@@ -183,6 +187,7 @@ pub async fn run(
                         start_accepting(&ctx, key, l);
                     }
                 }
+                let _ = done.send(());
             }
             ShardMsg::Abort => {
                 ctx.pending.borrow_mut().take();
