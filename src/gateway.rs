@@ -209,7 +209,6 @@ impl Control {
         }
         let mut fresh = fresh.into_iter();
         let mailboxes = &self.mailboxes;
-        let (committed_tx, committed) = flume::unbounded();
         let result = ringgate_runtime::swap::two_phase(
             self.workers,
             Duration::from_secs(5),
@@ -217,18 +216,18 @@ impl Control {
                 let listeners = fresh.next().unwrap_or_default();
                 mailboxes[i].send(ShardMsg::Precommit { snapshot: snap.clone(), listeners, ack }).is_ok()
             },
-            |i, commit| {
-                let msg = if commit { ShardMsg::Commit { done: committed_tx.clone() } } else { ShardMsg::Abort };
-                let _ = mailboxes[i].send(msg);
+            |i, done| {
+                let msg = match done {
+                    Some(done) => ShardMsg::Commit { done },
+                    None => ShardMsg::Abort,
+                };
+                mailboxes[i].send(msg).is_ok()
             },
         );
         match result {
-            Ok(()) => {
-                for _ in 0..self.workers {
-                    if committed.recv_timeout(Duration::from_secs(5)).is_err() {
-                        log("reload: a shard did not confirm the commit in time");
-                        break;
-                    }
+            Ok(confirmed) => {
+                if !confirmed {
+                    log("reload: a shard did not confirm the commit in time");
                 }
                 self.registry.count_reload(ReloadResult::Success);
                 let keep: Vec<SocketAddr> = snap.binds.iter().map(|b| b.addr).collect();

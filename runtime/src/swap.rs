@@ -6,16 +6,18 @@ use std::time::Duration;
 pub type Ack = Result<(), String>;
 
 /// Run the two-phase protocol. `precommit(i, ack)` must send shard `i` its precommit message
-/// carrying `ack`; `finish(i, commit)` sends the commit or abort.
+/// carrying `ack`; `finish(i, done)` sends the commit (`Some(done)`, to be answered once the
+/// shard serves the new state) or the abort (`None`), and returns whether it was sent.
 ///
 /// Shards build their new state during precommit and keep serving the old one; nothing changes
-/// anywhere unless every shard acknowledged in time.
+/// anywhere unless every shard acknowledged in time. `Ok(true)` means every shard also confirmed
+/// its commit within `timeout`, so callers may report the swap as applied everywhere.
 pub fn two_phase(
     shards: usize,
     timeout: Duration,
     mut precommit: impl FnMut(usize, flume::Sender<Ack>) -> bool,
-    mut finish: impl FnMut(usize, bool),
-) -> Result<(), String> {
+    mut finish: impl FnMut(usize, Option<flume::Sender<()>>) -> bool,
+) -> Result<bool, String> {
     let (tx, rx) = flume::bounded(shards.max(1));
     let mut sent = 0;
     for i in 0..shards {
@@ -37,14 +39,20 @@ pub fn two_phase(
             }
         }
     }
-    let commit = failure.is_none();
-    for i in 0..shards {
-        finish(i, commit);
+    if let Some(e) = failure {
+        for i in 0..shards {
+            finish(i, None);
+        }
+        return Err(e);
     }
-    match failure {
-        None => Ok(()),
-        Some(e) => Err(e),
-    }
+    let (done_tx, done_rx) = flume::bounded(shards.max(1));
+    let committed = (0..shards).filter(|&i| finish(i, Some(done_tx.clone()))).count();
+    drop(done_tx);
+    let deadline = std::time::Instant::now() + timeout;
+    let confirmed = (0..committed)
+        .take_while(|_| done_rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).is_ok())
+        .count();
+    Ok(committed == shards && confirmed == shards)
 }
 
 #[cfg(test)]
@@ -58,16 +66,47 @@ mod tests {
             3,
             Duration::from_secs(1),
             |i, ack| ack.send(if i == 1 { Err("bad".into()) } else { Ok(()) }).is_ok(),
-            |i, c| finished.push((i, c)),
+            |i, done| {
+                finished.push((i, done.is_some()));
+                true
+            },
         );
         assert_eq!(r, Err("bad".into()));
         assert!(finished.iter().all(|(_, c)| !c));
         assert_eq!(finished.len(), 3);
 
         let mut commits = 0;
-        let r = two_phase(2, Duration::from_secs(1), |_, ack| ack.send(Ok(())).is_ok(), |_, c| commits += c as i32);
-        assert!(r.is_ok());
+        let r = two_phase(
+            2,
+            Duration::from_secs(1),
+            |_, ack| ack.send(Ok(())).is_ok(),
+            |_, done| {
+                commits += done.is_some() as i32;
+                done.is_some_and(|d| d.send(()).is_ok())
+            },
+        );
+        assert_eq!(r, Ok(true));
         assert_eq!(commits, 2);
+    }
+
+    #[test]
+    fn unconfirmed_commit_is_reported() {
+        let mut keep = vec![];
+        let r = two_phase(
+            2,
+            Duration::from_millis(50),
+            |_, ack| ack.send(Ok(())).is_ok(),
+            |i, done| match done {
+                // shard 1 takes the commit but never confirms it
+                Some(d) if i == 1 => {
+                    keep.push(d);
+                    true
+                }
+                Some(d) => d.send(()).is_ok(),
+                None => true,
+            },
+        );
+        assert_eq!(r, Ok(false));
     }
 
     #[test]
@@ -80,7 +119,10 @@ mod tests {
                 keep.push(ack);
                 true
             },
-            |_, c| assert!(!c),
+            |_, done| {
+                assert!(done.is_none());
+                true
+            },
         );
         assert!(r.is_err());
     }
