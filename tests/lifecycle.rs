@@ -103,8 +103,7 @@ fn a_second_instance_on_a_served_port_fails_clearly() {
     let a = upstream("a");
     let gw = Gateway::start(&config(a.addr, "/", 0));
     let yaml = config(a.addr, "/", gw.addr().port());
-    let dir = std::env::temp_dir().join(format!("ringgate-second-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempdir();
     let f = dir.join("c.yaml");
     std::fs::write(&f, yaml).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringgate")).arg("-c").arg(&f).output().unwrap();
@@ -138,8 +137,7 @@ fn admin_endpoints() {
 #[test]
 fn validate_and_schema_commands() {
     let bin = env!("CARGO_BIN_EXE_ringgate");
-    let dir = std::env::temp_dir().join(format!("ringgate-validate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempdir();
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "binds:\n- port: 1\n  listeners:\n  - protocl: HTTP\n").unwrap();
     let out = std::process::Command::new(bin).args(["validate", "-c"]).arg(&bad).output().unwrap();

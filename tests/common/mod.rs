@@ -21,7 +21,8 @@ pub struct Gateway {
     line_rx: mpsc::Receiver<String>,
 }
 
-fn tempdir() -> PathBuf {
+/// A fresh directory under the system temp dir, unique per test process and call.
+pub fn tempdir() -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let d = std::env::temp_dir().join(format!(
         "ringgate-test-{}-{}",
