@@ -288,6 +288,44 @@ fn esc(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `ERROR_REASONS` repeats the labels of `ProxyError::reason` and `HeadError::reason` (a fixed
+    /// array keeps counting lock-free); an unlisted label would silently count as `other`.
+    #[test]
+    fn every_error_reason_has_its_own_slot() {
+        use crate::error::ProxyError as P;
+        use crate::http::codec::HeadError as H;
+        let heads = [
+            H::HeadTooLarge,
+            H::TooManyHeaders,
+            H::Malformed("x"),
+            H::BareLf,
+            H::ObsFold,
+            H::ContentLengthWithTransferEncoding,
+            H::InvalidContentLength,
+            H::DuplicateContentLength,
+            H::UnsupportedTransferEncoding,
+            H::InvalidHeaderValue,
+            H::UnsupportedVersion,
+            H::MissingHost,
+        ];
+        let errors = heads.into_iter().map(P::BadHead).chain([
+            P::BadBody("x"),
+            P::BodyTooLarge(1),
+            P::HeaderTimeout,
+            P::NoRoute,
+            P::NoBackend,
+            P::UpstreamConnect(String::new()),
+            P::UpstreamTimeout,
+            P::UpstreamClosed,
+            P::UpstreamProtocol(String::new()),
+            P::RequestTimeout,
+            P::ClientClosed,
+        ]);
+        for e in errors {
+            assert!(ERROR_REASONS.contains(&e.reason()), "{} is missing from ERROR_REASONS", e.reason());
+        }
+    }
+
     #[test]
     fn counts_survive_route_lookup_and_render() {
         let reg = Registry::new(2);
