@@ -42,6 +42,91 @@ pub enum ProxyError {
     RequestTimeout,
     /// The client went away before the response was complete.
     ClientClosed,
+    /// An MCP request refused at the transport level (answered with a JSON-RPC error body).
+    Mcp(McpReject),
+}
+
+/// Why an MCP request is refused before it reaches a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum McpReject {
+    /// `Accept` lacks `application/json` or `text/event-stream`.
+    NotAcceptable,
+    /// The body is not `application/json`.
+    UnsupportedMediaType,
+    /// A method the endpoint does not serve (GET/DELETE when stateless, PUT, ...).
+    MethodNotAllowed,
+    /// No `Mcp-Session-Id` on a request that needs one.
+    SessionRequired,
+    /// The session id is not ours, malformed, ended or expired.
+    SessionUnknown,
+    /// The body is not JSON.
+    Parse(String),
+    /// The body is not a valid JSON-RPC message (or is a batch).
+    InvalidRequest(String),
+    /// A 2026-07-28 request whose `Mcp-*` headers disagree with its body.
+    HeaderMismatch(String),
+    /// A protocol version the gateway does not speak.
+    UnsupportedVersion(String),
+    /// A 2026-07-28 request for a method that era does not have.
+    MethodNotFound(String),
+}
+
+impl McpReject {
+    fn status(&self) -> u16 {
+        match self {
+            McpReject::NotAcceptable => 406,
+            McpReject::UnsupportedMediaType => 415,
+            McpReject::MethodNotAllowed => 405,
+            McpReject::SessionUnknown | McpReject::MethodNotFound(_) => 404,
+            _ => 400,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            McpReject::NotAcceptable => "mcp_not_acceptable",
+            McpReject::UnsupportedMediaType => "mcp_unsupported_media_type",
+            McpReject::MethodNotAllowed => "mcp_method_not_allowed",
+            McpReject::SessionRequired => "mcp_session_required",
+            McpReject::SessionUnknown => "mcp_session_unknown",
+            McpReject::Parse(_) => "mcp_parse_error",
+            McpReject::InvalidRequest(_) => "mcp_invalid_request",
+            McpReject::HeaderMismatch(_) => "mcp_header_mismatch",
+            McpReject::UnsupportedVersion(_) => "mcp_unsupported_version",
+            McpReject::MethodNotFound(_) => "mcp_method_not_found",
+        }
+    }
+
+    /// The JSON-RPC error code of the body.
+    pub fn code(&self) -> i64 {
+        use crate::mcp::jsonrpc as j;
+        match self {
+            McpReject::Parse(_) => j::PARSE_ERROR,
+            McpReject::HeaderMismatch(_) => j::HEADER_MISMATCH,
+            McpReject::UnsupportedVersion(_) => j::UNSUPPORTED_VERSION,
+            McpReject::MethodNotFound(_) => j::METHOD_NOT_FOUND,
+            _ => j::INVALID_REQUEST,
+        }
+    }
+}
+
+impl fmt::Display for McpReject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            McpReject::NotAcceptable => {
+                f.write_str("Not Acceptable: the client must accept both application/json and text/event-stream")
+            }
+            McpReject::UnsupportedMediaType => f.write_str("Unsupported Media Type: the body must be application/json"),
+            McpReject::MethodNotAllowed => f.write_str("Method Not Allowed on this MCP endpoint"),
+            McpReject::SessionRequired => f.write_str("Bad Request: Mcp-Session-Id header is required"),
+            McpReject::SessionUnknown => f.write_str("Session not found"),
+            McpReject::Parse(m) => write!(f, "{m}"),
+            McpReject::InvalidRequest(m) | McpReject::HeaderMismatch(m) | McpReject::UnsupportedVersion(m) => {
+                f.write_str(m)
+            }
+            McpReject::MethodNotFound(m) => write!(f, "Method not found: {m}"),
+        }
+    }
 }
 
 impl ProxyError {
@@ -58,6 +143,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout | ProxyError::RequestTimeout => 504,
             // nginx's convention; never sent, only logged and counted
             ProxyError::ClientClosed => 499,
+            ProxyError::Mcp(m) => m.status(),
         }
     }
 
@@ -76,6 +162,7 @@ impl ProxyError {
             ProxyError::UpstreamProtocol(_) => "upstream_protocol",
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::ClientClosed => "client_closed",
+            ProxyError::Mcp(m) => m.reason(),
         }
     }
 
@@ -87,7 +174,8 @@ impl ProxyError {
             | ProxyError::BodyTooLarge(_)
             | ProxyError::HeaderTimeout
             | ProxyError::NoRoute
-            | ProxyError::ClientClosed => Side::Client,
+            | ProxyError::ClientClosed
+            | ProxyError::Mcp(_) => Side::Client,
             ProxyError::NoBackend => Side::Gateway,
             _ => Side::Upstream,
         }
@@ -122,15 +210,28 @@ impl fmt::Display for ProxyError {
             ProxyError::UpstreamProtocol(e) => write!(f, "invalid upstream response: {e}"),
             ProxyError::RequestTimeout => f.write_str("request timed out"),
             ProxyError::ClientClosed => f.write_str("client closed the connection"),
+            ProxyError::Mcp(m) => write!(f, "{m}"),
         }
     }
 }
 
 /// Render the error as a complete HTTP/1.1 response (JSON body) into `out`.
 pub fn write_error_response(err: &ProxyError, close: bool, out: &mut Vec<u8>) {
-    let body = serde_json::json!({ "error": { "type": err.reason(), "message": err.to_string() } }).to_string();
+    let body = match err {
+        // MCP clients read a JSON-RPC error, with no id since the request's is unknown or unusable
+        ProxyError::Mcp(m) => serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": { "code": m.code(), "message": m.to_string() },
+        }),
+        _ => serde_json::json!({ "error": { "type": err.reason(), "message": err.to_string() } }),
+    }
+    .to_string();
     crate::http::codec::write_status_line(out, err.status());
     crate::http::codec::write_header(out, "content-type", b"application/json");
+    if let ProxyError::Mcp(McpReject::MethodNotAllowed) = err {
+        crate::http::codec::write_header(out, "allow", b"GET, POST, DELETE");
+    }
     crate::http::codec::write_header(out, "content-length", body.len().to_string().as_bytes());
     if close {
         crate::http::codec::write_header(out, "connection", b"close");

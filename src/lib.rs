@@ -5,5 +5,6 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod mcp;
 pub mod observe;
 pub mod proxy;

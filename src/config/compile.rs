@@ -1,13 +1,17 @@
 //! Turns a parsed `Config` into an immutable `Snapshot` the shards serve from: matchers compiled, names resolved, values checked.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use regex::Regex;
 
 use super::load::ConfigError;
+use super::mcp::{McpBackend, McpShorthand, PrefixMode, StatefulMode};
 use super::model::{self, Config, PathMatch, StringMatch};
+use crate::mcp::plan::{HttpTargetPlan, McpPlan, TargetKind, TargetPlan, ToolFilterPlan};
+use crate::mcp::seal::Sealer;
+use crate::mcp::stdio::StdioServer;
 use crate::observe::metrics::{Registry, RouteStats};
 
 /// Everything a shard needs to serve, shared read-only by all shards.
@@ -94,6 +98,8 @@ pub struct RoutePlan {
     pub backends: Vec<BackendPlan>,
     /// Sum of weights.
     pub total_weight: u64,
+    /// The MCP backend, when the route serves MCP instead of proxying.
+    pub mcp: Option<Arc<McpPlan>>,
     /// Counters.
     pub stats: Arc<RouteStats>,
 }
@@ -281,13 +287,12 @@ impl Ctx<'_> {
 /// Compile `config`. DNS names are resolved here, on the control thread, never on a shard.
 pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snapshot, ConfigError> {
     let cx = Ctx { source };
-    if config.mcp.is_some() {
-        return Err(cx.err("mcp", "the `mcp` shorthand is not served by this build yet"));
-    }
-    let mut binds = Vec::with_capacity(config.binds.len());
+    let shorthand = config.mcp.as_ref().map(mcp_shorthand_bind);
+    let mut binds = Vec::with_capacity(config.binds.len() + 1);
     let mut seen = std::collections::HashSet::new();
-    for (bi, bind) in config.binds.iter().enumerate() {
-        let p = format!("binds[{bi}]");
+    for (bi, bind) in config.binds.iter().chain(shorthand.as_ref()).enumerate() {
+        // the shorthand's bind is reported under `mcp`, where the user wrote it
+        let p = if bi == config.binds.len() { "mcp".to_string() } else { format!("binds[{bi}]") };
         let ip = bind.address.as_deref().unwrap_or("0.0.0.0");
         let addr: SocketAddr = format!("{ip}:{}", bind.port)
             .parse()
@@ -305,7 +310,8 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
             for (ri, r) in l.routes.iter().enumerate() {
                 let rname = r.name.clone().unwrap_or_else(|| format!("route{ri}"));
                 let full = format!("{}/{lname}/{rname}", bind.port);
-                routes.push(compile_route(&cx, &format!("{lp}.routes[{ri}]"), r, registry.route(&full), full)?);
+                let stats = registry.route(&full);
+                routes.push(compile_route(&cx, &format!("{lp}.routes[{ri}]"), r, &config.config, stats, full)?);
             }
             let order = precedence(&routes);
             listeners.push(ListenerPlan { name: lname.into(), hostname, routes, order });
@@ -374,6 +380,7 @@ fn compile_route(
     cx: &Ctx,
     p: &str,
     r: &model::Route,
+    process: &model::ProcessConfig,
     stats: Arc<RouteStats>,
     name: String,
 ) -> Result<RoutePlan, ConfigError> {
@@ -413,6 +420,7 @@ fn compile_route(
     }
     let policies = compile_policies(cx, &format!("{p}.policies"), &r.policies)?;
     let mut backends = Vec::with_capacity(r.backends.len());
+    let mut mcp = None;
     for (bi, b) in r.backends.iter().enumerate() {
         let bp = format!("{p}.backends[{bi}]");
         match (&b.host, &b.mcp) {
@@ -423,15 +431,18 @@ fn compile_route(
                 let addrs = resolve(cx, &format!("{bp}.host"), host)?;
                 backends.push(BackendPlan { authority: host.as_str().into(), addrs, weight: b.weight });
             }
-            (None, Some(_)) => return Err(cx.err(format!("{bp}.mcp"), "MCP backends are not served by this build yet")),
+            (None, Some(m)) if r.backends.len() == 1 => {
+                mcp = Some(Arc::new(compile_mcp(cx, &format!("{bp}.mcp"), m, process)?));
+            }
+            (None, Some(_)) => return Err(cx.err(bp, "an `mcp` backend must be the route's only backend")),
             _ => return Err(cx.err(bp, "a backend needs exactly one of `host` or `mcp`")),
         }
     }
-    if backends.is_empty() && policies.direct.is_none() && policies.redirect.is_none() {
+    if backends.is_empty() && mcp.is_none() && policies.direct.is_none() && policies.redirect.is_none() {
         return Err(cx.err(format!("{p}.backends"), "route has no backend, directResponse or requestRedirect"));
     }
     let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
-    Ok(RoutePlan { name: name.into(), hostnames, matches, policies, backends, total_weight, stats })
+    Ok(RoutePlan { name: name.into(), hostnames, matches, policies, backends, total_weight, mcp, stats })
 }
 
 fn check_path(cx: &Ctx, path: &str, s: &str) -> Result<String, ConfigError> {
@@ -584,6 +595,122 @@ impl Snapshot {
         let b = self.binds.get(bind)?;
         b.listeners.iter().find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(host)))
     }
+}
+
+/// The `mcp:` shorthand as the bind it stands for: one route serving `/mcp` and `/sse`.
+fn mcp_shorthand_bind(m: &McpShorthand) -> model::Bind {
+    let prefix = |p: &str| model::RouteMatch { path: Some(PathMatch::PathPrefix(p.into())), ..Default::default() };
+    model::Bind {
+        port: m.port,
+        address: m.address.clone(),
+        listeners: vec![model::Listener {
+            name: Some("mcp".into()),
+            hostname: None,
+            protocol: None,
+            routes: vec![model::Route {
+                name: Some("mcp".into()),
+                matches: vec![prefix("/mcp"), prefix("/sse")],
+                policies: m.policies.clone(),
+                backends: vec![model::Backend { host: None, mcp: Some(m.backend()), weight: 1 }],
+                ..Default::default()
+            }],
+        }],
+    }
+}
+
+/// Session ids are sealed with the configured key, or with one random key per process so that
+/// sessions survive reloads.
+fn sealer(cx: &Ctx, process: &model::ProcessConfig) -> Result<Arc<Sealer>, ConfigError> {
+    static RANDOM: OnceLock<Result<Arc<Sealer>, String>> = OnceLock::new();
+    match &process.session.key {
+        Some(hex) => Sealer::from_hex(hex).map(Arc::new).map_err(|e| cx.err("config.session.key", e)),
+        None => RANDOM
+            .get_or_init(|| Sealer::random().map(Arc::new))
+            .clone()
+            .map_err(|e| cx.err("config.session.key", format!("cannot generate a key: {e}"))),
+    }
+}
+
+/// Stdio servers keep running across reloads while their configuration is unchanged.
+fn stdio_server(name: &str, cfg: &super::mcp::StdioTarget) -> Arc<StdioServer> {
+    static LIVE: Mutex<Vec<std::sync::Weak<StdioServer>>> = Mutex::new(Vec::new());
+    let Ok(mut live) = LIVE.lock() else { return Arc::new(StdioServer::new(name, cfg.clone())) };
+    live.retain(|w| w.strong_count() > 0);
+    let same = |s: &StdioServer| s.name() == name && s.config() == cfg;
+    if let Some(s) = live.iter().filter_map(|w| w.upgrade()).find(|s| same(s)) {
+        return s;
+    }
+    let s = Arc::new(StdioServer::new(name, cfg.clone()));
+    live.push(Arc::downgrade(&s));
+    s
+}
+
+fn compile_mcp(cx: &Ctx, p: &str, m: &McpBackend, process: &model::ProcessConfig) -> Result<McpPlan, ConfigError> {
+    if m.targets.is_empty() {
+        return Err(cx.err(format!("{p}.targets"), "an MCP backend needs at least one target"));
+    }
+    let mut targets = Vec::with_capacity(m.targets.len());
+    let mut names = std::collections::HashSet::new();
+    for (ti, t) in m.targets.iter().enumerate() {
+        let tp = format!("{p}.targets[{ti}]");
+        let valid = !t.name.is_empty()
+            && t.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !t.name.starts_with('-')
+            && !t.name.ends_with('-');
+        if !valid {
+            return Err(cx.err(
+                format!("{tp}.name"),
+                format!("`{}` is not a valid target name (lowercase letters, digits and `-`; `_` and `+` separate prefixes)", t.name),
+            ));
+        }
+        if !names.insert(t.name.as_str()) {
+            return Err(cx.err(format!("{tp}.name"), format!("target `{}` is defined twice", t.name)));
+        }
+        let kind = match (&t.stdio, &t.mcp, &t.sse, &t.demo) {
+            (Some(s), None, None, None) => TargetKind::Stdio(stdio_server(&t.name, s)),
+            (None, Some(h), None, None) => {
+                TargetKind::Http(http_target(cx, &format!("{tp}.mcp.host"), &h.host, "/mcp")?)
+            }
+            (None, None, Some(_), None) => {
+                return Err(cx.err(format!("{tp}.sse"), "legacy HTTP+SSE targets are not served by this build yet"))
+            }
+            (None, None, None, Some(_)) => TargetKind::Demo,
+            _ => return Err(cx.err(tp, "a target needs exactly one of `stdio`, `mcp`, `sse` or `demo`")),
+        };
+        let tools = t.tools.as_ref().map(|f| ToolFilterPlan {
+            include: f.include.iter().cloned().collect(),
+            exclude: f.exclude.iter().cloned().collect(),
+        });
+        targets.push(TargetPlan { name: t.name.as_str().into(), kind, tools });
+    }
+    let prefixed = m.prefix_mode == PrefixMode::Always || targets.len() > 1;
+    Ok(McpPlan {
+        targets,
+        prefixed,
+        stateful: m.stateful_mode == StatefulMode::Stateful,
+        fail_open: m.failure_mode == super::mcp::FailureMode::FailOpen,
+        sealer: sealer(cx, process)?,
+        session_ttl: process.mcp.session_ttl.get(),
+    })
+}
+
+/// `http://host:port/path` or `host:port[/path]`, resolved now.
+fn http_target(cx: &Ctx, p: &str, url: &str, default_path: &str) -> Result<HttpTargetPlan, ConfigError> {
+    if url.starts_with("https://") {
+        return Err(cx.err(p, "https targets are not served by this build yet (no TLS client)"));
+    }
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, default_path),
+    };
+    let with_port = if authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addrs = resolve(cx, p, &with_port)?;
+    Ok(HttpTargetPlan { authority: authority.to_string(), path: path.to_string(), addrs })
 }
 
 #[cfg(test)]

@@ -780,20 +780,17 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_rejected_by_budget() {
+    fn deep_nesting_is_an_error_not_a_crash() {
+        // no config field is free-form, so deep nesting fails on types or on the parser's budget
         for text in [
             format!("mcp: {}", "[".repeat(200_000)),
+            format!("binds: {}", "[".repeat(200_000)),
             format!("mcp: {}", "{a: ".repeat(200_000)),
             format!("mcp:\n{}", (1..2000).map(|d| format!("{}- \n", " ".repeat(d))).collect::<String>()),
         ] {
             let (_, line, _, message) = parse_err(&text);
-            assert!(line.is_some());
-            // The parser's own nesting limit (set from the budget) or the budget itself.
-            assert!(message.contains("nested deeper than 64") || message.contains("recursion limit"), "{message}");
+            assert!(line.is_some(), "{message}");
         }
-        // Within the limit, free-form values still parse.
-        let ok = format!("mcp: {}1{}", "[".repeat(40), "]".repeat(40));
-        assert!(parse_with(&ok, "t.yaml", &fake_env).is_ok());
     }
 
     #[test]
@@ -830,6 +827,8 @@ mod tests {
         "limits.yaml",
         "env.yaml",
         "agentgateway-http.yaml",
+        "mcp-basic.yaml",
+        "mcp-federation.yaml",
     ];
 
     #[test]
@@ -839,9 +838,9 @@ mod tests {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.starts_with("# "), "{name} must start with a comment");
             let cfg = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!cfg.binds.is_empty(), "{name}");
-            for bind in &cfg.binds {
-                assert!((8000..=9000).contains(&bind.port), "{name}: port {}", bind.port);
+            assert!(!cfg.binds.is_empty() || cfg.mcp.is_some(), "{name}");
+            for port in cfg.binds.iter().map(|b| b.port).chain(cfg.mcp.as_ref().map(|m| m.port)) {
+                assert!((8000..=9000).contains(&port), "{name}: port {port}");
             }
         }
         let mut on_disk: Vec<String> = std::fs::read_dir(example_dir())

@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod duration;
 pub mod load;
+pub mod mcp;
 pub mod model;
 
 pub use compile::Snapshot;

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::Duration;
+use super::mcp::{McpBackend, McpSettings, McpShorthand, SessionSettings};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -20,9 +21,9 @@ pub struct Config {
     /// Ports to listen on, each with its listeners and routes.
     #[serde(default)]
     pub binds: Vec<Bind>,
-    /// The MCP shorthand: one listener on `port` serving `/mcp` and `/sse` (not served yet by this build).
+    /// The MCP shorthand: one port serving federated MCP targets at `/mcp` and `/sse`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mcp: Option<serde_json::Value>,
+    pub mcp: Option<McpShorthand>,
 }
 
 /// Static process settings.
@@ -45,6 +46,12 @@ pub struct ProcessConfig {
     /// Logging of the gateway itself and of requests.
     #[serde(default)]
     pub logging: Logging,
+    /// MCP session settings.
+    #[serde(default)]
+    pub mcp: McpSettings,
+    /// Session id sealing.
+    #[serde(default)]
+    pub session: SessionSettings,
 }
 
 fn default_admin_addr() -> String {
@@ -62,6 +69,8 @@ impl Default for ProcessConfig {
             admin_addr: default_admin_addr(),
             drain_timeout: default_drain(),
             logging: Logging::default(),
+            mcp: McpSettings::default(),
+            session: SessionSettings::default(),
         }
     }
 }
@@ -563,9 +572,9 @@ pub struct Backend {
     /// Upstream `host:port` (a DNS name or an IP) for plain HTTP proxying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// An MCP backend (targets federated behind this route; not served by this build yet).
+    /// An MCP backend: targets federated behind this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mcp: Option<serde_json::Value>,
+    pub mcp: Option<McpBackend>,
     /// Share of requests relative to the other backends (default 1).
     #[serde(default = "d_weight")]
     pub weight: u32,

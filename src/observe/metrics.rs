@@ -31,7 +31,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 25] = [
+pub const ERROR_REASONS: [&str; 35] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -56,6 +56,16 @@ pub const ERROR_REASONS: [&str; 25] = [
     "request_timeout",
     "idle_timeout",
     "client_closed",
+    "mcp_not_acceptable",
+    "mcp_unsupported_media_type",
+    "mcp_method_not_allowed",
+    "mcp_session_required",
+    "mcp_session_unknown",
+    "mcp_parse_error",
+    "mcp_invalid_request",
+    "mcp_header_mismatch",
+    "mcp_unsupported_version",
+    "mcp_method_not_found",
     "other",
 ];
 
@@ -126,7 +136,6 @@ impl RouteStats {
 }
 
 /// Process-wide counters for one shard.
-#[derive(Default)]
 pub struct ShardStats {
     /// Open client connections.
     pub active_connections: AtomicI64,
@@ -140,6 +149,19 @@ pub struct ShardStats {
     pub retries: AtomicU64,
     /// Driver name, set once at start.
     pub driver: Mutex<&'static str>,
+}
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        ShardStats {
+            active_connections: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_rejected: AtomicU64::new(0),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            retries: AtomicU64::new(0),
+            driver: Mutex::new(""),
+        }
+    }
 }
 
 impl ShardStats {
@@ -292,7 +314,7 @@ mod tests {
     /// array keeps counting lock-free); an unlisted label would silently count as `other`.
     #[test]
     fn every_error_reason_has_its_own_slot() {
-        use crate::error::ProxyError as P;
+        use crate::error::{McpReject as M, ProxyError as P};
         use crate::http::codec::HeadError as H;
         let heads = [
             H::HeadTooLarge,
@@ -308,19 +330,37 @@ mod tests {
             H::UnsupportedVersion,
             H::MissingHost,
         ];
-        let errors = heads.into_iter().map(P::BadHead).chain([
-            P::BadBody("x"),
-            P::BodyTooLarge(1),
-            P::HeaderTimeout,
-            P::NoRoute,
-            P::NoBackend,
-            P::UpstreamConnect(String::new()),
-            P::UpstreamTimeout,
-            P::UpstreamClosed,
-            P::UpstreamProtocol(String::new()),
-            P::RequestTimeout,
-            P::ClientClosed,
-        ]);
+        let errors = heads
+            .into_iter()
+            .map(P::BadHead)
+            .chain([
+                P::BadBody("x"),
+                P::BodyTooLarge(1),
+                P::HeaderTimeout,
+                P::NoRoute,
+                P::NoBackend,
+                P::UpstreamConnect(String::new()),
+                P::UpstreamTimeout,
+                P::UpstreamClosed,
+                P::UpstreamProtocol(String::new()),
+                P::RequestTimeout,
+                P::ClientClosed,
+            ])
+            .chain(
+                [
+                    M::NotAcceptable,
+                    M::UnsupportedMediaType,
+                    M::MethodNotAllowed,
+                    M::SessionRequired,
+                    M::SessionUnknown,
+                    M::Parse("x".into()),
+                    M::InvalidRequest("x".into()),
+                    M::HeaderMismatch("x".into()),
+                    M::UnsupportedVersion("x".into()),
+                    M::MethodNotFound("x".into()),
+                ]
+                .map(P::Mcp),
+            );
         for e in errors {
             assert!(ERROR_REASONS.contains(&e.reason()), "{} is missing from ERROR_REASONS", e.reason());
         }

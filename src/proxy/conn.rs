@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::shard::{ShardCtx, ShardState};
 use super::upstream::{self, BodyOut, CopyError, Outgoing};
 use super::{policy, route};
-use crate::error::{write_error_response, ProxyError};
+use crate::error::{write_error_response, McpReject, ProxyError};
 use crate::http::codec::{self, Framing, RequestHead};
 use crate::http::io::Peer;
 use crate::observe::access_log::Entry;
@@ -126,7 +126,7 @@ async fn read_head(ctx: &ShardCtx, state: &ShardState, client: &mut Peer) -> Res
 }
 
 /// What happened to a request, for the log and metrics.
-struct Done {
+pub struct Done {
     status: u16,
     bytes: u64,
     keep_alive: bool,
@@ -135,17 +135,37 @@ struct Done {
     upstream_time: Option<Duration>,
 }
 
+impl Done {
+    /// A request the gateway answered itself.
+    pub fn local(status: u16, bytes: u64, keep_alive: bool) -> Self {
+        Done { status, bytes, keep_alive, upstream: None, attempts: 0, upstream_time: None }
+    }
+}
+
 /// A failure, and whether the response had already started (then we can only close).
-struct Failed {
+pub struct Failed {
     error: ProxyError,
     started: bool,
     upstream: Option<SocketAddr>,
     attempts: u8,
 }
 
+impl Failed {
+    /// A failure after the response started.
+    pub fn started(error: ProxyError) -> Self {
+        Failed { error, started: true, upstream: None, attempts: 0 }
+    }
+}
+
 impl From<ProxyError> for Failed {
     fn from(error: ProxyError) -> Self {
         Failed { error, started: false, upstream: None, attempts: 0 }
+    }
+}
+
+impl From<McpReject> for Failed {
+    fn from(r: McpReject) -> Self {
+        ProxyError::Mcp(r).into()
     }
 }
 
@@ -280,8 +300,18 @@ async fn serve_route(
         return answer_local(client, head, d.status, out).await;
     }
 
-    // forward
     let max_body = limits.max_body_bytes;
+    if let Some(plan) = &sel.route.mcp {
+        if head.expect_continue && head.framing != Framing::None {
+            client
+                .send(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
+                .await
+                .map_err(|_| Failed::started(ProxyError::ClientClosed))?;
+        }
+        return crate::mcp::serve::serve(ctx, plan, pol, client, head, max_body, limits.idle_timeout.get()).await;
+    }
+
+    // forward
     if let Framing::Length(n) = head.framing {
         if n > max_body {
             return Err(ProxyError::BodyTooLarge(max_body).into());

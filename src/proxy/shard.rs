@@ -14,6 +14,7 @@ use ringgate_runtime::Signal;
 
 use super::upstream::Pool;
 use crate::config::Snapshot;
+use crate::mcp::session::ShardSessions;
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Registry;
 
@@ -79,6 +80,8 @@ pub struct ShardCtx {
     rng: Cell<u64>,
     /// Access log buffer.
     pub log: AccessLog,
+    /// MCP session state that cannot be sealed into session ids.
+    pub mcp: ShardSessions,
 }
 
 impl ShardCtx {
@@ -125,6 +128,7 @@ pub async fn run(
         state: RefCell::new(Rc::new(ShardState { snap: initial })),
         pending: RefCell::new(None),
         pool: Pool::new(),
+        mcp: ShardSessions::default(),
         draining: Signal::new(),
         connections: Cell::new(0),
         in_flight: Cell::new(0),

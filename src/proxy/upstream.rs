@@ -505,3 +505,52 @@ pub async fn buffer_body(client: &mut Peer, n: u64, idle: Duration) -> Result<By
     }
     Ok(client.buf.split_to(n).freeze())
 }
+
+/// Read a whole client body (length or chunked) of at most `max` bytes, for handlers that need
+/// the payload itself (MCP).
+pub async fn read_body(client: &mut Peer, framing: Framing, max: u64, idle: Duration) -> Result<Bytes, ProxyError> {
+    match framing {
+        Framing::None | Framing::CloseDelimited => Ok(Bytes::new()),
+        Framing::Length(n) if n > max => Err(ProxyError::BodyTooLarge(max)),
+        Framing::Length(n) => buffer_body(client, n, idle).await,
+        Framing::Chunked => {
+            let mut dec = ChunkedDecoder::new();
+            let mut body = bytes::BytesMut::new();
+            loop {
+                let mut pos = 0;
+                let mut done = false;
+                loop {
+                    match dec.decode(&client.buf[pos..]).map_err(|_| ProxyError::BadBody("invalid chunked framing"))? {
+                        codec::Chunk::Data { start, len, consumed } => {
+                            if body.len() as u64 + len as u64 > max {
+                                return Err(ProxyError::BodyTooLarge(max));
+                            }
+                            body.extend_from_slice(&client.buf[pos + start..pos + start + len]);
+                            pos += consumed;
+                        }
+                        codec::Chunk::NeedMore { consumed } => {
+                            pos += consumed;
+                            break;
+                        }
+                        codec::Chunk::Done { consumed } => {
+                            pos += consumed;
+                            done = true;
+                            break;
+                        }
+                    }
+                }
+                let _ = client.buf.split_to(pos);
+                if done {
+                    return Ok(body.freeze());
+                }
+                match monoio::time::timeout(idle, client.fill()).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        return Err(ProxyError::BadBody("client closed before the body was complete"))
+                    }
+                    Ok(Ok(_)) => {}
+                    Err(_) => return Err(ProxyError::BadBody("client stalled before the body was complete")),
+                }
+            }
+        }
+    }
+}

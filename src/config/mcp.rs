@@ -1,0 +1,197 @@
+//! The MCP parts of the configuration file: the `mcp:` shorthand, MCP backends and their targets, session settings.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::Duration;
+use super::model::RoutePolicies;
+
+/// The `mcp:` shorthand: one port serving the federated targets at `/mcp` (Streamable HTTP) and
+/// `/sse` (legacy HTTP+SSE), as agentgateway does.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpShorthand {
+    /// TCP port (default 3000; 0 picks a free one).
+    #[serde(default = "d_port")]
+    pub port: u16,
+    /// Address to bind (default 0.0.0.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The MCP servers behind this port.
+    pub targets: Vec<McpTarget>,
+    /// `stateful` (default) or `stateless`, as for MCP backends.
+    #[serde(default)]
+    pub stateful_mode: StatefulMode,
+    /// How names are prefixed, as for MCP backends.
+    #[serde(default)]
+    pub prefix_mode: PrefixMode,
+    /// What a failing target does, as for MCP backends.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Route policies (CORS, headers, timeouts) for the MCP route.
+    #[serde(default)]
+    pub policies: RoutePolicies,
+}
+
+fn d_port() -> u16 {
+    3000
+}
+
+impl McpShorthand {
+    /// The backend the shorthand stands for.
+    pub fn backend(&self) -> McpBackend {
+        McpBackend {
+            targets: self.targets.clone(),
+            stateful_mode: self.stateful_mode,
+            prefix_mode: self.prefix_mode,
+            failure_mode: self.failure_mode,
+        }
+    }
+}
+
+/// A federated MCP backend: its targets and how they are combined.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpBackend {
+    /// The MCP servers behind this backend.
+    pub targets: Vec<McpTarget>,
+    /// `stateful` (default): clients get a session; `stateless`: every request stands alone and
+    /// GET/DELETE answer 405.
+    #[serde(default)]
+    pub stateful_mode: StatefulMode,
+    /// How tool, prompt and resource names are prefixed with their target's name.
+    #[serde(default)]
+    pub prefix_mode: PrefixMode,
+    /// What a failing target does to a fanned-out request.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+/// Session handling towards clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StatefulMode {
+    /// Sessions with `Mcp-Session-Id`, GET streams and DELETE.
+    #[default]
+    Stateful,
+    /// No sessions.
+    Stateless,
+}
+
+/// Name prefixing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PrefixMode {
+    /// Prefix only when there is more than one target.
+    #[default]
+    Conditional,
+    /// Always prefix (`target_tool`, `target+uri`).
+    Always,
+}
+
+/// Failure handling across targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureMode {
+    /// Any failing target fails the request (or session).
+    #[default]
+    FailClosed,
+    /// Failing targets are left out; the request fails only when every target fails.
+    FailOpen,
+}
+
+/// One MCP server behind a backend: give exactly one of `stdio`, `mcp`, `sse` or `demo`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpTarget {
+    /// Name used as the prefix of its tools, prompts and resources: lowercase letters, digits and `-`.
+    pub name: String,
+    /// A local server run as a child process speaking newline-delimited JSON-RPC on stdio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<StdioTarget>,
+    /// A Streamable HTTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<HttpTarget>,
+    /// A legacy HTTP+SSE server (not served by this build yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<HttpTarget>,
+    /// ringgate's built-in demo server (a few tools, a prompt, resources), run in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demo: Option<DemoTarget>,
+    /// Which of the target's tools clients see and may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<ToolFilter>,
+}
+
+/// A child-process target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdioTarget {
+    /// Program to run (looked up on `PATH`).
+    pub cmd: String,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default: the gateway's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+/// An HTTP target.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpTarget {
+    /// `http://host:port/path` or `host:port` (path defaults to `/mcp`, or `/sse` for `sse`).
+    pub host: String,
+}
+
+/// The built-in demo target (no settings).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DemoTarget {}
+
+/// Tool selection by exact name, applied before prefixing.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolFilter {
+    /// Only these tools (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Never these tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+/// Process-wide MCP settings (`config.mcp`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpSettings {
+    /// How long a client session may go unused before its id stops being accepted (default 30m).
+    #[serde(default = "d_session_ttl")]
+    pub session_ttl: Duration,
+}
+
+fn d_session_ttl() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        McpSettings { session_ttl: d_session_ttl() }
+    }
+}
+
+/// Session id sealing (`config.session`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionSettings {
+    /// 64 hex characters: the key that seals session ids, shared by replicas that must accept each
+    /// other's sessions. Absent: a random key per process start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}

@@ -1,0 +1,288 @@
+//! Streamable HTTP towards upstream MCP servers: POST one message over a pooled connection and read the answer as JSON-RPC messages, whether it comes as JSON or as SSE.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::jsonrpc::{self, Message};
+use super::plan::HttpTargetPlan;
+use super::sse;
+use crate::error::ProxyError;
+use crate::http::codec::{self, ChunkedDecoder, Framing};
+use crate::http::io::Peer;
+use crate::proxy::shard::ShardCtx;
+use crate::proxy::upstream;
+
+/// Largest JSON answer or SSE event accepted from an upstream.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What goes wrong talking to an HTTP target.
+#[derive(Debug)]
+pub enum HttpError {
+    /// Connecting, writing or reading failed, or the upstream broke HTTP.
+    Transport(ProxyError),
+    /// The upstream answered with an HTTP status other than 200/202 (404 means its session is gone).
+    Status(u16, String),
+    /// The body was not a JSON-RPC message.
+    Payload(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Transport(e) => write!(f, "{e}"),
+            HttpError::Status(s, body) => write!(f, "upstream answered HTTP {s}: {body}"),
+            HttpError::Payload(m) => write!(f, "upstream sent an invalid message: {m}"),
+        }
+    }
+}
+
+/// An upstream answer after its head: the session it named and its messages.
+pub struct Reply {
+    /// HTTP status (200 or 202).
+    pub status: u16,
+    /// `Mcp-Session-Id` the upstream set, if any.
+    pub session: Option<String>,
+    body: Body,
+    sse: Option<sse::Parser>,
+}
+
+/// Request headers specific to one POST.
+pub struct Post<'a> {
+    /// Upstream session id.
+    pub session: Option<&'a str>,
+    /// `MCP-Protocol-Version` to send (omitted on `initialize`).
+    pub version: Option<&'a str>,
+    /// The JSON-RPC message.
+    pub body: &'a [u8],
+}
+
+/// POST `msg` to `t` and wait for the response head.
+pub async fn post(ctx: &ShardCtx, t: &HttpTargetPlan, p: &Post<'_>, idle: Duration) -> Result<Reply, HttpError> {
+    let mut head = Vec::with_capacity(256 + p.body.len());
+    head.extend_from_slice(b"POST ");
+    head.extend_from_slice(t.path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    codec::write_header(&mut head, "host", t.authority.as_bytes());
+    codec::write_header(&mut head, "content-type", b"application/json");
+    codec::write_header(&mut head, "accept", b"application/json, text/event-stream");
+    if let Some(s) = p.session {
+        codec::write_header(&mut head, "mcp-session-id", s.as_bytes());
+    }
+    if let Some(v) = p.version {
+        codec::write_header(&mut head, "mcp-protocol-version", v.as_bytes());
+    }
+    codec::write_header(&mut head, "content-length", p.body.len().to_string().as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(p.body);
+    send(ctx, t, Bytes::from(head), idle).await
+}
+
+/// DELETE the upstream session (best effort; the answer is ignored).
+pub async fn delete(ctx: &ShardCtx, t: &HttpTargetPlan, session: &str, idle: Duration) {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"DELETE ");
+    head.extend_from_slice(t.path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    codec::write_header(&mut head, "host", t.authority.as_bytes());
+    codec::write_header(&mut head, "mcp-session-id", session.as_bytes());
+    head.extend_from_slice(b"content-length: 0\r\n\r\n");
+    if let Ok(mut r) = send(ctx, t, Bytes::from(head), idle).await {
+        while let Ok(Some(_)) = r.body.next(ctx, idle).await {}
+    }
+}
+
+async fn send(ctx: &ShardCtx, t: &HttpTargetPlan, req: Bytes, idle: Duration) -> Result<Reply, HttpError> {
+    let mut last = None;
+    for &addr in t.addrs.iter() {
+        // a pooled connection may have been closed by the upstream just now: one fresh retry
+        for pooled in [true, false] {
+            let io = match if pooled { ctx.pool.take(addr) } else { None } {
+                Some(io) => io,
+                None if pooled => continue,
+                None => match upstream::connect(addr).await {
+                    Ok(io) => io,
+                    Err(e) => {
+                        last = Some(e);
+                        break;
+                    }
+                },
+            };
+            let mut up = Peer::new(io, 16 * 1024);
+            if up.send(req.clone()).await.is_err() {
+                last = Some(ProxyError::UpstreamClosed);
+                continue;
+            }
+            let head = match monoio::time::timeout(idle, upstream::read_response_head(&mut up, false)).await {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(_) => return Err(HttpError::Transport(ProxyError::UpstreamTimeout)),
+            };
+            let session = head.header("mcp-session-id").and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned);
+            let is_sse = head.header("content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
+            let left = if let Framing::Length(n) = head.framing { n } else { 0 };
+            let mut body = Body {
+                up: Some(up),
+                addr,
+                framing: head.framing,
+                left,
+                dec: ChunkedDecoder::new(),
+                keep: head.keep_alive,
+                done: head.framing == Framing::None,
+            };
+            if !matches!(head.status, 200 | 202) {
+                let mut text = Vec::new();
+                while let Ok(Some(b)) = body.next(ctx, idle).await {
+                    if text.len() < 512 {
+                        text.extend_from_slice(&b);
+                    }
+                }
+                text.truncate(512);
+                return Err(HttpError::Status(head.status, String::from_utf8_lossy(&text).into_owned()));
+            }
+            let sse = is_sse.then(|| sse::Parser::new(MAX_MESSAGE_BYTES));
+            return Ok(Reply { status: head.status, session, body, sse });
+        }
+    }
+    Err(HttpError::Transport(last.unwrap_or(ProxyError::NoBackend)))
+}
+
+impl Reply {
+    /// The next JSON-RPC message of the answer; `None` at its end. SSE events without data
+    /// (priming) are skipped.
+    pub async fn next(&mut self, ctx: &ShardCtx, idle: Duration) -> Result<Option<Message>, HttpError> {
+        let Some(parser) = &mut self.sse else {
+            let mut all = Vec::new();
+            while let Some(b) = self.body.next(ctx, idle).await? {
+                if all.len() + b.len() > MAX_MESSAGE_BYTES {
+                    return Err(HttpError::Payload("answer too large".into()));
+                }
+                all.extend_from_slice(&b);
+            }
+            if all.is_empty() {
+                return Ok(None);
+            }
+            return jsonrpc::parse(&all).map(Some).map_err(|e| HttpError::Payload(e.message));
+        };
+        loop {
+            match parser.next_event() {
+                Ok(Some(ev)) if ev.data.is_empty() => continue,
+                Ok(Some(ev)) => {
+                    return jsonrpc::parse(ev.data.as_bytes()).map(Some).map_err(|e| HttpError::Payload(e.message))
+                }
+                Ok(None) => {}
+                Err(e) => return Err(HttpError::Payload(e.to_string())),
+            }
+            match self.body.next(ctx, idle).await? {
+                Some(b) => parser.push(&b),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Read the rest so the connection can go back to the pool (used after a 202).
+    pub async fn finish(mut self, ctx: &ShardCtx, idle: Duration) {
+        while let Ok(Some(_)) = self.body.next(ctx, idle).await {}
+    }
+}
+
+/// A response body being read; the connection returns to the pool when it ends cleanly.
+struct Body {
+    up: Option<Peer>,
+    addr: SocketAddr,
+    framing: Framing,
+    left: u64,
+    dec: ChunkedDecoder,
+    keep: bool,
+    done: bool,
+}
+
+impl Body {
+    async fn next(&mut self, ctx: &ShardCtx, idle: Duration) -> Result<Option<Bytes>, HttpError> {
+        loop {
+            if self.done {
+                self.release(ctx);
+                return Ok(None);
+            }
+            let Some(up) = self.up.as_mut() else { return Ok(None) };
+            match self.framing {
+                Framing::None => self.done = true,
+                Framing::Length(_) => {
+                    if self.left == 0 {
+                        self.done = true;
+                        continue;
+                    }
+                    if !up.buf.is_empty() {
+                        let take = (up.buf.len() as u64).min(self.left) as usize;
+                        self.left -= take as u64;
+                        return Ok(Some(up.buf.split_to(take).freeze()));
+                    }
+                }
+                Framing::Chunked => {
+                    let mut out = bytes::BytesMut::new();
+                    let mut pos = 0;
+                    loop {
+                        let step = self.dec.decode(&up.buf[pos..]).map_err(|e| {
+                            HttpError::Transport(ProxyError::UpstreamProtocol(format!("chunked body: {e}")))
+                        })?;
+                        match step {
+                            codec::Chunk::Data { start, len, consumed } => {
+                                out.extend_from_slice(&up.buf[pos + start..pos + start + len]);
+                                pos += consumed;
+                            }
+                            codec::Chunk::NeedMore { consumed } => {
+                                pos += consumed;
+                                break;
+                            }
+                            codec::Chunk::Done { consumed } => {
+                                pos += consumed;
+                                self.done = true;
+                                break;
+                            }
+                        }
+                    }
+                    let _ = up.buf.split_to(pos);
+                    if !out.is_empty() {
+                        return Ok(Some(out.freeze()));
+                    }
+                    if self.done {
+                        continue;
+                    }
+                }
+                Framing::CloseDelimited => {
+                    self.keep = false;
+                    if !up.buf.is_empty() {
+                        return Ok(Some(up.buf.split().freeze()));
+                    }
+                }
+            }
+            if self.done {
+                continue;
+            }
+            let up = self.up.as_mut().ok_or(HttpError::Transport(ProxyError::UpstreamClosed))?;
+            match monoio::time::timeout(idle, up.fill()).await {
+                Err(_) => return Err(HttpError::Transport(ProxyError::UpstreamTimeout)),
+                Ok(Ok(0)) if self.framing == Framing::CloseDelimited => {
+                    self.done = true;
+                }
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    self.up = None;
+                    return Err(HttpError::Transport(ProxyError::UpstreamClosed));
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn release(&mut self, ctx: &ShardCtx) {
+        if let Some(up) = self.up.take() {
+            if self.keep && self.framing != Framing::CloseDelimited && up.buf.is_empty() {
+                ctx.pool.put(self.addr, up.io);
+            }
+        }
+    }
+}

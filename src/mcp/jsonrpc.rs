@@ -1,0 +1,305 @@
+//! JSON-RPC 2.0 framing: parsing one message off the wire and serialising the ones the gateway sends.
+
+use serde_json::{Map, Value};
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+pub const HEADER_MISMATCH: i64 = -32020;
+pub const MISSING_CAPABILITY: i64 = -32021;
+pub const UNSUPPORTED_VERSION: i64 = -32022;
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    /// An error without `data`.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), data: None }
+    }
+
+    /// Attach `data`, replacing any already set.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// `{"code","message"}` plus `"data"` when set.
+    pub fn to_value(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("code".into(), self.code.into());
+        obj.insert("message".into(), self.message.clone().into());
+        if let Some(data) = &self.data {
+            obj.insert("data".into(), data.clone());
+        }
+        Value::Object(obj)
+    }
+
+    /// Read an error object leniently: upstream servers are not all well-behaved, and a missing
+    /// code or message must not stop the error from reaching the client.
+    pub fn from_value(v: &Value) -> RpcError {
+        RpcError {
+            code: v.get("code").and_then(Value::as_i64).unwrap_or(INTERNAL_ERROR),
+            message: v.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            data: v.get("data").cloned(),
+        }
+    }
+}
+
+/// One JSON-RPC message as the gateway sees it. `params`/`result` are kept whole so fields the
+/// gateway does not touch are forwarded unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Request {
+        id: Value,
+        method: String,
+        params: Option<Value>,
+    },
+    Notification {
+        method: String,
+        params: Option<Value>,
+    },
+    Response {
+        id: Value,
+        result: Value,
+    },
+    /// `id` is `Value::Null` when the peer could not read the request's id.
+    Error {
+        id: Value,
+        error: Value,
+    },
+}
+
+fn invalid(message: &str) -> RpcError {
+    RpcError::new(INVALID_REQUEST, message)
+}
+
+/// Parse one message from a POST body or a stdio line / SSE data. Batches are rejected: only
+/// 2025-03-26 allowed them, later versions removed them, and routing one per message keeps fan-out simple.
+pub fn parse(body: &[u8]) -> Result<Message, RpcError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| RpcError::new(PARSE_ERROR, format!("parse error: {e}")))?;
+    let mut obj = match value {
+        Value::Object(obj) => obj,
+        Value::Array(_) => return Err(invalid("batches are not supported; send one JSON-RPC message at a time")),
+        _ => return Err(invalid("a JSON-RPC message must be a JSON object")),
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(invalid(r#""jsonrpc" must be "2.0""#));
+    }
+    let id = obj.remove("id");
+    if id.as_ref().is_some_and(|id| !(id.is_string() || id.is_i64() || id.is_u64() || id.is_null())) {
+        return Err(invalid("id must be a string or an integer"));
+    }
+    let params = obj.remove("params");
+    if params.as_ref().is_some_and(|p| !p.is_object() && !p.is_array()) {
+        return Err(invalid("params must be an object or an array"));
+    }
+    match (obj.remove("method"), obj.remove("result"), obj.remove("error")) {
+        (Some(Value::String(method)), None, None) => match id {
+            None => Ok(Message::Notification { method, params }),
+            Some(Value::Null) => Err(invalid("request id must not be null")),
+            Some(id) => Ok(Message::Request { id, method, params }),
+        },
+        (Some(Value::String(_)), _, _) => Err(invalid("a message cannot have both method and result/error")),
+        (Some(_), _, _) => Err(invalid("method must be a string")),
+        (None, Some(_), Some(_)) => Err(invalid("a response cannot have both result and error")),
+        (None, Some(result), None) => match id {
+            None | Some(Value::Null) => Err(invalid("response id must be a string or an integer")),
+            Some(id) => Ok(Message::Response { id, result }),
+        },
+        (None, None, Some(error)) => match id {
+            _ if !error.is_object() => Err(invalid("error must be an object")),
+            None => Err(invalid("error response is missing id")),
+            Some(id) => Ok(Message::Error { id, error }),
+        },
+        (None, None, None) => Err(invalid("message has neither method nor result/error")),
+    }
+}
+
+impl Message {
+    /// The method of a request or notification.
+    pub fn method(&self) -> Option<&str> {
+        match self {
+            Message::Request { method, .. } | Message::Notification { method, .. } => Some(method),
+            _ => None,
+        }
+    }
+
+    /// The id of a request, response or error.
+    pub fn id(&self) -> Option<&Value> {
+        match self {
+            Message::Request { id, .. } | Message::Response { id, .. } | Message::Error { id, .. } => Some(id),
+            Message::Notification { .. } => None,
+        }
+    }
+
+    /// Compact JSON with `"jsonrpc":"2.0"`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Message::Request { id, method, params } => request(id, method, params.as_ref()),
+            Message::Notification { method, params } => notification(method, params.as_ref()),
+            Message::Response { id, result } => response(id, result),
+            Message::Error { id, error } => envelope(&[("id", Some(id)), ("error", Some(error))]),
+        }
+    }
+}
+
+fn envelope(fields: &[(&str, Option<&Value>)]) -> Vec<u8> {
+    let mut obj = Map::new();
+    obj.insert("jsonrpc".into(), "2.0".into());
+    for (key, value) in fields {
+        if let Some(value) = value {
+            obj.insert((*key).into(), (*value).clone());
+        }
+    }
+    Value::Object(obj).to_string().into_bytes()
+}
+
+/// A request; `params` omitted when `None`.
+pub fn request(id: &Value, method: &str, params: Option<&Value>) -> Vec<u8> {
+    envelope(&[("id", Some(id)), ("method", Some(&method.into())), ("params", params)])
+}
+
+/// A notification; `params` omitted when `None`.
+pub fn notification(method: &str, params: Option<&Value>) -> Vec<u8> {
+    envelope(&[("method", Some(&method.into())), ("params", params)])
+}
+
+/// A successful response.
+pub fn response(id: &Value, result: &Value) -> Vec<u8> {
+    envelope(&[("id", Some(id)), ("result", Some(result))])
+}
+
+/// An error response; `id: None` writes `"id":null`, for messages whose id could not be read.
+pub fn error_response(id: Option<&Value>, err: &RpcError) -> Vec<u8> {
+    envelope(&[("id", Some(id.unwrap_or(&Value::Null))), ("error", Some(&err.to_value()))])
+}
+
+/// `params._meta[key]` if present.
+pub fn meta<'a>(params: Option<&'a Value>, key: &str) -> Option<&'a Value> {
+    params?.get("_meta")?.get(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse_value(v: Value) -> Result<Message, RpcError> {
+        parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn parses_each_kind() {
+        let cases = [
+            (
+                json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":[1]}}),
+                Message::Request { id: json!(1), method: "tools/list".into(), params: Some(json!({"x":[1]})) },
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":"a","method":"ping"}),
+                Message::Request { id: json!("a"), method: "ping".into(), params: None },
+            ),
+            (
+                json!({"jsonrpc":"2.0","method":"notifications/initialized","params":[]}),
+                Message::Notification { method: "notifications/initialized".into(), params: Some(json!([])) },
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":u64::MAX,"result":{}}),
+                Message::Response { id: json!(u64::MAX), result: json!({}) },
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}),
+                Message::Error { id: Value::Null, error: json!({"code":-32700,"message":"x"}) },
+            ),
+        ];
+        for (input, want) in cases {
+            let got = parse_value(input.clone()).unwrap();
+            assert_eq!(got, want, "{input}");
+            assert_eq!(serde_json::from_slice::<Value>(&got.to_bytes()).unwrap(), input);
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_with_codes() {
+        for body in [&b"{\"jsonrpc\":"[..], b"", b"\xff"] {
+            assert_eq!(parse(body).unwrap_err().code, PARSE_ERROR);
+        }
+        let cases = [
+            (json!([{"jsonrpc":"2.0","id":1,"method":"ping"}]), "batches"),
+            (json!("ping"), "JSON object"),
+            (json!({"id":1,"method":"ping"}), "jsonrpc"),
+            (json!({"jsonrpc":"1.0","id":1,"method":"ping"}), "jsonrpc"),
+            (json!({"jsonrpc":"2.0","id":1.5,"method":"ping"}), "id must be"),
+            (json!({"jsonrpc":"2.0","id":{},"method":"ping"}), "id must be"),
+            (json!({"jsonrpc":"2.0","id":null,"method":"ping"}), "must not be null"),
+            (json!({"jsonrpc":"2.0","id":1,"method":7}), "method must be a string"),
+            (json!({"jsonrpc":"2.0","id":1,"method":"ping","params":"x"}), "params"),
+            (json!({"jsonrpc":"2.0","method":"ping","params":null}), "params"),
+            (json!({"jsonrpc":"2.0","id":1,"method":"ping","result":{}}), "both method"),
+            (json!({"jsonrpc":"2.0","id":1,"result":{},"error":{}}), "both result and error"),
+            (json!({"jsonrpc":"2.0","result":{}}), "response id"),
+            (json!({"jsonrpc":"2.0","id":null,"result":{}}), "response id"),
+            (json!({"jsonrpc":"2.0","error":{"code":1,"message":""}}), "missing id"),
+            (json!({"jsonrpc":"2.0","id":1,"error":"boom"}), "error must be an object"),
+            (json!({"jsonrpc":"2.0","id":1}), "neither method"),
+        ];
+        for (input, needle) in cases {
+            let err = parse_value(input.clone()).unwrap_err();
+            assert_eq!(err.code, INVALID_REQUEST, "{input}");
+            assert!(err.message.contains(needle), "{input}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn writers_escape_and_omit_absent_params() {
+        let method = "we\"ird\n\u{1F600}";
+        let bytes = request(&json!("1"), method, None);
+        assert_eq!(parse(&bytes).unwrap(), Message::Request { id: json!("1"), method: method.into(), params: None });
+        let v: Value = serde_json::from_slice(&notification("n", Some(&json!({"a":1})))).unwrap();
+        assert_eq!(v, json!({"jsonrpc":"2.0","method":"n","params":{"a":1}}));
+        let v: Value = serde_json::from_slice(&response(&json!(3), &json!({"ok":true}))).unwrap();
+        assert_eq!(v, json!({"jsonrpc":"2.0","id":3,"result":{"ok":true}}));
+    }
+
+    #[test]
+    fn error_response_and_error_values() {
+        let err = RpcError::new(UNSUPPORTED_VERSION, "nope").with_data(json!({"supported":["2026-07-28"]}));
+        let v: Value = serde_json::from_slice(&error_response(None, &err)).unwrap();
+        assert_eq!(v["id"], Value::Null);
+        assert_eq!(v["error"], json!({"code":-32022,"message":"nope","data":{"supported":["2026-07-28"]}}));
+        assert_eq!(RpcError::from_value(&v["error"]), err);
+        assert!(RpcError::new(METHOD_NOT_FOUND, "m").to_value().get("data").is_none());
+        assert_eq!(RpcError::from_value(&json!({"data":1})), RpcError::new(INTERNAL_ERROR, "").with_data(json!(1)));
+        let v: Value = serde_json::from_slice(&error_response(Some(&json!(9)), &err)).unwrap();
+        assert_eq!(v["id"], json!(9));
+    }
+
+    #[test]
+    fn accessors_and_meta() {
+        let msg =
+            parse_value(json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"_meta":{"progressToken":"t"}}}))
+                .unwrap();
+        assert_eq!((msg.method(), msg.id()), (Some("tools/call"), Some(&json!(5))));
+        let params = match &msg {
+            Message::Request { params, .. } => params.as_ref(),
+            _ => None,
+        };
+        assert_eq!(meta(params, "progressToken"), Some(&json!("t")));
+        assert_eq!(meta(params, "other"), None);
+        assert_eq!(meta(Some(&json!({})), "progressToken"), None);
+        assert_eq!(meta(None, "progressToken"), None);
+        let note = Message::Notification { method: "x".into(), params: None };
+        assert_eq!((note.method(), note.id()), (Some("x"), None));
+        let resp = Message::Response { id: json!(1), result: json!({}) };
+        assert_eq!((resp.method(), resp.id()), (None, Some(&json!(1))));
+    }
+}

@@ -1,0 +1,268 @@
+//! Merging fanned-out target results into one gateway answer, and prefixing what targets return.
+
+use serde_json::{json, Map, Value};
+
+use super::cursor;
+use super::names::{prefix_item, prefix_uri, Kind};
+
+/// Protocol versions the gateway speaks with clients, oldest first.
+pub const LEGACY_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", LATEST_LEGACY];
+const LATEST_LEGACY: &str = "2025-11-25";
+/// The stateless protocol version, negotiated by `server/discover` rather than `initialize`.
+pub const MODERN_VERSION: &str = "2026-07-28";
+
+/// Version negotiation for `initialize`: echo the client's requested version if it is in LEGACY_VERSIONS,
+/// else the latest legacy version.
+pub fn negotiate(requested: Option<&str>) -> &'static str {
+    LEGACY_VERSIONS.iter().copied().find(|v| Some(*v) == requested).unwrap_or(LATEST_LEGACY)
+}
+
+/// One target's answer to a fanned-out request.
+pub struct Part<'a> {
+    pub target: &'a str,
+    pub result: &'a Value,
+}
+
+/// Merge list results (`tools/list` etc.): items in target order then upstream order, each prefixed when
+/// `prefixed`, and a gateway `nextCursor` covering every part that returned one. Upstream `_meta`, `ttlMs`,
+/// `cacheScope` and `resultType` are dropped: they describe one target, and the caller adds its own.
+pub fn merge_list(kind: Kind, parts: &[Part<'_>], prefixed: bool) -> Value {
+    let mut items = Vec::new();
+    let mut pending = Vec::new();
+    for part in parts {
+        let upstream = part.result.get(kind.items_field()).and_then(Value::as_array).into_iter().flatten();
+        items.extend(upstream.cloned().map(|mut item| {
+            if prefixed {
+                prefix_item(kind, part.target, &mut item);
+            }
+            item
+        }));
+        // "" is a valid cursor since 2026-07-28; only an absent or null nextCursor ends a target.
+        if let Some(next) = part.result.get("nextCursor").and_then(Value::as_str) {
+            pending.push((part.target.to_owned(), next.to_owned()));
+        }
+    }
+    let mut out = Map::new();
+    out.insert(kind.items_field().into(), Value::Array(items));
+    if let Some(next) = cursor::encode(kind.list_method(), &pending) {
+        out.insert("nextCursor".into(), next.into());
+    }
+    Value::Object(out)
+}
+
+/// Merge `initialize` results of several targets into the gateway's own InitializeResult. With exactly one
+/// part and !prefixed the gateway is transparent: that result is returned unchanged except `protocolVersion`
+/// forced to `version`. Otherwise capabilities are merged as in [`merge_capabilities`], `serverInfo` is the
+/// gateway's, and `instructions` (omitted if no part has any) is a preamble plus each part's under `[target]`.
+pub fn merge_initialize(
+    parts: &[Part<'_>],
+    prefixed: bool,
+    version: &str,
+    server_name: &str,
+    server_version: &str,
+) -> Value {
+    if let ([only], false) = (parts, prefixed) {
+        let mut result = only.result.clone();
+        if let Some(obj) = result.as_object_mut() {
+            obj.insert("protocolVersion".into(), version.into());
+        }
+        return result;
+    }
+    let mut out = json!({
+        "protocolVersion": version,
+        "capabilities": merge_capabilities(parts),
+        "serverInfo": {"name": server_name, "version": server_version},
+    });
+    let sections: String = parts
+        .iter()
+        .filter_map(|p| Some(format!("\n\n[{}]\n{}", p.target, p.result.get("instructions")?.as_str()?)))
+        .collect();
+    if !sections.is_empty() {
+        let naming = if prefixed {
+            "tool and prompt names are prefixed `target_`, resource URIs `target+`"
+        } else {
+            "names are not prefixed"
+        };
+        out["instructions"] =
+            format!("{server_name} is an MCP gateway federating several servers; {naming}.{sections}").into();
+    }
+    out
+}
+
+/// Merged server capabilities of `parts` (each result's `capabilities`), for `initialize` and the modern
+/// `server/discover`. Each capability is advertised if any part has it; `listChanged` is always on because a
+/// change in any one target's list changes the merged list.
+pub fn merge_capabilities(parts: &[Part<'_>]) -> Value {
+    let caps = |name: &'static str| {
+        parts.iter().filter_map(move |p| p.result.get("capabilities")?.get(name)).filter(|c| !c.is_null())
+    };
+    let mut out = Map::new();
+    for name in ["tools", "prompts"] {
+        if caps(name).next().is_some() {
+            out.insert(name.into(), json!({"listChanged": true}));
+        }
+    }
+    if caps("resources").next().is_some() {
+        let subscribe = caps("resources").any(|c| c.get("subscribe") == Some(&Value::Bool(true)));
+        out.insert("resources".into(), json!({"listChanged": true, "subscribe": subscribe}));
+    }
+    for name in ["logging", "completions"] {
+        if caps(name).next().is_some() {
+            out.insert(name.into(), json!({}));
+        }
+    }
+    Value::Object(out)
+}
+
+fn prefix_uri_field(target: &str, obj: &mut Value) {
+    if let Some(Value::String(uri)) = obj.get_mut("uri") {
+        *uri = prefix_uri(target, uri);
+    }
+}
+
+/// Prefix `contents[].uri` of a `resources/read` result in place, so the client can read them back through
+/// the gateway. No-op when !prefixed.
+pub fn prefix_read_result(target: &str, result: &mut Value, prefixed: bool) {
+    if !prefixed {
+        return;
+    }
+    if let Some(Value::Array(contents)) = result.get_mut("contents") {
+        contents.iter_mut().for_each(|c| prefix_uri_field(target, c));
+    }
+}
+
+/// Prefix the uri in a target's `notifications/resources/updated`, matching what the client subscribed to.
+/// No-op for other methods and when !prefixed.
+pub fn prefix_notification(target: &str, method: &str, params: &mut Value, prefixed: bool) {
+    if prefixed && method == "notifications/resources/updated" {
+        prefix_uri_field(target, params);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcp::cursor::decode;
+
+    #[test]
+    fn negotiate_echoes_known_legacy_versions() {
+        for v in LEGACY_VERSIONS {
+            assert_eq!(negotiate(Some(v)), *v);
+        }
+        assert_eq!(negotiate(Some(MODERN_VERSION)), "2025-11-25");
+        assert_eq!(negotiate(Some("1999-01-01")), "2025-11-25");
+        assert_eq!(negotiate(None), "2025-11-25");
+    }
+
+    #[test]
+    fn merge_list_prefixes_orders_and_pages() {
+        let a = json!({"tools":[{"name":"x"},{"name":"y"}],"nextCursor":"a2","_meta":{"m":1},"ttlMs":5});
+        let b = json!({"tools":[{"name":"x"}],"cacheScope":"global","resultType":"complete"});
+        let parts = [Part { target: "a", result: &a }, Part { target: "b", result: &b }];
+        let merged = merge_list(Kind::Tool, &parts, true);
+        assert_eq!(merged["tools"], json!([{"name":"a_x"},{"name":"a_y"},{"name":"b_x"}]));
+        let next = merged["nextCursor"].as_str().unwrap();
+        assert_eq!(decode("tools/list", next, &["a", "b"]).unwrap().pending, [("a".to_string(), "a2".to_string())]);
+        assert_eq!(merged.as_object().unwrap().len(), 2, "upstream extras must be dropped: {merged}");
+
+        let unprefixed = merge_list(Kind::Tool, &parts, false);
+        assert_eq!(unprefixed["tools"], json!([{"name":"x"},{"name":"y"},{"name":"x"}]));
+    }
+
+    #[test]
+    fn merge_list_cursor_edge_cases() {
+        let done = json!({"resources":[{"uri":"/rel","name":"r"}],"nextCursor":null});
+        let empty = json!({"resources":[{"uri":"s://1","name":"s"}],"nextCursor":""});
+        let parts = [Part { target: "a", result: &done }, Part { target: "b", result: &empty }];
+        let merged = merge_list(Kind::Resource, &parts, true);
+        assert_eq!(merged["resources"], json!([{"uri":"/rel","name":"r"},{"uri":"b+s://1","name":"s"}]));
+        let next = merged["nextCursor"].as_str().unwrap();
+        assert_eq!(decode("resources/list", next, &["a", "b"]).unwrap().pending, [("b".to_string(), String::new())]);
+
+        let garbage = json!({"prompts":"nope"});
+        let merged = merge_list(Kind::Prompt, &[Part { target: "a", result: &garbage }], true);
+        assert_eq!(merged, json!({"prompts":[]}));
+    }
+
+    fn init(caps: Value, instructions: Option<&str>) -> Value {
+        let mut v =
+            json!({"protocolVersion":"2025-03-26","capabilities":caps,"serverInfo":{"name":"up","version":"9"}});
+        if let Some(i) = instructions {
+            v["instructions"] = i.into();
+        }
+        v
+    }
+
+    #[test]
+    fn merge_initialize_single_unprefixed_is_transparent() {
+        let only = init(json!({"tools":{}}), Some("hi"));
+        let merged = merge_initialize(&[Part { target: "a", result: &only }], false, "2025-06-18", "gw", "1");
+        let mut want = only.clone();
+        want["protocolVersion"] = "2025-06-18".into();
+        assert_eq!(merged, want);
+
+        let merged = merge_initialize(&[Part { target: "a", result: &only }], true, "2025-06-18", "gw", "1");
+        assert_eq!(merged["serverInfo"], json!({"name":"gw","version":"1"}));
+        assert_eq!(merged["capabilities"], json!({"tools":{"listChanged":true}}));
+    }
+
+    #[test]
+    fn merge_initialize_multi() {
+        let a = init(json!({"tools":{},"resources":{"subscribe":false},"logging":{}}), Some("Use a.\nCarefully."));
+        let b = init(json!({"prompts":{"listChanged":false},"resources":{"subscribe":true},"completions":{}}), None);
+        let c = init(json!({"tools":null}), Some("C here."));
+        let parts =
+            [Part { target: "a", result: &a }, Part { target: "b", result: &b }, Part { target: "c", result: &c }];
+        let merged = merge_initialize(&parts, true, "2025-11-25", "ringgate", "0.1.0");
+        assert_eq!(merged["protocolVersion"], "2025-11-25");
+        assert_eq!(merged["serverInfo"], json!({"name":"ringgate","version":"0.1.0"}));
+        assert_eq!(
+            merged["capabilities"],
+            json!({
+                "tools":{"listChanged":true},
+                "prompts":{"listChanged":true},
+                "resources":{"listChanged":true,"subscribe":true},
+                "logging":{},
+                "completions":{},
+            })
+        );
+        let instructions = merged["instructions"].as_str().unwrap();
+        let (preamble, rest) = instructions.split_once("\n\n").unwrap();
+        assert!(preamble.contains("ringgate") && preamble.contains("`target_`") && !preamble.contains('\n'));
+        assert_eq!(rest, "[a]\nUse a.\nCarefully.\n\n[c]\nC here.");
+
+        let none = [Part { target: "b", result: &b }, Part { target: "a", result: &init(json!({}), None) }];
+        let merged = merge_initialize(&none, true, "2025-11-25", "ringgate", "0.1.0");
+        assert!(merged.get("instructions").is_none());
+        assert_eq!(merged["capabilities"]["resources"], json!({"listChanged":true,"subscribe":true}));
+    }
+
+    #[test]
+    fn capabilities_of_nothing_is_empty() {
+        let bare = json!({});
+        assert_eq!(merge_capabilities(&[]), json!({}));
+        assert_eq!(merge_capabilities(&[Part { target: "a", result: &bare }]), json!({}));
+        let r = json!({"capabilities":{"resources":{}}});
+        assert_eq!(merge_capabilities(&[Part { target: "a", result: &r }])["resources"]["subscribe"], false);
+    }
+
+    #[test]
+    fn prefixes_read_results_and_notifications() {
+        let mut read = json!({"contents":[{"uri":"test://x","text":"t"},{"uri":"rel","blob":""},{"text":"no uri"}]});
+        let orig = read.clone();
+        prefix_read_result("ev", &mut read, false);
+        assert_eq!(read, orig);
+        prefix_read_result("ev", &mut read, true);
+        assert_eq!(
+            read,
+            json!({"contents":[{"uri":"ev+test://x","text":"t"},{"uri":"rel","blob":""},{"text":"no uri"}]})
+        );
+
+        let mut params = json!({"uri":"test://x"});
+        prefix_notification("ev", "notifications/message", &mut params, true);
+        prefix_notification("ev", "notifications/resources/updated", &mut params, false);
+        assert_eq!(params["uri"], "test://x");
+        prefix_notification("ev", "notifications/resources/updated", &mut params, true);
+        assert_eq!(params["uri"], "ev+test://x");
+    }
+}

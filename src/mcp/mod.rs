@@ -1,0 +1,15 @@
+//! MCP gateway: many MCP servers (targets) federated behind one Streamable HTTP endpoint, for clients of both protocol eras.
+
+pub mod cursor;
+pub mod demo;
+pub mod http_client;
+pub mod jsonrpc;
+pub mod merge;
+pub mod names;
+pub mod plan;
+pub mod relay;
+pub mod seal;
+pub mod serve;
+pub mod session;
+pub mod sse;
+pub mod stdio;

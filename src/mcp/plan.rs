@@ -1,0 +1,77 @@
+//! What an MCP backend compiles to: its targets resolved and ready, shared read-only by every shard.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::seal::Sealer;
+use super::stdio::StdioServer;
+
+/// A compiled MCP backend.
+pub struct McpPlan {
+    /// Targets in configuration order; their index is how sessions and cursors refer to them.
+    pub targets: Vec<TargetPlan>,
+    /// Whether names carry the `target_`/`target+` prefix.
+    pub prefixed: bool,
+    /// Whether clients get sessions.
+    pub stateful: bool,
+    /// Whether failing targets are skipped rather than failing the request.
+    pub fail_open: bool,
+    /// Seals and opens session ids.
+    pub sealer: Arc<Sealer>,
+    /// Idle lifetime of a client session.
+    pub session_ttl: Duration,
+}
+
+/// One target.
+pub struct TargetPlan {
+    /// Its name (the prefix).
+    pub name: Arc<str>,
+    /// How to reach it.
+    pub kind: TargetKind,
+    /// Tools it may expose; `None` = all.
+    pub tools: Option<ToolFilterPlan>,
+}
+
+/// How a target is reached.
+pub enum TargetKind {
+    /// ringgate's in-process demo server.
+    Demo,
+    /// Streamable HTTP.
+    Http(HttpTargetPlan),
+    /// A child process (shared by every session).
+    Stdio(Arc<StdioServer>),
+}
+
+/// A resolved Streamable HTTP target.
+pub struct HttpTargetPlan {
+    /// `host[:port]` for the `Host` header.
+    pub authority: String,
+    /// The endpoint path.
+    pub path: String,
+    /// Resolved addresses, tried in order.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Tool selection by name.
+pub struct ToolFilterPlan {
+    /// Allowed names (empty: all).
+    pub include: HashSet<String>,
+    /// Refused names.
+    pub exclude: HashSet<String>,
+}
+
+impl ToolFilterPlan {
+    /// Whether a tool of this target may be listed and called.
+    pub fn allows(&self, tool: &str) -> bool {
+        (self.include.is_empty() || self.include.contains(tool)) && !self.exclude.contains(tool)
+    }
+}
+
+impl McpPlan {
+    /// Target names in order (for cursors and name splitting).
+    pub fn names(&self) -> Vec<&str> {
+        self.targets.iter().map(|t| &*t.name).collect()
+    }
+}

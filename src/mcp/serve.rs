@@ -1,0 +1,672 @@
+//! The client side of an MCP route: Streamable HTTP POST and DELETE for both protocol eras, sessions, fan-out and merge, answers as JSON or SSE.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND};
+use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
+use super::names::{self, Kind};
+use super::plan::{McpPlan, TargetKind};
+use super::relay::{InFlight, Relay, Via};
+use super::session::{now_secs, Sealed};
+use super::{cursor, sse};
+use crate::config::compile::PolicyPlan;
+use crate::error::{McpReject, ProxyError};
+use crate::http::codec::{self, RequestHead};
+use crate::http::io::Peer;
+use crate::proxy::conn::{Done, Failed};
+use crate::proxy::policy;
+use crate::proxy::shard::ShardCtx;
+use crate::proxy::upstream;
+
+/// How long a target may stay silent while the gateway waits on it.
+const TARGET_IDLE: Duration = Duration::from_secs(300);
+const SERVER_NAME: &str = "ringgate";
+/// `_meta` keys of the 2026-07-28 era, which legacy upstream sessions must not see.
+const MODERN_META_PREFIX: &str = "io.modelcontextprotocol/";
+/// Prefix of the ids the gateway gives server→client requests, to route the client's answer.
+const RELAYED_ID: &str = "rg~";
+
+/// Serve one request on an MCP route.
+pub async fn serve(
+    ctx: &ShardCtx,
+    plan: &McpPlan,
+    pol: &PolicyPlan,
+    client: &mut Peer,
+    head: &RequestHead,
+    max_body: u64,
+    idle: Duration,
+) -> Result<Done, Failed> {
+    let modern_header = head.header_str("mcp-protocol-version") == Some(MODERN_VERSION);
+    match head.method() {
+        "POST" => {}
+        "DELETE" if plan.stateful && !modern_header => return delete(ctx, plan, pol, client, head).await,
+        _ => return Err(McpReject::MethodNotAllowed.into()),
+    }
+    let accept = head.header_str("accept").unwrap_or("");
+    let any = accept.contains("*/*");
+    if !(any || accept.contains("application/json") && accept.contains("text/event-stream")) {
+        return Err(McpReject::NotAcceptable.into());
+    }
+    if !head.header_str("content-type").is_some_and(|c| c.trim_start().starts_with("application/json")) {
+        return Err(McpReject::UnsupportedMediaType.into());
+    }
+    let body = upstream::read_body(client, head.framing, max_body, idle).await?;
+    let msg = jsonrpc::parse(&body).map_err(|e| {
+        if e.code == jsonrpc::PARSE_ERROR {
+            McpReject::Parse(e.message)
+        } else {
+            McpReject::InvalidRequest(e.message)
+        }
+    })?;
+    let params = match &msg {
+        Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
+        _ => None,
+    };
+    let meta_version = jsonrpc::meta(params, "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
+    let mut ex = Exchange {
+        relay: Relay { ctx, plan, idle: TARGET_IDLE },
+        out: Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 },
+        modern: false,
+        session: None,
+    };
+    if meta_version.is_some() || modern_header {
+        check_modern_headers(head, &msg, meta_version)?;
+        ex.modern = true;
+    } else {
+        if let Some(v) = head.header_str("mcp-protocol-version") {
+            if !LEGACY_VERSIONS.contains(&v) {
+                return Err(McpReject::UnsupportedVersion(unsupported(v)).into());
+            }
+        }
+        let is_init = msg.method() == Some("initialize");
+        if plan.stateful && !is_init {
+            let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired)?;
+            ex.session = Some(ctx.mcp.admit(plan, id).map_err(|_| McpReject::SessionUnknown)?);
+        }
+    }
+    let keep = head.keep_alive && !ctx.draining.is_fired();
+    ex.handle(client, msg, keep).await?;
+    Ok(Done::local(ex.out.status, ex.out.bytes, keep))
+}
+
+fn unsupported(v: &str) -> String {
+    let mut all: Vec<&str> = LEGACY_VERSIONS.to_vec();
+    all.push(MODERN_VERSION);
+    format!("Unsupported protocol version: {v} (supported: {})", all.join(", "))
+}
+
+/// The 2026-07-28 header rules: `MCP-Protocol-Version`, `Mcp-Method` and, for calls, `Mcp-Name`
+/// must be present and agree with the body.
+fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<&str>) -> Result<(), McpReject> {
+    let header_version = head.header_str("mcp-protocol-version");
+    let version = meta_version.or(header_version).unwrap_or("");
+    if version != MODERN_VERSION {
+        return Err(McpReject::UnsupportedVersion(unsupported(version)));
+    }
+    if header_version != Some(version) {
+        return Err(McpReject::HeaderMismatch(format!(
+            "MCP-Protocol-Version header {header_version:?} does not match _meta protocolVersion {version}"
+        )));
+    }
+    let Some(method) = msg.method() else {
+        return Err(McpReject::InvalidRequest("clients must not send responses in the 2026-07-28 era".into()));
+    };
+    let header_method = head.header_str("mcp-method").map(decode_header_value);
+    if header_method.as_deref() != Some(method) {
+        return Err(McpReject::HeaderMismatch(format!(
+            "Mcp-Method header {header_method:?} does not match method {method}"
+        )));
+    }
+    let params = match msg {
+        Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
+        _ => None,
+    };
+    let name_field = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(field) = name_field {
+        let body_name = params.and_then(|p| p.get(field)).and_then(Value::as_str);
+        let header_name = head.header_str("mcp-name").map(decode_header_value);
+        if header_name.is_none() || header_name.as_deref() != body_name {
+            return Err(McpReject::HeaderMismatch(format!(
+                "Mcp-Name header {header_name:?} does not match params.{field} {body_name:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Header values that are not safe ASCII travel as `=?base64?<b64>?=`.
+fn decode_header_value(v: &str) -> String {
+    use base64::Engine;
+    let inner = v.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?="));
+    match inner.and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()) {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => v.to_string(),
+    }
+}
+
+/// The response being written: one JSON body, or an SSE stream once a target sends more than
+/// its answer.
+struct Out<'a> {
+    pol: &'a PolicyPlan,
+    origin: Option<&'a str>,
+    /// A session id to announce (on the `initialize` answer).
+    session: Option<String>,
+    sse: bool,
+    status: u16,
+    bytes: u64,
+}
+
+impl Out<'_> {
+    fn head(&self, out: &mut Vec<u8>, status: u16, content_type: &[u8], keep: bool) {
+        codec::write_status_line(out, status);
+        codec::write_header(out, "content-type", content_type);
+        if let Some(s) = &self.session {
+            codec::write_header(out, "mcp-session-id", s.as_bytes());
+        }
+        if let Some(ops) = &self.pol.response_headers {
+            for (n, v) in ops.extra() {
+                codec::write_header(out, n, v.as_bytes());
+            }
+        }
+        if let Some(c) = &self.pol.cors {
+            policy::write_cors_headers(c, self.origin, out);
+        }
+        if !keep {
+            codec::write_header(out, "connection", b"close");
+        }
+    }
+
+    async fn json(&mut self, client: &mut Peer, status: u16, body: &[u8], keep: bool) -> Result<(), Failed> {
+        let mut out = client.take_out();
+        self.head(&mut out, status, b"application/json", keep);
+        codec::write_header(&mut out, "content-length", body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        self.status = status;
+        self.bytes += body.len() as u64;
+        client.send_out(out).await.map_err(|_| Failed::started(ProxyError::ClientClosed))
+    }
+
+    async fn accepted(&mut self, client: &mut Peer, keep: bool) -> Result<(), Failed> {
+        let mut out = client.take_out();
+        self.head(&mut out, 202, b"application/json", keep);
+        out.extend_from_slice(b"content-length: 0\r\n\r\n");
+        self.status = 202;
+        client.send_out(out).await.map_err(|_| Failed::started(ProxyError::ClientClosed))
+    }
+
+    /// Write one message as an SSE event, starting the stream if needed.
+    async fn event(&mut self, client: &mut Peer, data: &[u8], keep: bool) -> Result<(), Failed> {
+        let mut out = client.take_out();
+        if !self.sse {
+            self.sse = true;
+            self.status = 200;
+            self.head(&mut out, 200, b"text/event-stream", keep);
+            out.extend_from_slice(
+                b"cache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n",
+            );
+        }
+        let mut ev = Vec::with_capacity(data.len() + 32);
+        sse::write_event(&mut ev, None, Some("message"), data);
+        out.extend_from_slice(format!("{:x}\r\n", ev.len()).as_bytes());
+        out.extend_from_slice(&ev);
+        out.extend_from_slice(b"\r\n");
+        self.bytes += ev.len() as u64;
+        client.send_out(out).await.map_err(|_| Failed::started(ProxyError::ClientClosed))
+    }
+
+    /// Send a final message: as JSON, or as the last event of the stream.
+    async fn finish(&mut self, client: &mut Peer, data: &[u8], keep: bool) -> Result<(), Failed> {
+        if !self.sse {
+            return self.json(client, 200, data, keep).await;
+        }
+        self.event(client, data, keep).await?;
+        client
+            .send(bytes::Bytes::from_static(b"0\r\n\r\n"))
+            .await
+            .map_err(|_| Failed::started(ProxyError::ClientClosed))
+    }
+}
+
+/// One client message being served.
+struct Exchange<'a> {
+    relay: Relay<'a>,
+    out: Out<'a>,
+    /// The request is in the 2026-07-28 era.
+    modern: bool,
+    /// The client's session (stateful legacy era).
+    session: Option<Sealed>,
+}
+
+/// A target's answer to a fanned-out request.
+type Answers = Vec<(usize, Result<Value, RpcError>)>;
+
+impl Exchange<'_> {
+    fn plan(&self) -> &McpPlan {
+        self.relay.plan
+    }
+
+    /// How requests to target `ti` travel; `None` when this session has no upstream session
+    /// with it (it was added by a reload, or failed to initialize under failOpen).
+    fn via(&self, ti: usize) -> Option<Via<'_>> {
+        let t = &self.plan().targets[ti];
+        if !matches!(t.kind, TargetKind::Http(_)) {
+            return Some(Via::Pooled);
+        }
+        match &self.session {
+            Some(s) => s.target(&t.name).filter(|u| u.s.is_some()).map(Via::Own),
+            None if self.plan().stateful && !self.modern => None,
+            None => Some(Via::Pooled),
+        }
+    }
+
+    async fn handle(&mut self, client: &mut Peer, msg: Message, keep: bool) -> Result<(), Failed> {
+        match msg {
+            Message::Request { id, method, params } => {
+                let body = match self.request(client, &id, &method, params, keep).await? {
+                    Ok(r) => jsonrpc::response(&id, &self.finish_result(&method, r)),
+                    Err(e) => jsonrpc::error_response(Some(&id), &e),
+                };
+                self.out.finish(client, &body, keep).await
+            }
+            Message::Notification { method, params } => {
+                self.notification(&method, params.as_ref()).await;
+                self.out.accepted(client, keep).await
+            }
+            reply @ (Message::Response { .. } | Message::Error { .. }) if !self.modern => {
+                self.client_answer(reply).await?;
+                self.out.accepted(client, keep).await
+            }
+            _ => Err(McpReject::InvalidRequest("clients must not send responses in the 2026-07-28 era".into()).into()),
+        }
+    }
+
+    /// Serve a request; the result is the client's answer (the caller restores its id).
+    async fn request(
+        &mut self,
+        client: &mut Peer,
+        id: &Value,
+        method: &str,
+        params: Option<Value>,
+        keep: bool,
+    ) -> Result<Result<Value, RpcError>, Failed> {
+        let params = if self.modern { strip_modern_meta(params) } else { params };
+        let removed_in_modern = matches!(
+            method,
+            "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
+        );
+        if self.modern && removed_in_modern {
+            return Err(McpReject::MethodNotFound(method.to_string()).into());
+        }
+        let names = self.plan().names();
+        let owner = |field: &str, by_uri: bool| -> Result<(usize, String), RpcError> {
+            let key = params.as_ref().and_then(|p| p.get(field)).and_then(Value::as_str).unwrap_or("");
+            self.owner(key, by_uri, &names)
+        };
+        Ok(match method {
+            "initialize" => self.initialize(params.unwrap_or_else(|| json!({}))).await,
+            "server/discover" if self.modern => self.discover().await,
+            "ping" => Ok(json!({})),
+            "logging/setLevel" => {
+                let all = (0..names.len()).map(|ti| (ti, params.clone()));
+                self.settle(self.fanout(all, method).await).map(|_| json!({}))
+            }
+            "tools/call" | "prompts/get" => match owner("name", false) {
+                Ok((ti, name)) if method == "tools/call" && !self.tool_allowed(ti, &name) => {
+                    Err(RpcError::new(INVALID_PARAMS, format!("Unknown tool: {}", param_str(&params, "name"))))
+                }
+                Ok((ti, name)) => self.forward(client, ti, id, method, with_field(params, "name", name), keep).await?,
+                Err(e) => Err(e),
+            },
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => match owner("uri", true) {
+                Ok((ti, uri)) => self.forward(client, ti, id, method, with_field(params, "uri", uri), keep).await?,
+                Err(e) => Err(e),
+            },
+            "completion/complete" => match self.completion_owner(params.as_ref(), &names) {
+                Ok((ti, params)) => self.forward(client, ti, id, method, Some(params), keep).await?,
+                Err(e) => Err(e),
+            },
+            m => match Kind::from_list_method(m) {
+                Some(kind) => self.list(kind, params).await,
+                None if self.modern => return Err(McpReject::MethodNotFound(m.to_string()).into()),
+                None => Err(RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {m}"))),
+            },
+        })
+    }
+
+    /// The target owning a (possibly prefixed) tool/prompt name or resource URI, and the name
+    /// it knows it by.
+    fn owner(&self, key: &str, by_uri: bool, names: &[&str]) -> Result<(usize, String), RpcError> {
+        if !self.plan().prefixed {
+            return Ok((0, key.to_string()));
+        }
+        let split = if by_uri { names::split_uri(key, names) } else { names::split_name(key, names) };
+        let what = if by_uri { "resource" } else { "name" };
+        split
+            .map(|(ti, k)| (ti, k.to_string()))
+            .ok_or_else(|| RpcError::new(INVALID_PARAMS, format!("Unknown {what}: {key} (no target has that prefix)")))
+    }
+
+    fn completion_owner(&self, params: Option<&Value>, names: &[&str]) -> Result<(usize, Value), RpcError> {
+        let mut params = params.cloned().unwrap_or_else(|| json!({}));
+        let r = params.get_mut("ref").and_then(Value::as_object_mut);
+        let Some(r) = r else { return Err(RpcError::new(INVALID_PARAMS, "completion/complete needs params.ref")) };
+        let (field, by_uri) =
+            if r.get("type").and_then(Value::as_str) == Some("ref/resource") { ("uri", true) } else { ("name", false) };
+        let key = r.get(field).and_then(Value::as_str).unwrap_or("").to_string();
+        let (ti, local) = self.owner(&key, by_uri, names)?;
+        r.insert(field.into(), Value::String(local));
+        Ok((ti, params))
+    }
+
+    fn tool_allowed(&self, ti: usize, tool: &str) -> bool {
+        self.plan().targets[ti].tools.as_ref().is_none_or(|f| f.allows(tool))
+    }
+
+    /// Send `method` to each given target concurrently (targets this session cannot reach are skipped).
+    async fn fanout(&self, targets: impl Iterator<Item = (usize, Option<Value>)>, method: &str) -> Answers {
+        let calls = targets.filter_map(|(ti, params)| {
+            let via = self.via(ti)?;
+            Some(async move { (ti, self.relay.call(ti, via, method, params.as_ref()).await) })
+        });
+        join_all(calls).await
+    }
+
+    /// Apply the failure mode to fanned-out answers.
+    fn settle(&self, answers: Answers) -> Result<Vec<(usize, Value)>, RpcError> {
+        let mut ok = Vec::with_capacity(answers.len());
+        let mut first_err = None;
+        for (ti, a) in answers {
+            match a {
+                Ok(v) => ok.push((ti, v)),
+                Err(e) => {
+                    let name = &self.plan().targets[ti].name;
+                    eprintln!("mcp target {name}: {}", e.message);
+                    if first_err.is_none() {
+                        first_err = Some(RpcError::new(e.code, format!("target `{name}`: {}", e.message)));
+                    }
+                }
+            }
+        }
+        match first_err {
+            Some(e) if !self.plan().fail_open || ok.is_empty() => Err(e),
+            _ => Ok(ok),
+        }
+    }
+
+    async fn list(&self, kind: Kind, params: Option<Value>) -> Result<Value, RpcError> {
+        let names = self.plan().names();
+        let method = kind.list_method();
+        let cursor = params.as_ref().and_then(|p| p.get("cursor")).and_then(Value::as_str);
+        let targets: Vec<(usize, Option<String>)> = match cursor {
+            None => (0..names.len()).map(|ti| (ti, None)).collect(),
+            Some(c) => cursor::decode(method, c, &names)?
+                .pending
+                .into_iter()
+                .filter_map(|(n, c)| Some((names.iter().position(|x| *x == n)?, Some(c))))
+                .collect(),
+        };
+        let calls = targets.into_iter().map(|(ti, c)| (ti, with_cursor(params.clone(), c)));
+        let mut parts = self.settle(self.fanout(calls, method).await)?;
+        if kind == Kind::Tool {
+            for (ti, result) in &mut parts {
+                if let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) {
+                    let t = &self.plan().targets[*ti];
+                    if let Some(f) = &t.tools {
+                        tools.retain(|tool| tool.get("name").and_then(Value::as_str).is_some_and(|n| f.allows(n)));
+                    }
+                }
+            }
+        }
+        let view: Vec<Part<'_>> =
+            parts.iter().map(|(ti, r)| Part { target: &self.plan().targets[*ti].name, result: r }).collect();
+        Ok(merge::merge_list(kind, &view, self.plan().prefixed))
+    }
+
+    /// Forward a request to its one owning target, relaying what it sends before its answer.
+    async fn forward(
+        &mut self,
+        client: &mut Peer,
+        ti: usize,
+        id: &Value,
+        method: &str,
+        params: Option<Value>,
+        keep: bool,
+    ) -> Result<Result<Value, RpcError>, Failed> {
+        let Some(via) = self.via(ti) else {
+            let name = &self.plan().targets[ti].name;
+            return Ok(Err(RpcError::new(
+                INTERNAL_ERROR,
+                format!("target `{name}` is not part of this session; initialize a new session"),
+            )));
+        };
+        let token = params.as_ref().and_then(|p| p.get("_meta")).and_then(|m| m.get("progressToken")).cloned();
+        let mut f = match self.relay.start(ti, via, id, method, params.as_ref()).await {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let stdio_id = if let InFlight::Stdio(c) = &f { Some(c.upstream_id) } else { None };
+        let target = self.plan().targets[ti].name.clone();
+        let prefixed = self.plan().prefixed;
+        loop {
+            let m = match f.next(&self.relay).await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    return Ok(Err(RpcError::new(INTERNAL_ERROR, format!("target `{target}` ended without answering"))))
+                }
+                Err(e) => return Ok(Err(e)),
+            };
+            match m {
+                Message::Response { mut result, .. } => {
+                    if method == "resources/read" {
+                        merge::prefix_read_result(&target, &mut result, prefixed);
+                    }
+                    return Ok(Ok(result));
+                }
+                Message::Error { error, .. } => return Ok(Err(RpcError::from_value(&error))),
+                Message::Notification { method: nm, params: mut np } => {
+                    if let (Some(p), Some(up)) = (np.as_mut(), stdio_id) {
+                        if p.get("progressToken").and_then(Value::as_u64) == Some(up) {
+                            if let Some(t) = &token {
+                                p["progressToken"] = t.clone();
+                            }
+                        }
+                    }
+                    if let Some(p) = np.as_mut() {
+                        merge::prefix_notification(&target, &nm, p, prefixed);
+                    }
+                    self.out.event(client, &jsonrpc::notification(&nm, np.as_ref()), keep).await?;
+                }
+                Message::Request { id: rid, method: rm, params: rp } => {
+                    if self.modern {
+                        // 2026-07-28 has no server→client requests on a stream
+                        continue;
+                    }
+                    let relayed = json!(format!("{RELAYED_ID}{ti}~{rid}"));
+                    self.out.event(client, &jsonrpc::request(&relayed, &rm, rp.as_ref()), keep).await?;
+                }
+            }
+        }
+    }
+
+    /// A client's answer to a relayed server→client request: back to the target that asked.
+    async fn client_answer(&self, msg: Message) -> Result<(), Failed> {
+        let unknown = || Failed::from(McpReject::InvalidRequest("response to an unknown request id".into()));
+        let id = msg.id().and_then(Value::as_str).ok_or_else(unknown)?;
+        let (ti, orig) = id.strip_prefix(RELAYED_ID).and_then(|r| r.split_once('~')).ok_or_else(unknown)?;
+        let ti: usize = ti.parse().map_err(|_| unknown())?;
+        let orig: Value = serde_json::from_str(orig).map_err(|_| unknown())?;
+        if ti >= self.plan().targets.len() {
+            return Err(unknown());
+        }
+        let via = self.via(ti).ok_or_else(unknown)?;
+        let restored = match msg {
+            Message::Response { result, .. } => Message::Response { id: orig, result },
+            Message::Error { error, .. } => Message::Error { id: orig, error },
+            _ => return Err(unknown()),
+        };
+        self.relay.post_message(ti, via, &restored.to_bytes(), None, None).await;
+        Ok(())
+    }
+
+    /// Client notifications go to the targets that have a session of this client's.
+    async fn notification(&self, method: &str, params: Option<&Value>) {
+        if self.modern {
+            return;
+        }
+        let body = jsonrpc::notification(method, params);
+        let sends = (0..self.plan().targets.len()).filter_map(|ti| match self.via(ti)? {
+            via @ Via::Own(_) => Some(self.relay.post_message(ti, via, &body, Some(method), params)),
+            Via::Pooled => None,
+        });
+        join_all(sends).await;
+    }
+
+    async fn initialize(&mut self, params: Value) -> Result<Value, RpcError> {
+        let asked = params.get("protocolVersion").and_then(Value::as_str);
+        let version = merge::negotiate(asked);
+        let own = self.plan().stateful;
+        let (relay, params) = (&self.relay, &params);
+        let inits =
+            (0..relay.plan.targets.len()).map(|ti| async move { (ti, relay.initialize(ti, params, own).await) });
+        let mut ok = Vec::new();
+        let mut answers = Vec::new();
+        for (ti, r) in join_all(inits).await {
+            match r {
+                Ok((result, up)) => {
+                    ok.push(up);
+                    answers.push((ti, Ok(result)));
+                }
+                Err(e) => answers.push((ti, Err(e))),
+            }
+        }
+        let parts = self.settle(answers)?;
+        let view: Vec<Part<'_>> =
+            parts.iter().map(|(ti, r)| Part { target: &self.plan().targets[*ti].name, result: r }).collect();
+        let result =
+            merge::merge_initialize(&view, self.plan().prefixed, version, SERVER_NAME, env!("CARGO_PKG_VERSION"));
+        if own {
+            let sealed = Sealed { v: version.to_string(), t: ok, iat: now_secs() };
+            self.out.session = Some(sealed.seal(self.plan()).map_err(|e| RpcError::new(INTERNAL_ERROR, e))?);
+        }
+        Ok(result)
+    }
+
+    /// `server/discover` (2026-07-28): the merged capabilities of every target.
+    async fn discover(&self) -> Result<Value, RpcError> {
+        let params = json!({
+            "protocolVersion": merge::negotiate(None),
+            "capabilities": {},
+            "clientInfo": {"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")},
+        });
+        let (relay, params) = (&self.relay, &params);
+        let inits =
+            (0..relay.plan.targets.len()).map(|ti| async move { (ti, relay.initialize(ti, params, false).await) });
+        let answers = join_all(inits).await.into_iter().map(|(ti, r)| (ti, r.map(|(v, _)| v))).collect();
+        let parts = self.settle(answers)?;
+        let view: Vec<Part<'_>> =
+            parts.iter().map(|(ti, r)| Part { target: &self.plan().targets[*ti].name, result: r }).collect();
+        let mut versions = vec![MODERN_VERSION];
+        versions.extend(LEGACY_VERSIONS.iter().rev());
+        Ok(json!({
+            "supportedVersions": versions,
+            "capabilities": merge::merge_capabilities(&view),
+            "serverInfo": {"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")},
+        }))
+    }
+
+    /// What the client gets for a result: in the 2026-07-28 era with `resultType` and, for
+    /// cacheable methods, cache hints (private: what a caller sees may depend on who it is).
+    fn finish_result(&self, method: &str, mut result: Value) -> Value {
+        if !self.modern {
+            return result;
+        }
+        if let Some(o) = result.as_object_mut() {
+            o.entry("resultType").or_insert_with(|| json!("complete"));
+            let cacheable =
+                method == "server/discover" || method == "resources/read" || Kind::from_list_method(method).is_some();
+            if cacheable {
+                o.insert("ttlMs".into(), json!(0));
+                o.insert("cacheScope".into(), json!("private"));
+            }
+            let meta = o.entry("_meta").or_insert_with(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.insert(
+                    "io.modelcontextprotocol/serverInfo".into(),
+                    json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")}),
+                );
+            }
+        }
+        result
+    }
+}
+
+/// End a client session: its upstream sessions are deleted and its id stops working here.
+async fn delete(
+    ctx: &ShardCtx,
+    plan: &McpPlan,
+    pol: &PolicyPlan,
+    client: &mut Peer,
+    head: &RequestHead,
+) -> Result<Done, Failed> {
+    let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired)?;
+    let sealed = ctx.mcp.admit(plan, id).map_err(|_| McpReject::SessionUnknown)?;
+    let deletes = plan.targets.iter().filter_map(|t| {
+        let TargetKind::Http(h) = &t.kind else { return None };
+        let s = sealed.target(&t.name)?.s.clone()?;
+        Some(async move { super::http_client::delete(ctx, h, &s, TARGET_IDLE).await })
+    });
+    join_all(deletes).await;
+    ctx.mcp.revoke(id, plan.session_ttl);
+    let keep = head.keep_alive && head.framing == codec::Framing::None;
+    let mut out = Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 };
+    out.json(client, 200, b"", keep).await?;
+    Ok(Done::local(200, 0, keep))
+}
+
+fn param_str<'a>(params: &'a Option<Value>, field: &str) -> &'a str {
+    params.as_ref().and_then(|p| p.get(field)).and_then(Value::as_str).unwrap_or("")
+}
+
+fn with_field(params: Option<Value>, field: &str, value: String) -> Option<Value> {
+    let mut p = params.unwrap_or_else(|| json!({}));
+    if let Some(o) = p.as_object_mut() {
+        o.insert(field.into(), Value::String(value));
+    }
+    Some(p)
+}
+
+fn with_cursor(params: Option<Value>, cursor: Option<String>) -> Option<Value> {
+    let mut p = params.unwrap_or_else(|| json!({}));
+    if let Some(o) = p.as_object_mut() {
+        match cursor {
+            Some(c) => o.insert("cursor".into(), Value::String(c)),
+            None => o.remove("cursor"),
+        };
+        if o.is_empty() {
+            return None;
+        }
+    }
+    Some(p)
+}
+
+/// Remove the 2026-07-28 `_meta` keys before a request goes to a legacy upstream session.
+fn strip_modern_meta(params: Option<Value>) -> Option<Value> {
+    let mut p = params?;
+    if let Some(o) = p.as_object_mut() {
+        if let Some(meta) = o.get_mut("_meta").and_then(Value::as_object_mut) {
+            meta.retain(|k, _| !k.starts_with(MODERN_META_PREFIX));
+            if meta.is_empty() {
+                o.remove("_meta");
+            }
+        }
+    }
+    Some(p)
+}

@@ -1,0 +1,151 @@
+//! Client sessions: what a sealed `Mcp-Session-Id` carries, and the shard-local state that cannot be sealed (revoked ids, last use, pooled upstream sessions).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::plan::McpPlan;
+
+/// What a gateway session id seals: fixed at `initialize`, so any shard or replica holding the
+/// key can serve the session's POSTs without a lookup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// Protocol version negotiated with the client.
+    pub v: String,
+    /// Per target (by name): its upstream session id and the version it negotiated.
+    pub t: Vec<Upstream>,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+}
+
+/// One target's part of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upstream {
+    /// Target name.
+    pub n: String,
+    /// Its session id, for HTTP targets that gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s: Option<String>,
+    /// Protocol version the target negotiated.
+    pub v: String,
+}
+
+impl Sealed {
+    /// Seal into a session id.
+    pub fn seal(&self, plan: &McpPlan) -> Result<String, String> {
+        let bytes = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        plan.sealer.seal(&bytes)
+    }
+
+    /// Open a session id; `None` when it was not made with this key or is malformed.
+    pub fn open(plan: &McpPlan, id: &str) -> Option<Sealed> {
+        serde_json::from_slice(&plan.sealer.open(id)?).ok()
+    }
+
+    /// This target's entry, by name (targets may have been added or removed by a reload).
+    pub fn target(&self, name: &str) -> Option<&Upstream> {
+        self.t.iter().find(|u| u.n == name)
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// An upstream session a shard shares among stateless requests.
+#[derive(Clone)]
+pub struct Pooled {
+    /// Upstream session id (empty when the target gave none).
+    pub session: String,
+    /// Version it negotiated.
+    pub version: String,
+    /// Its `initialize` result.
+    pub init: Value,
+}
+
+/// Shard-local MCP state.
+#[derive(Default)]
+pub struct ShardSessions {
+    /// Ended (DELETEd) session ids, with when they may be forgotten.
+    revoked: RefCell<HashMap<String, Instant>>,
+    /// Last time this shard served each session, to extend its idle lifetime past `iat + ttl`.
+    seen: RefCell<HashMap<String, Instant>>,
+    /// Upstream sessions shared by stateless requests, by target endpoint.
+    pooled: RefCell<HashMap<String, Pooled>>,
+    next_id: Cell<u64>,
+    sweeps: Cell<u32>,
+}
+
+/// Why a session id is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Not made with our key, malformed, or ended by DELETE.
+    Unknown,
+    /// Unused for longer than the session TTL.
+    Expired,
+}
+
+impl ShardSessions {
+    /// Check `id` and note its use.
+    pub fn admit(&self, plan: &McpPlan, id: &str) -> Result<Sealed, Refused> {
+        let s = Sealed::open(plan, id).ok_or(Refused::Unknown)?;
+        if self.revoked.borrow().contains_key(id) {
+            return Err(Refused::Unknown);
+        }
+        let now = Instant::now();
+        let ttl = plan.session_ttl;
+        let fresh = now_secs().saturating_sub(s.iat) < ttl.as_secs().max(1);
+        let mut seen = self.seen.borrow_mut();
+        if !fresh && seen.get(id).is_none_or(|t| now.duration_since(*t) >= ttl) {
+            return Err(Refused::Expired);
+        }
+        seen.insert(id.to_string(), now);
+        drop(seen);
+        self.sweep(ttl);
+        Ok(s)
+    }
+
+    /// End a session on this shard.
+    pub fn revoke(&self, id: &str, ttl: Duration) {
+        self.seen.borrow_mut().remove(id);
+        // keep the tombstone as long as the id could otherwise still be accepted
+        self.revoked.borrow_mut().insert(id.to_string(), Instant::now() + ttl * 2);
+    }
+
+    /// Occasionally drop entries that no longer matter, so the maps stay bounded by live sessions.
+    fn sweep(&self, ttl: Duration) {
+        let n = self.sweeps.get().wrapping_add(1);
+        self.sweeps.set(n);
+        if !n.is_multiple_of(1024) {
+            return;
+        }
+        let now = Instant::now();
+        self.seen.borrow_mut().retain(|_, t| now.duration_since(*t) < ttl);
+        self.revoked.borrow_mut().retain(|_, until| *until > now);
+    }
+
+    /// A fresh id for a request sent on a shared upstream session.
+    pub fn next_id(&self) -> u64 {
+        let n = self.next_id.get().wrapping_add(1);
+        self.next_id.set(n);
+        n
+    }
+
+    /// The pooled upstream session for an endpoint key.
+    pub fn pooled(&self, key: &str) -> Option<Pooled> {
+        self.pooled.borrow().get(key).cloned()
+    }
+
+    /// Remember or forget a pooled upstream session.
+    pub fn set_pooled(&self, key: &str, v: Option<Pooled>) {
+        let mut p = self.pooled.borrow_mut();
+        match v {
+            Some(v) => p.insert(key.to_string(), v),
+            None => p.remove(key),
+        };
+    }
+}
