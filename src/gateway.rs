@@ -95,13 +95,14 @@ pub fn run(opts: Options) -> Result<(), String> {
     let starts = Arc::new(starts);
     let shard_registry = registry.clone();
     let first = snap.clone();
+    let siblings = mailboxes.clone();
     let shards: Vec<ShardHandle> = spawn_shards(workers, &cpus, driver, move |info| {
         let (listeners, mailbox) = starts[info.index]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_else(|| (Vec::new(), flume::bounded(1).1));
-        shard::run(info, first.clone(), listeners, mailbox, shard_registry.clone())
+        shard::run(info, first.clone(), listeners, mailbox, siblings.clone(), shard_registry.clone())
     })
     .map_err(|e| e.to_string())?;
     for s in &shards {

@@ -18,7 +18,7 @@ use crate::http::codec::{self, RequestHead};
 use crate::http::io::Peer;
 use crate::proxy::conn::{Done, Failed};
 use crate::proxy::policy;
-use crate::proxy::shard::ShardCtx;
+use crate::proxy::shard::{ShardCtx, ShardMsg};
 use crate::proxy::upstream;
 
 /// How long a target may stay silent while the gateway waits on it.
@@ -624,7 +624,12 @@ async fn delete(
         Some(async move { super::http_client::delete(ctx, h, &s, TARGET_IDLE).await })
     });
     join_all(deletes).await;
-    ctx.mcp.revoke(id, plan.session_ttl);
+    // every shard, this one included, learns it through its mailbox before the client hears back
+    let id: std::sync::Arc<str> = id.into();
+    for s in &ctx.siblings {
+        let _ = s.send_async(ShardMsg::EndSession { id: id.clone(), ttl: plan.session_ttl }).await;
+    }
+    ctx.mcp.revoke(&id, plan.session_ttl);
     let keep = head.keep_alive && head.framing == codec::Framing::None;
     let mut out = Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 };
     out.json(client, 200, b"", keep).await?;

@@ -37,6 +37,13 @@ pub enum ShardMsg {
     },
     /// Drop the precommitted state.
     Abort,
+    /// An MCP session was ended (DELETE) on another shard: stop accepting its id here too.
+    EndSession {
+        /// The session id.
+        id: Arc<str>,
+        /// How long the id could otherwise still be accepted.
+        ttl: Duration,
+    },
     /// Stop accepting, finish in-flight requests within `deadline`, then exit; answer with the
     /// number of connections that had to be cut.
     Drain {
@@ -82,6 +89,8 @@ pub struct ShardCtx {
     pub log: AccessLog,
     /// MCP session state that cannot be sealed into session ids.
     pub mcp: ShardSessions,
+    /// Every shard's mailbox (this one's included), for what one shard must tell the others.
+    pub siblings: Vec<flume::Sender<ShardMsg>>,
 }
 
 impl ShardCtx {
@@ -119,6 +128,7 @@ pub async fn run(
     initial: Arc<Snapshot>,
     listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     mailbox: flume::Receiver<ShardMsg>,
+    siblings: Vec<flume::Sender<ShardMsg>>,
     registry: Arc<Registry>,
 ) {
     let log = AccessLog::new(initial.log_format, initial.access_log);
@@ -129,6 +139,7 @@ pub async fn run(
         pending: RefCell::new(None),
         pool: Pool::new(),
         mcp: ShardSessions::default(),
+        siblings,
         draining: Signal::new(),
         connections: Cell::new(0),
         in_flight: Cell::new(0),
@@ -196,6 +207,7 @@ pub async fn run(
             ShardMsg::Abort => {
                 ctx.pending.borrow_mut().take();
             }
+            ShardMsg::EndSession { id, ttl } => ctx.mcp.revoke(&id, ttl),
             ShardMsg::Drain { deadline, done } => {
                 let cut = drain(&ctx, deadline).await;
                 ctx.log.flush();

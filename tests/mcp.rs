@@ -1,0 +1,352 @@
+//! MCP through the real binary: real clients (Python `mcp` 2.3.0) and servers (server-everything over stdio and Streamable HTTP, a paged Python `mcp` server, the built-in demo), both protocol eras, sessions across shards, and bad input.
+//!
+//! The peers come from `tests/peers/install.sh` (run by `test.sh`); a missing peer fails the test.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn peer(rel: &str) -> PathBuf {
+    let p = root().join("target/peers").join(rel);
+    assert!(p.exists(), "{} is missing: run tests/peers/install.sh", p.display());
+    p
+}
+
+fn everything() -> PathBuf {
+    peer("node/node_modules/.bin/mcp-server-everything")
+}
+
+/// Run the Python `mcp` client script; returns its JSON output and exit status.
+fn py_client(url: &str, mode: &str, args: &[&str]) -> (Value, i32) {
+    let out: Output = Command::new(peer("py/bin/python"))
+        .arg(root().join("tests/peers/mcp_client.py"))
+        .args(["--url", url, "--mode", mode, "--timeout", "30"])
+        .args(args)
+        .output()
+        .expect("run mcp_client.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!("client printed no JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    (v, out.status.code().unwrap_or(-1))
+}
+
+fn py_ok(url: &str, mode: &str, args: &[&str]) -> Value {
+    let (v, code) = py_client(url, mode, args);
+    assert_eq!(code, 0, "{mode} {args:?}: {v}");
+    v
+}
+
+/// A free loopback port for a peer that cannot report the port it bound.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A peer server process, killed on drop.
+struct PeerServer(Child);
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start a peer listening on `port` and wait until it accepts connections.
+fn start_peer(cmd: &Path, args: &[&str], env: &[(&str, String)], port: u16) -> PeerServer {
+    let child = Command::new(cmd)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start peer");
+    let p = PeerServer(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "peer {} did not listen on {port}", cmd.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p
+}
+
+fn gateway(targets: &str, extra: &str) -> Gateway {
+    Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nfrontendPolicies:\n  http:\n    maxBodyBytes: 1048576\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /mcp}}}}]\n      backends:\n      - mcp:\n{extra}          targets:\n{targets}"
+    ))
+}
+
+fn demo_target() -> String {
+    "          - name: demo\n            demo: {}\n".into()
+}
+
+fn url(gw: &Gateway) -> String {
+    format!("http://{}/mcp", gw.addr())
+}
+
+fn names(v: &Value, field: &str) -> Vec<String> {
+    v[field].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn demo_target_serves_both_eras() {
+    let gw = gateway(&demo_target(), "");
+    let url = url(&gw);
+    for mode in ["legacy", "auto", "2026-07-28"] {
+        let list = py_ok(&url, mode, &["list"]);
+        let want_version = if mode == "legacy" { "2025-11-25" } else { "2026-07-28" };
+        assert_eq!(list["protocol"], want_version, "{mode}");
+        // one target: names pass unprefixed
+        assert_eq!(names(&list, "tools"), ["echo", "add", "now"], "{mode}");
+        assert_eq!(names(&list, "resources"), ["demo://readme"]);
+        let sum = py_ok(&url, mode, &["call", "add", r#"{"a": 2, "b": 40}"#]);
+        assert_eq!(sum["structured"], json!({"sum": 42}), "{mode}");
+        let p = py_ok(&url, mode, &["prompt", "greeting", r#"{"name": "Ada"}"#]);
+        assert_eq!(p["messages"][0]["content"]["text"], "Say hello to Ada.");
+    }
+}
+
+#[test]
+fn federates_stdio_http_and_python_targets_with_paging() {
+    let ev_port = free_port();
+    let _ev = start_peer(&everything(), &["streamableHttp"], &[("PORT", ev_port.to_string())], ev_port);
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--page-size", "3"],
+        &[],
+        py_port,
+    );
+    let targets = format!(
+        "{}          - name: ev\n            stdio: {{ cmd: \"{}\", args: [stdio] }}\n          - name: evh\n            mcp: {{ host: \"http://127.0.0.1:{ev_port}/mcp\" }}\n          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n            tools: {{ exclude: [t04] }}\n",
+        demo_target(),
+        everything().display()
+    );
+    let gw = gateway(&targets, "");
+    let url = url(&gw);
+    for mode in ["legacy", "2026-07-28"] {
+        let list = py_ok(&url, mode, &["list"]);
+        let tools = names(&list, "tools");
+        for t in ["demo_add", "ev_echo", "evh_echo", "evh_trigger-long-running-operation", "py_echo", "py_t03"] {
+            assert!(tools.contains(&t.to_string()), "{mode}: {t} missing from {tools:?}");
+        }
+        assert!(!tools.contains(&"py_t04".to_string()), "the tool filter excludes t04");
+        // py pages by 3, so the gateway's cursor must have carried the client through several pages
+        assert!(list["pages"]["tools"].as_u64().unwrap() >= 3, "{mode}: {}", list["pages"]);
+        let py_tools = tools.iter().filter(|t| t.starts_with("py_")).count();
+        assert_eq!(py_tools, 8, "every py tool but t04, each once: {tools:?}");
+        assert!(names(&list, "resources").contains(&"evh+demo://resource/static/document/features.md".into()));
+
+        for (tool, want) in
+            [("ev_echo", "Echo: hi"), ("evh_echo", "Echo: hi"), ("py_echo", "Echo: hi"), ("demo_echo", "hi")]
+        {
+            let r = py_ok(&url, mode, &["call", tool, r#"{"message": "hi"}"#]);
+            assert_eq!(r["content"][0]["text"], want, "{mode} {tool}");
+        }
+        let read = py_ok(&url, mode, &["read", "evh+demo://resource/static/document/features.md"]);
+        assert_eq!(read["contents"][0]["uri"], "evh+demo://resource/static/document/features.md", "uri prefixed back");
+        // progress relayed from a stdio target (token rewritten) and an HTTP target
+        for tool in ["ev_trigger-long-running-operation", "evh_trigger-long-running-operation"] {
+            let p = py_ok(&url, mode, &["progress", tool, r#"{"duration": 1, "steps": 3}"#]);
+            assert_eq!(p["progress_events"], 3, "{mode} {tool}: {p}");
+        }
+        let (err, code) = py_client(&url, mode, &["call", "py_t04", "{}"]);
+        assert_eq!(code, 1, "a filtered tool cannot be called: {err}");
+    }
+}
+
+/// Raw HTTP to the MCP endpoint.
+fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &str) -> Response {
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    let mut accept = true;
+    for (n, v) in headers {
+        accept &= !n.eq_ignore_ascii_case("accept");
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if accept {
+        req.push_str("accept: application/json, text/event-stream\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    raw(addr, req.as_bytes())
+}
+
+fn json_body(r: &Response) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body_str()))
+}
+
+fn initialize(addr: SocketAddr) -> String {
+    let r = post(
+        addr,
+        &[],
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(json_body(&r)["result"]["protocolVersion"], "2025-06-18");
+    r.header("mcp-session-id").expect("session id").to_string()
+}
+
+const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+
+#[test]
+fn bad_input_is_answered_per_spec_and_counted() {
+    let gw = gateway(&demo_target(), "");
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    let s = ("mcp-session-id", sid.as_str());
+    let modern = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")];
+    let modern_call = |name: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{name}","arguments":{{"message":"x"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+        )
+    };
+    let cases: Vec<(Response, u16, Option<i64>)> = vec![
+        (post(addr, &[s], r#"{"jsonrpc":"2.0","id":2,"method":"#), 400, Some(-32700)),
+        (post(addr, &[s], r#"{"jsonrpc":"1.0","id":2,"method":"tools/list"}"#), 400, Some(-32600)),
+        (post(addr, &[s], &format!("[{LIST}]")), 400, Some(-32600)),
+        (post(addr, &[s, ("accept", "text/html")], LIST), 406, Some(-32600)),
+        (post(addr, &[], LIST), 400, Some(-32600)),
+        (post(addr, &[("mcp-session-id", "forged")], LIST), 404, Some(-32600)),
+        (post(addr, &[s, ("mcp-protocol-version", "1999-01-01")], LIST), 400, Some(-32022)),
+        (post(addr, &modern, &modern_call("add")), 400, Some(-32020)),
+        (post(addr, &modern[..2], &modern_call("echo")), 400, Some(-32020)),
+        (
+            post(
+                addr,
+                &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "ping")],
+                r#"{"jsonrpc":"2.0","id":6,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            ),
+            404,
+            Some(-32601),
+        ),
+    ];
+    for (i, (r, status, code)) in cases.iter().enumerate() {
+        assert_eq!(r.status, *status, "case {i}: {}", r.body_str());
+        if let Some(code) = code {
+            assert_eq!(json_body(r)["error"]["code"], *code, "case {i}: {}", r.body_str());
+        }
+    }
+    // JSON-RPC level errors in a working session are 200 with an error object
+    let r = post(addr, &[s], r#"{"jsonrpc":"2.0","id":3,"method":"nope/nope"}"#);
+    assert_eq!((r.status, json_body(&r)["error"]["code"].clone()), (200, json!(-32601)));
+    let r = post(addr, &[s], r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"missing"}}"#);
+    assert_eq!(json_body(&r)["error"]["code"], -32602);
+    // the modern call with matching headers works
+    let r = post(addr, &modern, &modern_call("echo"));
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let v = json_body(&r);
+    assert_eq!((v["id"].clone(), v["result"]["resultType"].clone()), (json!(5), json!("complete")));
+    // oversized body
+    let big =
+        format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{{"pad":"{}"}}}}"#, "x".repeat(2 << 20));
+    assert_eq!(post(addr, &[s], &big).status, 413);
+    // the session survived all of it
+    let r = post(addr, &[s], LIST);
+    assert_eq!(json_body(&r)["result"]["tools"].as_array().unwrap().len(), 3);
+    for reason in ["mcp_parse_error", "mcp_invalid_request", "mcp_not_acceptable", "mcp_session_required"] {
+        gw.wait_metric(&format!("ringgate_request_errors_total{{reason=\"{reason}\"}}"));
+    }
+    gw.wait_metric("ringgate_request_errors_total{reason=\"mcp_header_mismatch\"} 2");
+}
+
+#[test]
+fn sessions_work_on_every_shard_and_delete_ends_them_everywhere() {
+    let gw = gateway(&demo_target(), "");
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    let s = ("mcp-session-id", sid.as_str());
+    // new connections are spread over both shards by SO_REUSEPORT
+    for _ in 0..20 {
+        let r = post(addr, &[s], LIST);
+        assert_eq!(r.status, 200, "{}", r.body_str());
+    }
+    gw.wait_metric("ringgate_connections_total{shard=\"0\"}");
+    gw.wait_metric("ringgate_connections_total{shard=\"1\"}");
+    let del = raw(addr, format!("DELETE /mcp HTTP/1.1\r\nhost: t\r\nmcp-session-id: {sid}\r\n\r\n").as_bytes());
+    assert_eq!(del.status, 200);
+    for _ in 0..20 {
+        assert_eq!(post(addr, &[s], LIST).status, 404, "an ended session is unknown on every shard");
+    }
+    // a stateless backend has no sessions: no id, and GET/DELETE are refused
+    let gw = gateway(&demo_target(), "          statefulMode: stateless\n");
+    let r = post(
+        gw.addr(),
+        &[],
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.header("mcp-session-id").is_none());
+    assert_eq!(json_body(&post(gw.addr(), &[], LIST))["result"]["tools"].as_array().unwrap().len(), 3);
+    assert_eq!(raw(gw.addr(), b"DELETE /mcp HTTP/1.1\r\nhost: t\r\n\r\n").status, 405);
+}
+
+#[test]
+fn a_crashed_stdio_server_fails_its_calls_and_is_restarted() {
+    let dir = tempdir();
+    // a stdio MCP server that dies when its `crash` tool is called
+    let script = dir.join("crashy.py");
+    std::fs::write(
+        &script,
+        r#"
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    if m["method"] == "initialize":
+        r = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "crashy", "version": str(os.getpid())}}
+    elif m["method"] == "tools/list":
+        r = {"tools": [{"name": "pid", "inputSchema": {"type": "object"}}, {"name": "crash", "inputSchema": {"type": "object"}}]}
+    elif m["params"]["name"] == "crash":
+        os._exit(3)
+    else:
+        r = {"content": [{"type": "text", "text": str(os.getpid())}]}
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": r}), flush=True)
+"#,
+    )
+    .unwrap();
+    let targets =
+        format!("          - name: crashy\n            stdio: {{ cmd: python3, args: [\"{}\"] }}\n", script.display());
+    let gw = gateway(&targets, "");
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    let s = ("mcp-session-id", sid.as_str());
+    let call = |name: &str| {
+        json_body(&post(
+            addr,
+            &[s],
+            &format!(r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"{name}"}}}}"#),
+        ))
+    };
+    let pid1 = call("pid")["result"]["content"][0]["text"].clone();
+    let crashed = call("crash");
+    assert_eq!(crashed["error"]["code"], -32603, "{crashed}");
+    assert!(crashed["error"]["message"].as_str().unwrap().contains("exited"), "{crashed}");
+    // restarted with backoff on a later call
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid2 = loop {
+        let r = call("pid");
+        if let Some(p) = r["result"]["content"][0]["text"].as_str() {
+            break p.to_string();
+        }
+        assert!(Instant::now() < deadline, "not restarted: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_ne!(json!(pid2), pid1, "a new process");
+    gw.wait_line("mcp target crashy: process exited");
+}

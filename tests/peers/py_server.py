@@ -1,0 +1,114 @@
+"""A small dual-era MCP server on the real Python `mcp` 2.3.0 SDK (MCPServer), for interop tests.
+
+    target/peers/py/bin/python tests/peers/py_server.py --port N
+        [--transport streamable-http|sse] [--stateless] [--json] [--page-size K]
+
+Streamable HTTP serves `/mcp` (answers 2026-07-28 requests statelessly and `initialize` as a
+legacy session; --stateless turns legacy sessions off, --json answers with application/json
+instead of SSE); sse serves `GET /sse` + `POST /messages/`. Listens on 127.0.0.1.
+
+Tools: echo(message), add(a, b) (structured output), slow(steps) (one progress notification
+per step), fail(message) (isError result), and filler tools t00..t04, so that with
+--page-size K tools/list comes in several pages (nextCursor = the next offset).
+Resource test://static (text), template test://item/{id}, prompt greet(name).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ListToolsResult, PaginatedRequestParams
+
+PAGE_SIZE = 0
+
+
+class PagedServer(MCPServer):
+    async def _handle_list_tools(self, ctx: Any, params: PaginatedRequestParams | None) -> ListToolsResult:
+        tools = await self.list_tools()
+        if PAGE_SIZE <= 0:
+            return ListToolsResult(tools=tools)
+        start = int(params.cursor) if params is not None and params.cursor else 0
+        end = start + PAGE_SIZE
+        return ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
+
+
+mcp = PagedServer("ringgate-py-peer", version="1.0.0", instructions="Test peer for ringgate.")
+
+
+@mcp.tool()
+def echo(message: str) -> str:
+    """Echo the message back."""
+    return f"Echo: {message}"
+
+
+@mcp.tool()
+def add(a: int, b: int) -> dict[str, int]:
+    """Add two integers (structured output)."""
+    return {"sum": a + b}
+
+
+@mcp.tool()
+async def slow(steps: int, ctx: Context) -> str:
+    """Report one progress notification per step, then finish."""
+    for i in range(1, steps + 1):
+        await anyio.sleep(0.05)
+        await ctx.report_progress(i, steps, f"step {i}")
+    return f"done after {steps} steps"
+
+
+@mcp.tool()
+def fail(message: str) -> str:
+    """Always fails: the result has isError true."""
+    raise ValueError(message)
+
+
+def _filler(n: int) -> Any:
+    def filler(x: int = 0) -> str:
+        return f"t{n:02d}:{x}"
+
+    return filler
+
+
+for _i in range(5):
+    mcp.add_tool(_filler(_i), name=f"t{_i:02d}", description=f"filler tool {_i}")
+
+
+@mcp.resource("test://static")
+def static_text() -> str:
+    return "static text"
+
+
+@mcp.resource("test://item/{id}")
+def item(id: str) -> str:
+    return f"item {id}"
+
+
+@mcp.prompt()
+def greet(name: str) -> str:
+    """Greet someone."""
+    return f"Hello, {name}!"
+
+
+def main() -> None:
+    global PAGE_SIZE
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--transport", choices=("streamable-http", "sse"), default="streamable-http")
+    p.add_argument("--stateless", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--page-size", type=int, default=0)
+    opts = p.parse_args()
+    PAGE_SIZE = opts.page_size
+    if opts.transport == "sse":
+        mcp.run("sse", host="127.0.0.1", port=opts.port)
+    else:
+        mcp.run(
+            "streamable-http", host="127.0.0.1", port=opts.port, stateless_http=opts.stateless, json_response=opts.json
+        )
+
+
+if __name__ == "__main__":
+    main()
