@@ -350,3 +350,50 @@ for line in sys.stdin:
     assert_ne!(json!(pid2), pid1, "a new process");
     gw.wait_line("mcp target crashy: process exited");
 }
+
+#[test]
+fn get_stream_relays_what_targets_send_unprompted() {
+    use std::io::{BufRead, BufReader, Write};
+    let ev_port = free_port();
+    let _ev = start_peer(&everything(), &["streamableHttp"], &[("PORT", ev_port.to_string())], ev_port);
+    let targets =
+        format!("{}          - name: evh\n            mcp: {{ host: \"127.0.0.1:{ev_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(stream);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // server-everything logs to the session's GET stream every few seconds once asked to
+    let s = ("mcp-session-id", sid.as_str());
+    let on = post(
+        addr,
+        &[s],
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"evh_toggle-simulated-logging","arguments":{}}}"#,
+    );
+    assert_eq!(on.status, 200, "{}", on.body_str());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "stream ended early");
+        if let Some(data) = line.strip_prefix("data: ") {
+            let v: Value = serde_json::from_str(data.trim()).unwrap();
+            assert_eq!(v["method"], "notifications/message", "{v}");
+            break;
+        }
+    }
+    // ending the session ends the upstream stream, and so ours
+    let del = raw(addr, format!("DELETE /mcp HTTP/1.1\r\nhost: t\r\nmcp-session-id: {sid}\r\n\r\n").as_bytes());
+    assert_eq!(del.status, 200);
+    let mut rest = String::new();
+    while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        rest.push_str(&line);
+        line.clear();
+    }
+    assert!(rest.contains("0\r\n\r\n") || rest.ends_with("0\r\n"), "chunked stream terminated: {rest:?}");
+}

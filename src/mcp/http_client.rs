@@ -79,6 +79,26 @@ pub async fn post(ctx: &ShardCtx, t: &HttpTargetPlan, p: &Post<'_>, idle: Durati
     send(ctx, t, Bytes::from(head), idle).await
 }
 
+/// Open the upstream session's GET stream of server→client messages.
+pub async fn get(
+    ctx: &ShardCtx,
+    t: &HttpTargetPlan,
+    session: &str,
+    version: &str,
+    idle: Duration,
+) -> Result<Reply, HttpError> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"GET ");
+    head.extend_from_slice(t.path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    codec::write_header(&mut head, "host", t.authority.as_bytes());
+    codec::write_header(&mut head, "accept", b"text/event-stream");
+    codec::write_header(&mut head, "mcp-session-id", session.as_bytes());
+    codec::write_header(&mut head, "mcp-protocol-version", version.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    send(ctx, t, Bytes::from(head), idle).await
+}
+
 /// DELETE the upstream session (best effort; the answer is ignored).
 pub async fn delete(ctx: &ShardCtx, t: &HttpTargetPlan, session: &str, idle: Duration) {
     let mut head = Vec::with_capacity(256);

@@ -43,6 +43,7 @@ pub async fn serve(
     match head.method() {
         "POST" => {}
         "DELETE" if plan.stateful && !modern_header => return delete(ctx, plan, pol, client, head).await,
+        "GET" if plan.stateful && !modern_header => return listen(ctx, plan, pol, client, head).await,
         _ => return Err(McpReject::MethodNotAllowed.into()),
     }
     let accept = head.header_str("accept").unwrap_or("");
@@ -204,6 +205,13 @@ impl Out<'_> {
 
     /// Write one message as an SSE event, starting the stream if needed.
     async fn event(&mut self, client: &mut Peer, data: &[u8], keep: bool) -> Result<(), Failed> {
+        let mut ev = Vec::with_capacity(data.len() + 32);
+        sse::write_event(&mut ev, None, Some("message"), data);
+        self.event_raw(client, &ev, keep).await
+    }
+
+    /// Write already framed SSE text as one chunk, starting the stream if needed.
+    async fn event_raw(&mut self, client: &mut Peer, ev: &[u8], keep: bool) -> Result<(), Failed> {
         let mut out = client.take_out();
         if !self.sse {
             self.sse = true;
@@ -213,10 +221,8 @@ impl Out<'_> {
                 b"cache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n",
             );
         }
-        let mut ev = Vec::with_capacity(data.len() + 32);
-        sse::write_event(&mut ev, None, Some("message"), data);
         out.extend_from_slice(format!("{:x}\r\n", ev.len()).as_bytes());
-        out.extend_from_slice(&ev);
+        out.extend_from_slice(ev);
         out.extend_from_slice(b"\r\n");
         self.bytes += ev.len() as u64;
         client.send_out(out).await.map_err(|_| Failed::started(ProxyError::ClientClosed))
@@ -479,19 +485,18 @@ impl Exchange<'_> {
                             }
                         }
                     }
-                    if let Some(p) = np.as_mut() {
-                        merge::prefix_notification(&target, &nm, p, prefixed);
+                    let m = Message::Notification { method: nm, params: np };
+                    if let Some(bytes) = outbound(ti, &target, prefixed, m) {
+                        self.out.event(client, &bytes, keep).await?;
                     }
-                    self.out.event(client, &jsonrpc::notification(&nm, np.as_ref()), keep).await?;
                 }
-                Message::Request { id: rid, method: rm, params: rp } => {
-                    if self.modern {
-                        // 2026-07-28 has no server→client requests on a stream
-                        continue;
+                // 2026-07-28 has no server→client requests on a stream
+                m @ Message::Request { .. } if !self.modern => {
+                    if let Some(bytes) = outbound(ti, &target, prefixed, m) {
+                        self.out.event(client, &bytes, keep).await?;
                     }
-                    let relayed = json!(format!("{RELAYED_ID}{ti}~{rid}"));
-                    self.out.event(client, &jsonrpc::request(&relayed, &rm, rp.as_ref()), keep).await?;
                 }
+                Message::Request { .. } => {}
             }
         }
     }
@@ -606,6 +611,97 @@ impl Exchange<'_> {
         }
         result
     }
+}
+
+/// A target's message on its way to the client: notifications with names prefixed, requests
+/// with ids that route the client's answer back to the target.
+fn outbound(ti: usize, target: &str, prefixed: bool, m: Message) -> Option<Vec<u8>> {
+    match m {
+        Message::Notification { method, mut params } => {
+            if let Some(p) = params.as_mut() {
+                merge::prefix_notification(target, &method, p, prefixed);
+            }
+            Some(jsonrpc::notification(&method, params.as_ref()))
+        }
+        Message::Request { id, method, params } => {
+            let relayed = json!(format!("{RELAYED_ID}{ti}~{id}"));
+            Some(jsonrpc::request(&relayed, &method, params.as_ref()))
+        }
+        _ => None,
+    }
+}
+
+/// How often an idle GET stream gets a comment, so dead clients are noticed and proxies keep it.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+/// GET streams may stay silent for this long.
+const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
+
+/// The legacy GET stream: what every HTTP target of the session sends unprompted (list changes,
+/// resource updates, logging, server→client requests), merged, until the client leaves or the
+/// shard drains.
+async fn listen(
+    ctx: &ShardCtx,
+    plan: &McpPlan,
+    pol: &PolicyPlan,
+    client: &mut Peer,
+    head: &RequestHead,
+) -> Result<Done, Failed> {
+    use futures_util::stream::{self, StreamExt};
+    let accept = head.header_str("accept").unwrap_or("");
+    if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
+        return Err(McpReject::NotAcceptable.into());
+    }
+    let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired)?;
+    let sealed = ctx.mcp.admit(plan, id).map_err(|_| McpReject::SessionUnknown)?;
+    let opens = plan.targets.iter().enumerate().filter_map(|(ti, t)| {
+        let TargetKind::Http(h) = &t.kind else { return None };
+        let up = sealed.target(&t.name)?;
+        let s = up.s.as_deref()?;
+        Some(async move { (ti, super::http_client::get(ctx, h, s, &up.v, TARGET_IDLE).await) })
+    });
+    let mut streams = Vec::new();
+    for (ti, r) in join_all(opens).await {
+        match r {
+            Ok(reply) => streams.push(stream::unfold((ti, reply), |(ti, mut r)| async move {
+                match r.next(ctx, STREAM_IDLE).await {
+                    Ok(Some(m)) => Some(((ti, m), (ti, r))),
+                    _ => None,
+                }
+            })),
+            // 405: that target has no GET stream, which is allowed
+            Err(e) => eprintln!("mcp target {}: no GET stream: {e}", plan.targets[ti].name),
+        }
+    }
+    let mut merged = stream::select_all(streams.into_iter().map(Box::pin));
+    let mut out = Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 };
+    let mut first = Vec::new();
+    sse::write_comment(&mut first, "stream open");
+    out.event_raw(client, &first, false).await?;
+    // without any upstream stream, the client still gets an open stream (keep-alives only), so
+    // it does not reconnect in a loop
+    let live = !merged.is_empty();
+    loop {
+        let mut ev = Vec::new();
+        monoio::select! {
+            m = merged.next(), if live => match m {
+                Some((ti, msg)) => {
+                    if let Some(bytes) = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg) {
+                        sse::write_event(&mut ev, None, Some("message"), &bytes);
+                    }
+                }
+                // every upstream ended its stream (e.g. the session was deleted): so do we
+                None => break,
+            },
+            _ = monoio::time::sleep(KEEPALIVE) => sse::write_comment(&mut ev, "keep-alive"),
+            _ = ctx.draining.fired() => break,
+        }
+        if !ev.is_empty() && out.event_raw(client, &ev, false).await.is_err() {
+            // the client left: nothing more to send
+            return Ok(Done::local(200, out.bytes, false));
+        }
+    }
+    let _ = client.send(bytes::Bytes::from_static(b"0\r\n\r\n")).await;
+    Ok(Done::local(200, out.bytes, false))
 }
 
 /// End a client session: its upstream sessions are deleted and its id stops working here.
