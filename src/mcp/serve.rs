@@ -580,11 +580,8 @@ impl Exchange<'_> {
             parts.iter().map(|(ti, r)| Part { target: &self.plan().targets[*ti].name, result: r }).collect();
         let mut versions = vec![MODERN_VERSION];
         versions.extend(LEGACY_VERSIONS.iter().rev());
-        Ok(json!({
-            "supportedVersions": versions,
-            "capabilities": merge::merge_capabilities(&view),
-            "serverInfo": {"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")},
-        }))
+        // serverInfo, resultType and the cache hints are added by finish_result like everywhere
+        Ok(json!({"supportedVersions": versions, "capabilities": merge::merge_capabilities(&view)}))
     }
 
     /// What the client gets for a result: in the 2026-07-28 era with `resultType` and, for

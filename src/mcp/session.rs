@@ -103,7 +103,12 @@ impl ShardSessions {
         if !fresh && seen.get(id).is_none_or(|t| now.duration_since(*t) >= ttl) {
             return Err(Refused::Expired);
         }
-        seen.insert(id.to_string(), now);
+        match seen.get_mut(id) {
+            Some(t) => *t = now,
+            None => {
+                seen.insert(id.to_string(), now);
+            }
+        }
         drop(seen);
         self.sweep(ttl);
         Ok(s)
@@ -147,5 +152,57 @@ impl ShardSessions {
             Some(v) => p.insert(key.to_string(), v),
             None => p.remove(key),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mcp::seal::Sealer;
+
+    fn plan(ttl: Duration) -> McpPlan {
+        McpPlan {
+            targets: vec![],
+            prefixed: false,
+            stateful: true,
+            fail_open: false,
+            sealer: Arc::new(Sealer::new([7; 32])),
+            session_ttl: ttl,
+        }
+    }
+
+    fn sealed(iat: u64) -> Sealed {
+        Sealed {
+            v: "2025-11-25".into(),
+            t: vec![Upstream { n: "a".into(), s: Some("up-1".into()), v: "2025-06-18".into() }],
+            iat,
+        }
+    }
+
+    #[test]
+    fn sealed_ids_round_trip_and_refuse_other_keys() {
+        let p = plan(Duration::from_secs(60));
+        let s = sealed(now_secs());
+        let id = s.seal(&p).unwrap();
+        assert_eq!(Sealed::open(&p, &id), Some(s.clone()));
+        assert_eq!(s.target("a").and_then(|u| u.s.as_deref()), Some("up-1"));
+        let other = McpPlan { sealer: Arc::new(Sealer::new([8; 32])), ..plan(Duration::from_secs(60)) };
+        assert_eq!(Sealed::open(&other, &id), None);
+    }
+
+    #[test]
+    fn admit_checks_revocation_and_idle_lifetime() {
+        let p = plan(Duration::from_secs(60));
+        let shard = ShardSessions::default();
+        let id = sealed(now_secs()).seal(&p).unwrap();
+        assert!(shard.admit(&p, &id).is_ok());
+        assert_eq!(shard.admit(&p, "garbage").unwrap_err(), Refused::Unknown);
+        // issued long ago and never seen here: expired
+        let old = sealed(now_secs() - 3600).seal(&p).unwrap();
+        assert_eq!(shard.admit(&p, &old).unwrap_err(), Refused::Expired);
+        shard.revoke(&id, p.session_ttl);
+        assert_eq!(shard.admit(&p, &id).unwrap_err(), Refused::Unknown);
     }
 }

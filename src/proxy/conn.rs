@@ -197,10 +197,14 @@ async fn handle(
             let mut keep = false;
             if !f.started {
                 // an unread request body leaves the connection's framing unknown: close
-                let close = f.error.closes_connection() || head.framing != Framing::None || !head.keep_alive;
+                let unread_body = head.framing != Framing::None;
+                let close = f.error.closes_connection() || unread_body || !head.keep_alive;
                 let mut out = client.take_out();
                 write_error_response(&f.error, close, &mut out);
                 keep = client.send_out(out).await.is_ok() && !close;
+                if unread_body && !keep {
+                    linger(client).await;
+                }
             }
             (f.error.status(), keep, Some(f.error), 0, f.upstream, f.attempts)
         }
@@ -229,6 +233,26 @@ async fn handle(
         },
     );
     keep
+}
+
+/// Close after answering a request whose body we did not read: stop writing, then read and drop
+/// what the client still sends for a moment, so our answer is not destroyed by a reset while the
+/// client is still uploading (nginx's lingering close).
+async fn linger(client: &mut Peer) {
+    use monoio::io::AsyncWriteRent;
+    const LINGER: Duration = Duration::from_secs(2);
+    const LINGER_BYTES: usize = 8 << 20;
+    let _ = client.io.shutdown().await;
+    let until = Instant::now() + LINGER;
+    let mut seen = 0;
+    while seen < LINGER_BYTES {
+        client.buf.clear();
+        let left = until.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(left, client.fill()).await {
+            Ok(Ok(n)) if n > 0 => seen += n,
+            _ => return,
+        }
+    }
 }
 
 /// Answer a gateway-made response (redirect, direct, preflight); the body, if any, is unread so
