@@ -397,3 +397,21 @@ fn get_stream_relays_what_targets_send_unprompted() {
     }
     assert!(rest.contains("0\r\n\r\n") || rest.ends_with("0\r\n"), "chunked stream terminated: {rest:?}");
 }
+
+#[test]
+fn sampling_requests_round_trip_to_the_target_that_asked() {
+    let ev_port = free_port();
+    let _ev = start_peer(&everything(), &["streamableHttp"], &[("PORT", ev_port.to_string())], ev_port);
+    let targets =
+        format!("{}          - name: evh\n            mcp: {{ host: \"127.0.0.1:{ev_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    // the target asks the client for a completion mid-call; the answer must reach that target's session
+    let r = py_ok(
+        &url(&gw),
+        "legacy",
+        &["sample", "evh_trigger-sampling-request", r#"{"prompt": "hello there", "maxTokens": 20}"#],
+    );
+    assert_eq!(r["samples"].as_array().unwrap().len(), 1, "{r}");
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("sampled: ") && text.contains("hello there"), "{text}");
+}

@@ -12,6 +12,8 @@ Scenarios (each prints ONE JSON object on stdout; logs go to stderr):
     read URI                  {"protocol", "contents"}
     prompt NAME JSON_ARGS     {"protocol", "description", "messages"}
     progress TOOL JSON_ARGS   {"protocol", "progress_events", "progress", "result"}
+    sample TOOL JSON_ARGS     declares sampling; answers each sampling/createMessage with the text
+                              "sampled: <last user text>"; {"protocol", "samples", "result"}
 
 Exit status: 0 success; 1 the server answered with a JSON-RPC error (stdout has
 {"error": {"code", "message", "data"}}); 2 usage; 3 any other failure (connection, timeout,
@@ -37,6 +39,7 @@ from mcp import Client, MCPError
 from mcp.client.sse import sse_client
 from mcp_types import METHOD_NOT_FOUND
 from mcp.client.streamable_http import streamable_http_client
+import mcp_types as types
 from pydantic import BaseModel, ValidationError
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport there
@@ -67,7 +70,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra HTTP header, repeatable")
     p.add_argument("--timeout", type=float, default=30.0, help="whole-run limit in seconds (default 30)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs of the SDK on stderr")
-    p.add_argument("scenario", choices=("info", "list", "call", "read", "prompt", "progress"))
+    p.add_argument("scenario", choices=("info", "list", "call", "read", "prompt", "progress", "sample"))
     p.add_argument("args", nargs="*")
     return p.parse_args(argv)
 
@@ -113,7 +116,18 @@ def make_client(opts: argparse.Namespace) -> Client:
     else:
         http = httpx2.AsyncClient(headers=headers, timeout=timeout, trust_env=False)
         transport = _owning(streamable_http_client(opts.url, http_client=http), http)
-    return Client(transport, mode=opts.mode, cache=None, read_timeout_seconds=opts.timeout)
+    samples: list[Any] = []
+    opts.samples = samples
+
+    async def on_sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        texts = [m.content.text for m in params.messages if getattr(m.content, "text", None)]
+        samples.append(texts)
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=f"sampled: {texts[-1] if texts else ''}"), model="fake"
+        )
+
+    sampling = {"sampling_callback": on_sampling} if opts.scenario == "sample" else {}
+    return Client(transport, mode=opts.mode, cache=None, read_timeout_seconds=opts.timeout, **sampling)
 
 
 class _owning:
@@ -229,6 +243,10 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
                     "progress": events,
                     "result": call_result(result),
                 }
+            if opts.scenario == "sample":
+                need(args, 1, "sample TOOL [JSON_ARGS]")
+                result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
+                return {"protocol": proto, "samples": opts.samples, "result": call_result(result)}
             raise UsageError(f"unknown scenario {opts.scenario}")
 
 
