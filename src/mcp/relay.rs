@@ -36,8 +36,8 @@ pub struct Relay<'a> {
 pub enum InFlight {
     /// Answered already (demo target, or a local error).
     Ready(Option<Message>),
-    /// Streamable HTTP answer, and the id the gateway used if it rewrote the client's.
-    Http(Box<Reply>, Option<Value>),
+    /// Streamable HTTP answer.
+    Http(Box<Reply>),
     /// Stdio.
     Stdio(StdioCall),
 }
@@ -47,7 +47,7 @@ impl InFlight {
     pub async fn next(&mut self, r: &Relay<'_>) -> Result<Option<Message>, RpcError> {
         match self {
             InFlight::Ready(m) => Ok(m.take()),
-            InFlight::Http(reply, _) => reply.next(r.ctx, r.idle).await.map_err(|e| upstream_error(&e)),
+            InFlight::Http(reply) => reply.next(r.ctx, r.idle).await.map_err(|e| upstream_error(&e)),
             InFlight::Stdio(call) => match monoio::time::timeout(r.idle, call.rx.recv_async()).await {
                 Ok(Ok(m)) => Ok(Some(m)),
                 Ok(Err(_)) => Ok(None),
@@ -93,7 +93,7 @@ impl Relay<'_> {
                 let body = jsonrpc::request(rewritten.as_ref().unwrap_or(id), method, params);
                 let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
                 match http_client::post(self.ctx, h, &post, self.idle).await {
-                    Ok(reply) => Ok(InFlight::Http(Box::new(reply), rewritten)),
+                    Ok(reply) => Ok(InFlight::Http(Box::new(reply))),
                     Err(HttpError::Status(404, _)) if matches!(via, Via::Pooled) => {
                         // the shared upstream session expired: start a new one, once
                         self.ctx.mcp.set_pooled(&pool_key(h), None);
@@ -102,7 +102,7 @@ impl Relay<'_> {
                         let post = Post { session: s, version: Some(&p.version), body: &body };
                         let reply =
                             http_client::post(self.ctx, h, &post, self.idle).await.map_err(|e| upstream_error(&e))?;
-                        Ok(InFlight::Http(Box::new(reply), rewritten))
+                        Ok(InFlight::Http(Box::new(reply)))
                     }
                     Err(e) => Err(upstream_error(&e)),
                 }
@@ -127,28 +127,14 @@ impl Relay<'_> {
         ))
     }
 
-    /// Send a notification or a client response to target `ti` (best effort).
-    pub async fn post_message(
-        &self,
-        ti: usize,
-        via: Via<'_>,
-        body: &[u8],
-        method: Option<&str>,
-        params: Option<&Value>,
-    ) {
-        match &self.plan.targets[ti].kind {
-            TargetKind::Demo => {}
-            TargetKind::Stdio(s) => {
-                if let Some(m) = method {
-                    s.notify(m, params).await;
-                }
-            }
-            TargetKind::Http(h) => {
-                let Via::Own(u) = via else { return };
-                let post = Post { session: u.s.as_deref(), version: Some(&u.v), body };
-                if let Ok(reply) = http_client::post(self.ctx, h, &post, self.idle).await {
-                    reply.finish(self.ctx, self.idle).await;
-                }
+    /// Send a notification or a client's answer on the client's own upstream session with an
+    /// HTTP target (best effort). Shared sessions and stdio processes never get them: their ids
+    /// and tokens belong to the gateway.
+    pub async fn post_message(&self, ti: usize, u: &Upstream, body: &[u8]) {
+        if let TargetKind::Http(h) = &self.plan.targets[ti].kind {
+            let post = Post { session: u.s.as_deref(), version: Some(&u.v), body };
+            if let Ok(reply) = http_client::post(self.ctx, h, &post, self.idle).await {
+                reply.finish(self.ctx, self.idle).await;
             }
         }
     }

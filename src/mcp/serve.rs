@@ -511,13 +511,13 @@ impl Exchange<'_> {
         if ti >= self.plan().targets.len() {
             return Err(unknown());
         }
-        let via = self.via(ti).ok_or_else(unknown)?;
+        let Some(Via::Own(up)) = self.via(ti) else { return Err(unknown()) };
         let restored = match msg {
             Message::Response { result, .. } => Message::Response { id: orig, result },
             Message::Error { error, .. } => Message::Error { id: orig, error },
             _ => return Err(unknown()),
         };
-        self.relay.post_message(ti, via, &restored.to_bytes(), None, None).await;
+        self.relay.post_message(ti, up, &restored.to_bytes()).await;
         Ok(())
     }
 
@@ -528,7 +528,7 @@ impl Exchange<'_> {
         }
         let body = jsonrpc::notification(method, params);
         let sends = (0..self.plan().targets.len()).filter_map(|ti| match self.via(ti)? {
-            via @ Via::Own(_) => Some(self.relay.post_message(ti, via, &body, Some(method), params)),
+            Via::Own(up) => Some(self.relay.post_message(ti, up, &body)),
             Via::Pooled => None,
         });
         join_all(sends).await;

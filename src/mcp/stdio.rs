@@ -124,13 +124,6 @@ impl StdioServer {
         Ok(StdioCall { rx, upstream_id: id, server })
     }
 
-    /// Send a notification (best effort).
-    pub async fn notify(&self, method: &str, params: Option<&Value>) {
-        if let Ok(server) = self.running().await {
-            let _ = server.stdin.send(jsonrpc::notification(method, params));
-        }
-    }
-
     fn down(&self, what: &str) -> RpcError {
         RpcError::new(INTERNAL_ERROR, format!("stdio target `{}` {what}", self.name))
     }
