@@ -57,6 +57,20 @@ impl InFlight {
     }
 }
 
+impl InFlight {
+    /// After the response: read the rest of an HTTP answer (the end of its SSE stream), briefly,
+    /// so the connection goes back to the pool instead of being dropped.
+    pub async fn close(self, r: &Relay<'_>) {
+        if let InFlight::Http(reply) = self {
+            let _ = monoio::time::timeout(TAIL_WAIT, reply.finish(r.ctx, r.idle)).await;
+        }
+    }
+}
+
+/// How long an upstream may take to end its stream after its response before its connection
+/// is dropped rather than pooled.
+const TAIL_WAIT: Duration = Duration::from_millis(250);
+
 /// The JSON-RPC error a client sees when a target fails at the transport level.
 pub fn upstream_error(e: &HttpError) -> RpcError {
     RpcError::new(INTERNAL_ERROR, format!("target failed: {e}"))
@@ -116,8 +130,14 @@ impl Relay<'_> {
         let mut f = self.start(ti, via, &id, method, params).await?;
         while let Some(m) = f.next(self).await? {
             match m {
-                Message::Response { result, .. } => return Ok(result),
-                Message::Error { error, .. } => return Err(RpcError::from_value(&error)),
+                Message::Response { result, .. } => {
+                    f.close(self).await;
+                    return Ok(result);
+                }
+                Message::Error { error, .. } => {
+                    f.close(self).await;
+                    return Err(RpcError::from_value(&error));
+                }
                 _ => {}
             }
         }
@@ -163,7 +183,7 @@ impl Relay<'_> {
         loop {
             match reply.next(self.ctx, self.idle).await.map_err(|e| upstream_error(&e))? {
                 Some(Message::Response { result, .. }) => {
-                    reply.finish(self.ctx, self.idle).await;
+                    InFlight::Http(Box::new(reply)).close(self).await;
                     return Ok((result, session));
                 }
                 Some(Message::Error { error, .. }) => return Err(RpcError::from_value(&error)),

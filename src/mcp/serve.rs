@@ -72,6 +72,7 @@ pub async fn serve(
         out: Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 },
         modern: false,
         session: None,
+        tail: None,
     };
     if meta_version.is_some() || modern_header {
         check_modern_headers(head, &msg, meta_version)?;
@@ -249,6 +250,8 @@ struct Exchange<'a> {
     modern: bool,
     /// The client's session (stateful legacy era).
     session: Option<Sealed>,
+    /// A target answer whose stream still has to be read to its end after the client has its response.
+    tail: Option<InFlight>,
 }
 
 /// A target's answer to a fanned-out request.
@@ -280,7 +283,11 @@ impl Exchange<'_> {
                     Ok(r) => jsonrpc::response(&id, &self.finish_result(&method, r)),
                     Err(e) => jsonrpc::error_response(Some(&id), &e),
                 };
-                self.out.finish(client, &body, keep).await
+                self.out.finish(client, &body, keep).await?;
+                if let Some(t) = self.tail.take() {
+                    t.close(&self.relay).await;
+                }
+                Ok(())
             }
             Message::Notification { method, params } => {
                 self.notification(&method, params.as_ref()).await;
@@ -474,9 +481,13 @@ impl Exchange<'_> {
                     if method == "resources/read" {
                         merge::prefix_read_result(&target, &mut result, prefixed);
                     }
+                    self.tail = Some(f);
                     return Ok(Ok(result));
                 }
-                Message::Error { error, .. } => return Ok(Err(RpcError::from_value(&error))),
+                Message::Error { error, .. } => {
+                    self.tail = Some(f);
+                    return Ok(Err(RpcError::from_value(&error)));
+                }
                 Message::Notification { method: nm, params: mut np } => {
                     if let (Some(p), Some(up)) = (np.as_mut(), stdio_id) {
                         if p.get("progressToken").and_then(Value::as_u64) == Some(up) {
