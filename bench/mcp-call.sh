@@ -778,7 +778,7 @@ for s in SC:
       f"{f1(r['new_tcp_connections_per_call'], 3)} | {f1(r['core0_busy_pct'])} | {f1(r['core1_busy_pct'])} |")
 w("")
 w("Where core 1 is near 100 % (demo, list8) the gateway is the bottleneck and calls/s is its capacity on one "
-  "core. In the server-everything rows node (on core 0 with wrk) is the bottleneck at ~1k calls/s and the "
+  "core. In the server-everything rows node (on core 0 with wrk) is the bottleneck at ~1.2-1.5k calls/s and the "
   "gateway runs far below capacity, so its CPU-µs/call there is at a light load, without batching.")
 w("")
 if unloaded:
