@@ -880,6 +880,27 @@ impl ChunkedDecoder {
         self.state == ChunkState::Done
     }
 
+    /// Decode every complete piece in `buf` (same rule as [`ChunkedDecoder::decode`]), handing
+    /// each payload's range in `buf` to `on_data`. Returns the bytes consumed and whether the
+    /// body ended.
+    pub fn decode_available(
+        &mut self,
+        buf: &[u8],
+        mut on_data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<(usize, bool), ChunkError> {
+        let mut pos = 0;
+        loop {
+            match self.decode(&buf[pos..])? {
+                Chunk::Data { start, len, consumed } => {
+                    on_data(pos + start..pos + start + len);
+                    pos += consumed;
+                }
+                Chunk::NeedMore { consumed } => return Ok((pos + consumed, false)),
+                Chunk::Done { consumed } => return Ok((pos + consumed, true)),
+            }
+        }
+    }
+
     /// Decode from `buf`, which must start right after the bytes consumed by the previous call.
     /// After an error the decoder stays failed and keeps returning that error.
     pub fn decode(&mut self, buf: &[u8]) -> Result<Chunk, ChunkError> {
@@ -1136,6 +1157,18 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_available_hands_out_every_complete_piece() {
+        let wire = b"5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\n\r\n";
+        let mut dec = ChunkedDecoder::new();
+        let mut got = Vec::new();
+        // a cut inside the second chunk: only the first comes out, and decoding resumes after it
+        let (used, done) = dec.decode_available(&wire[..15], |r| got.extend_from_slice(&wire[r])).unwrap();
+        assert!(!done);
+        let (rest, done) = dec.decode_available(&wire[used..], |r| got.extend_from_slice(&wire[used..][r])).unwrap();
+        assert_eq!((done, used + rest, got.as_slice()), (true, wire.len(), &b"helloabc"[..]));
+    }
 
     fn parse_req(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         parse_req_with(buf, &Limits::default())

@@ -244,27 +244,12 @@ impl Body {
                 }
                 Framing::Chunked => {
                     let mut out = bytes::BytesMut::new();
-                    let mut pos = 0;
-                    loop {
-                        let step = self.dec.decode(&up.buf[pos..]).map_err(|e| {
+                    let buf = &up.buf;
+                    let (pos, done) =
+                        self.dec.decode_available(buf, |r| out.extend_from_slice(&buf[r])).map_err(|e| {
                             HttpError::Transport(ProxyError::UpstreamProtocol(format!("chunked body: {e}")))
                         })?;
-                        match step {
-                            codec::Chunk::Data { start, len, consumed } => {
-                                out.extend_from_slice(&up.buf[pos + start..pos + start + len]);
-                                pos += consumed;
-                            }
-                            codec::Chunk::NeedMore { consumed } => {
-                                pos += consumed;
-                                break;
-                            }
-                            codec::Chunk::Done { consumed } => {
-                                pos += consumed;
-                                self.done = true;
-                                break;
-                            }
-                        }
-                    }
+                    self.done = done;
                     let _ = up.buf.split_to(pos);
                     if !out.is_empty() {
                         return Ok(Some(out.freeze()));

@@ -265,38 +265,23 @@ pub async fn copy_body(
         Framing::Chunked => {
             let mut dec = ChunkedDecoder::new();
             loop {
-                let mut pos = 0;
-                let mut done = false;
-                let mut pieces: Vec<(usize, usize)> = Vec::new();
-                loop {
-                    match dec.decode(&src.buf[pos..]).map_err(CopyError::BadChunk)? {
-                        codec::Chunk::Data { start, len, consumed } => {
-                            total += len as u64;
-                            if dechunk {
-                                pieces.push((pos + start, len));
-                            }
-                            pos += consumed;
+                let mut pieces = Vec::new();
+                let (pos, done) = dec
+                    .decode_available(&src.buf, |r| {
+                        total += r.len() as u64;
+                        if dechunk {
+                            pieces.push(r);
                         }
-                        codec::Chunk::NeedMore { consumed } => {
-                            pos += consumed;
-                            break;
-                        }
-                        codec::Chunk::Done { consumed } => {
-                            pos += consumed;
-                            done = true;
-                            break;
-                        }
-                    }
-                }
+                    })
+                    .map_err(CopyError::BadChunk)?;
                 if max.is_some_and(|m| total > m) {
                     return Err(CopyError::TooLarge);
                 }
                 if pos > 0 {
                     let frame = src.buf.split_to(pos).freeze();
                     if dechunk {
-                        let base = 0;
-                        for (s, l) in pieces {
-                            dst.send(frame.slice(s - base..s - base + l)).await.map_err(CopyError::Sink)?;
+                        for r in pieces {
+                            dst.send(frame.slice(r)).await.map_err(CopyError::Sink)?;
                         }
                     } else {
                         dst.send(frame).await.map_err(CopyError::Sink)?;
@@ -497,11 +482,7 @@ async fn send_request(req: &Outgoing<'_>, client: &mut Peer, up: &mut Peer) -> R
 pub async fn buffer_body(client: &mut Peer, n: u64, idle: Duration) -> Result<Bytes, ProxyError> {
     let n = n as usize;
     while client.buf.len() < n {
-        match monoio::time::timeout(idle, client.fill()).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Err(ProxyError::BadBody("client closed before the body was complete")),
-            Ok(Ok(_)) => {}
-            Err(_) => return Err(ProxyError::BadBody("client stalled before the body was complete")),
-        }
+        fill_body(client, idle).await?;
     }
     Ok(client.buf.split_to(n).freeze())
 }
@@ -517,40 +498,28 @@ pub async fn read_body(client: &mut Peer, framing: Framing, max: u64, idle: Dura
             let mut dec = ChunkedDecoder::new();
             let mut body = bytes::BytesMut::new();
             loop {
-                let mut pos = 0;
-                let mut done = false;
-                loop {
-                    match dec.decode(&client.buf[pos..]).map_err(|_| ProxyError::BadBody("invalid chunked framing"))? {
-                        codec::Chunk::Data { start, len, consumed } => {
-                            if body.len() as u64 + len as u64 > max {
-                                return Err(ProxyError::BodyTooLarge(max));
-                            }
-                            body.extend_from_slice(&client.buf[pos + start..pos + start + len]);
-                            pos += consumed;
-                        }
-                        codec::Chunk::NeedMore { consumed } => {
-                            pos += consumed;
-                            break;
-                        }
-                        codec::Chunk::Done { consumed } => {
-                            pos += consumed;
-                            done = true;
-                            break;
-                        }
-                    }
+                let buf = &client.buf;
+                let (pos, done) = dec
+                    .decode_available(buf, |r| body.extend_from_slice(&buf[r]))
+                    .map_err(|_| ProxyError::BadBody("invalid chunked framing"))?;
+                if body.len() as u64 > max {
+                    return Err(ProxyError::BodyTooLarge(max));
                 }
                 let _ = client.buf.split_to(pos);
                 if done {
                     return Ok(body.freeze());
                 }
-                match monoio::time::timeout(idle, client.fill()).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => {
-                        return Err(ProxyError::BadBody("client closed before the body was complete"))
-                    }
-                    Ok(Ok(_)) => {}
-                    Err(_) => return Err(ProxyError::BadBody("client stalled before the body was complete")),
-                }
+                fill_body(client, idle).await?;
             }
         }
+    }
+}
+
+/// Read more of a client body, which must come within `idle`.
+async fn fill_body(client: &mut Peer, idle: Duration) -> Result<(), ProxyError> {
+    match monoio::time::timeout(idle, client.fill()).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Err(ProxyError::BadBody("client closed before the body was complete")),
+        Ok(Ok(_)) => Ok(()),
+        Err(_) => Err(ProxyError::BadBody("client stalled before the body was complete")),
     }
 }
