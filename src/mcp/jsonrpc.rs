@@ -133,6 +133,14 @@ impl Message {
         }
     }
 
+    /// The params of a request or notification.
+    pub fn params(&self) -> Option<&Value> {
+        match self {
+            Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The id of a request, response or error.
     pub fn id(&self) -> Option<&Value> {
         match self {

@@ -10,7 +10,7 @@ use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
 use super::plan::{McpPlan, TargetKind};
 use super::relay::{InFlight, Relay, Via};
-use super::session::{now_secs, Sealed};
+use super::session::{now_secs, Sealed, Upstream};
 use super::{cursor, sse};
 use crate::config::compile::PolicyPlan;
 use crate::error::{McpReject, ProxyError};
@@ -62,14 +62,10 @@ pub async fn serve(
             McpReject::InvalidRequest(e.message)
         }
     })?;
-    let params = match &msg {
-        Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
-        _ => None,
-    };
-    let meta_version = jsonrpc::meta(params, "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
+    let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
     let mut ex = Exchange {
         relay: Relay { ctx, plan, idle: TARGET_IDLE },
-        out: Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 },
+        out: Out::new(pol, head),
         modern: false,
         session: None,
         tail: None,
@@ -85,13 +81,18 @@ pub async fn serve(
         }
         let is_init = msg.method() == Some("initialize");
         if plan.stateful && !is_init {
-            let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired)?;
-            ex.session = Some(ctx.mcp.admit(plan, id).map_err(|_| McpReject::SessionUnknown)?);
+            ex.session = Some(session(ctx, plan, head)?.1);
         }
     }
     let keep = head.keep_alive && !ctx.draining.is_fired();
     ex.handle(client, msg, keep).await?;
     Ok(Done::local(ex.out.status, ex.out.bytes, keep))
+}
+
+/// The request's session: its id must be present (400) and one of ours, live (404).
+fn session<'h>(ctx: &ShardCtx, plan: &McpPlan, head: &'h RequestHead) -> Result<(&'h str, Sealed), McpReject> {
+    let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired)?;
+    Ok((id, ctx.mcp.admit(plan, id).map_err(|_| McpReject::SessionUnknown)?))
 }
 
 fn unsupported(v: &str) -> String {
@@ -122,10 +123,7 @@ fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<
             "Mcp-Method header {header_method:?} does not match method {method}"
         )));
     }
-    let params = match msg {
-        Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
-        _ => None,
-    };
+    let params = msg.params();
     let name_field = match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
@@ -165,7 +163,11 @@ struct Out<'a> {
     bytes: u64,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    fn new(pol: &'a PolicyPlan, head: &'a RequestHead) -> Self {
+        Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 }
+    }
+
     fn head(&self, out: &mut Vec<u8>, status: u16, content_type: &[u8], keep: bool) {
         codec::write_status_line(out, status);
         codec::write_header(out, "content-type", content_type);
@@ -379,6 +381,11 @@ impl Exchange<'_> {
         Ok((ti, params))
     }
 
+    /// Fanned-out results as merge input, each with its target's name.
+    fn view<'p>(&'p self, parts: &'p [(usize, Value)]) -> Vec<Part<'p>> {
+        parts.iter().map(|(ti, r)| Part { target: &self.plan().targets[*ti].name, result: r }).collect()
+    }
+
     fn tool_allowed(&self, ti: usize, tool: &str) -> bool {
         self.plan().targets[ti].tools.as_ref().is_none_or(|f| f.allows(tool))
     }
@@ -438,8 +445,7 @@ impl Exchange<'_> {
                 }
             }
         }
-        let view: Vec<Part<'_>> =
-            parts.iter().map(|(ti, r)| Part { target: &self.plan().targets[*ti].name, result: r }).collect();
+        let view = self.view(&parts);
         Ok(merge::merge_list(kind, &view, self.plan().prefixed))
     }
 
@@ -546,30 +552,14 @@ impl Exchange<'_> {
     }
 
     async fn initialize(&mut self, params: Value) -> Result<Value, RpcError> {
-        let asked = params.get("protocolVersion").and_then(Value::as_str);
-        let version = merge::negotiate(asked);
+        let version = merge::negotiate(params.get("protocolVersion").and_then(Value::as_str));
         let own = self.plan().stateful;
-        let (relay, params) = (&self.relay, &params);
-        let inits =
-            (0..relay.plan.targets.len()).map(|ti| async move { (ti, relay.initialize(ti, params, own).await) });
-        let mut ok = Vec::new();
-        let mut answers = Vec::new();
-        for (ti, r) in join_all(inits).await {
-            match r {
-                Ok((result, up)) => {
-                    ok.push(up);
-                    answers.push((ti, Ok(result)));
-                }
-                Err(e) => answers.push((ti, Err(e))),
-            }
-        }
-        let parts = self.settle(answers)?;
-        let view: Vec<Part<'_>> =
-            parts.iter().map(|(ti, r)| Part { target: &self.plan().targets[*ti].name, result: r }).collect();
+        let (parts, ups) = self.initialize_targets(&params, own).await?;
+        let view = self.view(&parts);
         let result =
             merge::merge_initialize(&view, self.plan().prefixed, version, SERVER_NAME, env!("CARGO_PKG_VERSION"));
         if own {
-            let sealed = Sealed { v: version.to_string(), t: ok, iat: now_secs() };
+            let sealed = Sealed { v: version.to_string(), t: ups, iat: now_secs() };
             self.out.session = Some(sealed.seal(self.plan()).map_err(|e| RpcError::new(INTERNAL_ERROR, e))?);
         }
         Ok(result)
@@ -582,17 +572,35 @@ impl Exchange<'_> {
             "capabilities": {},
             "clientInfo": {"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")},
         });
-        let (relay, params) = (&self.relay, &params);
-        let inits =
-            (0..relay.plan.targets.len()).map(|ti| async move { (ti, relay.initialize(ti, params, false).await) });
-        let answers = join_all(inits).await.into_iter().map(|(ti, r)| (ti, r.map(|(v, _)| v))).collect();
-        let parts = self.settle(answers)?;
-        let view: Vec<Part<'_>> =
-            parts.iter().map(|(ti, r)| Part { target: &self.plan().targets[*ti].name, result: r }).collect();
+        let (parts, _) = self.initialize_targets(&params, false).await?;
         let mut versions = vec![MODERN_VERSION];
         versions.extend(LEGACY_VERSIONS.iter().rev());
         // serverInfo, resultType and the cache hints are added by finish_result like everywhere
-        Ok(json!({"supportedVersions": versions, "capabilities": merge::merge_capabilities(&view)}))
+        Ok(json!({"supportedVersions": versions, "capabilities": merge::merge_capabilities(&self.view(&parts))}))
+    }
+
+    /// `initialize` on every target concurrently: their results (after the failure mode) and
+    /// the session parts of those that answered.
+    async fn initialize_targets(
+        &self,
+        params: &Value,
+        own: bool,
+    ) -> Result<(Vec<(usize, Value)>, Vec<Upstream>), RpcError> {
+        let relay = &self.relay;
+        let inits =
+            (0..relay.plan.targets.len()).map(|ti| async move { (ti, relay.initialize(ti, params, own).await) });
+        let mut ups = Vec::new();
+        let mut answers = Vec::new();
+        for (ti, r) in join_all(inits).await {
+            answers.push((
+                ti,
+                r.map(|(result, up)| {
+                    ups.push(up);
+                    result
+                }),
+            ));
+        }
+        Ok((self.settle(answers)?, ups))
     }
 
     /// What the client gets for a result: in the 2026-07-28 era with `resultType` and, for
@@ -659,8 +667,7 @@ async fn listen(
     if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
         return Err(McpReject::NotAcceptable.into());
     }
-    let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired)?;
-    let sealed = ctx.mcp.admit(plan, id).map_err(|_| McpReject::SessionUnknown)?;
+    let (_, sealed) = session(ctx, plan, head)?;
     let opens = plan.targets.iter().enumerate().filter_map(|(ti, t)| {
         let TargetKind::Http(h) = &t.kind else { return None };
         let up = sealed.target(&t.name)?;
@@ -681,7 +688,7 @@ async fn listen(
         }
     }
     let mut merged = stream::select_all(streams.into_iter().map(Box::pin));
-    let mut out = Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 };
+    let mut out = Out::new(pol, head);
     let mut first = Vec::new();
     sse::write_comment(&mut first, "stream open");
     out.event_raw(client, &first, false).await?;
@@ -720,8 +727,7 @@ async fn delete(
     client: &mut Peer,
     head: &RequestHead,
 ) -> Result<Done, Failed> {
-    let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired)?;
-    let sealed = ctx.mcp.admit(plan, id).map_err(|_| McpReject::SessionUnknown)?;
+    let (id, sealed) = session(ctx, plan, head)?;
     let deletes = plan.targets.iter().filter_map(|t| {
         let TargetKind::Http(h) = &t.kind else { return None };
         let s = sealed.target(&t.name)?.s.clone()?;
@@ -735,7 +741,7 @@ async fn delete(
     }
     ctx.mcp.revoke(&id, plan.session_ttl);
     let keep = head.keep_alive && head.framing == codec::Framing::None;
-    let mut out = Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 };
+    let mut out = Out::new(pol, head);
     out.json(client, 200, b"", keep).await?;
     Ok(Done::local(200, 0, keep))
 }

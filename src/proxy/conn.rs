@@ -325,30 +325,22 @@ async fn serve_route(
     }
 
     let max_body = limits.max_body_bytes;
-    if let Some(plan) = &sel.route.mcp {
-        if head.expect_continue && head.framing != Framing::None {
-            client
-                .send(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
-                .await
-                .map_err(|_| Failed::started(ProxyError::ClientClosed))?;
-        }
-        return crate::mcp::serve::serve(ctx, plan, pol, client, head, max_body, limits.idle_timeout.get()).await;
-    }
-
-    // forward
     if let Framing::Length(n) = head.framing {
         if n > max_body {
             return Err(ProxyError::BodyTooLarge(max_body).into());
         }
     }
     if head.expect_continue && head.framing != Framing::None {
-        client.send(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n")).await.map_err(|_| Failed {
-            error: ProxyError::ClientClosed,
-            started: true,
-            upstream: None,
-            attempts: 0,
-        })?;
+        client
+            .send(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
+            .await
+            .map_err(|_| Failed::started(ProxyError::ClientClosed))?;
     }
+    if let Some(plan) = &sel.route.mcp {
+        return crate::mcp::serve::serve(ctx, plan, pol, client, head, max_body, limits.idle_timeout.get()).await;
+    }
+
+    // forward
     let idle = limits.idle_timeout.get();
     let replay = match head.framing {
         Framing::Length(n) if pol.retry.is_some() && n <= upstream::MAX_REPLAY_BYTES => {
