@@ -33,8 +33,8 @@ RINGGATE="$CARGO_TARGET_DIR/release/ringgate"
 LOADGEN_CPU=0
 SUT_CPU=1
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 mkdir -p "$TMPROOT"
 WORK=$(mktemp -d "$TMPROOT/run.XXXXXX")
@@ -115,18 +115,7 @@ fi
 [ -x "$RINGGATE" ] || die "$RINGGATE missing"
 
 # ---------------------------------------------------------------- free ports
-read -r P_UP P_RG P_ADMIN P_NGX < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(4):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(*[s.getsockname()[1] for s in socks])
-for s in socks:
-    s.close()
-EOF
-)
+read -r P_UP P_RG P_ADMIN P_NGX < <(free_ports 4)
 log "ports: upstream=$P_UP ringgate=$P_RG admin=$P_ADMIN nginx-proxy=$P_NGX"
 
 # ---------------------------------------------------------------- configs
@@ -258,13 +247,6 @@ curl -s -D "$WORK/ringgate-headers.txt" -o /dev/null "${URL_BASE[ringgate]}/smal
 
 # CPU ticks (utime+stime) of a process and all of its children (nginx master + worker; all
 # threads of ringgate are inside its one /proc/PID/stat).
-proc_ticks() {
-    local s f
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-    s=${s##*) }
-    read -r -a f <<<"$s"
-    echo $(( f[11] + f[12] ))
-}
 tree_ticks() {
     local t c
     t=$(proc_ticks "$1")
@@ -371,15 +353,6 @@ rg_metric_snapshot "$WORK/ringgate-metrics-after.txt"
 for s in ringgate nginx; do kill -0 "${SUT_PID[$s]}" 2>/dev/null || die "$s died during the run (see $WORK)"; done
 
 # ---------------------------------------------------------------- versions
-git_rev() { # no git binary use: read .git directly
-    local head ref
-    head=$(cat "$ROOT/.git/HEAD" 2>/dev/null) || { echo unknown; return; }
-    if [[ $head == ref:* ]]; then
-        ref=${head#ref: }
-        if [ -f "$ROOT/.git/$ref" ]; then cat "$ROOT/.git/$ref"
-        else awk -v r="$ref" '$2 == r {print $1}' "$ROOT/.git/packed-refs" 2>/dev/null || echo unknown; fi
-    else echo "$head"; fi
-}
 export BENCH_WORK="$WORK" BENCH_RESULTS="$RESULTS" BENCH_OHA="$OHA" BENCH_CONNS="$CONNS" \
     BENCH_DURATION="$DURATION" BENCH_WARMUP="$WARMUP" BENCH_CLK_TCK="$CLK_TCK" \
     BENCH_IDLE_RG="${IDLE_PCT[ringgate]}" BENCH_IDLE_NGX="${IDLE_PCT[nginx]}" \
@@ -397,17 +370,15 @@ export BENCH_WORK="$WORK" BENCH_RESULTS="$RESULTS" BENCH_OHA="$OHA" BENCH_CONNS=
     BENCH_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" BENCH_ELAPSED="$(( $(date +%s) - T0 ))"
 
 python3 - <<'PY'
-import json, os, re, glob
+import json, os, re, glob, sys
 
 E = os.environ
 work, results = E["BENCH_WORK"], E["BENCH_RESULTS"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(results)))
+from report_lib import f1, prom, rnd  # noqa: E402
 runs = os.path.join(work, "runs")
 SYSTEMS, BODIES = ["direct", "ringgate", "nginx"], ["small", "16k"]
 BODY_BYTES = {"small": 5, "16k": 16384}
-
-
-def rnd(x, n=1):
-    return None if x is None else round(x, n)
 
 
 def parse_wrk(sys, body):
@@ -476,22 +447,6 @@ def parse_oha(sys, body):
         r["sut_cpu_us_per_req"] = rnd(cpu_s * 1e6 / max(1, ok), 2)
         r["sut_req_per_cpu_s"] = rnd(ok / cpu_s) if cpu_s > 0 else None
     return r
-
-
-def prom(path):
-    out = {}
-    try:
-        for line in open(path):
-            if line.startswith("#") or not line.strip():
-                continue
-            k, _, v = line.rpartition(" ")
-            try:
-                out[k] = float(v)
-            except ValueError:
-                pass
-    except OSError:
-        pass
-    return out
 
 
 sat = {b: {s: parse_wrk(s, b) for s in SYSTEMS} for b in BODIES}
@@ -646,10 +601,6 @@ with open(os.path.join(results, "http-proxy.json"), "w") as f:
 # ---------------------------------------------------------------- markdown
 L = []
 w = L.append
-
-
-def f1(x, n=1):
-    return "–" if x is None else f"{x:,.{n}f}"
 
 
 w("# HTTP reverse-proxy benchmark: direct vs ringgate vs nginx")

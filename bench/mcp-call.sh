@@ -44,8 +44,8 @@ SUT_CPU=1
 LEGACY_VERSION=2025-11-25
 MODERN_VERSION=2026-07-28
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 mkdir -p "$TMPROOT"
 WORK=$(mktemp -d "$TMPROOT/mcp.XXXXXX")
@@ -119,18 +119,7 @@ cp "$RINGGATE" "$WORK/ringgate"
 RG_BIN="$WORK/ringgate"
 
 # ---------------------------------------------------------------- free ports
-read -r P_SE P_DEMO P_EV P_L8 P_ADMIN < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(5):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(*[s.getsockname()[1] for s in socks])
-for s in socks:
-    s.close()
-EOF
-)
+read -r P_SE P_DEMO P_EV P_L8 P_ADMIN < <(free_ports 5)
 log "ports: server-everything=$P_SE demo=$P_DEMO everything-gw=$P_EV list8=$P_L8 admin=$P_ADMIN"
 
 # ---------------------------------------------------------------- config
@@ -348,13 +337,6 @@ done
 log "correctness: all five request kinds answer 200 with the expected result"
 
 # ---------------------------------------------------------------- CPU accounting
-proc_ticks() { # utime+stime of a process, all threads included
-    local s f
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-    s=${s##*) }
-    read -r -a f <<<"$s"
-    echo $(( f[11] + f[12] ))
-}
 core_busy() { # busy (user nice system irq softirq), steal and total jiffies of one CPU from /proc/stat
     awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= 9; i++) t += $i; print $2 + $3 + $4 + $7 + $8, $9, t}' /proc/stat
 }
@@ -451,15 +433,6 @@ rg_metric_snapshot "$WORK/ringgate-metrics-after.txt"
 alive_or_die
 
 # ---------------------------------------------------------------- versions
-git_rev() {
-    local head ref
-    head=$(cat "$ROOT/.git/HEAD" 2>/dev/null) || { echo unknown; return; }
-    if [[ $head == ref:* ]]; then
-        ref=${head#ref: }
-        if [ -f "$ROOT/.git/$ref" ]; then cat "$ROOT/.git/$ref"
-        else awk -v r="$ref" '$2 == r {print $1}' "$ROOT/.git/packed-refs" 2>/dev/null || echo unknown; fi
-    else echo "$head"; fi
-}
 dirty=$(cd "$ROOT" && git status --porcelain --untracked-files=no -- src runtime Cargo.toml Cargo.lock 2>/dev/null | awk '{print $2}' | tr '\n' ' ' || true)
 pkgver() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$1" 2>/dev/null || echo unknown; }
 NODE_MODS="$ROOT/target/peers/node/node_modules"
@@ -481,36 +454,18 @@ export BENCH_WORK="$WORK" BENCH_RESULTS="$RESULTS" BENCH_CONNS="$CONNS" BENCH_DU
     BENCH_LEGACY_VERSION="$LEGACY_VERSION" BENCH_MODERN_VERSION="$MODERN_VERSION" BENCH_LAT_DURATION="$LAT_DURATION" BENCH_NODE_WARMUP="$NODE_WARMUP"
 
 python3 - <<'PY'
-import json, os, re
+import json, os, re, sys
 
 E = os.environ
 work, results = E["BENCH_WORK"], E["BENCH_RESULTS"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(results)))
+from report_lib import f1, prom, rnd  # noqa: E402
 runs = os.path.join(work, "runs")
 SC = E["BENCH_SCENARIOS"].split()
 FIXED_SC = E["BENCH_FIXED_SCENARIOS"].split()
 CLK = int(E["BENCH_CLK_TCK"])
 UPSTREAM = {"everything-direct", "everything-via-gateway", "everything-via-gateway-modern"}
 VIA_GW = {s for s in SC if s != "everything-direct"}
-
-
-def rnd(x, n=1):
-    return None if x is None else round(x, n)
-
-
-def prom(path):
-    out = {}
-    try:
-        for line in open(path):
-            if line.startswith("#") or not line.strip():
-                continue
-            k, _, v = line.rpartition(" ")
-            try:
-                out[k] = float(v)
-            except ValueError:
-                pass
-    except OSError:
-        pass
-    return out
 
 
 RG_KEYS = ("ringgate_requests_total", "ringgate_request_errors_total", "ringgate_upstream_retries_total",
@@ -738,10 +693,6 @@ with open(os.path.join(results, "mcp-call.json"), "w") as f:
 # ---------------------------------------------------------------- markdown
 L = []
 w = L.append
-
-
-def f1(x, n=1):
-    return "–" if x is None else f"{x:,.{n}f}"
 
 
 LABEL = {
