@@ -259,13 +259,8 @@ async fn linger(client: &mut Peer) {
 /// the connection closes when the request had one.
 async fn answer_local(client: &mut Peer, head: &RequestHead, status: u16, out: Vec<u8>) -> Result<Done, Failed> {
     let keep = head.keep_alive && head.framing == Framing::None;
-    client.send_out(out).await.map_err(|_| Failed {
-        error: ProxyError::NoRoute,
-        started: true,
-        upstream: None,
-        attempts: 0,
-    })?;
-    Ok(Done { status, bytes: 0, keep_alive: keep, upstream: None, attempts: 0, upstream_time: None })
+    client.send_out(out).await.map_err(|_| Failed::started(ProxyError::ClientClosed))?;
+    Ok(Done::local(status, 0, keep))
 }
 
 fn finish_local_head(out: &mut Vec<u8>, head: &RequestHead) {
