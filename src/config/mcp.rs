@@ -19,6 +19,8 @@ pub struct McpShorthand {
     /// Address to bind (default 0.0.0.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    // The backend's fields are repeated rather than `#[serde(flatten)]`ed: serde cannot combine
+    // flatten with deny_unknown_fields, and typos must stay errors. `backend()` maps them back.
     /// The MCP servers behind this port.
     pub targets: Vec<McpTarget>,
     /// `stateful` (default) or `stateless`, as for MCP backends.

@@ -96,12 +96,14 @@ impl StdioServer {
 
     /// The child's `initialize` result, starting it if needed.
     pub async fn initialize(&self) -> Result<Value, RpcError> {
+        // `running` only succeeds once the handshake has stored a result
         let r = self.running().await?;
-        match r.shared.init.get() {
-            Some(Ok(v)) => Ok(v.clone()),
-            Some(Err(e)) => Err(RpcError::new(INTERNAL_ERROR, e.clone())),
-            None => Err(self.down("did not finish its handshake")),
-        }
+        r.shared
+            .init
+            .get()
+            .and_then(|i| i.as_ref().ok())
+            .cloned()
+            .ok_or_else(|| self.down("did not finish its handshake"))
     }
 
     /// Send a request; `params._meta.progressToken` is replaced by the upstream id so progress
