@@ -44,6 +44,41 @@ pub enum ProxyError {
     ClientClosed,
     /// An MCP request refused at the transport level (answered with a JSON-RPC error body).
     Mcp(McpReject),
+    /// Credentials missing or invalid (401 with a challenge).
+    Unauthenticated(AuthReject),
+    /// The caller is known but a rule does not allow the request (403).
+    Forbidden(Forbidden),
+    /// Over a rate limit (429 with `Retry-After` and `x-ratelimit-*`).
+    RateLimited(RateLimited),
+}
+
+/// Why a request has no acceptable identity, and how the client should authenticate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthReject {
+    /// Metric label (`auth_missing`, `jwt_expired`, …).
+    pub reason: &'static str,
+    /// What is wrong, for the client; never contains the credential.
+    pub message: String,
+    /// `WWW-Authenticate` value.
+    pub challenge: String,
+}
+
+/// A request an authorization rule refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forbidden {
+    /// Metric label (`forbidden`, `insufficient_scope`).
+    pub reason: &'static str,
+    /// What is refused.
+    pub message: String,
+    /// `WWW-Authenticate` value, for `insufficient_scope`.
+    pub challenge: Option<String>,
+}
+
+/// A request over a limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimited {
+    /// Header lines (`name: value\r\n`) with `retry-after` and `x-ratelimit-*`.
+    pub headers: String,
 }
 
 /// Why an MCP request is refused before it reaches a target.
@@ -144,6 +179,9 @@ impl ProxyError {
             // nginx's convention; never sent, only logged and counted
             ProxyError::ClientClosed => 499,
             ProxyError::Mcp(m) => m.status(),
+            ProxyError::Unauthenticated(_) => 401,
+            ProxyError::Forbidden(_) => 403,
+            ProxyError::RateLimited(_) => 429,
         }
     }
 
@@ -163,6 +201,9 @@ impl ProxyError {
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::ClientClosed => "client_closed",
             ProxyError::Mcp(m) => m.reason(),
+            ProxyError::Unauthenticated(a) => a.reason,
+            ProxyError::Forbidden(f) => f.reason,
+            ProxyError::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -175,7 +216,10 @@ impl ProxyError {
             | ProxyError::HeaderTimeout
             | ProxyError::NoRoute
             | ProxyError::ClientClosed
-            | ProxyError::Mcp(_) => Side::Client,
+            | ProxyError::Mcp(_)
+            | ProxyError::Unauthenticated(_)
+            | ProxyError::Forbidden(_)
+            | ProxyError::RateLimited(_) => Side::Client,
             ProxyError::NoBackend => Side::Gateway,
             _ => Side::Upstream,
         }
@@ -211,6 +255,9 @@ impl fmt::Display for ProxyError {
             ProxyError::RequestTimeout => f.write_str("request timed out"),
             ProxyError::ClientClosed => f.write_str("client closed the connection"),
             ProxyError::Mcp(m) => write!(f, "{m}"),
+            ProxyError::Unauthenticated(a) => f.write_str(&a.message),
+            ProxyError::Forbidden(x) => f.write_str(&x.message),
+            ProxyError::RateLimited(_) => f.write_str("rate limit exceeded; retry after the time in Retry-After"),
         }
     }
 }
@@ -229,8 +276,16 @@ pub fn write_error_response(err: &ProxyError, close: bool, out: &mut Vec<u8>) {
     .to_string();
     crate::http::codec::write_status_line(out, err.status());
     crate::http::codec::write_header(out, "content-type", b"application/json");
-    if let ProxyError::Mcp(McpReject::MethodNotAllowed) = err {
-        crate::http::codec::write_header(out, "allow", b"GET, POST, DELETE");
+    match err {
+        ProxyError::Mcp(McpReject::MethodNotAllowed) => {
+            crate::http::codec::write_header(out, "allow", b"GET, POST, DELETE")
+        }
+        ProxyError::Unauthenticated(AuthReject { challenge, .. })
+        | ProxyError::Forbidden(Forbidden { challenge: Some(challenge), .. }) => {
+            crate::http::codec::write_header(out, "www-authenticate", challenge.as_bytes())
+        }
+        ProxyError::RateLimited(r) => out.extend_from_slice(r.headers.as_bytes()),
+        _ => {}
     }
     crate::http::codec::write_header(out, "content-length", body.len().to_string().as_bytes());
     if close {

@@ -1,6 +1,7 @@
 //! ringgate: an agent gateway (MCP, A2A, LLM, HTTP) on a thread-per-core io_uring data plane.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
@@ -8,3 +9,4 @@ pub mod http;
 pub mod mcp;
 pub mod observe;
 pub mod proxy;
+pub mod ratelimit;

@@ -9,10 +9,12 @@ use regex::Regex;
 use super::load::ConfigError;
 use super::mcp::{McpBackend, McpShorthand, PrefixMode, StatefulMode};
 use super::model::{self, Config, PathMatch, StringMatch};
+use crate::auth::cel::RuleSet;
 use crate::mcp::plan::{HttpTargetPlan, McpPlan, TargetKind, TargetPlan, ToolFilterPlan};
 use crate::mcp::seal::Sealer;
 use crate::mcp::stdio::StdioServer;
 use crate::observe::metrics::{Registry, RouteStats};
+use crate::ratelimit::{LocalRateLimit, LocalRateLimits};
 
 /// Everything a shard needs to serve, shared read-only by all shards.
 pub struct Snapshot {
@@ -262,6 +264,22 @@ pub struct PolicyPlan {
     pub retry: Option<RetryPlan>,
     /// CORS.
     pub cors: Option<CorsPlan>,
+    /// Authentication (`jwtAuth`, `mcpAuthentication`, `apiKey`, `basicAuth`).
+    pub auth: Option<crate::auth::AuthPlan>,
+    /// HTTP `authorization` rules.
+    pub authorization: Option<RuleSet>,
+    /// `mcpAuthorization` rules.
+    pub mcp_authorization: Option<RuleSet>,
+    /// `localRateLimit`.
+    pub rate_limit: Option<RateLimitPlan>,
+}
+
+/// A route's rate limits and the expressions that key them.
+pub struct RateLimitPlan {
+    /// The buckets; kept across reloads while the route's limits are unchanged.
+    pub limits: Arc<LocalRateLimits>,
+    /// Per limit, the compiled `key` expression (`None`: one bucket).
+    pub keys: Vec<Option<crate::auth::cel::Program>>,
 }
 
 /// A resolved upstream.
@@ -418,7 +436,10 @@ fn compile_route(
             .collect::<Result<_, ConfigError>>()?;
         matches.push(MatchPlan { path, method, headers, query });
     }
-    let policies = compile_policies(cx, &format!("{p}.policies"), &r.policies)?;
+    let mut policies = compile_policies(cx, &format!("{p}.policies"), &r.policies)?;
+    if let Some(res) = policies.auth.as_mut().and_then(|a| a.jwt.as_mut()).and_then(|j| j.resource.as_mut()) {
+        protected_resource_matches(res, &mut matches);
+    }
     let mut backends = Vec::with_capacity(r.backends.len());
     let mut mcp = None;
     for (bi, b) in r.backends.iter().enumerate() {
@@ -443,6 +464,24 @@ fn compile_route(
     }
     let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
     Ok(RoutePlan { name: name.into(), hostnames, matches, policies, backends, total_weight, mcp, stats })
+}
+
+/// An OAuth protected resource answers its RFC 9728 metadata at `/.well-known/oauth-protected-resource`
+/// followed by each of its paths (and bare), which the route's own matches would not reach.
+fn protected_resource_matches(res: &mut crate::auth::ProtectedResource, matches: &mut Vec<MatchPlan>) {
+    let paths: Vec<String> = matches
+        .iter()
+        .filter_map(|m| match &m.path {
+            Some(PathPlan::Prefix(s) | PathPlan::Exact(s)) => Some(s.trim_end_matches('/').to_string()),
+            _ => None,
+        })
+        .collect();
+    res.default_path = paths.first().cloned().unwrap_or_default();
+    let well_known = crate::proxy::admission::PROTECTED_RESOURCE_PATH;
+    for path in std::iter::once(String::new()).chain(paths) {
+        let exact = PathPlan::Exact(format!("{well_known}{path}"));
+        matches.push(MatchPlan { path: Some(exact), method: None, headers: Vec::new(), query: Vec::new() });
+    }
 }
 
 fn check_path(cx: &Ctx, path: &str, s: &str) -> Result<String, ConfigError> {
@@ -547,7 +586,18 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<Pol
         allow_credentials: c.allow_credentials,
         max_age: c.max_age.map(|d| d.get().as_secs()),
     });
+    let auth = crate::auth::plan::compile(pol).map_err(|(at, e)| cx.err(format!("{p}.{at}"), e))?;
+    let rules = |at: &str, r: &Option<model::Rules>| {
+        r.as_ref().map(|r| RuleSet::compile(&r.rules).map_err(|e| cx.err(format!("{p}.{at}"), e))).transpose()
+    };
+    let authorization = rules("authorization", &pol.authorization)?;
+    let mcp_authorization = rules("mcpAuthorization", &pol.mcp_authorization)?;
+    let rate_limit = rate_limit_plan(cx, &format!("{p}.localRateLimit"), &pol.local_rate_limit)?;
     Ok(PolicyPlan {
+        auth,
+        authorization,
+        mcp_authorization,
+        rate_limit,
         request_headers,
         response_headers,
         redirect: pol.request_redirect.clone(),
@@ -695,6 +745,36 @@ fn compile_mcp(cx: &Ctx, p: &str, m: &McpBackend, process: &model::ProcessConfig
 }
 
 /// `http://host:port/path` or `host:port[/path]`, resolved now.
+/// The route's limits; buckets of an unchanged list survive a reload (a rebuilt bucket starts full).
+fn rate_limit_plan(cx: &Ctx, p: &str, specs: &[LocalRateLimit]) -> Result<Option<RateLimitPlan>, ConfigError> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let keys = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.key
+                .as_deref()
+                .map(|k| crate::auth::cel::Program::compile(k).map_err(|e| cx.err(format!("{p}[{i}].key"), e)))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    static LIVE: Mutex<Vec<(String, std::sync::Weak<LocalRateLimits>)>> = Mutex::new(Vec::new());
+    let id = format!("{p}{specs:?}");
+    let mut live = LIVE.lock().map_err(|_| cx.err(p, "rate limit registry poisoned"))?;
+    live.retain(|(_, w)| w.strong_count() > 0);
+    let limits = match live.iter().find(|(k, _)| *k == id).and_then(|(_, w)| w.upgrade()) {
+        Some(l) => l,
+        None => {
+            let l = Arc::new(LocalRateLimits::new(specs, std::time::Instant::now()).map_err(|e| cx.err(p, e))?);
+            live.push((id, Arc::downgrade(&l)));
+            l
+        }
+    };
+    Ok(Some(RateLimitPlan { limits, keys }))
+}
+
 fn http_target(cx: &Ctx, p: &str, url: &str, default_path: &str) -> Result<HttpTargetPlan, ConfigError> {
     if url.starts_with("https://") {
         return Err(cx.err(p, "https targets are not served by this build yet (no TLS client)"));

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod load;
 pub mod mcp;
 pub mod model;
+pub mod security;
 
 pub use compile::Snapshot;
 pub use load::{load_file, parse_str, ConfigError};

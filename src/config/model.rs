@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::Duration;
 use super::mcp::{McpBackend, McpSettings, McpShorthand, SessionSettings};
+use super::security::{ApiKeyAuth, BasicAuth, JwtAuth, McpAuthentication};
+pub use crate::auth::cel::RulesConfig as Rules;
+use crate::ratelimit::LocalRateLimit;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -379,6 +382,27 @@ pub struct RoutePolicies {
     /// Cross-origin resource sharing, with preflight answered by the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// Bearer JWT authentication; claims become `jwt.*` in rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_auth: Option<JwtAuth>,
+    /// OAuth 2.1 protected-resource authentication for MCP clients (RFC 9728 metadata, 401 challenges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_authentication: Option<McpAuthentication>,
+    /// API key authentication; the key's metadata becomes `apiKey.*` in rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyAuth>,
+    /// HTTP Basic authentication from htpasswd; the user becomes `basicAuth.username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// CEL rules deciding which requests the route serves (403 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Rules>,
+    /// CEL rules deciding which MCP tools, prompts and resources a caller sees and may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_authorization: Option<Rules>,
+    /// Token buckets limiting the route's request rate (429 when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_rate_limit: Vec<LocalRateLimit>,
 }
 
 /// Header changes, applied in the order remove, set, add.

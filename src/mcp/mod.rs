@@ -1,5 +1,6 @@
 //! MCP gateway: many MCP servers (targets) federated behind one Streamable HTTP endpoint, for clients of both protocol eras.
 
+pub mod access;
 pub mod cursor;
 pub mod demo;
 pub mod http_client;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
+use super::access::Access;
 use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND};
 use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
@@ -13,6 +14,7 @@ use super::relay::{InFlight, Relay, Via};
 use super::session::{now_secs, Sealed, Upstream};
 use super::{cursor, sse};
 use crate::config::compile::PolicyPlan;
+use crate::config::model::HttpLimits;
 use crate::error::{McpReject, ProxyError};
 use crate::http::codec::{self, RequestHead};
 use crate::http::io::Peer;
@@ -34,11 +36,12 @@ pub async fn serve(
     ctx: &ShardCtx,
     plan: &McpPlan,
     pol: &PolicyPlan,
+    access: Access<'_>,
     client: &mut Peer,
     head: &RequestHead,
-    max_body: u64,
-    idle: Duration,
+    limits: &HttpLimits,
 ) -> Result<Done, Failed> {
+    let (max_body, idle) = (limits.max_body_bytes, limits.idle_timeout.get());
     let modern_header = head.header_str("mcp-protocol-version") == Some(MODERN_VERSION);
     match head.method() {
         "POST" => {}
@@ -66,6 +69,7 @@ pub async fn serve(
     let mut ex = Exchange {
         relay: Relay { ctx, plan, idle: TARGET_IDLE },
         out: Out::new(pol, head),
+        access,
         modern: false,
         session: None,
         tail: None,
@@ -248,6 +252,8 @@ impl<'a> Out<'a> {
 struct Exchange<'a> {
     relay: Relay<'a>,
     out: Out<'a>,
+    /// What the caller may see and use.
+    access: Access<'a>,
     /// The request is in the 2026-07-28 era.
     modern: bool,
     /// The client's session (stateful legacy era).
@@ -333,14 +339,22 @@ impl Exchange<'_> {
                 let all = (0..names.len()).map(|ti| (ti, params.clone()));
                 self.settle(self.fanout(all, method).await).map(|_| json!({}))
             }
-            "tools/call" | "prompts/get" => match owner("name", false) {
-                Ok((ti, name)) if method == "tools/call" && !self.tool_allowed(ti, &name) => {
-                    Err(RpcError::new(INVALID_PARAMS, format!("Unknown tool: {}", param_str(&params, "name"))))
+            "tools/call" | "prompts/get" => {
+                let kind = if method == "tools/call" { Kind::Tool } else { Kind::Prompt };
+                match owner("name", false) {
+                    Ok((ti, name)) if !self.access.allows(self.plan(), ti, kind, &name) => {
+                        Err(self.hidden(kind, &params))
+                    }
+                    Ok((ti, name)) => {
+                        self.forward(client, ti, id, method, with_field(params, "name", name), keep).await?
+                    }
+                    Err(e) => Err(e),
                 }
-                Ok((ti, name)) => self.forward(client, ti, id, method, with_field(params, "name", name), keep).await?,
-                Err(e) => Err(e),
-            },
+            }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => match owner("uri", true) {
+                Ok((ti, uri)) if !self.access.allows(self.plan(), ti, Kind::Resource, &uri) => {
+                    Err(self.hidden(Kind::Resource, &params))
+                }
                 Ok((ti, uri)) => self.forward(client, ti, id, method, with_field(params, "uri", uri), keep).await?,
                 Err(e) => Err(e),
             },
@@ -386,8 +400,16 @@ impl Exchange<'_> {
         parts.iter().map(|(ti, r)| Part { target: &self.plan().targets[*ti].name, result: r }).collect()
     }
 
-    fn tool_allowed(&self, ti: usize, tool: &str) -> bool {
-        self.plan().targets[ti].tools.as_ref().is_none_or(|f| f.allows(tool))
+    /// The error for an item the caller may not see: the same as for one that does not exist.
+    fn hidden(&self, kind: Kind, params: &Option<Value>) -> RpcError {
+        let shard = &self.relay.ctx.registry.shards[self.relay.ctx.index];
+        shard.count_error("mcp_denied");
+        let (what, field) = match kind {
+            Kind::Tool => ("tool", "name"),
+            Kind::Prompt => ("prompt", "name"),
+            _ => ("resource", "uri"),
+        };
+        RpcError::new(INVALID_PARAMS, format!("Unknown {what}: {}", param_str(params, field)))
     }
 
     /// Send `method` to each given target concurrently (targets this session cannot reach are skipped).
@@ -435,15 +457,8 @@ impl Exchange<'_> {
         };
         let calls = targets.into_iter().map(|(ti, c)| (ti, with_cursor(params.clone(), c)));
         let mut parts = self.settle(self.fanout(calls, method).await)?;
-        if kind == Kind::Tool {
-            for (ti, result) in &mut parts {
-                if let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) {
-                    let t = &self.plan().targets[*ti];
-                    if let Some(f) = &t.tools {
-                        tools.retain(|tool| tool.get("name").and_then(Value::as_str).is_some_and(|n| f.allows(n)));
-                    }
-                }
-            }
+        for (ti, page) in &mut parts {
+            self.access.filter_page(self.plan(), *ti, kind, page);
         }
         let view = self.view(&parts);
         Ok(merge::merge_list(kind, &view, self.plan().prefixed))

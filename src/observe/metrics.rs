@@ -31,7 +31,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 35] = [
+pub const ERROR_REASONS: [&str; 57] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -66,6 +66,28 @@ pub const ERROR_REASONS: [&str; 35] = [
     "mcp_header_mismatch",
     "mcp_unsupported_version",
     "mcp_method_not_found",
+    "mcp_denied",
+    "auth_missing",
+    "jwt_missing",
+    "jwt_too_large",
+    "jwt_malformed",
+    "jwt_algorithm_not_allowed",
+    "jwt_unknown_kid",
+    "jwt_key_mismatch",
+    "jwt_bad_signature",
+    "jwt_missing_exp",
+    "jwt_missing_claim",
+    "jwt_invalid_claim",
+    "jwt_expired",
+    "jwt_not_yet_valid",
+    "jwt_issued_in_future",
+    "jwt_wrong_issuer",
+    "jwt_wrong_audience",
+    "basic_auth_invalid",
+    "api_key_invalid",
+    "forbidden",
+    "insufficient_scope",
+    "rate_limited",
     "other",
 ];
 

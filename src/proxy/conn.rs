@@ -6,12 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::admission::{self, Admitted};
 use super::shard::{ShardCtx, ShardState};
 use super::upstream::{self, BodyOut, CopyError, Outgoing};
 use super::{policy, route};
 use crate::error::{write_error_response, McpReject, ProxyError};
 use crate::http::codec::{self, Framing, RequestHead};
 use crate::http::io::Peer;
+use crate::mcp::access::Access;
 use crate::observe::access_log::Entry;
 
 /// Decrements the shard's connection count however the task ends.
@@ -289,6 +291,22 @@ async fn serve_route(
     }
     let origin = head.header_str("origin");
     let cors = pol.cors.as_ref().map(|c| (c, origin));
+    let identity = match admission::admit(ctx, sel, head, peer)? {
+        Admitted::Serve(id) => id,
+        Admitted::Metadata(doc) => {
+            let mut out = client.take_out();
+            codec::write_status_line(&mut out, 200);
+            codec::write_header(&mut out, "content-type", b"application/json");
+            codec::write_header(&mut out, "content-length", doc.len().to_string().as_bytes());
+            if let Some((c, o)) = cors {
+                policy::write_cors_headers(c, o, &mut out);
+            }
+            finish_local_head(&mut out, head);
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(doc.as_bytes());
+            return answer_local(client, head, 200, out).await;
+        }
+    };
     if let Some(r) = &pol.redirect {
         let (status, location) = policy::redirect(r, head, sel.prefix);
         let mut out = client.take_out();
@@ -332,7 +350,8 @@ async fn serve_route(
             .map_err(|_| Failed::started(ProxyError::ClientClosed))?;
     }
     if let Some(plan) = &sel.route.mcp {
-        return crate::mcp::serve::serve(ctx, plan, pol, client, head, max_body, limits.idle_timeout.get()).await;
+        let access = Access { rules: pol.mcp_authorization.as_ref(), id: &identity, head, peer };
+        return crate::mcp::serve::serve(ctx, plan, pol, access, client, head, limits).await;
     }
 
     // forward

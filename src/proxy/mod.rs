@@ -1,5 +1,6 @@
 //! The HTTP data plane on each shard: accept, route, apply policies, forward, answer.
 
+pub mod admission;
 pub mod conn;
 pub mod policy;
 pub mod route;

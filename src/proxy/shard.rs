@@ -89,6 +89,8 @@ pub struct ShardCtx {
     pub log: AccessLog,
     /// MCP session state that cannot be sealed into session ids.
     pub mcp: ShardSessions,
+    /// Credentials this shard has verified.
+    pub auth: RefCell<crate::auth::ShardAuth>,
     /// Every shard's mailbox (this one's included), for what one shard must tell the others.
     pub siblings: Vec<flume::Sender<ShardMsg>>,
 }
@@ -139,6 +141,7 @@ pub async fn run(
         pending: RefCell::new(None),
         pool: Pool::new(),
         mcp: ShardSessions::default(),
+        auth: RefCell::new(crate::auth::ShardAuth::default()),
         siblings,
         draining: Signal::new(),
         connections: Cell::new(0),

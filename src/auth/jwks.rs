@@ -1,0 +1,203 @@
+//! JWKS sources: read from a file or inline at load, or fetched from a URL and refreshed in the background.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::jwt::KeySet;
+
+/// Largest JWKS document accepted from a URL.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The current keys of one source. Readers on the shards never lock: the generation is one
+/// atomic load (it keys the verified-token caches), the key set an `ArcSwap` load.
+pub struct KeyCell {
+    keys: ArcSwap<KeySet>,
+    generation: AtomicU64,
+    /// Wakes the refresher early (a token named a `kid` we do not have); `None` for static sources.
+    wake: Option<flume::Sender<()>>,
+    /// `file:…`, `url:…` or `inline`, for logs and reuse across reloads.
+    origin: String,
+}
+
+impl KeyCell {
+    /// The keys now.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeySet>> {
+        self.keys.load()
+    }
+
+    /// Bumped on every change of the keys.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Ask for a fetch now (rate-limited by the refresher); a no-op for static sources.
+    pub fn refresh_soon(&self) {
+        if let Some(w) = &self.wake {
+            let _ = w.try_send(());
+        }
+    }
+
+    fn store(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Where the keys come from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+/// Keys parsed once from a document (file or inline).
+pub fn fixed(origin: String, doc: &[u8]) -> Result<Arc<KeyCell>, String> {
+    let keys = KeySet::from_jwks(doc)?;
+    Ok(Arc::new(KeyCell { keys: ArcSwap::from_pointee(keys), generation: AtomicU64::new(1), wake: None, origin }))
+}
+
+/// Keys behind an `http://` URL: fetched now (an error fails the config load), then refreshed
+/// every `every` and on demand, at most once per `min_gap`. A cell already serving the same URL
+/// and intervals (from the config before a reload) is reused, so a reload neither refetches nor
+/// forgets rotated keys.
+pub fn remote(url: &str, every: Duration, min_gap: Duration) -> Result<Arc<KeyCell>, String> {
+    static LIVE: Mutex<Vec<Weak<KeyCell>>> = Mutex::new(Vec::new());
+    let origin = format!("url:{url} every:{every:?} min:{min_gap:?}");
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|w| w.strong_count() > 0);
+        if let Some(c) = live.iter().filter_map(Weak::upgrade).find(|c| c.origin == origin) {
+            return Ok(c);
+        }
+    }
+    let target = HttpGet::parse(url)?;
+    let doc = target.fetch()?;
+    let keys = KeySet::from_jwks(&doc).map_err(|e| format!("JWKS at {url}: {e}"))?;
+    let (tx, rx) = flume::bounded(1);
+    let cell = Arc::new(KeyCell {
+        keys: ArcSwap::from_pointee(keys),
+        generation: AtomicU64::new(1),
+        wake: Some(tx),
+        origin: origin.clone(),
+    });
+    if let Ok(mut live) = LIVE.lock() {
+        live.push(Arc::downgrade(&cell));
+    }
+    let weak = Arc::downgrade(&cell);
+    std::thread::Builder::new()
+        .name("ringgate-jwks".into())
+        .spawn(move || refresher(weak, rx, target, doc, every, min_gap))
+        .map_err(|e| format!("cannot start the JWKS refresher: {e}"))?;
+    Ok(cell)
+}
+
+/// Runs until the cell is dropped (its sender with it, which ends `recv_timeout`).
+fn refresher(
+    cell: Weak<KeyCell>,
+    wake: flume::Receiver<()>,
+    target: HttpGet,
+    mut last: Vec<u8>,
+    every: Duration,
+    min_gap: Duration,
+) {
+    let mut fetched = Instant::now();
+    loop {
+        match wake.recv_timeout(every) {
+            Ok(()) | Err(flume::RecvTimeoutError::Timeout) => {}
+            Err(flume::RecvTimeoutError::Disconnected) => return,
+        }
+        let since = fetched.elapsed();
+        if since < min_gap {
+            std::thread::sleep(min_gap - since);
+        }
+        let Some(c) = cell.upgrade() else { return };
+        fetched = Instant::now();
+        match target.fetch().and_then(|doc| KeySet::from_jwks(&doc).map(|k| (doc, k))) {
+            Ok((doc, keys)) if doc != last => {
+                eprintln!("ringgate: JWKS {} changed; new keys in use", target.url);
+                c.store(keys);
+                last = doc;
+            }
+            Ok(_) => {}
+            // keep serving the keys we have: an outage of the issuer must not lock everyone out
+            Err(e) => eprintln!("ringgate: JWKS refresh from {} failed: {e}", target.url),
+        }
+    }
+}
+
+/// A plain-HTTP GET, blocking; only used off the shards.
+#[derive(Debug)]
+struct HttpGet {
+    url: String,
+    authority: String,
+    path: String,
+}
+
+impl HttpGet {
+    fn parse(url: &str) -> Result<HttpGet, String> {
+        if url.starts_with("https://") {
+            return Err(format!("{url}: https JWKS URLs need the TLS client, which this build does not have yet"));
+        }
+        let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: a JWKS URL must start with http://"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(format!("{url}: no host"));
+        }
+        Ok(HttpGet { url: url.to_string(), authority: authority.to_string(), path: path.to_string() })
+    }
+
+    fn fetch(&self) -> Result<Vec<u8>, String> {
+        let err = |e: std::io::Error| format!("{}: {e}", self.url);
+        let hostport =
+            if self.authority.contains(':') { self.authority.clone() } else { format!("{}:80", self.authority) };
+        let addr = hostport
+            .to_socket_addrs()
+            .map_err(err)?
+            .next()
+            .ok_or_else(|| format!("{}: the host resolves to no address", self.url))?;
+        let mut s = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT).map_err(err)?;
+        s.set_read_timeout(Some(FETCH_TIMEOUT)).map_err(err)?;
+        s.set_write_timeout(Some(FETCH_TIMEOUT)).map_err(err)?;
+        // HTTP/1.0: the answer ends at close and is never chunked
+        let req = format!(
+            "GET {} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\nUser-Agent: ringgate\r\n\r\n",
+            self.path, self.authority
+        );
+        s.write_all(req.as_bytes()).map_err(err)?;
+        let mut buf = Vec::new();
+        s.take(MAX_JWKS_BYTES as u64 + 1).read_to_end(&mut buf).map_err(err)?;
+        if buf.len() > MAX_JWKS_BYTES {
+            return Err(format!("{}: the JWKS is larger than {MAX_JWKS_BYTES} bytes", self.url));
+        }
+        let head_end = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| format!("{}: no complete HTTP response", self.url))?;
+        let status_line = buf[..head_end].split(|&b| b == b'\n').next().unwrap_or_default();
+        let status = std::str::from_utf8(status_line).unwrap_or("").split_whitespace().nth(1).unwrap_or("");
+        if status != "200" {
+            return Err(format!("{}: status {status}", self.url));
+        }
+        Ok(buf.split_off(head_end + 4))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(HttpGet::parse("https://idp/keys").unwrap_err().contains("TLS"));
+        assert!(HttpGet::parse("ftp://idp/keys").is_err());
+        let g = HttpGet::parse("http://idp:8080/realms/x/certs").unwrap();
+        assert_eq!((g.authority.as_str(), g.path.as_str()), ("idp:8080", "/realms/x/certs"));
+        assert_eq!(HttpGet::parse("http://idp").unwrap().path, "/");
+    }
+}

@@ -1,0 +1,108 @@
+//! Request admission, in agentgateway's order: authentication, `authorization` rules, then rate limits.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::route::Selected;
+use super::shard::ShardCtx;
+use crate::auth::cel::{self, Decision};
+use crate::auth::{self, Identity, RequestSite};
+use crate::config::compile::RateLimitPlan;
+use crate::error::{Forbidden, ProxyError, RateLimited};
+use crate::http::codec::RequestHead;
+
+/// RFC 9728's well-known prefix.
+pub const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource";
+
+impl cel::Headers for RequestHead {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.header_str(name)
+    }
+    fn for_each(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (n, v) in self.headers() {
+            if let Ok(v) = std::str::from_utf8(v) {
+                f(n, v);
+            }
+        }
+    }
+}
+
+/// What admission decided for a request that may proceed.
+pub enum Admitted {
+    /// Serve it, as this caller.
+    Serve(Identity),
+    /// Answer with the protected-resource metadata document (JSON).
+    Metadata(String),
+}
+
+/// The rule context of a request: identity, request attributes and peer.
+pub fn rule_ctx<'a>(id: &'a Identity, head: &'a RequestHead, peer: SocketAddr) -> cel::Ctx<'a> {
+    cel::Ctx {
+        jwt: id.jwt.as_deref().map(|c| &c.payload),
+        api_key: id.api_key.as_deref().map(|k| cel::ApiKey { key: &k.id, metadata: &k.metadata }),
+        basic_auth: id.basic.as_deref(),
+        mcp: None,
+        request: Some(cel::Request {
+            method: head.method(),
+            path: head.path(),
+            host: head.host().unwrap_or(""),
+            headers: head,
+        }),
+        source: Some(peer),
+    }
+}
+
+/// Admit a request to its route, or say why not.
+pub fn admit(ctx: &ShardCtx, sel: &Selected, head: &RequestHead, peer: SocketAddr) -> Result<Admitted, ProxyError> {
+    let pol = &sel.route.policies;
+    let mut id = Identity::default();
+    if let Some(plan) = &pol.auth {
+        let resource = plan.jwt.as_ref().and_then(|j| j.resource.as_ref());
+        let host = head.host().unwrap_or("");
+        if let (Some(r), Some(rest)) = (resource, head.path().strip_prefix(PROTECTED_RESOURCE_PATH)) {
+            // path-inserted (`…/mcp`) or root; the metadata names the resource either way
+            let path = if rest.is_empty() { r.default_path.as_str() } else { rest };
+            return Ok(Admitted::Metadata(r.document(&RequestSite { host, resource_path: path })));
+        }
+        let path = sel.prefix.or(resource.map(|r| r.default_path.as_str())).unwrap_or(head.path());
+        let site = RequestSite { host, resource_path: path };
+        let shard = &ctx.registry.shards[ctx.index];
+        id = auth::authenticate(&ctx.auth, plan, head, &site, &|r| shard.count_error(r))?;
+    }
+    if let Some(rules) = &pol.authorization {
+        if let Decision::Deny { rule } = rules.check(&rule_ctx(&id, head, peer)) {
+            let which = rule.map_or("no allow rule matches".to_string(), |i| format!("refused by rule {i}"));
+            return Err(ProxyError::Forbidden(Forbidden {
+                reason: "forbidden",
+                message: format!("the route's authorization rules refuse this request ({which})"),
+                challenge: None,
+            }));
+        }
+    }
+    if let Some(rl) = &pol.rate_limit {
+        check_rate(rl, &id, head, peer)?;
+    }
+    Ok(Admitted::Serve(id))
+}
+
+/// Take a token from every limit of the route; 429 with the limit's headers when one is empty.
+fn check_rate(rl: &RateLimitPlan, id: &Identity, head: &RequestHead, peer: SocketAddr) -> Result<(), ProxyError> {
+    let keyed = rl.keys.iter().any(Option::is_some);
+    let cx = keyed.then(|| rule_ctx(id, head, peer));
+    let key_hash = |i: usize| match (rl.keys.get(i).and_then(Option::as_ref), &cx) {
+        (Some(p), Some(cx)) => {
+            // callers the key expression cannot name share one bucket
+            let k = p.eval_key(cx).unwrap_or_default();
+            rl.limits.limits()[i].hash_key(&k)
+        }
+        _ => 0,
+    };
+    match rl.limits.check_request(Instant::now(), key_hash) {
+        Some(v) if !v.allowed => {
+            let mut h = Vec::with_capacity(128);
+            crate::ratelimit::write_headers(&v, &mut h);
+            Err(ProxyError::RateLimited(RateLimited { headers: String::from_utf8_lossy(&h).into_owned() }))
+        }
+        _ => Ok(()),
+    }
+}
