@@ -1,9 +1,10 @@
-//! MCP gateway: many MCP servers (targets) federated behind one Streamable HTTP endpoint, for clients of both protocol eras.
+//! MCP gateway: many MCP servers (targets) federated behind one Streamable HTTP endpoint (and the legacy HTTP+SSE one), for clients of both protocol eras.
 
 pub mod cursor;
 pub mod demo;
 pub mod http_client;
 pub mod jsonrpc;
+pub mod legacy_sse;
 pub mod merge;
 pub mod names;
 pub mod plan;

@@ -332,7 +332,7 @@ async fn serve_route(
             .map_err(|_| Failed::started(ProxyError::ClientClosed))?;
     }
     if let Some(plan) = &sel.route.mcp {
-        return crate::mcp::serve::serve(ctx, plan, pol, client, head, max_body, limits.idle_timeout.get()).await;
+        return crate::mcp::serve::serve(ctx, sel, plan, client, head, max_body, limits.idle_timeout.get()).await;
     }
 
     // forward
