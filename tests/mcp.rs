@@ -603,3 +603,59 @@ fn legacy_sse_posts_on_any_shard_reach_the_stream_and_closing_it_ends_the_sessio
     assert!(upstream_log.contains("Received session termination request"), "{upstream_log}");
     assert_eq!(send(list).status, 404, "the session ended with its stream");
 }
+
+#[test]
+fn legacy_sse_targets_federate_with_the_others_and_come_back_after_a_restart() {
+    let evs_port = free_port();
+    let mut evs = start_peer(&everything(), &["sse"], &[("PORT", evs_port.to_string())], evs_port);
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--transport", "sse"],
+        &[],
+        py_port,
+    );
+    // server-everything names `/message?sessionId=`, the Python SDK `/messages/?session_id=`
+    let targets = format!(
+        "{}          - name: ev\n            stdio: {{ cmd: \"{}\", args: [stdio] }}\n          - name: evs\n            sse: {{ host: \"http://127.0.0.1:{evs_port}/sse\" }}\n          - name: pys\n            sse: {{ host: \"127.0.0.1:{py_port}\" }}\n",
+        demo_target(),
+        everything().display()
+    );
+    let gw = gateway(&targets, "");
+    let url = url(&gw);
+    let sse_url = format!("http://{}/mcp/sse", gw.addr());
+    for (url, mode, transport) in [(&url, "legacy", "http"), (&url, "2026-07-28", "http"), (&sse_url, "auto", "sse")] {
+        let run = |args: &[&str]| py_ok(url, mode, &[&["--transport", transport], args].concat());
+        let list = run(&["list"]);
+        let tools = names(&list, "tools");
+        for t in ["demo_add", "ev_echo", "evs_echo", "evs_trigger-long-running-operation", "pys_echo", "pys_slow"] {
+            assert!(tools.contains(&t.to_string()), "{mode}/{transport}: {t} missing from {tools:?}");
+        }
+        assert!(names(&list, "resources").contains(&"pys+test://static".into()), "{list}");
+        for (tool, want) in [("evs_echo", "Echo: hi"), ("pys_echo", "Echo: hi"), ("ev_echo", "Echo: hi")] {
+            let r = run(&["call", tool, r#"{"message": "hi"}"#]);
+            assert_eq!(r["content"][0]["text"], want, "{mode}/{transport} {tool}");
+        }
+        let sum = run(&["call", "pys_add", r#"{"a": 2, "b": 40}"#]);
+        assert_eq!(sum["structured"], json!({"sum": 42}), "{mode}/{transport}");
+        // progress from a session shared by every client finds its caller by the rewritten token
+        let p = run(&["progress", "evs_trigger-long-running-operation", r#"{"duration": 1, "steps": 3}"#]);
+        assert_eq!(p["progress_events"], 3, "{mode}/{transport}: {p}");
+        let p = run(&["progress", "pys_slow", r#"{"steps": 4}"#]);
+        assert_eq!(
+            (p["progress_events"].clone(), p["result"]["content"][0]["text"].clone()),
+            (json!(4), json!("done after 4 steps"))
+        );
+        let read = run(&["read", "pys+test://static"]);
+        assert_eq!(read["contents"][0]["text"], "static text", "{mode}/{transport}");
+    }
+
+    // the target restarts: its stream ends, and the next request opens a new upstream session
+    drop(evs);
+    gw.wait_line("mcp target evs: stream");
+    evs = start_peer(&everything(), &["sse"], &[("PORT", evs_port.to_string())], evs_port);
+    let r = py_ok(&url, "legacy", &["call", "evs_echo", r#"{"message": "again"}"#]);
+    assert_eq!(r["content"][0]["text"], "Echo: again");
+    drop(evs);
+}

@@ -13,4 +13,5 @@ pub mod seal;
 pub mod serve;
 pub mod session;
 pub mod sse;
+pub mod sse_client;
 pub mod stdio;

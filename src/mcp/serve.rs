@@ -1,5 +1,6 @@
 //! The client side of an MCP route: Streamable HTTP POST and DELETE for both protocol eras, sessions, fan-out and merge, answers as JSON or SSE.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ const RELAYED_ID: &str = "rg~";
 
 /// Serve one request on an MCP route.
 pub async fn serve(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     sel: &Selected<'_>,
     plan: &Arc<McpPlan>,
     client: &mut Peer,
@@ -125,7 +126,7 @@ fn session<'h>(ctx: &ShardCtx, plan: &McpPlan, head: &'h RequestHead) -> Result<
 /// Serve a message POSTed to a legacy HTTP+SSE session, on the shard its stream lives on: what a
 /// Streamable HTTP client would get as the POST's answer goes on the stream instead. Returns the
 /// session's new upstream sessions when the message was an `initialize` that made some.
-pub(super) async fn on_stream(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, msg: Message) -> Option<Sealed> {
+pub(super) async fn on_stream(ctx: &Rc<ShardCtx>, plan: &McpPlan, s: &SseSession, msg: Message) -> Option<Sealed> {
     let init = msg.method() == Some("initialize");
     let before = s.upstreams.borrow().clone();
     let mut ex = Exchange {
@@ -623,7 +624,7 @@ impl Exchange<'_> {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
-        let stdio_id = if let InFlight::Stdio(c) = &f { Some(c.upstream_id) } else { None };
+        let progress_id = f.progress_id();
         let target = self.plan().targets[ti].name.clone();
         let prefixed = self.plan().prefixed;
         loop {
@@ -647,7 +648,7 @@ impl Exchange<'_> {
                     return Ok(Err(RpcError::from_value(&error)));
                 }
                 Message::Notification { method: nm, params: mut np } => {
-                    if let (Some(p), Some(up)) = (np.as_mut(), stdio_id) {
+                    if let (Some(p), Some(up)) = (np.as_mut(), progress_id) {
                         if p.get("progressToken").and_then(Value::as_u64) == Some(up) {
                             if let Some(t) = &token {
                                 p["progressToken"] = t.clone();
@@ -880,7 +881,7 @@ pub(super) async fn unprompted<'a>(ctx: &'a ShardCtx, plan: &'a McpPlan, sealed:
         let TargetKind::Http(h) = &t.kind else { return None };
         let up = sealed.target(&t.name)?;
         let (s, v) = (up.s.clone()?, up.v.clone());
-        Some(async move { (ti, super::http_client::get(ctx, h, &s, &v, TARGET_IDLE).await) })
+        Some(async move { (ti, super::http_client::get(ctx, h, Some(&s), Some(&v), TARGET_IDLE).await) })
     });
     let mut streams = Vec::new();
     for (ti, r) in join_all(opens).await {

@@ -1,4 +1,4 @@
-//! Client sessions: what a sealed `Mcp-Session-Id` carries, and the shard-local state that cannot be sealed (revoked ids, last use, pooled upstream sessions, legacy HTTP+SSE streams).
+//! Client sessions: what a sealed `Mcp-Session-Id` carries, and the shard-local state that cannot be sealed (revoked ids, last use, pooled upstream sessions, legacy HTTP+SSE streams and targets).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::McpPlan;
+use super::sse_client::SseConn;
 
 /// What a gateway session id seals: fixed at `initialize`, so any shard or replica holding the
 /// key can serve the session's POSTs without a lookup.
@@ -90,6 +91,8 @@ pub struct ShardSessions {
     pooled: RefCell<HashMap<String, Pooled>>,
     /// Legacy HTTP+SSE sessions whose stream is open on this shard, by session id.
     streams: RefCell<HashMap<String, Rc<SseSession>>>,
+    /// Upstream sessions with HTTP+SSE targets, shared by every client of this shard, by target endpoint.
+    sse_conns: RefCell<HashMap<String, Rc<SseConn>>>,
     next_id: Cell<u64>,
     sweeps: Cell<u32>,
 }
@@ -183,6 +186,20 @@ impl ShardSessions {
         let s = self.streams.borrow_mut().remove(id)?;
         s.closed.fire();
         Some(s)
+    }
+
+    /// This shard's session with an HTTP+SSE target.
+    pub fn sse_conn(&self, key: &str) -> Option<Rc<SseConn>> {
+        self.sse_conns.borrow().get(key).cloned()
+    }
+
+    /// Remember or forget this shard's session with an HTTP+SSE target.
+    pub fn set_sse_conn(&self, key: &str, v: Option<Rc<SseConn>>) {
+        let mut c = self.sse_conns.borrow_mut();
+        match v {
+            Some(v) => c.insert(key.to_string(), v),
+            None => c.remove(key),
+        };
     }
 
     /// A fresh id for a request sent on a shared upstream session.

@@ -170,7 +170,7 @@ impl From<McpReject> for Failed {
 }
 
 async fn handle(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     state: &ShardState,
     client: &mut Peer,
     head: RequestHead,
@@ -270,7 +270,7 @@ fn finish_local_head(out: &mut Vec<u8>, head: &RequestHead) {
 }
 
 async fn serve_route(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     state: &ShardState,
     sel: &route::Selected<'_>,
     client: &mut Peer,
