@@ -42,6 +42,8 @@ pub enum ProxyError {
     RequestTimeout,
     /// The client went away before the response was complete.
     ClientClosed,
+    /// Something the gateway needs failed on its own side (e.g. the OS random source).
+    Internal(String),
     /// An MCP request refused at the transport level (answered with a JSON-RPC error body).
     Mcp(McpReject),
     /// Credentials missing or invalid (401 with a challenge).
@@ -90,8 +92,8 @@ pub enum McpReject {
     UnsupportedMediaType,
     /// A method the endpoint does not serve (GET/DELETE when stateless, PUT, ...).
     MethodNotAllowed,
-    /// No `Mcp-Session-Id` on a request that needs one.
-    SessionRequired,
+    /// No session id on a request that needs one; names where it was expected.
+    SessionRequired(&'static str),
     /// The session id is not ours, malformed, ended or expired.
     SessionUnknown,
     /// The body is not JSON.
@@ -122,7 +124,7 @@ impl McpReject {
             McpReject::NotAcceptable => "mcp_not_acceptable",
             McpReject::UnsupportedMediaType => "mcp_unsupported_media_type",
             McpReject::MethodNotAllowed => "mcp_method_not_allowed",
-            McpReject::SessionRequired => "mcp_session_required",
+            McpReject::SessionRequired(_) => "mcp_session_required",
             McpReject::SessionUnknown => "mcp_session_unknown",
             McpReject::Parse(_) => "mcp_parse_error",
             McpReject::InvalidRequest(_) => "mcp_invalid_request",
@@ -153,7 +155,7 @@ impl fmt::Display for McpReject {
             }
             McpReject::UnsupportedMediaType => f.write_str("Unsupported Media Type: the body must be application/json"),
             McpReject::MethodNotAllowed => f.write_str("Method Not Allowed on this MCP endpoint"),
-            McpReject::SessionRequired => f.write_str("Bad Request: Mcp-Session-Id header is required"),
+            McpReject::SessionRequired(what) => write!(f, "Bad Request: {what} is required"),
             McpReject::SessionUnknown => f.write_str("Session not found"),
             McpReject::Parse(m) => write!(f, "{m}"),
             McpReject::InvalidRequest(m) | McpReject::HeaderMismatch(m) | McpReject::UnsupportedVersion(m) => {
@@ -176,6 +178,7 @@ impl ProxyError {
             ProxyError::NoBackend => 503,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamClosed | ProxyError::UpstreamProtocol(_) => 502,
             ProxyError::UpstreamTimeout | ProxyError::RequestTimeout => 504,
+            ProxyError::Internal(_) => 500,
             // nginx's convention; never sent, only logged and counted
             ProxyError::ClientClosed => 499,
             ProxyError::Mcp(m) => m.status(),
@@ -200,6 +203,7 @@ impl ProxyError {
             ProxyError::UpstreamProtocol(_) => "upstream_protocol",
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::ClientClosed => "client_closed",
+            ProxyError::Internal(_) => "internal",
             ProxyError::Mcp(m) => m.reason(),
             ProxyError::Unauthenticated(a) => a.reason,
             ProxyError::Forbidden(f) => f.reason,
@@ -220,7 +224,7 @@ impl ProxyError {
             | ProxyError::Unauthenticated(_)
             | ProxyError::Forbidden(_)
             | ProxyError::RateLimited(_) => Side::Client,
-            ProxyError::NoBackend => Side::Gateway,
+            ProxyError::NoBackend | ProxyError::Internal(_) => Side::Gateway,
             _ => Side::Upstream,
         }
     }
@@ -254,6 +258,7 @@ impl fmt::Display for ProxyError {
             ProxyError::UpstreamProtocol(e) => write!(f, "invalid upstream response: {e}"),
             ProxyError::RequestTimeout => f.write_str("request timed out"),
             ProxyError::ClientClosed => f.write_str("client closed the connection"),
+            ProxyError::Internal(e) => write!(f, "internal error: {e}"),
             ProxyError::Mcp(m) => write!(f, "{m}"),
             ProxyError::Unauthenticated(a) => f.write_str(&a.message),
             ProxyError::Forbidden(x) => f.write_str(&x.message),

@@ -1,4 +1,4 @@
-//! MCP through the real binary: real clients (Python `mcp` 2.3.0) and servers (server-everything over stdio and Streamable HTTP, a paged Python `mcp` server, the built-in demo), both protocol eras, sessions across shards, and bad input.
+//! MCP through the real binary: real clients (Python `mcp` 2.3.0, over Streamable HTTP and the legacy HTTP+SSE transport) and servers (server-everything over stdio and Streamable HTTP, a paged Python `mcp` server, the built-in demo), both protocol eras, sessions across shards, and bad input.
 //!
 //! The peers come from `tests/peers/install.sh` (run by `test.sh`); a missing peer fails the test.
 
@@ -64,11 +64,20 @@ impl Drop for PeerServer {
 
 /// Start a peer listening on `port` and wait until it accepts connections.
 fn start_peer(cmd: &Path, args: &[&str], env: &[(&str, String)], port: u16) -> PeerServer {
+    start_peer_logged(cmd, args, env, port, None)
+}
+
+/// `start_peer`, with the peer's stdout and stderr written to `log`.
+fn start_peer_logged(cmd: &Path, args: &[&str], env: &[(&str, String)], port: u16, log: Option<&Path>) -> PeerServer {
+    let out = || match log {
+        Some(p) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap()),
+        None => Stdio::null(),
+    };
     let child = Command::new(cmd)
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(out())
+        .stderr(out())
         .spawn()
         .expect("start peer");
     let p = PeerServer(child);
@@ -169,8 +178,13 @@ fn federates_stdio_http_and_python_targets_with_paging() {
 
 /// Raw HTTP to the MCP endpoint.
 fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &str) -> Response {
+    post_to(addr, "/mcp", headers, body)
+}
+
+/// Raw HTTP POST of a JSON body to `target`, on a new connection.
+fn post_to(addr: SocketAddr, target: &str, headers: &[(&str, &str)], body: &str) -> Response {
     let mut req = format!(
-        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        "POST {target} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
         body.len()
     );
     let mut accept = true;
@@ -414,4 +428,234 @@ fn sampling_requests_round_trip_to_the_target_that_asked() {
     assert_eq!(r["samples"].as_array().unwrap().len(), 1, "{r}");
     let text = r["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("sampled: ") && text.contains("hello there"), "{text}");
+}
+
+#[test]
+fn legacy_sse_clients_reach_every_target_kind() {
+    let ev_port = free_port();
+    let _ev = start_peer(&everything(), &["streamableHttp"], &[("PORT", ev_port.to_string())], ev_port);
+    // the `mcp:` shorthand serves the HTTP+SSE transport at /sse
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: demo\n    demo: {{}}\n  - name: ev\n    stdio: {{ cmd: \"{}\", args: [stdio] }}\n  - name: evh\n    mcp: {{ host: \"127.0.0.1:{ev_port}\" }}\n",
+        everything().display()
+    ));
+    let url = format!("http://{}/sse", gw.addr());
+    // `auto` probes with server/discover first; the legacy transport answers "method not found"
+    // and the client falls back to initialize
+    let sse = |args: &[&str]| py_ok(&url, "auto", &[&["--transport", "sse"], args].concat());
+    let list = sse(&["list"]);
+    assert_eq!(list["protocol"], "2025-11-25");
+    let tools = names(&list, "tools");
+    for t in ["demo_add", "ev_echo", "evh_echo", "evh_trigger-long-running-operation"] {
+        assert!(tools.contains(&t.to_string()), "{t} missing from {tools:?}");
+    }
+    for (tool, want) in [("ev_echo", "Echo: hi"), ("evh_echo", "Echo: hi"), ("demo_echo", "hi")] {
+        let r = sse(&["call", tool, r#"{"message": "hi"}"#]);
+        assert_eq!(r["content"][0]["text"], want, "{tool}");
+    }
+    let read = sse(&["read", "evh+demo://resource/static/document/features.md"]);
+    assert_eq!(read["contents"][0]["uri"], "evh+demo://resource/static/document/features.md");
+    for tool in ["ev_trigger-long-running-operation", "evh_trigger-long-running-operation"] {
+        let p = sse(&["progress", tool, r#"{"duration": 1, "steps": 3}"#]);
+        assert_eq!(p["progress_events"], 3, "{tool}: {p}");
+    }
+    // a server→client request on the stream, answered by a POST that must reach the target's session
+    let r = sse(&["sample", "evh_trigger-sampling-request", r#"{"prompt": "hello there", "maxTokens": 20}"#]);
+    assert_eq!(r["samples"].as_array().unwrap().len(), 1, "{r}");
+    assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("sampled: "), "{r}");
+}
+
+/// A client's legacy HTTP+SSE stream, read event by event.
+struct SseStream(std::io::BufReader<TcpStream>);
+
+impl SseStream {
+    /// `GET path`; returns the stream and the data of its first event, which must be `endpoint`.
+    fn open(addr: SocketAddr, path: &str) -> (SseStream, String) {
+        use std::io::{BufRead, Write};
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\n\r\n").unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        let mut sse = SseStream(r);
+        let (event, data) = sse.next();
+        assert_eq!(event, "endpoint");
+        (sse, data)
+    }
+
+    /// The next event (type, data); comments and chunk framing are skipped.
+    fn next(&mut self) -> (String, String) {
+        use std::io::BufRead;
+        let mut event = "message".to_string();
+        loop {
+            let mut line = String::new();
+            assert!(self.0.read_line(&mut line).unwrap() > 0, "stream ended");
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = e.trim().to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                return (event, d.trim_end().to_string());
+            }
+        }
+    }
+
+    /// Messages until one satisfies `want`; the others are returned too.
+    fn until(&mut self, want: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+        let mut seen = Vec::new();
+        loop {
+            let (event, data) = self.next();
+            assert_eq!(event, "message");
+            let v: Value = serde_json::from_str(&data).unwrap();
+            if want(&v) {
+                return (v, seen);
+            }
+            seen.push(v);
+        }
+    }
+}
+
+#[test]
+fn legacy_sse_posts_on_any_shard_reach_the_stream_and_closing_it_ends_the_session() {
+    let ev_port = free_port();
+    let ev_log = tempdir().join("everything.log");
+    let _ev =
+        start_peer_logged(&everything(), &["streamableHttp"], &[("PORT", ev_port.to_string())], ev_port, Some(&ev_log));
+    let targets =
+        format!("{}          - name: evh\n            mcp: {{ host: \"127.0.0.1:{ev_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    let addr = gw.addr();
+    let (mut stream, endpoint) = SseStream::open(addr, "/mcp/sse");
+    let sid = endpoint.strip_prefix("/mcp/sse?sessionId=").expect("endpoint under the route's prefix").to_string();
+    let send = |body: &str| post_to(addr, &endpoint, &[], body);
+    let r = send(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+    );
+    assert_eq!((r.status, r.body.len()), (202, 0), "{}", r.body_str());
+    let (init, _) = stream.until(|v| v["id"] == 1);
+    assert_eq!(init["result"]["protocolVersion"], "2024-11-05", "{init}");
+    assert_eq!(send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
+    // every POST is a new connection, so SO_REUSEPORT spreads them over both shards while the
+    // stream stays on one: the answers must all come out on the stream
+    let ids: Vec<u64> = (100..120).collect();
+    for id in &ids {
+        let r = send(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#));
+        assert_eq!(r.status, 202, "{}", r.body_str());
+    }
+    let mut answered = Vec::new();
+    while answered.len() < ids.len() {
+        let (v, _) = stream.until(|v| v["id"].is_u64());
+        let tools: Vec<&str> =
+            v["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+        assert!(tools.contains(&"evh_echo") && tools.contains(&"demo_add"), "{tools:?}");
+        answered.push(v["id"].as_u64().unwrap());
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, ids);
+    // what a target sends unprompted comes on the same stream (from its upstream GET stream)
+    let r = send(
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"evh_toggle-simulated-logging","arguments":{}}}"#,
+    );
+    assert_eq!(r.status, 202);
+    stream.until(|v| v["id"] == 7);
+    stream.until(|v| v["method"] == "notifications/message");
+
+    // bad input on the message endpoint
+    let streamable = initialize(addr);
+    let list = r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#;
+    let cases: Vec<(Response, u16, i64)> = vec![
+        (post_to(addr, "/mcp/sse", &[], list), 400, -32600),
+        (post_to(addr, "/mcp/sse?sessionId=forged", &[], list), 404, -32600),
+        (post_to(addr, &format!("/mcp/sse?sessionId={streamable}"), &[], list), 404, -32600),
+        (post(addr, &[("mcp-session-id", &sid)], list), 404, -32600),
+        (send(r#"{"jsonrpc":"2.0","id":9,"method":"#), 400, -32700),
+        (send(r#"{"jsonrpc":"2.0","id":"rg~0~1","result":{}}"#), 400, -32600),
+    ];
+    for (i, (r, status, code)) in cases.iter().enumerate() {
+        assert_eq!(r.status, *status, "case {i}: {}", r.body_str());
+        assert_eq!(json_body(r)["error"]["code"], *code, "case {i}: {}", r.body_str());
+    }
+    let r = post_to(addr, "/mcp/sse", &[], list);
+    assert!(json_body(&r)["error"]["message"].as_str().unwrap().contains("sessionId"), "{}", r.body_str());
+    let r = raw(
+        addr,
+        format!("POST {endpoint} HTTP/1.1\r\nhost: t\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\n{{}}")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 415);
+    for reason in ["mcp_session_required", "mcp_session_unknown", "mcp_parse_error", "mcp_invalid_request"] {
+        gw.wait_metric(&format!("ringgate_request_errors_total{{reason=\"{reason}\"}}"));
+    }
+    // the session survived the bad input
+    assert_eq!(send(r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#).status, 202);
+    stream.until(|v| v["id"] == 8);
+
+    // the client leaves: the session ends, with its upstream session
+    drop(stream);
+    let get = gw.wait_line("http.method=GET http.path=\"/mcp/sse\"");
+    let home = get.split("shard=").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    let lines = gw.lines.lock().unwrap().clone();
+    let crossed =
+        lines.iter().filter(|l| l.contains("http.status=202") && !l.contains(&format!("shard={home} "))).count();
+    assert!(crossed > 0, "no POST landed on the shard without the stream (shard {home})");
+    // the access log line comes after the session's end, upstream DELETE included
+    let upstream_log = std::fs::read_to_string(&ev_log).unwrap();
+    assert!(upstream_log.contains("Received session termination request"), "{upstream_log}");
+    assert_eq!(send(list).status, 404, "the session ended with its stream");
+}
+
+#[test]
+fn legacy_sse_targets_federate_with_the_others_and_come_back_after_a_restart() {
+    let evs_port = free_port();
+    let mut evs = start_peer(&everything(), &["sse"], &[("PORT", evs_port.to_string())], evs_port);
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--transport", "sse"],
+        &[],
+        py_port,
+    );
+    // server-everything names `/message?sessionId=`, the Python SDK `/messages/?session_id=`
+    let targets = format!(
+        "{}          - name: ev\n            stdio: {{ cmd: \"{}\", args: [stdio] }}\n          - name: evs\n            sse: {{ host: \"http://127.0.0.1:{evs_port}/sse\" }}\n          - name: pys\n            sse: {{ host: \"127.0.0.1:{py_port}\" }}\n",
+        demo_target(),
+        everything().display()
+    );
+    let gw = gateway(&targets, "");
+    let url = url(&gw);
+    let sse_url = format!("http://{}/mcp/sse", gw.addr());
+    for (url, mode, transport) in [(&url, "legacy", "http"), (&url, "2026-07-28", "http"), (&sse_url, "auto", "sse")] {
+        let run = |args: &[&str]| py_ok(url, mode, &[&["--transport", transport], args].concat());
+        let list = run(&["list"]);
+        let tools = names(&list, "tools");
+        for t in ["demo_add", "ev_echo", "evs_echo", "evs_trigger-long-running-operation", "pys_echo", "pys_slow"] {
+            assert!(tools.contains(&t.to_string()), "{mode}/{transport}: {t} missing from {tools:?}");
+        }
+        assert!(names(&list, "resources").contains(&"pys+test://static".into()), "{list}");
+        for (tool, want) in [("evs_echo", "Echo: hi"), ("pys_echo", "Echo: hi"), ("ev_echo", "Echo: hi")] {
+            let r = run(&["call", tool, r#"{"message": "hi"}"#]);
+            assert_eq!(r["content"][0]["text"], want, "{mode}/{transport} {tool}");
+        }
+        let sum = run(&["call", "pys_add", r#"{"a": 2, "b": 40}"#]);
+        assert_eq!(sum["structured"], json!({"sum": 42}), "{mode}/{transport}");
+        // progress from a session shared by every client finds its caller by the rewritten token
+        let p = run(&["progress", "evs_trigger-long-running-operation", r#"{"duration": 1, "steps": 3}"#]);
+        assert_eq!(p["progress_events"], 3, "{mode}/{transport}: {p}");
+        let p = run(&["progress", "pys_slow", r#"{"steps": 4}"#]);
+        assert_eq!(
+            (p["progress_events"].clone(), p["result"]["content"][0]["text"].clone()),
+            (json!(4), json!("done after 4 steps"))
+        );
+        let read = run(&["read", "pys+test://static"]);
+        assert_eq!(read["contents"][0]["text"], "static text", "{mode}/{transport}");
+    }
+
+    // the target restarts: its stream ends, and the next request opens a new upstream session
+    drop(evs);
+    gw.wait_line("mcp target evs: stream");
+    evs = start_peer(&everything(), &["sse"], &[("PORT", evs_port.to_string())], evs_port);
+    let r = py_ok(&url, "legacy", &["call", "evs_echo", r#"{"message": "again"}"#]);
+    assert_eq!(r["content"][0]["text"], "Echo: again");
+    drop(evs);
 }

@@ -1,28 +1,29 @@
-//! CEL authorization rules (`authorization`, `mcpAuthorization`): compiling expressions, the per-request
-//! variables they read, and the allow/deny/require decision.
-//!
-//! Expressions are parsed once at config load with the `cel` crate (cel-rust). Nothing is converted per
-//! request: the variables (`jwt`, `apiKey`, `basicAuth`, `mcp`, `request`, `source`) are resolved lazily
-//! from borrowed request data through a [`VariableResolver`], so a rule that reads `jwt.sub` touches
-//! only that claim and a rule set that never names `request` never looks at the headers.
-//!
-//! Error semantics follow agentgateway (`Executor::eval_bool`): a rule whose evaluation fails (missing
-//! key, type mismatch, unknown function at run time) or yields a non-bool counts as *false*. So an
-//! erroring `allow` does not allow, an erroring `require` denies, and an erroring `deny` does not deny.
-//! The last one is deliberate: in CEL a missing map key is an error, and `deny: request.headers["x"]
-//! == "1"` must not deny every request that lacks the header. Write `require` to fail closed.
+//! CEL authorization rules (`authorization`, `mcpAuthorization`): compiling, per-request variables, the decision.
+
+// Expressions are parsed once at config load with the `cel` crate (cel-rust). Nothing is converted per
+// request: the variables (`jwt`, `apiKey`, `basicAuth`, `mcp`, `request`, `source`) are resolved lazily
+// from borrowed request data through a `VariableResolver`, so a rule that reads `jwt.sub` touches only
+// that claim and a rule set that never names `request` never looks at the headers.
+//
+// Error semantics follow agentgateway (`Executor::eval_bool`): a rule whose evaluation fails (missing
+// key, type mismatch) or yields a non-bool counts as false. So an erroring `allow` does not allow, an
+// erroring `require` denies, and an erroring `deny` does not deny. The last is deliberate: in CEL a
+// missing map key is an error, and `deny: request.headers["x"] == "1"` must not deny every request
+// that lacks the header. Write `require` to fail closed.
+//
+// `::cel` (leading colons) names the crate: this module may itself be called `cel`.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr, SourceInfo};
-use cel::common::traits::{Container, Indexer, Sizer};
-use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelNull, CelString, CelUInt, Type, MAP_TYPE};
-use cel::common::value::{CowVal, Val};
-use cel::context::VariableResolver;
-use cel::{Context, Env, ExecutionError, IdedExpr};
+use ::cel::common::ast::{EntryExpr, Expr, SourceInfo};
+use ::cel::common::traits::{Container, Indexer, Sizer};
+use ::cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelNull, CelString, CelUInt, Type, MAP_TYPE};
+use ::cel::common::value::{CowVal, Val};
+use ::cel::context::VariableResolver;
+use ::cel::{Context, Env, ExecutionError, IdedExpr};
 use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -117,7 +118,7 @@ fn env() -> Arc<Env> {
 /// A compiled CEL expression.
 pub struct Program {
     source: String,
-    program: cel::Program,
+    program: ::cel::Program,
     vars: Vars,
 }
 
@@ -182,7 +183,7 @@ impl Program {
     pub fn eval_key(&self, cx: &Ctx<'_>) -> Option<String> {
         let mut c = Context::with_env(env());
         c.set_variable_resolver(cx);
-        let v = cel::Value::resolve_val(self.program.expression(), &c).ok()?;
+        let v = ::cel::Value::resolve_val(self.program.expression(), &c).ok()?;
         if let Some(s) = v.downcast_ref::<CelString>() {
             return Some(s.inner().to_string());
         }
@@ -201,7 +202,7 @@ impl Program {
     }
 
     fn eval_in(&self, c: &Context<'_, '_>) -> Result<bool, String> {
-        let v = cel::Value::resolve_val(self.program.expression(), c).map_err(|e| e.to_string())?;
+        let v = ::cel::Value::resolve_val(self.program.expression(), c).map_err(|e| e.to_string())?;
         match v.downcast_ref::<CelBool>() {
             Some(b) => Ok(*b.inner()),
             None => Err(format!("evaluated to a {}, not a bool", v.get_type().name())),
@@ -657,7 +658,7 @@ pub enum RuleConfig {
 }
 
 /// The object form of a rule.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum TaggedRule {
     /// Allow the request when this expression is true.
@@ -683,8 +684,25 @@ impl<'de> Deserialize<'de> for RuleConfig {
             fn visit_string<E: de::Error>(self, s: String) -> Result<RuleConfig, E> {
                 Ok(RuleConfig::Bare(s))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RuleConfig, A::Error> {
-                TaggedRule::deserialize(de::value::MapAccessDeserializer::new(map)).map(RuleConfig::Tagged)
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RuleConfig, A::Error> {
+                const KINDS: &[&str] = &["allow", "deny", "require"];
+                let Some(kind) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom("a rule object needs one of `allow`, `deny`, `require`"));
+                };
+                if !KINDS.contains(&kind.as_str()) {
+                    return Err(de::Error::unknown_field(&kind, KINDS));
+                }
+                let expr: String = map.next_value()?;
+                if let Some(other) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "a rule object has exactly one of `allow`, `deny`, `require`; found `{kind}` and `{other}`"
+                    )));
+                }
+                Ok(RuleConfig::Tagged(match kind.as_str() {
+                    "allow" => TaggedRule::Allow(expr),
+                    "deny" => TaggedRule::Deny(expr),
+                    _ => TaggedRule::Require(expr),
+                }))
             }
         }
         d.deserialize_any(V)
@@ -1044,7 +1062,10 @@ mod tests {
         );
         let err = |v: Value| serde_json::from_value::<RuleConfig>(v).unwrap_err().to_string();
         let e = err(json!({"permit": "true"}));
-        assert!(e.contains("unknown variant `permit`, expected one of `allow`, `deny`, `require`"), "{e}");
+        assert!(e.contains("unknown field `permit`, expected one of `allow`, `deny`, `require`"), "{e}");
+        let e = err(json!({"allow": "a", "deny": "b"}));
+        assert!(e.contains("exactly one of `allow`, `deny`, `require`; found `allow` and `deny`"), "{e}");
+        assert!(err(json!({})).contains("needs one of `allow`, `deny`, `require`"));
         let e = err(json!(5));
         assert!(e.contains("a CEL expression, or an object with one of `allow`, `deny`, `require`"), "{e}");
         assert!(serde_json::from_value::<RuleConfig>(json!({"allow": "a", "deny": "b"})).is_err());

@@ -721,8 +721,8 @@ fn compile_mcp(cx: &Ctx, p: &str, m: &McpBackend, process: &model::ProcessConfig
             (None, Some(h), None, None) => {
                 TargetKind::Http(http_target(cx, &format!("{tp}.mcp.host"), &h.host, "/mcp")?)
             }
-            (None, None, Some(_), None) => {
-                return Err(cx.err(format!("{tp}.sse"), "legacy HTTP+SSE targets are not served by this build yet"))
+            (None, None, Some(h), None) => {
+                TargetKind::Sse(http_target(cx, &format!("{tp}.sse.host"), &h.host, "/sse")?)
             }
             (None, None, None, Some(_)) => TargetKind::Demo,
             _ => return Err(cx.err(tp, "a target needs exactly one of `stdio`, `mcp`, `sse` or `demo`")),

@@ -116,7 +116,8 @@ pub struct McpTarget {
     /// A Streamable HTTP server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<HttpTarget>,
-    /// A legacy HTTP+SSE server (not served by this build yet).
+    /// A legacy HTTP+SSE server (`GET /sse`, then POSTs to the endpoint it names). Each shard
+    /// keeps one upstream session with it, shared by every client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse: Option<HttpTarget>,
     /// ringgate's built-in demo server (a few tools, a prompt, resources), run in-process.

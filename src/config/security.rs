@@ -63,7 +63,7 @@ pub struct JwtProvider {
     pub audiences: Vec<String>,
     /// Signing keys.
     pub jwks: Jwks,
-    /// Accepted signature algorithms (default RS256, RS384, RS512, ES256, ES384, EdDSA). HMAC and
+    /// Accepted signature algorithms (default RS256/384/512, PS256/384/512, ES256, ES384, EdDSA). HMAC and
     /// `none` are never accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub algorithms: Vec<String>,

@@ -9,7 +9,6 @@ use super::plan::McpPlan;
 use crate::auth::cel::{self, Decision, RuleSet};
 use crate::auth::Identity;
 use crate::http::codec::RequestHead;
-use crate::proxy::admission::rule_ctx;
 
 /// The caller of one request and the rules that apply to it.
 #[derive(Clone, Copy)]
@@ -18,10 +17,28 @@ pub struct Access<'a> {
     pub rules: Option<&'a RuleSet>,
     /// Who is calling.
     pub id: &'a Identity,
-    /// The request, for `request.*`.
-    pub head: &'a RequestHead,
+    /// The request, for `request.*` (none for messages on a legacy SSE stream).
+    pub head: Option<&'a RequestHead>,
     /// The client address, for `source.*`.
     pub peer: SocketAddr,
+}
+
+/// The caller of a legacy HTTP+SSE stream, kept with the stream: its messages arrive in other
+/// requests (possibly on another shard) and are judged as the identity that opened the stream.
+pub struct StreamCaller {
+    /// `mcpAuthorization` of the route.
+    pub rules: Option<RuleSet>,
+    /// Who opened the stream.
+    pub id: Identity,
+    /// From where.
+    pub peer: SocketAddr,
+}
+
+impl StreamCaller {
+    /// The access of a message on the stream.
+    pub fn access(&self) -> Access<'_> {
+        Access { rules: self.rules.as_ref(), id: &self.id, head: None, peer: self.peer }
+    }
 }
 
 impl Access<'_> {
@@ -38,7 +55,10 @@ impl Access<'_> {
             Kind::Prompt => cel::McpKind::Prompt,
             Kind::Resource | Kind::ResourceTemplate => cel::McpKind::Resource,
         };
-        let mut cx = rule_ctx(self.id, self.head, self.peer);
+        let mut cx = match self.head {
+            Some(head) => crate::proxy::admission::rule_ctx(self.id, head, self.peer),
+            None => cel::Ctx { source: Some(self.peer), ..crate::proxy::admission::identity_ctx(self.id) },
+        };
         cx.mcp = Some(cel::Mcp { kind, name, target: &target.name });
         rules.check(&cx) == Decision::Allow
     }

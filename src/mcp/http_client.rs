@@ -79,12 +79,13 @@ pub async fn post(ctx: &ShardCtx, t: &HttpTargetPlan, p: &Post<'_>, idle: Durati
     send(ctx, t, Bytes::from(head), idle).await
 }
 
-/// Open the upstream session's GET stream of server→client messages.
+/// Open a GET stream of server→client messages: an upstream session's (Streamable HTTP), or a
+/// legacy HTTP+SSE server's (no session yet: its first event names where to POST).
 pub async fn get(
     ctx: &ShardCtx,
     t: &HttpTargetPlan,
-    session: &str,
-    version: &str,
+    session: Option<&str>,
+    version: Option<&str>,
     idle: Duration,
 ) -> Result<Reply, HttpError> {
     let mut head = Vec::with_capacity(256);
@@ -93,8 +94,12 @@ pub async fn get(
     head.extend_from_slice(b" HTTP/1.1\r\n");
     codec::write_header(&mut head, "host", t.authority.as_bytes());
     codec::write_header(&mut head, "accept", b"text/event-stream");
-    codec::write_header(&mut head, "mcp-session-id", session.as_bytes());
-    codec::write_header(&mut head, "mcp-protocol-version", version.as_bytes());
+    if let Some(s) = session {
+        codec::write_header(&mut head, "mcp-session-id", s.as_bytes());
+    }
+    if let Some(v) = version {
+        codec::write_header(&mut head, "mcp-protocol-version", v.as_bytes());
+    }
     head.extend_from_slice(b"\r\n");
     send(ctx, t, Bytes::from(head), idle).await
 }
@@ -172,10 +177,15 @@ async fn send(ctx: &ShardCtx, t: &HttpTargetPlan, req: Bytes, idle: Duration) ->
 }
 
 impl Reply {
+    /// Whether the answer is an event stream (rather than one JSON body).
+    pub fn is_event_stream(&self) -> bool {
+        self.sse.is_some()
+    }
+
     /// The next JSON-RPC message of the answer; `None` at its end. SSE events without data
     /// (priming) are skipped.
     pub async fn next(&mut self, ctx: &ShardCtx, idle: Duration) -> Result<Option<Message>, HttpError> {
-        let Some(parser) = &mut self.sse else {
+        if self.sse.is_none() {
             let mut all = Vec::new();
             while let Some(b) = self.body.next(ctx, idle).await? {
                 if all.len() + b.len() > MAX_MESSAGE_BYTES {
@@ -187,13 +197,24 @@ impl Reply {
                 return Ok(None);
             }
             return jsonrpc::parse(&all).map(Some).map_err(|e| HttpError::Payload(e.message));
-        };
+        }
         loop {
-            match parser.next_event() {
-                Ok(Some(ev)) if ev.data.is_empty() => continue,
-                Ok(Some(ev)) => {
+            match self.next_event(ctx, idle).await? {
+                Some(ev) if ev.data.is_empty() => continue,
+                Some(ev) => {
                     return jsonrpc::parse(ev.data.as_bytes()).map(Some).map_err(|e| HttpError::Payload(e.message))
                 }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next SSE event of an event-stream answer; `None` at its end (or for a JSON answer).
+    pub async fn next_event(&mut self, ctx: &ShardCtx, idle: Duration) -> Result<Option<sse::Event>, HttpError> {
+        let Some(parser) = &mut self.sse else { return Ok(None) };
+        loop {
+            match parser.next_event() {
+                Ok(Some(ev)) => return Ok(Some(ev)),
                 Ok(None) => {}
                 Err(e) => return Err(HttpError::Payload(e.to_string())),
             }

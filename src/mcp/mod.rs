@@ -1,10 +1,11 @@
-//! MCP gateway: many MCP servers (targets) federated behind one Streamable HTTP endpoint, for clients of both protocol eras.
+//! MCP gateway: many MCP servers (targets) federated behind one Streamable HTTP endpoint (and the legacy HTTP+SSE one), for clients of both protocol eras.
 
 pub mod access;
 pub mod cursor;
 pub mod demo;
 pub mod http_client;
 pub mod jsonrpc;
+pub mod legacy_sse;
 pub mod merge;
 pub mod names;
 pub mod plan;
@@ -13,4 +14,5 @@ pub mod seal;
 pub mod serve;
 pub mod session;
 pub mod sse;
+pub mod sse_client;
 pub mod stdio;

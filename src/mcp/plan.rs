@@ -40,11 +40,13 @@ pub enum TargetKind {
     Demo,
     /// Streamable HTTP.
     Http(HttpTargetPlan),
+    /// Legacy HTTP+SSE (the plan's path is the GET stream's).
+    Sse(HttpTargetPlan),
     /// A child process (shared by every session).
     Stdio(Arc<StdioServer>),
 }
 
-/// A resolved Streamable HTTP target.
+/// A resolved HTTP target (Streamable HTTP, or the stream of an HTTP+SSE one).
 pub struct HttpTargetPlan {
     /// `host[:port]` for the `Host` header.
     pub authority: String,

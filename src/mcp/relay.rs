@@ -1,5 +1,6 @@
 //! Talking to targets on behalf of one client request: start a request on a target of any kind, read what it sends back, and set up upstream sessions.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -10,6 +11,7 @@ use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
 use super::merge;
 use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
 use super::session::{Pooled, Upstream};
+use super::sse_client::{self, SseCall};
 use super::stdio::StdioCall;
 use crate::proxy::shard::ShardCtx;
 
@@ -24,8 +26,8 @@ pub enum Via<'a> {
 
 /// Everything needed to reach targets for one client request.
 pub struct Relay<'a> {
-    /// The shard.
-    pub ctx: &'a ShardCtx,
+    /// The shard (tasks that outlive the request, like an upstream stream's reader, hold it).
+    pub ctx: &'a Rc<ShardCtx>,
     /// The backend.
     pub plan: &'a McpPlan,
     /// Idle limit while waiting on a target.
@@ -40,6 +42,8 @@ pub enum InFlight {
     Http(Box<Reply>),
     /// Stdio.
     Stdio(StdioCall),
+    /// Legacy HTTP+SSE (answers come on the target's stream).
+    Sse(SseCall),
 }
 
 impl InFlight {
@@ -53,6 +57,21 @@ impl InFlight {
                 Ok(Err(_)) => Ok(None),
                 Err(_) => Err(RpcError::new(INTERNAL_ERROR, "stdio target did not answer in time")),
             },
+            InFlight::Sse(call) => match monoio::time::timeout(r.idle, call.rx.recv_async()).await {
+                Ok(Ok(m)) => Ok(Some(m)),
+                Ok(Err(_)) => Ok(None),
+                Err(_) => Err(RpcError::new(INTERNAL_ERROR, "sse target did not answer in time")),
+            },
+        }
+    }
+
+    /// The progress token the target sees in place of the client's, on targets shared by many
+    /// clients (stdio, HTTP+SSE); progress carrying it is the client's.
+    pub fn progress_id(&self) -> Option<u64> {
+        match self {
+            InFlight::Stdio(c) => Some(c.upstream_id),
+            InFlight::Sse(c) => Some(c.upstream_id),
+            _ => None,
         }
     }
 }
@@ -96,6 +115,20 @@ impl Relay<'_> {
                 Ok(InFlight::Ready(Some(m)))
             }
             TargetKind::Stdio(s) => Ok(InFlight::Stdio(s.call(method, params).await?)),
+            TargetKind::Sse(h) => {
+                let name = &self.plan.targets[ti].name;
+                let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
+                match conn.call(self.ctx, method, params, self.idle).await {
+                    Ok(call) => Ok(InFlight::Sse(call)),
+                    // the target refused the POST, so its session is gone (it restarted before
+                    // its stream's end reached us): once more on a new one
+                    Err(_) if conn.is_dead() => {
+                        let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
+                        Ok(InFlight::Sse(conn.call(self.ctx, method, params, self.idle).await?))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             TargetKind::Http(h) => {
                 let (session, version, rewritten) = match via {
                     Via::Own(u) => (u.s.clone(), u.v.clone(), None),
@@ -168,6 +201,7 @@ impl Relay<'_> {
         let (result, session) = match &t.kind {
             TargetKind::Demo => (demo::handle("initialize", Some(params))?, None),
             TargetKind::Stdio(s) => (s.initialize().await?, None),
+            TargetKind::Sse(h) => (sse_client::shared(self.ctx, &t.name, h, self.idle).await?.init(), None),
             TargetKind::Http(h) if own => self.http_initialize(h, params).await?,
             TargetKind::Http(h) => (self.pooled_session(h).await?.init, None),
         };

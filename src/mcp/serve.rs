@@ -1,5 +1,7 @@
 //! The client side of an MCP route: Streamable HTTP POST and DELETE for both protocol eras, sessions, fan-out and merge, answers as JSON or SSE.
 
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -11,8 +13,8 @@ use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
 use super::plan::{McpPlan, TargetKind};
 use super::relay::{InFlight, Relay, Via};
-use super::session::{now_secs, Sealed, Upstream};
-use super::{cursor, sse};
+use super::session::{now_secs, Sealed, SseSession, Upstream};
+use super::{cursor, legacy_sse, sse};
 use crate::config::compile::PolicyPlan;
 use crate::config::model::HttpLimits;
 use crate::error::{McpReject, ProxyError};
@@ -20,11 +22,12 @@ use crate::http::codec::{self, RequestHead};
 use crate::http::io::Peer;
 use crate::proxy::conn::{Done, Failed};
 use crate::proxy::policy;
+use crate::proxy::route::Selected;
 use crate::proxy::shard::{ShardCtx, ShardMsg};
 use crate::proxy::upstream;
 
 /// How long a target may stay silent while the gateway waits on it.
-const TARGET_IDLE: Duration = Duration::from_secs(300);
+pub(super) const TARGET_IDLE: Duration = Duration::from_secs(300);
 const SERVER_NAME: &str = "ringgate";
 /// `_meta` keys of the 2026-07-28 era, which legacy upstream sessions must not see.
 const MODERN_META_PREFIX: &str = "io.modelcontextprotocol/";
@@ -33,15 +36,23 @@ const RELAYED_ID: &str = "rg~";
 
 /// Serve one request on an MCP route.
 pub async fn serve(
-    ctx: &ShardCtx,
-    plan: &McpPlan,
-    pol: &PolicyPlan,
+    ctx: &Rc<ShardCtx>,
+    sel: &Selected<'_>,
+    plan: &Arc<McpPlan>,
     access: Access<'_>,
     client: &mut Peer,
     head: &RequestHead,
     limits: &HttpLimits,
 ) -> Result<Done, Failed> {
     let (max_body, idle) = (limits.max_body_bytes, limits.idle_timeout.get());
+    let pol = &sel.route.policies;
+    if legacy_sse::is_endpoint(head.path(), sel.prefix) {
+        return match head.method() {
+            "GET" => legacy_sse::open(ctx, plan, pol, access, client, head).await,
+            "POST" => legacy_sse::post(ctx, plan, pol, client, head, max_body, idle).await,
+            _ => Err(McpReject::MethodNotAllowed.into()),
+        };
+    }
     let modern_header = head.header_str("mcp-protocol-version") == Some(MODERN_VERSION);
     match head.method() {
         "POST" => {}
@@ -54,6 +65,44 @@ pub async fn serve(
     if !(any || accept.contains("application/json") && accept.contains("text/event-stream")) {
         return Err(McpReject::NotAcceptable.into());
     }
+    let msg = read_message(client, head, max_body, idle).await?;
+    let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
+    let mut modern = false;
+    let mut session = None;
+    if meta_version.is_some() || modern_header {
+        check_modern_headers(head, &msg, meta_version)?;
+        modern = true;
+    } else {
+        if let Some(v) = head.header_str("mcp-protocol-version") {
+            if !LEGACY_VERSIONS.contains(&v) {
+                return Err(McpReject::UnsupportedVersion(unsupported(v)).into());
+            }
+        }
+        let is_init = msg.method() == Some("initialize");
+        if plan.stateful && !is_init {
+            session = Some(self::session(ctx, plan, head)?.1);
+        }
+    }
+    let keep = head.keep_alive && !ctx.draining.is_fired();
+    let mut ex = Exchange {
+        relay: Relay { ctx, plan, idle: TARGET_IDLE },
+        out: Out::http(pol, head, client, keep),
+        access,
+        modern,
+        session,
+        tail: None,
+    };
+    ex.handle(msg).await?;
+    Ok(Done::local(ex.out.status, ex.out.bytes, keep))
+}
+
+/// Read and parse a POSTed JSON-RPC message (one, not a batch).
+pub(super) async fn read_message(
+    client: &mut Peer,
+    head: &RequestHead,
+    max_body: u64,
+    idle: Duration,
+) -> Result<Message, Failed> {
     if !head.header_str("content-type").is_some_and(|c| c.trim_start().starts_with("application/json")) {
         return Err(McpReject::UnsupportedMediaType.into());
     }
@@ -65,38 +114,64 @@ pub async fn serve(
             McpReject::InvalidRequest(e.message)
         }
     })?;
-    let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
-    let mut ex = Exchange {
-        relay: Relay { ctx, plan, idle: TARGET_IDLE },
-        out: Out::new(pol, head),
-        access,
-        modern: false,
-        session: None,
-        tail: None,
-    };
-    if meta_version.is_some() || modern_header {
-        check_modern_headers(head, &msg, meta_version)?;
-        ex.modern = true;
-    } else {
-        if let Some(v) = head.header_str("mcp-protocol-version") {
-            if !LEGACY_VERSIONS.contains(&v) {
-                return Err(McpReject::UnsupportedVersion(unsupported(v)).into());
-            }
-        }
-        let is_init = msg.method() == Some("initialize");
-        if plan.stateful && !is_init {
-            ex.session = Some(session(ctx, plan, head)?.1);
-        }
-    }
-    let keep = head.keep_alive && !ctx.draining.is_fired();
-    ex.handle(client, msg, keep).await?;
-    Ok(Done::local(ex.out.status, ex.out.bytes, keep))
+    Ok(msg)
 }
 
-/// The request's session: its id must be present (400) and one of ours, live (404).
+/// The request's session: its id must be present (400) and one of ours, live (404). Ids of
+/// legacy HTTP+SSE sessions only work on their message endpoint.
 fn session<'h>(ctx: &ShardCtx, plan: &McpPlan, head: &'h RequestHead) -> Result<(&'h str, Sealed), McpReject> {
-    let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired)?;
-    Ok((id, ctx.mcp.admit(plan, id).map_err(|_| McpReject::SessionUnknown)?))
+    let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired("the Mcp-Session-Id header"))?;
+    match ctx.mcp.admit(plan, id) {
+        Ok(s) if s.h.is_none() => Ok((id, s)),
+        _ => Err(McpReject::SessionUnknown),
+    }
+}
+
+/// Serve a message POSTed to a legacy HTTP+SSE session, on the shard its stream lives on: what a
+/// Streamable HTTP client would get as the POST's answer goes on the stream instead. Returns the
+/// session's new upstream sessions when the message was an `initialize` that made some.
+pub(super) async fn on_stream(ctx: &Rc<ShardCtx>, plan: &McpPlan, s: &SseSession, msg: Message) -> Option<Sealed> {
+    let init = msg.method() == Some("initialize");
+    let before = s.upstreams.borrow().clone();
+    let mut ex = Exchange {
+        relay: Relay { ctx, plan, idle: TARGET_IDLE },
+        out: Out::stream(s.tx.clone()),
+        access: s.caller.access(),
+        modern: false,
+        session: before.clone(),
+        tail: None,
+    };
+    // the one way to fail once the POST was accepted is the stream being gone
+    ex.handle(msg).await.ok()?;
+    let after = ex.session.take();
+    if !init || after.is_none() || after == before {
+        return None;
+    }
+    // a client that initializes again gets new upstream sessions; the old ones are ended
+    if let Some(old) = s.upstreams.replace(after.clone()) {
+        delete_upstreams(ctx, plan, &old).await;
+    }
+    after
+}
+
+/// Relay what a legacy HTTP+SSE session's targets send unprompted onto its stream, until the
+/// stream or every upstream stream ends.
+pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed: &Sealed) {
+    let mut merged = unprompted(ctx, plan, sealed).await;
+    while merged.is_some() {
+        let m = monoio::select! {
+            m = next_unprompted(&mut merged) => m,
+            _ = s.closed.fired() => None,
+        };
+        let Some((ti, msg)) = m else { break };
+        if let Some(bytes) = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg) {
+            let mut ev = Vec::with_capacity(bytes.len() + 32);
+            sse::write_event(&mut ev, None, Some("message"), &bytes);
+            if s.tx.send_async(ev).await.is_err() {
+                break;
+            }
+        }
+    }
 }
 
 fn unsupported(v: &str) -> String {
@@ -155,96 +230,179 @@ fn decode_header_value(v: &str) -> String {
     }
 }
 
+/// Where the answers to one client message go.
+enum Sink<'a> {
+    /// The HTTP response to the request that carried it.
+    Http {
+        /// The client connection.
+        client: &'a mut Peer,
+        /// Whether the connection stays open after the response.
+        keep: bool,
+    },
+    /// A legacy HTTP+SSE session's stream, as framed events; the POST was answered 202 already.
+    Stream(flume::Sender<Vec<u8>>),
+}
+
 /// The response being written: one JSON body, or an SSE stream once a target sends more than
-/// its answer.
-struct Out<'a> {
-    pol: &'a PolicyPlan,
+/// its answer; or events on a legacy HTTP+SSE stream.
+pub(super) struct Out<'a> {
+    pol: Option<&'a PolicyPlan>,
     origin: Option<&'a str>,
     /// A session id to announce (on the `initialize` answer).
     session: Option<String>,
+    sink: Sink<'a>,
     sse: bool,
     status: u16,
     bytes: u64,
 }
 
 impl<'a> Out<'a> {
-    fn new(pol: &'a PolicyPlan, head: &'a RequestHead) -> Self {
-        Out { pol, origin: head.header_str("origin"), session: None, sse: false, status: 200, bytes: 0 }
+    pub(super) fn http(pol: &'a PolicyPlan, head: &'a RequestHead, client: &'a mut Peer, keep: bool) -> Self {
+        let sink = Sink::Http { client, keep };
+        Out {
+            pol: Some(pol),
+            origin: head.header_str("origin"),
+            session: None,
+            sink,
+            sse: false,
+            status: 200,
+            bytes: 0,
+        }
     }
 
-    fn head(&self, out: &mut Vec<u8>, status: u16, content_type: &[u8], keep: bool) {
+    fn stream(tx: flume::Sender<Vec<u8>>) -> Self {
+        Out { pol: None, origin: None, session: None, sink: Sink::Stream(tx), sse: true, status: 200, bytes: 0 }
+    }
+
+    fn keep(&self) -> bool {
+        matches!(self.sink, Sink::Http { keep: true, .. })
+    }
+
+    fn head(&self, out: &mut Vec<u8>, status: u16, content_type: &[u8]) {
         codec::write_status_line(out, status);
         codec::write_header(out, "content-type", content_type);
         if let Some(s) = &self.session {
             codec::write_header(out, "mcp-session-id", s.as_bytes());
         }
-        if let Some(ops) = &self.pol.response_headers {
-            for (n, v) in ops.extra() {
-                codec::write_header(out, n, v.as_bytes());
+        if let Some(pol) = self.pol {
+            if let Some(ops) = &pol.response_headers {
+                for (n, v) in ops.extra() {
+                    codec::write_header(out, n, v.as_bytes());
+                }
+            }
+            if let Some(c) = &pol.cors {
+                policy::write_cors_headers(c, self.origin, out);
             }
         }
-        if let Some(c) = &self.pol.cors {
-            policy::write_cors_headers(c, self.origin, out);
-        }
-        if !keep {
+        if !self.keep() {
             codec::write_header(out, "connection", b"close");
         }
     }
 
-    async fn json(&mut self, client: &mut Peer, status: u16, body: &[u8], keep: bool) -> Result<(), Failed> {
-        let mut out = client.take_out();
-        self.head(&mut out, status, b"application/json", keep);
+    /// A scratch buffer (the connection's, reused).
+    fn buf(&mut self) -> Vec<u8> {
+        match &mut self.sink {
+            Sink::Http { client, .. } => client.take_out(),
+            Sink::Stream(_) => Vec::new(),
+        }
+    }
+
+    async fn write(&mut self, out: Vec<u8>) -> Result<(), Failed> {
+        let sent = match &mut self.sink {
+            Sink::Http { client, .. } => client.send_out(out).await.is_ok(),
+            Sink::Stream(tx) => tx.send_async(out).await.is_ok(),
+        };
+        sent.then_some(()).ok_or_else(|| Failed::started(ProxyError::ClientClosed))
+    }
+
+    async fn json(&mut self, status: u16, body: &[u8]) -> Result<(), Failed> {
+        if let Sink::Stream(_) = self.sink {
+            return self.event(body).await;
+        }
+        let mut out = self.buf();
+        self.head(&mut out, status, b"application/json");
         codec::write_header(&mut out, "content-length", body.len().to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
         self.status = status;
         self.bytes += body.len() as u64;
-        client.send_out(out).await.map_err(|_| Failed::started(ProxyError::ClientClosed))
+        self.write(out).await
     }
 
-    async fn accepted(&mut self, client: &mut Peer, keep: bool) -> Result<(), Failed> {
-        let mut out = client.take_out();
-        self.head(&mut out, 202, b"application/json", keep);
+    pub(super) async fn accepted(&mut self) -> Result<(), Failed> {
+        if let Sink::Stream(_) = self.sink {
+            return Ok(());
+        }
+        let mut out = self.buf();
+        self.head(&mut out, 202, b"application/json");
         out.extend_from_slice(b"content-length: 0\r\n\r\n");
         self.status = 202;
-        client.send_out(out).await.map_err(|_| Failed::started(ProxyError::ClientClosed))
+        self.write(out).await
     }
 
     /// Write one message as an SSE event, starting the stream if needed.
-    async fn event(&mut self, client: &mut Peer, data: &[u8], keep: bool) -> Result<(), Failed> {
+    async fn event(&mut self, data: &[u8]) -> Result<(), Failed> {
         let mut ev = Vec::with_capacity(data.len() + 32);
         sse::write_event(&mut ev, None, Some("message"), data);
-        self.event_raw(client, &ev, keep).await
+        self.event_raw(ev).await
     }
 
     /// Write already framed SSE text as one chunk, starting the stream if needed.
-    async fn event_raw(&mut self, client: &mut Peer, ev: &[u8], keep: bool) -> Result<(), Failed> {
-        let mut out = client.take_out();
+    pub(super) async fn event_raw(&mut self, ev: Vec<u8>) -> Result<(), Failed> {
+        self.bytes += ev.len() as u64;
+        if let Sink::Stream(_) = self.sink {
+            return self.write(ev).await;
+        }
+        let mut out = self.buf();
         if !self.sse {
             self.sse = true;
             self.status = 200;
-            self.head(&mut out, 200, b"text/event-stream", keep);
+            self.head(&mut out, 200, b"text/event-stream");
             out.extend_from_slice(
                 b"cache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n",
             );
         }
         out.extend_from_slice(format!("{:x}\r\n", ev.len()).as_bytes());
-        out.extend_from_slice(ev);
+        out.extend_from_slice(&ev);
         out.extend_from_slice(b"\r\n");
-        self.bytes += ev.len() as u64;
-        client.send_out(out).await.map_err(|_| Failed::started(ProxyError::ClientClosed))
+        self.write(out).await
+    }
+
+    /// End a chunked event stream of an HTTP response.
+    pub(super) async fn end_stream(&mut self) -> Result<(), Failed> {
+        match &mut self.sink {
+            Sink::Http { client, .. } if self.sse => client
+                .send(bytes::Bytes::from_static(b"0\r\n\r\n"))
+                .await
+                .map_err(|_| Failed::started(ProxyError::ClientClosed)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes of body written so far.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Completes when the client closes its connection (what it sends meanwhile is dropped);
+    /// never for a stream sink.
+    pub(super) async fn client_gone(&mut self) {
+        let Sink::Http { client, .. } = &mut self.sink else { return std::future::pending().await };
+        while let Ok(n) = client.fill().await {
+            if n == 0 {
+                return;
+            }
+            client.buf.clear();
+        }
     }
 
     /// Send a final message: as JSON, or as the last event of the stream.
-    async fn finish(&mut self, client: &mut Peer, data: &[u8], keep: bool) -> Result<(), Failed> {
+    async fn finish(&mut self, data: &[u8]) -> Result<(), Failed> {
         if !self.sse {
-            return self.json(client, 200, data, keep).await;
+            return self.json(200, data).await;
         }
-        self.event(client, data, keep).await?;
-        client
-            .send(bytes::Bytes::from_static(b"0\r\n\r\n"))
-            .await
-            .map_err(|_| Failed::started(ProxyError::ClientClosed))
+        self.event(data).await?;
+        self.end_stream().await
     }
 }
 
@@ -284,14 +442,14 @@ impl Exchange<'_> {
         }
     }
 
-    async fn handle(&mut self, client: &mut Peer, msg: Message, keep: bool) -> Result<(), Failed> {
+    async fn handle(&mut self, msg: Message) -> Result<(), Failed> {
         match msg {
             Message::Request { id, method, params } => {
-                let body = match self.request(client, &id, &method, params, keep).await? {
+                let body = match self.request(&id, &method, params).await? {
                     Ok(r) => jsonrpc::response(&id, &self.finish_result(&method, r)),
                     Err(e) => jsonrpc::error_response(Some(&id), &e),
                 };
-                self.out.finish(client, &body, keep).await?;
+                self.out.finish(&body).await?;
                 if let Some(t) = self.tail.take() {
                     t.close(&self.relay).await;
                 }
@@ -299,11 +457,11 @@ impl Exchange<'_> {
             }
             Message::Notification { method, params } => {
                 self.notification(&method, params.as_ref()).await;
-                self.out.accepted(client, keep).await
+                self.out.accepted().await
             }
             reply @ (Message::Response { .. } | Message::Error { .. }) if !self.modern => {
                 self.client_answer(reply).await?;
-                self.out.accepted(client, keep).await
+                self.out.accepted().await
             }
             _ => Err(McpReject::InvalidRequest("clients must not send responses in the 2026-07-28 era".into()).into()),
         }
@@ -312,11 +470,9 @@ impl Exchange<'_> {
     /// Serve a request; the result is the client's answer (the caller restores its id).
     async fn request(
         &mut self,
-        client: &mut Peer,
         id: &Value,
         method: &str,
         params: Option<Value>,
-        keep: bool,
     ) -> Result<Result<Value, RpcError>, Failed> {
         let params = if self.modern { strip_modern_meta(params) } else { params };
         let removed_in_modern = matches!(
@@ -345,9 +501,7 @@ impl Exchange<'_> {
                     Ok((ti, name)) if !self.access.allows(self.plan(), ti, kind, &name) => {
                         Err(self.hidden(kind, &params))
                     }
-                    Ok((ti, name)) => {
-                        self.forward(client, ti, id, method, with_field(params, "name", name), keep).await?
-                    }
+                    Ok((ti, name)) => self.forward(ti, id, method, with_field(params, "name", name)).await?,
                     Err(e) => Err(e),
                 }
             }
@@ -355,11 +509,11 @@ impl Exchange<'_> {
                 Ok((ti, uri)) if !self.access.allows(self.plan(), ti, Kind::Resource, &uri) => {
                     Err(self.hidden(Kind::Resource, &params))
                 }
-                Ok((ti, uri)) => self.forward(client, ti, id, method, with_field(params, "uri", uri), keep).await?,
+                Ok((ti, uri)) => self.forward(ti, id, method, with_field(params, "uri", uri)).await?,
                 Err(e) => Err(e),
             },
             "completion/complete" => match self.completion_owner(params.as_ref(), &names) {
-                Ok((ti, params)) => self.forward(client, ti, id, method, Some(params), keep).await?,
+                Ok((ti, params)) => self.forward(ti, id, method, Some(params)).await?,
                 Err(e) => Err(e),
             },
             m => match Kind::from_list_method(m) {
@@ -467,12 +621,10 @@ impl Exchange<'_> {
     /// Forward a request to its one owning target, relaying what it sends before its answer.
     async fn forward(
         &mut self,
-        client: &mut Peer,
         ti: usize,
         id: &Value,
         method: &str,
         params: Option<Value>,
-        keep: bool,
     ) -> Result<Result<Value, RpcError>, Failed> {
         let Some(via) = self.via(ti) else {
             let name = &self.plan().targets[ti].name;
@@ -486,7 +638,7 @@ impl Exchange<'_> {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
-        let stdio_id = if let InFlight::Stdio(c) = &f { Some(c.upstream_id) } else { None };
+        let progress_id = f.progress_id();
         let target = self.plan().targets[ti].name.clone();
         let prefixed = self.plan().prefixed;
         loop {
@@ -510,7 +662,7 @@ impl Exchange<'_> {
                     return Ok(Err(RpcError::from_value(&error)));
                 }
                 Message::Notification { method: nm, params: mut np } => {
-                    if let (Some(p), Some(up)) = (np.as_mut(), stdio_id) {
+                    if let (Some(p), Some(up)) = (np.as_mut(), progress_id) {
                         if p.get("progressToken").and_then(Value::as_u64) == Some(up) {
                             if let Some(t) = &token {
                                 p["progressToken"] = t.clone();
@@ -519,13 +671,13 @@ impl Exchange<'_> {
                     }
                     let m = Message::Notification { method: nm, params: np };
                     if let Some(bytes) = outbound(ti, &target, prefixed, m) {
-                        self.out.event(client, &bytes, keep).await?;
+                        self.out.event(&bytes).await?;
                     }
                 }
                 // 2026-07-28 has no server→client requests on a stream
                 m @ Message::Request { .. } if !self.modern => {
                     if let Some(bytes) = outbound(ti, &target, prefixed, m) {
-                        self.out.event(client, &bytes, keep).await?;
+                        self.out.event(&bytes).await?;
                     }
                 }
                 Message::Request { .. } => {}
@@ -535,21 +687,8 @@ impl Exchange<'_> {
 
     /// A client's answer to a relayed server→client request: back to the target that asked.
     async fn client_answer(&self, msg: Message) -> Result<(), Failed> {
-        let unknown = || Failed::from(McpReject::InvalidRequest("response to an unknown request id".into()));
-        let id = msg.id().and_then(Value::as_str).ok_or_else(unknown)?;
-        let (ti, orig) = id.strip_prefix(RELAYED_ID).and_then(|r| r.split_once('~')).ok_or_else(unknown)?;
-        let ti: usize = ti.parse().map_err(|_| unknown())?;
-        let orig: Value = serde_json::from_str(orig).map_err(|_| unknown())?;
-        if ti >= self.plan().targets.len() {
-            return Err(unknown());
-        }
-        let Some(Via::Own(up)) = self.via(ti) else { return Err(unknown()) };
-        let restored = match msg {
-            Message::Response { result, .. } => Message::Response { id: orig, result },
-            Message::Error { error, .. } => Message::Error { id: orig, error },
-            _ => return Err(unknown()),
-        };
-        self.relay.post_message(ti, up, &restored.to_bytes()).await;
+        let (ti, up, body) = route_answer(self.plan(), self.session.as_ref(), msg)?;
+        self.relay.post_message(ti, &up, &body).await;
         Ok(())
     }
 
@@ -574,8 +713,13 @@ impl Exchange<'_> {
         let result =
             merge::merge_initialize(&view, self.plan().prefixed, version, SERVER_NAME, env!("CARGO_PKG_VERSION"));
         if own {
-            let sealed = Sealed { v: version.to_string(), t: ups, iat: now_secs() };
-            self.out.session = Some(sealed.seal(self.plan()).map_err(|e| RpcError::new(INTERNAL_ERROR, e))?);
+            let sealed = Sealed { v: version.to_string(), t: ups, iat: now_secs(), h: None };
+            // a Streamable HTTP client learns its session from the answer's header; a legacy
+            // HTTP+SSE session keeps it next to its stream
+            if let Sink::Http { .. } = self.out.sink {
+                self.out.session = Some(sealed.seal(self.plan()).map_err(|e| RpcError::new(INTERNAL_ERROR, e))?);
+            }
+            self.session = Some(sealed);
         }
         Ok(result)
     }
@@ -662,8 +806,34 @@ fn outbound(ti: usize, target: &str, prefixed: bool, m: Message) -> Option<Vec<u
     }
 }
 
+/// Where a client's answer to a relayed server→client request goes: the target that asked (by
+/// the id the gateway gave the request) on the client's own upstream session with it, and the
+/// answer with the target's id restored.
+pub(super) fn route_answer(
+    plan: &McpPlan,
+    session: Option<&Sealed>,
+    msg: Message,
+) -> Result<(usize, Upstream, Vec<u8>), McpReject> {
+    let unknown = || McpReject::InvalidRequest("response to an unknown request id".into());
+    let id = msg.id().and_then(Value::as_str).ok_or_else(unknown)?;
+    let (ti, orig) = id.strip_prefix(RELAYED_ID).and_then(|r| r.split_once('~')).ok_or_else(unknown)?;
+    let ti: usize = ti.parse().map_err(|_| unknown())?;
+    let orig: Value = serde_json::from_str(orig).map_err(|_| unknown())?;
+    let t = plan.targets.get(ti).ok_or_else(unknown)?;
+    if !matches!(t.kind, TargetKind::Http(_)) {
+        return Err(unknown());
+    }
+    let up = session.and_then(|s| s.target(&t.name)).filter(|u| u.s.is_some()).ok_or_else(unknown)?;
+    let restored = match msg {
+        Message::Response { result, .. } => Message::Response { id: orig, result },
+        Message::Error { error, .. } => Message::Error { id: orig, error },
+        _ => return Err(unknown()),
+    };
+    Ok((ti, up.clone(), restored.to_bytes()))
+}
+
 /// How often an idle GET stream gets a comment, so dead clients are noticed and proxies keep it.
-const KEEPALIVE: Duration = Duration::from_secs(15);
+pub(super) const KEEPALIVE: Duration = Duration::from_secs(15);
 /// GET streams may stay silent for this long.
 const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
 
@@ -677,43 +847,22 @@ async fn listen(
     client: &mut Peer,
     head: &RequestHead,
 ) -> Result<Done, Failed> {
-    use futures_util::stream::{self, StreamExt};
     let accept = head.header_str("accept").unwrap_or("");
     if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
         return Err(McpReject::NotAcceptable.into());
     }
     let (_, sealed) = session(ctx, plan, head)?;
-    let opens = plan.targets.iter().enumerate().filter_map(|(ti, t)| {
-        let TargetKind::Http(h) = &t.kind else { return None };
-        let up = sealed.target(&t.name)?;
-        let s = up.s.as_deref()?;
-        Some(async move { (ti, super::http_client::get(ctx, h, s, &up.v, TARGET_IDLE).await) })
-    });
-    let mut streams = Vec::new();
-    for (ti, r) in join_all(opens).await {
-        match r {
-            Ok(reply) => streams.push(stream::unfold((ti, reply), |(ti, mut r)| async move {
-                match r.next(ctx, STREAM_IDLE).await {
-                    Ok(Some(m)) => Some(((ti, m), (ti, r))),
-                    _ => None,
-                }
-            })),
-            // 405: that target has no GET stream, which is allowed
-            Err(e) => eprintln!("mcp target {}: no GET stream: {e}", plan.targets[ti].name),
-        }
-    }
-    let mut merged = stream::select_all(streams.into_iter().map(Box::pin));
-    let mut out = Out::new(pol, head);
+    let mut merged = unprompted(ctx, plan, &sealed).await;
+    let mut out = Out::http(pol, head, client, false);
     let mut first = Vec::new();
     sse::write_comment(&mut first, "stream open");
-    out.event_raw(client, &first, false).await?;
-    // without any upstream stream, the client still gets an open stream (keep-alives only), so
-    // it does not reconnect in a loop
-    let live = !merged.is_empty();
+    out.event_raw(first).await?;
     loop {
         let mut ev = Vec::new();
         monoio::select! {
-            m = merged.next(), if live => match m {
+            // without any upstream stream, the client still gets an open stream (keep-alives
+            // only), so it does not reconnect in a loop
+            m = next_unprompted(&mut merged), if merged.is_some() => match m {
                 Some((ti, msg)) => {
                     if let Some(bytes) = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg) {
                         sse::write_event(&mut ev, None, Some("message"), &bytes);
@@ -725,13 +874,54 @@ async fn listen(
             _ = monoio::time::sleep(KEEPALIVE) => sse::write_comment(&mut ev, "keep-alive"),
             _ = ctx.draining.fired() => break,
         }
-        if !ev.is_empty() && out.event_raw(client, &ev, false).await.is_err() {
+        if !ev.is_empty() && out.event_raw(ev).await.is_err() {
             // the client left: nothing more to send
             return Ok(Done::local(200, out.bytes, false));
         }
     }
-    let _ = client.send(bytes::Bytes::from_static(b"0\r\n\r\n")).await;
+    let _ = out.end_stream().await;
     Ok(Done::local(200, out.bytes, false))
+}
+
+/// What the targets of a session send unprompted, merged: the GET streams of its upstream
+/// sessions with HTTP targets (`None` when it has none).
+type Unprompted<'a> = Option<futures_util::stream::LocalBoxStream<'a, (usize, Message)>>;
+
+/// Open the GET streams of `sealed`'s upstream sessions. A target without one (405) is left out,
+/// which the spec allows.
+pub(super) async fn unprompted<'a>(ctx: &'a ShardCtx, plan: &'a McpPlan, sealed: &Sealed) -> Unprompted<'a> {
+    use futures_util::stream::{self, StreamExt};
+    let opens = plan.targets.iter().enumerate().filter_map(|(ti, t)| {
+        let TargetKind::Http(h) = &t.kind else { return None };
+        let up = sealed.target(&t.name)?;
+        let (s, v) = (up.s.clone()?, up.v.clone());
+        Some(async move { (ti, super::http_client::get(ctx, h, Some(&s), Some(&v), TARGET_IDLE).await) })
+    });
+    let mut streams = Vec::new();
+    for (ti, r) in join_all(opens).await {
+        match r {
+            Ok(reply) => streams.push(
+                stream::unfold((ti, reply), move |(ti, mut r)| async move {
+                    match r.next(ctx, STREAM_IDLE).await {
+                        Ok(Some(m)) => Some(((ti, m), (ti, r))),
+                        _ => None,
+                    }
+                })
+                .boxed_local(),
+            ),
+            Err(e) => eprintln!("mcp target {}: no GET stream: {e}", plan.targets[ti].name),
+        }
+    }
+    (!streams.is_empty()).then(|| stream::select_all(streams).boxed_local())
+}
+
+/// The next unprompted message; `None` once every upstream stream has ended.
+pub(super) async fn next_unprompted(u: &mut Unprompted<'_>) -> Option<(usize, Message)> {
+    use futures_util::StreamExt;
+    match u {
+        Some(s) => s.next().await,
+        None => None,
+    }
 }
 
 /// End a client session: its upstream sessions are deleted and its id stops working here.
@@ -743,22 +933,34 @@ async fn delete(
     head: &RequestHead,
 ) -> Result<Done, Failed> {
     let (id, sealed) = session(ctx, plan, head)?;
+    end_session(ctx, plan, id, Some(&sealed)).await;
+    let keep = head.keep_alive && head.framing == codec::Framing::None;
+    let mut out = Out::http(pol, head, client, keep);
+    out.json(200, b"").await?;
+    Ok(Done::local(200, 0, keep))
+}
+
+/// Delete a session's upstream sessions with HTTP targets (best effort).
+async fn delete_upstreams(ctx: &ShardCtx, plan: &McpPlan, sealed: &Sealed) {
     let deletes = plan.targets.iter().filter_map(|t| {
         let TargetKind::Http(h) = &t.kind else { return None };
         let s = sealed.target(&t.name)?.s.clone()?;
         Some(async move { super::http_client::delete(ctx, h, &s, TARGET_IDLE).await })
     });
     join_all(deletes).await;
+}
+
+/// Delete a session's upstream sessions with HTTP targets and stop accepting its id on every shard.
+pub(super) async fn end_session(ctx: &ShardCtx, plan: &McpPlan, id: &str, upstreams: Option<&Sealed>) {
+    if let Some(u) = upstreams {
+        delete_upstreams(ctx, plan, u).await;
+    }
     // every shard, this one included, learns it through its mailbox before the client hears back
-    let id: std::sync::Arc<str> = id.into();
+    let id: Arc<str> = id.into();
     for s in &ctx.siblings {
         let _ = s.send_async(ShardMsg::EndSession { id: id.clone(), ttl: plan.session_ttl }).await;
     }
     ctx.mcp.revoke(&id, plan.session_ttl);
-    let keep = head.keep_alive && head.framing == codec::Framing::None;
-    let mut out = Out::new(pol, head);
-    out.json(client, 200, b"", keep).await?;
-    Ok(Done::local(200, 0, keep))
 }
 
 fn param_str<'a>(params: &'a Option<Value>, field: &str) -> &'a str {

@@ -1,13 +1,16 @@
-//! Client sessions: what a sealed `Mcp-Session-Id` carries, and the shard-local state that cannot be sealed (revoked ids, last use, pooled upstream sessions).
+//! Client sessions: what a sealed `Mcp-Session-Id` carries, and the shard-local state that cannot be sealed (revoked ids, last use, pooled upstream sessions, legacy HTTP+SSE streams and targets).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ringgate_runtime::Signal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::McpPlan;
+use super::sse_client::SseConn;
 
 /// What a gateway session id seals: fixed at `initialize`, so any shard or replica holding the
 /// key can serve the session's POSTs without a lookup.
@@ -19,6 +22,11 @@ pub struct Sealed {
     pub t: Vec<Upstream>,
     /// Issued at (seconds since the epoch).
     pub iat: u64,
+    /// For a legacy HTTP+SSE session: the shard its stream lives on. Such an id is sealed when
+    /// the stream opens, before `initialize`, so its upstream sessions are kept next to the
+    /// stream instead (`v` and `t` stay empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h: Option<usize>,
 }
 
 /// One target's part of a session.
@@ -43,6 +51,11 @@ impl Sealed {
     /// Open a session id; `None` when it was not made with this key or is malformed.
     pub fn open(plan: &McpPlan, id: &str) -> Option<Sealed> {
         serde_json::from_slice(&plan.sealer.open(id)?).ok()
+    }
+
+    /// A legacy HTTP+SSE session whose stream lives on shard `home`.
+    pub fn stream(home: usize) -> Sealed {
+        Sealed { v: String::new(), t: Vec::new(), iat: now_secs(), h: Some(home) }
     }
 
     /// This target's entry, by name (targets may have been added or removed by a reload).
@@ -76,9 +89,28 @@ pub struct ShardSessions {
     seen: RefCell<HashMap<String, Instant>>,
     /// Upstream sessions shared by stateless requests, by target endpoint.
     pooled: RefCell<HashMap<String, Pooled>>,
+    /// Legacy HTTP+SSE sessions whose stream is open on this shard, by session id.
+    streams: RefCell<HashMap<String, Rc<SseSession>>>,
+    /// Upstream sessions with HTTP+SSE targets, shared by every client of this shard, by target endpoint.
+    sse_conns: RefCell<HashMap<String, Rc<SseConn>>>,
     next_id: Cell<u64>,
     sweeps: Cell<u32>,
 }
+
+/// A legacy HTTP+SSE session, kept by the shard its stream lives on for as long as the stream is open.
+pub struct SseSession {
+    /// Framed SSE events for the client's stream.
+    pub tx: flume::Sender<Vec<u8>>,
+    /// Its upstream sessions, once the client has initialized (stateful backends).
+    pub upstreams: RefCell<Option<Sealed>>,
+    /// Fired when the stream ends, to stop what feeds it.
+    pub closed: Signal,
+    /// Who opened the stream; its messages are authorized as this caller.
+    pub caller: super::access::StreamCaller,
+}
+
+/// How many events may wait for a slow client before the targets feeding its stream are held back.
+const STREAM_BACKLOG: usize = 64;
 
 /// Why a session id is refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,6 +127,11 @@ impl ShardSessions {
         let s = Sealed::open(plan, id).ok_or(Refused::Unknown)?;
         if self.revoked.borrow().contains_key(id) {
             return Err(Refused::Unknown);
+        }
+        if s.h.is_some() {
+            // a legacy HTTP+SSE session lives exactly as long as its stream, which its home
+            // shard knows
+            return Ok(s);
         }
         let now = Instant::now();
         let ttl = plan.session_ttl;
@@ -131,6 +168,44 @@ impl ShardSessions {
         let now = Instant::now();
         self.seen.borrow_mut().retain(|_, t| now.duration_since(*t) < ttl);
         self.revoked.borrow_mut().retain(|_, until| *until > now);
+    }
+
+    /// Register the stream of a new legacy HTTP+SSE session; the receiver yields its events.
+    pub fn open_stream(
+        &self,
+        id: &str,
+        caller: super::access::StreamCaller,
+    ) -> (Rc<SseSession>, flume::Receiver<Vec<u8>>) {
+        let (tx, rx) = flume::bounded(STREAM_BACKLOG);
+        let s = Rc::new(SseSession { tx, upstreams: RefCell::new(None), closed: Signal::new(), caller });
+        self.streams.borrow_mut().insert(id.to_string(), s.clone());
+        (s, rx)
+    }
+
+    /// The legacy HTTP+SSE session with an open stream on this shard.
+    pub fn stream(&self, id: &str) -> Option<Rc<SseSession>> {
+        self.streams.borrow().get(id).cloned()
+    }
+
+    /// Forget a legacy HTTP+SSE session whose stream ended, and stop what feeds it.
+    pub fn close_stream(&self, id: &str) -> Option<Rc<SseSession>> {
+        let s = self.streams.borrow_mut().remove(id)?;
+        s.closed.fire();
+        Some(s)
+    }
+
+    /// This shard's session with an HTTP+SSE target.
+    pub fn sse_conn(&self, key: &str) -> Option<Rc<SseConn>> {
+        self.sse_conns.borrow().get(key).cloned()
+    }
+
+    /// Remember or forget this shard's session with an HTTP+SSE target.
+    pub fn set_sse_conn(&self, key: &str, v: Option<Rc<SseConn>>) {
+        let mut c = self.sse_conns.borrow_mut();
+        match v {
+            Some(v) => c.insert(key.to_string(), v),
+            None => c.remove(key),
+        };
     }
 
     /// A fresh id for a request sent on a shared upstream session.
@@ -178,6 +253,7 @@ mod tests {
             v: "2025-11-25".into(),
             t: vec![Upstream { n: "a".into(), s: Some("up-1".into()), v: "2025-06-18".into() }],
             iat,
+            h: None,
         }
     }
 
@@ -202,6 +278,29 @@ mod tests {
         // issued long ago and never seen here: expired
         let old = sealed(now_secs() - 3600).seal(&p).unwrap();
         assert_eq!(shard.admit(&p, &old).unwrap_err(), Refused::Expired);
+        shard.revoke(&id, p.session_ttl);
+        assert_eq!(shard.admit(&p, &id).unwrap_err(), Refused::Unknown);
+    }
+
+    #[test]
+    fn stream_sessions_live_as_long_as_their_stream() {
+        let p = plan(Duration::from_secs(60));
+        let shard = ShardSessions::default();
+        // issued long ago: the TTL does not apply to a session whose stream is open
+        let s = Sealed { iat: now_secs() - 3600, ..Sealed::stream(1) };
+        let id = s.seal(&p).unwrap();
+        assert_eq!(shard.admit(&p, &id).unwrap().h, Some(1));
+        let caller = super::super::access::StreamCaller {
+            rules: None,
+            id: Default::default(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        let (entry, rx) = shard.open_stream(&id, caller);
+        assert!(shard.stream(&id).is_some());
+        shard.close_stream(&id);
+        assert!(entry.closed.is_fired() && shard.stream(&id).is_none());
+        drop(entry);
+        assert!(rx.is_disconnected(), "the last sender went with the session");
         shard.revoke(&id, p.session_ttl);
         assert_eq!(shard.admit(&p, &id).unwrap_err(), Refused::Unknown);
     }

@@ -31,7 +31,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 57] = [
+pub const ERROR_REASONS: [&str; 58] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -56,6 +56,7 @@ pub const ERROR_REASONS: [&str; 57] = [
     "request_timeout",
     "idle_timeout",
     "client_closed",
+    "internal",
     "mcp_not_acceptable",
     "mcp_unsupported_media_type",
     "mcp_method_not_allowed",
@@ -367,13 +368,14 @@ mod tests {
                 P::UpstreamProtocol(String::new()),
                 P::RequestTimeout,
                 P::ClientClosed,
+                P::Internal(String::new()),
             ])
             .chain(
                 [
                     M::NotAcceptable,
                     M::UnsupportedMediaType,
                     M::MethodNotAllowed,
-                    M::SessionRequired,
+                    M::SessionRequired("x"),
                     M::SessionUnknown,
                     M::Parse("x".into()),
                     M::InvalidRequest("x".into()),

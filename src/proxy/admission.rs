@@ -35,13 +35,19 @@ pub enum Admitted {
     Metadata(String),
 }
 
-/// The rule context of a request: identity, request attributes and peer.
-pub fn rule_ctx<'a>(id: &'a Identity, head: &'a RequestHead, peer: SocketAddr) -> cel::Ctx<'a> {
+/// The rule context of an identity alone.
+pub fn identity_ctx(id: &Identity) -> cel::Ctx<'_> {
     cel::Ctx {
         jwt: id.jwt.as_deref().map(|c| &c.payload),
         api_key: id.api_key.as_deref().map(|k| cel::ApiKey { key: &k.id, metadata: &k.metadata }),
         basic_auth: id.basic.as_deref(),
-        mcp: None,
+        ..Default::default()
+    }
+}
+
+/// The rule context of a request: identity, request attributes and peer.
+pub fn rule_ctx<'a>(id: &'a Identity, head: &'a RequestHead, peer: SocketAddr) -> cel::Ctx<'a> {
+    cel::Ctx {
         request: Some(cel::Request {
             method: head.method(),
             path: head.path(),
@@ -49,6 +55,7 @@ pub fn rule_ctx<'a>(id: &'a Identity, head: &'a RequestHead, peer: SocketAddr) -
             headers: head,
         }),
         source: Some(peer),
+        ..identity_ctx(id)
     }
 }
 

@@ -172,7 +172,7 @@ impl From<McpReject> for Failed {
 }
 
 async fn handle(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     state: &ShardState,
     client: &mut Peer,
     head: RequestHead,
@@ -272,7 +272,7 @@ fn finish_local_head(out: &mut Vec<u8>, head: &RequestHead) {
 }
 
 async fn serve_route(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     state: &ShardState,
     sel: &route::Selected<'_>,
     client: &mut Peer,
@@ -350,8 +350,8 @@ async fn serve_route(
             .map_err(|_| Failed::started(ProxyError::ClientClosed))?;
     }
     if let Some(plan) = &sel.route.mcp {
-        let access = Access { rules: pol.mcp_authorization.as_ref(), id: &identity, head, peer };
-        return crate::mcp::serve::serve(ctx, plan, pol, access, client, head, limits).await;
+        let access = Access { rules: pol.mcp_authorization.as_ref(), id: &identity, head: Some(head), peer };
+        return crate::mcp::serve::serve(ctx, sel, plan, access, client, head, limits).await;
     }
 
     // forward

@@ -1,4 +1,4 @@
-//! One shard's life: its state, its accept loops, its mailbox (precommit/commit/abort, drain), and the request counter drain waits on.
+//! One shard's life: its state, its accept loops, its mailbox (precommit/commit/abort, drain, MCP session hand-offs), and the request counter drain waits on.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,6 +14,9 @@ use ringgate_runtime::Signal;
 
 use super::upstream::Pool;
 use crate::config::Snapshot;
+use crate::error::McpReject;
+use crate::mcp::jsonrpc::Message;
+use crate::mcp::plan::McpPlan;
 use crate::mcp::session::ShardSessions;
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Registry;
@@ -43,6 +46,18 @@ pub enum ShardMsg {
         id: Arc<str>,
         /// How long the id could otherwise still be accepted.
         ttl: Duration,
+    },
+    /// A message a client POSTed to a legacy HTTP+SSE session whose stream lives on this shard;
+    /// `ack` learns whether it was taken (the POST is answered 202) or refused.
+    SseMessage {
+        /// The session id.
+        id: Arc<str>,
+        /// The MCP backend of the route the POST came in on.
+        plan: Arc<McpPlan>,
+        /// The message.
+        msg: Message,
+        /// Where to answer.
+        ack: flume::Sender<Result<(), McpReject>>,
     },
     /// Stop accepting, finish in-flight requests within `deadline`, then exit; answer with the
     /// number of connections that had to be cut.
@@ -211,6 +226,9 @@ pub async fn run(
                 ctx.pending.borrow_mut().take();
             }
             ShardMsg::EndSession { id, ttl } => ctx.mcp.revoke(&id, ttl),
+            ShardMsg::SseMessage { id, plan, msg, ack } => {
+                let _ = ack.send(crate::mcp::legacy_sse::deliver(&ctx, &id, plan, msg));
+            }
             ShardMsg::Drain { deadline, done } => {
                 let cut = drain(&ctx, deadline).await;
                 ctx.log.flush();

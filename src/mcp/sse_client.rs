@@ -1,0 +1,312 @@
+//! Legacy HTTP+SSE targets (2024-11-05): one upstream session per target and shard, shared by every client on that shard; its GET stream is read by a task of its own that hands each answer to the request waiting for it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringgate_runtime::Signal;
+use serde_json::{json, Value};
+
+use super::http_client::{self, Post, Reply};
+use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
+use super::merge;
+use super::plan::HttpTargetPlan;
+use super::relay::upstream_error;
+use crate::proxy::shard::ShardCtx;
+
+/// How long the target may take to accept the gateway's answer to its own request.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// The stream may stay silent this long (servers that send no keep-alives are idle between calls).
+const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
+
+/// One upstream HTTP+SSE session. Ids and progress tokens on it are the gateway's, so requests
+/// of many clients can share it; what the target sends unprompted cannot be told apart by
+/// client and is not relayed.
+pub struct SseConn {
+    name: Arc<str>,
+    /// Where messages are POSTed: the target's address with the `endpoint` event's path.
+    post_to: RefCell<Option<Rc<HttpTargetPlan>>>,
+    /// Callers waiting for messages about their request, by the id it has on this session.
+    pending: RefCell<HashMap<u64, flume::Sender<Message>>>,
+    /// The target's `initialize` result, once the handshake is done.
+    init: RefCell<Option<Value>>,
+    /// Protocol version the target negotiated.
+    version: RefCell<Option<String>>,
+    /// The stream ended or a POST failed: the next request opens a new session.
+    dead: Cell<bool>,
+    /// Stops the stream's reader.
+    stop: Signal,
+    /// Fired when the handshake is over, either way.
+    ready: Signal,
+}
+
+/// A request in flight on an HTTP+SSE target: its messages (progress, with the token set to
+/// `upstream_id`, then the answer).
+pub struct SseCall {
+    /// Messages about this request.
+    pub rx: flume::Receiver<Message>,
+    /// The id the request has on the upstream session.
+    pub upstream_id: u64,
+    conn: Rc<SseConn>,
+}
+
+impl Drop for SseCall {
+    fn drop(&mut self) {
+        self.conn.pending.borrow_mut().remove(&self.upstream_id);
+    }
+}
+
+/// This shard's session with the target at `t`, opened (GET, `endpoint`, `initialize`) on first
+/// use and again after it failed.
+pub async fn shared(
+    ctx: &Rc<ShardCtx>,
+    name: &Arc<str>,
+    t: &HttpTargetPlan,
+    idle: Duration,
+) -> Result<Rc<SseConn>, RpcError> {
+    let key = format!("{}{}", t.authority, t.path);
+    if let Some(c) = ctx.mcp.sse_conn(&key).filter(|c| !c.dead.get()) {
+        // opened by an earlier request, or being opened by one still waiting for the handshake
+        c.ready.fired().await;
+        if c.init.borrow().is_some() && !c.dead.get() {
+            return Ok(c);
+        }
+        return Err(c.down("is not reachable"));
+    }
+    let c = Rc::new(SseConn {
+        name: name.clone(),
+        post_to: RefCell::new(None),
+        pending: RefCell::new(HashMap::new()),
+        init: RefCell::new(None),
+        version: RefCell::new(None),
+        dead: Cell::new(false),
+        stop: Signal::new(),
+        ready: Signal::new(),
+    });
+    ctx.mcp.set_sse_conn(&key, Some(c.clone()));
+    let started = c.start(ctx, t, idle).await;
+    if started.is_err() {
+        c.close();
+        if ctx.mcp.sse_conn(&key).is_some_and(|x| Rc::ptr_eq(&x, &c)) {
+            ctx.mcp.set_sse_conn(&key, None);
+        }
+    }
+    c.ready.fire();
+    started.map(|()| c)
+}
+
+impl SseConn {
+    /// The target's `initialize` result.
+    pub fn init(&self) -> Value {
+        self.init.borrow().clone().unwrap_or_else(|| json!({}))
+    }
+
+    /// Whether the session failed; the next request opens a new one.
+    pub fn is_dead(&self) -> bool {
+        self.dead.get()
+    }
+
+    /// Send a request; `params._meta.progressToken` is replaced by the request's id so progress
+    /// finds its way back on a session shared by many clients.
+    pub async fn call(
+        self: &Rc<Self>,
+        ctx: &ShardCtx,
+        method: &str,
+        params: Option<&Value>,
+        idle: Duration,
+    ) -> Result<SseCall, RpcError> {
+        if self.dead.get() {
+            return Err(self.down("lost its session"));
+        }
+        let id = ctx.mcp.next_id();
+        let mut params = params.cloned();
+        if let Some(meta) = params.as_mut().and_then(|p| p.get_mut("_meta")).and_then(Value::as_object_mut) {
+            if meta.contains_key("progressToken") {
+                meta.insert("progressToken".into(), json!(id));
+            }
+        }
+        let (tx, rx) = flume::unbounded();
+        self.pending.borrow_mut().insert(id, tx);
+        // made before the POST, so that a failed POST leaves nothing pending
+        let call = SseCall { rx, upstream_id: id, conn: self.clone() };
+        self.post(ctx, &jsonrpc::request(&json!(id), method, params.as_ref()), idle).await?;
+        Ok(call)
+    }
+
+    fn down(&self, what: &str) -> RpcError {
+        RpcError::new(INTERNAL_ERROR, format!("sse target `{}` {what}", self.name))
+    }
+
+    /// Mark the session unusable and stop its reader.
+    fn close(&self) {
+        self.dead.set(true);
+        self.stop.fire();
+    }
+
+    /// Open the stream, learn the endpoint, start the reader and do the handshake.
+    async fn start(self: &Rc<Self>, ctx: &Rc<ShardCtx>, t: &HttpTargetPlan, idle: Duration) -> Result<(), RpcError> {
+        let mut reply = http_client::get(ctx, t, None, None, idle).await.map_err(|e| upstream_error(&e))?;
+        if !reply.is_event_stream() {
+            return Err(self.down("answered its GET without an event stream"));
+        }
+        let endpoint = loop {
+            match reply.next_event(ctx, idle).await {
+                Ok(Some(ev)) if ev.event.as_deref() == Some("endpoint") => break ev.data,
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(self.down("ended its stream before naming its endpoint")),
+                Err(e) => return Err(upstream_error(&e)),
+            }
+        };
+        let path = resolve_endpoint(&t.path, &t.authority, endpoint.trim()).map_err(|e| self.down(&e))?;
+        let to = HttpTargetPlan { authority: t.authority.clone(), path, addrs: t.addrs.clone() };
+        *self.post_to.borrow_mut() = Some(Rc::new(to));
+        let (me, cx) = (self.clone(), ctx.clone());
+        monoio::spawn(async move { me.read(&cx, reply).await });
+
+        let params = json!({
+            "protocolVersion": merge::negotiate(None),
+            "capabilities": {},
+            "clientInfo": {"name": "ringgate", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let call = self.call(ctx, "initialize", Some(&params), idle).await?;
+        let init = loop {
+            match monoio::time::timeout(idle, call.rx.recv_async()).await {
+                Ok(Ok(Message::Response { result, .. })) => break result,
+                Ok(Ok(Message::Error { error, .. })) => return Err(RpcError::from_value(&error)),
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(self.down("ended its stream during initialize")),
+                Err(_) => return Err(self.down("did not answer initialize in time")),
+            }
+        };
+        let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("2024-11-05");
+        *self.version.borrow_mut() = Some(version.to_string());
+        *self.init.borrow_mut() = Some(init);
+        self.post(ctx, &jsonrpc::notification("notifications/initialized", None), idle).await
+    }
+
+    /// POST one message to the endpoint; the target answers 202 and sends any answer on the stream.
+    async fn post(&self, ctx: &ShardCtx, body: &[u8], idle: Duration) -> Result<(), RpcError> {
+        let Some(to) = self.post_to.borrow().clone() else { return Err(self.down("has no endpoint")) };
+        let version = self.version.borrow().clone();
+        let p = Post { session: None, version: version.as_deref(), body };
+        match http_client::post(ctx, &to, &p, idle).await {
+            Ok(reply) => {
+                reply.finish(ctx, idle).await;
+                Ok(())
+            }
+            Err(e) => {
+                // its session is gone (e.g. the target restarted): start over on the next request
+                self.close();
+                Err(upstream_error(&e))
+            }
+        }
+    }
+
+    /// Read the stream until it ends or the session is closed, handing each message to the
+    /// request it is about; then fail whatever still waits.
+    async fn read(self: Rc<Self>, ctx: &ShardCtx, mut reply: Reply) {
+        loop {
+            let ev = monoio::select! {
+                ev = reply.next_event(ctx, STREAM_IDLE) => ev,
+                _ = self.stop.fired() => break,
+            };
+            let ev = match ev {
+                Ok(Some(ev)) => ev,
+                Ok(None) => {
+                    eprintln!("mcp target {}: stream ended", self.name);
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("mcp target {}: stream failed: {e}", self.name);
+                    break;
+                }
+            };
+            if ev.data.is_empty() || ev.event.as_deref().is_some_and(|e| e != "message") {
+                continue;
+            }
+            match jsonrpc::parse(ev.data.as_bytes()) {
+                Ok(m) => self.dispatch(ctx, m).await,
+                Err(e) => eprintln!("mcp target {}: ignoring an event that is not JSON-RPC: {}", self.name, e.message),
+            }
+        }
+        self.close();
+        let waiting: Vec<_> = self.pending.borrow_mut().drain().collect();
+        for (id, tx) in waiting {
+            let _ = tx.send(Message::Error {
+                id: json!(id),
+                error: self.down("lost its stream before answering").to_value(),
+            });
+        }
+    }
+
+    async fn dispatch(&self, ctx: &ShardCtx, msg: Message) {
+        let about = match &msg {
+            Message::Response { id, .. } | Message::Error { id, .. } => id.as_u64(),
+            Message::Notification { method, params } if method == "notifications/progress" => {
+                params.as_ref().and_then(|p| p.get("progressToken")).and_then(Value::as_u64)
+            }
+            Message::Notification { .. } => None,
+            Message::Request { id, method, .. } => {
+                let answer = if method == "ping" {
+                    jsonrpc::response(id, &json!({}))
+                } else {
+                    // a session shared by many clients cannot know whom to ask
+                    let e = RpcError::new(
+                        jsonrpc::METHOD_NOT_FOUND,
+                        format!("`{method}` is not relayed to clients by a shared sse target"),
+                    );
+                    jsonrpc::error_response(Some(id), &e)
+                };
+                let _ = self.post(ctx, &answer, ANSWER_WAIT).await;
+                None
+            }
+        };
+        let tx = about.and_then(|id| self.pending.borrow().get(&id).cloned());
+        if let Some(tx) = tx {
+            let _ = tx.send(msg);
+        }
+    }
+}
+
+/// The path (with query) to POST to, from an `endpoint` event's data: an absolute path, a path
+/// relative to the stream's, or an absolute URL on the same host (the target's addresses are the
+/// only ones known).
+pub fn resolve_endpoint(stream_path: &str, authority: &str, data: &str) -> Result<String, String> {
+    if data.is_empty() || data.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(format!("named an invalid endpoint {data:?}"));
+    }
+    if let Some(rest) = data.strip_prefix("http://").or_else(|| data.strip_prefix("https://")) {
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if !host.eq_ignore_ascii_case(authority) {
+            return Err(format!("named an endpoint on another host: {data}"));
+        }
+        return Ok(if path.is_empty() { "/".into() } else { path.into() });
+    }
+    if data.starts_with('/') {
+        return Ok(data.into());
+    }
+    let dir = stream_path.split('?').next().unwrap_or("/");
+    let dir = &dir[..dir.rfind('/').map_or(0, |i| i + 1)];
+    Ok(format!("{}{data}", if dir.is_empty() { "/" } else { dir }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_resolve_against_the_stream() {
+        let r = |data: &str| resolve_endpoint("/sse", "127.0.0.1:3001", data);
+        // server-everything and the Python SDK
+        assert_eq!(r("/message?sessionId=abc").unwrap(), "/message?sessionId=abc");
+        assert_eq!(r("/messages/?session_id=0f").unwrap(), "/messages/?session_id=0f");
+        assert_eq!(r("http://127.0.0.1:3001/m?s=1").unwrap(), "/m?s=1");
+        assert_eq!(r("messages?s=1").unwrap(), "/messages?s=1");
+        assert_eq!(resolve_endpoint("/a/sse", "h:1", "m?s=1").unwrap(), "/a/m?s=1");
+        assert!(r("http://elsewhere:3001/m").is_err());
+        assert!(r("").is_err());
+        assert!(r("/m?s=1\r\nx: y").is_err());
+    }
+}
