@@ -185,31 +185,38 @@ fn jwks_server(doc: String) -> JwksServer {
 }
 
 #[test]
-fn jwks_url_rotation_is_picked_up_on_an_unknown_kid() {
+fn jwks_url_served_late_and_rotated_is_picked_up() {
     let keys = Keys::new();
-    let idp = jwks_server(keys.set(&["rsa-1"]));
+    // the issuer is broken when the gateway starts: it starts anyway and refuses tokens
+    let idp = jwks_server("<html>maintenance</html>".into());
     let gw = gateway(&format!(
         "        jwtAuth:\n          mode: strict\n          issuer: https://idp.test\n          jwks: {{ url: \"http://{}/certs\", minRefreshInterval: 50ms }}\n",
         idp.addr
     ));
     let tokens =
         keys.sign(&[json!({"kid": "rsa-1", "claims": claims("a")}), json!({"kid": "rsa-2", "claims": claims("a")})]);
-    assert_eq!(bearer(gw.addr(), &tokens[0]).status, 200);
+    let until_ok = |token: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = bearer(gw.addr(), token);
+            if r.status == 200 {
+                return;
+            }
+            assert_eq!(error_type(&r), "jwt_unknown_kid");
+            assert!(Instant::now() < deadline, "the keys were never fetched");
+            std::thread::yield_now();
+        }
+    };
+    let r = bearer(gw.addr(), &tokens[0]);
+    assert_eq!((r.status, error_type(&r).as_str()), (401, "jwt_unknown_kid"));
+    *idp.doc.lock().unwrap() = keys.set(&["rsa-1"]);
+    until_ok(&tokens[0]);
     let r = bearer(gw.addr(), &tokens[1]);
     assert_eq!((r.status, error_type(&r).as_str()), (401, "jwt_unknown_kid"));
 
     // the issuer rotates in rsa-2 and retires rsa-1
     *idp.doc.lock().unwrap() = keys.set(&["rsa-2"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = bearer(gw.addr(), &tokens[1]);
-        if r.status == 200 {
-            break;
-        }
-        assert_eq!(error_type(&r), "jwt_unknown_kid");
-        assert!(Instant::now() < deadline, "the new key was never fetched");
-        std::thread::yield_now();
-    }
+    until_ok(&tokens[1]);
     // the retired key no longer verifies, even for a token that was cached before the rotation
     let r = bearer(gw.addr(), &tokens[0]);
     assert_eq!((r.status, error_type(&r).as_str()), (401, "jwt_unknown_kid"));

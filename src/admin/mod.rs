@@ -107,7 +107,8 @@ pub fn redact(v: &mut serde_json::Value) {
         serde_json::Value::Object(m) => {
             for (k, val) in m.iter_mut() {
                 let k = k.to_ascii_lowercase();
-                let secret = ["key", "secret", "token", "password", "authorization"].iter().any(|s| k.contains(s));
+                let secret =
+                    ["key", "secret", "token", "password", "authorization", "htpasswd"].iter().any(|s| k.contains(s));
                 if secret && !val.is_object() && !val.is_array() && !val.is_null() {
                     *val = serde_json::Value::String("<redacted>".into());
                 } else {

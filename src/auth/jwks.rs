@@ -60,10 +60,11 @@ pub fn fixed(origin: String, doc: &[u8]) -> Result<Arc<KeyCell>, String> {
     Ok(Arc::new(KeyCell { keys: ArcSwap::from_pointee(keys), generation: AtomicU64::new(1), wake: None, origin }))
 }
 
-/// Keys behind an `http://` URL: fetched now (an error fails the config load), then refreshed
-/// every `every` and on demand, at most once per `min_gap`. A cell already serving the same URL
-/// and intervals (from the config before a reload) is reused, so a reload neither refetches nor
-/// forgets rotated keys.
+/// Keys behind an `http://` URL, fetched now and then refreshed every `every` and on demand, at
+/// most once per `min_gap`. An issuer that is down at load does not stop the gateway: the source
+/// starts empty (tokens are refused as signed by an unknown key) and is fetched again every
+/// `min_gap` until it answers. A cell already serving the same URL and intervals (from the config
+/// before a reload) is reused, so a reload neither refetches nor forgets rotated keys.
 pub fn remote(url: &str, every: Duration, min_gap: Duration) -> Result<Arc<KeyCell>, String> {
     static LIVE: Mutex<Vec<Weak<KeyCell>>> = Mutex::new(Vec::new());
     let origin = format!("url:{url} every:{every:?} min:{min_gap:?}");
@@ -74,8 +75,13 @@ pub fn remote(url: &str, every: Duration, min_gap: Duration) -> Result<Arc<KeyCe
         }
     }
     let target = HttpGet::parse(url)?;
-    let doc = target.fetch()?;
-    let keys = KeySet::from_jwks(&doc).map_err(|e| format!("JWKS at {url}: {e}"))?;
+    let (keys, last) = match target.fetch().and_then(|doc| KeySet::from_jwks(&doc).map(|k| (k, doc))) {
+        Ok((keys, doc)) => (keys, Some(doc)),
+        Err(e) => {
+            eprintln!("ringgate: JWKS {url} unavailable ({e}); tokens are refused until it answers");
+            (KeySet::empty(), None)
+        }
+    };
     let (tx, rx) = flume::bounded(1);
     let cell = Arc::new(KeyCell {
         keys: ArcSwap::from_pointee(keys),
@@ -89,7 +95,7 @@ pub fn remote(url: &str, every: Duration, min_gap: Duration) -> Result<Arc<KeyCe
     let weak = Arc::downgrade(&cell);
     std::thread::Builder::new()
         .name("ringgate-jwks".into())
-        .spawn(move || refresher(weak, rx, target, doc, every, min_gap))
+        .spawn(move || refresher(weak, rx, target, last, every, min_gap))
         .map_err(|e| format!("cannot start the JWKS refresher: {e}"))?;
     Ok(cell)
 }
@@ -99,13 +105,15 @@ fn refresher(
     cell: Weak<KeyCell>,
     wake: flume::Receiver<()>,
     target: HttpGet,
-    mut last: Vec<u8>,
+    mut last: Option<Vec<u8>>,
     every: Duration,
     min_gap: Duration,
 ) {
     let mut fetched = Instant::now();
     loop {
-        match wake.recv_timeout(every) {
+        // until a first good document, keep trying at the fastest allowed pace
+        let wait = if last.is_some() { every } else { min_gap };
+        match wake.recv_timeout(wait) {
             Ok(()) | Err(flume::RecvTimeoutError::Timeout) => {}
             Err(flume::RecvTimeoutError::Disconnected) => return,
         }
@@ -116,10 +124,10 @@ fn refresher(
         let Some(c) = cell.upgrade() else { return };
         fetched = Instant::now();
         match target.fetch().and_then(|doc| KeySet::from_jwks(&doc).map(|k| (doc, k))) {
-            Ok((doc, keys)) if doc != last => {
+            Ok((doc, keys)) if last.as_ref() != Some(&doc) => {
                 eprintln!("ringgate: JWKS {} changed; new keys in use", target.url);
                 c.store(keys);
-                last = doc;
+                last = Some(doc);
             }
             Ok(_) => {}
             // keep serving the keys we have: an outage of the issuer must not lock everyone out

@@ -250,6 +250,12 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    /// No keys: what a URL source serves until its first successful fetch (every token is then
+    /// refused with an unknown `kid`).
+    pub fn empty() -> KeySet {
+        KeySet { keys: Vec::new(), skipped: Vec::new() }
+    }
+
     /// Parse a JWKS (`{"keys": [...]}`, RFC 7517) or a single JWK object. Keys that cannot verify
     /// signatures here (other key types or curves, `use: enc`, RSA under 2048 bits, bad encodings)
     /// are skipped and listed in [`KeySet::skipped`]; it is an error only when no key is left.

@@ -829,6 +829,8 @@ mod tests {
         "agentgateway-http.yaml",
         "mcp-basic.yaml",
         "mcp-federation.yaml",
+        "mcp-secure.yaml",
+        "auth.yaml",
     ];
 
     #[test]

@@ -27,7 +27,8 @@ pub struct Jwks {
     /// A file holding a JWKS (or one JWK), read at config load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    /// An `http://` URL serving the JWKS, fetched at load and refreshed in the background.
+    /// An `http://` URL serving the JWKS, fetched at load (retried until it answers; tokens are
+    /// refused meanwhile) and refreshed in the background.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// The JWKS itself, as a JSON string.
