@@ -9,6 +9,7 @@ pub mod legacy_sse;
 pub mod merge;
 pub mod names;
 pub mod plan;
+pub mod poison;
 pub mod relay;
 pub mod seal;
 pub mod serve;
