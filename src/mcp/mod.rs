@@ -17,3 +17,4 @@ pub mod session;
 pub mod sse;
 pub mod sse_client;
 pub mod stdio;
+pub mod toolguard;
