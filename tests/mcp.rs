@@ -659,3 +659,91 @@ fn legacy_sse_targets_federate_with_the_others_and_come_back_after_a_restart() {
     assert_eq!(r["content"][0]["text"], "Echo: again");
     drop(evs);
 }
+
+/// The admin view of one tool of one target.
+fn admin_tool(gw: &Gateway, target: &str, tool: &str) -> Value {
+    let r = get(gw.admin, "/mcp/tools");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let v = json_body(&r);
+    let route = &v["routes"].as_array().unwrap()[0];
+    assert_eq!(route["route"], "0/listener0/route0");
+    let t = route["targets"].as_array().unwrap().iter().find(|t| t["target"] == target).unwrap();
+    t["tools"].as_array().unwrap().iter().find(|x| x["name"] == tool).cloned().unwrap_or(Value::Null)
+}
+
+/// Tool poisoning: one Python server behind two targets, `blk` in block mode and `alr` in alert
+/// mode. Its `poisoned` tool hides instructions in its description; its `rug_pull` tool makes
+/// later lists show `echo` with another description, as a server that changes a tool after it
+/// was approved would.
+#[test]
+fn tool_guard_blocks_rug_pulls_and_poisoned_tools() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--rug-pull", "--poison"],
+        &[],
+        py_port,
+    );
+    let targets = format!(
+        "          - name: blk\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n            toolGuard: {{ pinning: block, scan: block }}\n          - name: alr\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n"
+    );
+    let gw = gateway(&targets, "          toolGuard: { pinning: alert, scan: alert }\n");
+    let url = url(&gw);
+    let tools = |mode: &str| names(&py_ok(&url, mode, &["list"]), "tools");
+
+    // first sight: everything is pinned; the poisoned tool is hidden in block mode only
+    let first = tools("legacy");
+    for t in ["blk_echo", "alr_echo", "alr_poisoned", "blk_rug_pull"] {
+        assert!(first.contains(&t.to_string()), "{t} missing from {first:?}");
+    }
+    assert!(!first.contains(&"blk_poisoned".to_string()), "{first:?}");
+    let (err, code) = py_client(&url, "legacy", &["call", "blk_poisoned", r#"{"a": 1, "b": 2}"#]);
+    assert_eq!(code, 1, "a hidden tool cannot be called: {err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("Unknown tool: blk_poisoned"), "{err}");
+    let poisoned = admin_tool(&gw, "blk", "poisoned");
+    assert_eq!((poisoned["status"].as_str(), poisoned["hidden"].as_bool()), (Some("pinned"), Some(true)));
+    let kinds: Vec<&str> = poisoned["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert!(kinds.contains(&"injection") && kinds.contains(&"name_collision"), "{poisoned}");
+    assert_eq!(admin_tool(&gw, "alr", "poisoned")["hidden"], false);
+
+    // the rug pull: echo changes; block mode hides it from lists and calls, alert mode keeps it
+    py_ok(&url, "legacy", &["call", "alr_rug_pull", "{}"]);
+    // (the verdicts are process-wide: whichever shard serves the list or call, in either era)
+    for mode in ["legacy", "2026-07-28"] {
+        let second = tools(mode);
+        assert!(!second.contains(&"blk_echo".to_string()), "{mode}: {second:?}");
+        assert!(second.contains(&"alr_echo".to_string()) && second.contains(&"blk_add".to_string()), "{second:?}");
+    }
+    let (err, code) = py_client(&url, "2026-07-28", &["call", "blk_echo", r#"{"message": "hi"}"#]);
+    assert_eq!(code, 1, "a changed tool cannot be called in block mode: {err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("Unknown tool: blk_echo"), "{err}");
+    let r = py_ok(&url, "legacy", &["call", "alr_echo", r#"{"message": "hi"}"#]);
+    assert_eq!(r["content"][0]["text"], "Echo: hi");
+    let echo = admin_tool(&gw, "blk", "echo");
+    assert_eq!((echo["status"].as_str(), echo["hidden"].as_bool()), (Some("changed"), Some(true)), "{echo}");
+    assert_eq!(echo["pinnedDefinition"]["description"], "Echo the message back.");
+    assert_eq!(echo["definition"]["description"], "Echo the message back, and keep a copy in the audit log.");
+    assert_ne!(echo["sha256"], echo["pin"]);
+    let alr_echo = admin_tool(&gw, "alr", "echo");
+    assert_eq!((alr_echo["status"].as_str(), alr_echo["hidden"].as_bool()), (Some("changed"), Some(false)));
+    // each finding is logged and counted once, however often the tool is listed
+    assert_eq!(gw.count_lines("tool `echo` changed"), 2, "{:?}", gw.lines.lock().unwrap());
+    gw.wait_metric("ringgate_mcp_tool_findings_total{kind=\"changed\"} 2");
+    // instruction-tag, sensitive-path and conceal, on each target
+    gw.wait_metric("ringgate_mcp_tool_findings_total{kind=\"injection\"} 6");
+    gw.wait_metric("ringgate_request_errors_total{reason=\"mcp_tool_blocked\"} 2");
+    let dump = json_body(&get(gw.admin, "/config_dump"));
+    assert_eq!(dump["mcpTools"]["routes"][0]["route"], "0/listener0/route0");
+
+    // an operator accepts the new echo: the block lifts
+    let accept = |q: &str| raw(gw.admin, format!("POST /mcp/tools/accept?{q} HTTP/1.1\r\nhost: a\r\n\r\n").as_bytes());
+    assert_eq!(accept("route=0%2Flistener0%2Froute0&target=blk&tool=nope").status, 404);
+    assert_eq!(accept("target=blk").status, 400);
+    let r = accept("route=0%2Flistener0%2Froute0&target=blk&tool=echo");
+    assert_eq!((r.status, json_body(&r)), (200, json!({"accepted": ["echo"]})));
+    assert!(tools("legacy").contains(&"blk_echo".to_string()));
+    let r = py_ok(&url, "legacy", &["call", "blk_echo", r#"{"message": "hi"}"#]);
+    assert_eq!(r["content"][0]["text"], "Echo: hi");
+    assert_eq!(admin_tool(&gw, "blk", "echo")["status"], "pinned");
+}

@@ -1,4 +1,4 @@
-//! The admin server on its own thread, off the data shards: health, readiness, listeners, config dump, Prometheus metrics.
+//! The admin server on its own thread, off the data shards: health, readiness, listeners, config dump, Prometheus metrics, MCP tool pins and findings.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -56,7 +56,7 @@ fn serve(conn: TcpStream, state: &AdminState) -> std::io::Result<()> {
             break;
         }
     }
-    let path = path.split('?').next().unwrap_or("");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let (status, ctype, body) = match (method, path) {
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
         ("GET", "/ready" | "/healthz/ready") => {
@@ -76,9 +76,15 @@ fn serve(conn: TcpStream, state: &AdminState) -> std::io::Result<()> {
                 "source": state.source,
                 "config": cfg,
                 "listeners": listeners_json(state),
+                "mcpTools": crate::mcp::toolguard::global().view(),
             });
             (200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
+        ("GET", "/mcp/tools") => {
+            let v = crate::mcp::toolguard::global().view();
+            (200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        ("POST", "/mcp/tools/accept") => accept_tools(query),
         ("GET", _) => (404, "text/plain", "not found\n".to_string()),
         _ => (405, "text/plain", "method not allowed\n".to_string()),
     };
@@ -90,6 +96,65 @@ fn serve(conn: TcpStream, state: &AdminState) -> std::io::Result<()> {
         body.len()
     )?;
     w.flush()
+}
+
+/// `POST /mcp/tools/accept?route=R&target=T[&tool=N]`: make the current definition of a changed
+/// tool (or of every changed tool of the target) its pin, which lifts a block.
+fn accept_tools(query: &str) -> (u16, &'static str, String) {
+    use crate::mcp::toolguard::AcceptError;
+    let param = |name: &str| {
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then(|| percent_decode(v))
+        })
+    };
+    let (Some(route), Some(target)) = (param("route"), param("target")) else {
+        return (400, "text/plain", "route and target are required (tool is optional)\n".into());
+    };
+    let tool = param("tool");
+    match crate::mcp::toolguard::global().accept(&route, &target, tool.as_deref()) {
+        Ok(accepted) => {
+            for t in &accepted {
+                eprintln!("mcp target {target} (route {route}): tool `{t}` accepted by an operator");
+            }
+            (200, "application/json", serde_json::json!({ "accepted": accepted }).to_string())
+        }
+        Err(AcceptError::NotFound) => (404, "text/plain", "no such route, target or tool has been listed\n".into()),
+        Err(AcceptError::ConfigPinned(tools)) => (
+            409,
+            "application/json",
+            serde_json::json!({
+                "error": "pinned by toolPins in the configuration; change the pins and reload",
+                "tools": tools,
+            })
+            .to_string(),
+        ),
+    }
+}
+
+/// `%XX` and `+` of a query value; a `%` without two hex digits stays as it is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%').then(|| s.get(i + 1..i + 3)).flatten().and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, None) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn listeners_json(state: &AdminState) -> serde_json::Value {
@@ -123,6 +188,12 @@ pub fn redact(v: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(super::percent_decode("0%2Flistener0%2froute0"), "0/listener0/route0");
+        assert_eq!(super::percent_decode("a+b%zz%4"), "a b%zz%4");
+    }
+
     #[test]
     fn redacts_secret_looking_fields() {
         let mut v = serde_json::json!({"a": {"apiKey": "s3cr3t", "name": "x"}, "l": [{"token": 1}]});

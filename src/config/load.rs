@@ -831,6 +831,7 @@ mod tests {
         "mcp-federation.yaml",
         "mcp-secure.yaml",
         "auth.yaml",
+        "mcp-tool-guard.yaml",
     ];
 
     #[test]
@@ -884,6 +885,14 @@ mod tests {
         let req = |i: usize| routes[i].policies.request_header_modifier.as_ref().unwrap();
         assert!(matches!(req(0).add, HeaderList::Map(_)));
         assert!(matches!(req(1).add, HeaderList::List(_)));
+
+        // the example's pin is the demo's real `echo`, so the example serves it
+        let guard = load("mcp-tool-guard.yaml");
+        let demo = &guard.binds[0].listeners[0].routes[0].backends[0].mcp.as_ref().unwrap().targets[0];
+        let tools = crate::mcp::demo::handle("tools/list", None).unwrap();
+        let echo = tools["tools"].as_array().unwrap().iter().find(|t| t["name"] == "echo").unwrap();
+        let hash = crate::mcp::poison::definition_hash(echo, &mut Vec::new());
+        assert_eq!(demo.tool_pins["echo"], crate::mcp::poison::hex(&hash));
 
         let weighted = load("weighted.yaml");
         let weights: Vec<u32> = weighted.binds[0].listeners[0].routes[0].backends.iter().map(|b| b.weight).collect();

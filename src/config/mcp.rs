@@ -32,6 +32,9 @@ pub struct McpShorthand {
     /// What a failing target does, as for MCP backends.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Tool-poisoning defence for every target, as for MCP backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_guard: Option<ToolGuard>,
     /// Route policies (CORS, headers, timeouts) for the MCP route.
     #[serde(default)]
     pub policies: RoutePolicies,
@@ -49,6 +52,7 @@ impl McpShorthand {
             stateful_mode: self.stateful_mode,
             prefix_mode: self.prefix_mode,
             failure_mode: self.failure_mode,
+            tool_guard: self.tool_guard.clone(),
         }
     }
 }
@@ -69,6 +73,10 @@ pub struct McpBackend {
     /// What a failing target does to a fanned-out request.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Tool-poisoning defence (pinning and scanning of tool definitions) for every target; a
+    /// target's own `toolGuard` overrides it field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_guard: Option<ToolGuard>,
 }
 
 /// Session handling towards clients.
@@ -126,6 +134,14 @@ pub struct McpTarget {
     /// Which of the target's tools clients see and may call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<ToolFilter>,
+    /// Tool-poisoning defence for this target; each field given overrides the backend's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_guard: Option<ToolGuard>,
+    /// Tool name → SHA-256 (64 hex digits) of its definition, as `/mcp/tools` on the admin
+    /// server shows it: fixed pins that take precedence over the ones the gateway learns. A
+    /// reload with a new value accepts a changed tool.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tool_pins: BTreeMap<String, String>,
 }
 
 /// A child-process target.
@@ -168,6 +184,45 @@ pub struct ToolFilter {
     /// Never these tools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+}
+
+/// Tool-poisoning defence: pin each tool's definition and scan it for instructions aimed at the
+/// model. Every field is optional so that a target can override single fields of its backend's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolGuard {
+    /// Rug-pull detection: the definition (name, title, description, inputSchema, outputSchema,
+    /// annotations) a tool had when the gateway first saw it is pinned; a later list showing a
+    /// different one is a `changed` finding. Default `alert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinning: Option<GuardMode>,
+    /// Scanning of descriptions and input schemas for injected instructions, hidden characters,
+    /// encoded blobs, and references to other targets' tools. Default `alert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<GuardMode>,
+    /// Whether the built-in rules run: injection patterns (`<IMPORTANT>` tags, "ignore previous
+    /// instructions", "do not tell the user", paths such as `~/.ssh`), invisible characters and
+    /// base64-looking blobs. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin_patterns: Option<bool>,
+    /// Extra regular expressions (Rust `regex` syntax) that make a tool's text an `injection`
+    /// finding; a target's list replaces its backend's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patterns: Option<Vec<String>>,
+}
+
+/// What a tool-poisoning check does with a finding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum GuardMode {
+    /// The check does not run.
+    Off,
+    /// Findings are logged, counted and shown on the admin server; the tool stays usable.
+    #[default]
+    Alert,
+    /// As `alert`, and the tool is hidden from lists and refused on calls ("Unknown tool")
+    /// until the finding goes away (a changed tool: until an operator accepts it).
+    Block,
 }
 
 /// Process-wide MCP settings (`config.mcp`).

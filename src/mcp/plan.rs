@@ -1,15 +1,20 @@
 //! What an MCP backend compiles to: its targets resolved and ready, shared read-only by every shard.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::poison::{Digest, Scanner};
 use super::seal::Sealer;
 use super::stdio::StdioServer;
+use crate::config::mcp::GuardMode;
 
 /// A compiled MCP backend.
 pub struct McpPlan {
+    /// The route's label: what the process-wide tool-poisoning state is kept under, so that it
+    /// survives reloads that keep the route.
+    pub scope: Arc<str>,
     /// Targets in configuration order; their index is how sessions and cursors refer to them.
     pub targets: Vec<TargetPlan>,
     /// Whether names carry the `target_`/`target+` prefix.
@@ -32,6 +37,22 @@ pub struct TargetPlan {
     pub kind: TargetKind,
     /// Tools it may expose; `None` = all.
     pub tools: Option<ToolFilterPlan>,
+    /// Tool-poisoning defence; `None` when both of its checks are off.
+    pub guard: Option<GuardPlan>,
+}
+
+/// A target's tool-poisoning defence, resolved from the backend's and the target's `toolGuard`.
+pub struct GuardPlan {
+    /// What a changed definition does.
+    pub pinning: GuardMode,
+    /// What scan findings (and shadowing) do.
+    pub scan: GuardMode,
+    /// The scan rules.
+    pub scanner: Scanner,
+    /// Pins from `toolPins`.
+    pub pins: HashMap<String, Digest>,
+    /// Fingerprint of all of the above: tools evaluated under other settings are evaluated again.
+    pub fp: u64,
 }
 
 /// How a target is reached.

@@ -501,6 +501,11 @@ impl Exchange<'_> {
                     Ok((ti, name)) if !self.access.allows(self.plan(), ti, kind, &name) => {
                         Err(self.hidden(kind, &params))
                     }
+                    Ok((ti, name))
+                        if kind == Kind::Tool && super::toolguard::global().refuses(self.plan(), ti, &name) =>
+                    {
+                        Err(self.blocked(&params))
+                    }
                     Ok((ti, name)) => self.forward(ti, id, method, with_field(params, "name", name)).await?,
                     Err(e) => Err(e),
                 }
@@ -566,6 +571,13 @@ impl Exchange<'_> {
         RpcError::new(INVALID_PARAMS, format!("Unknown {what}: {}", param_str(params, field)))
     }
 
+    /// The error for a tool the tool guard hides: the same as for one that does not exist, but
+    /// counted apart.
+    fn blocked(&self, params: &Option<Value>) -> RpcError {
+        self.relay.ctx.registry.shards[self.relay.ctx.index].count_error("mcp_tool_blocked");
+        RpcError::new(INVALID_PARAMS, format!("Unknown tool: {}", param_str(params, "name")))
+    }
+
     /// Send `method` to each given target concurrently (targets this session cannot reach are skipped).
     async fn fanout(&self, targets: impl Iterator<Item = (usize, Option<Value>)>, method: &str) -> Answers {
         let calls = targets.filter_map(|(ti, params)| {
@@ -611,6 +623,9 @@ impl Exchange<'_> {
         };
         let calls = targets.into_iter().map(|(ti, c)| (ti, with_cursor(params.clone(), c)));
         let mut parts = self.settle(self.fanout(calls, method).await)?;
+        if kind == Kind::Tool {
+            super::toolguard::global().review(self.plan(), &mut parts, &self.relay.ctx.registry);
+        }
         for (ti, page) in &mut parts {
             self.access.filter_page(self.plan(), *ti, kind, page);
         }

@@ -239,6 +239,7 @@ mod tests {
 
     fn plan(ttl: Duration) -> McpPlan {
         McpPlan {
+            scope: "test".into(),
             targets: vec![],
             prefixed: false,
             stateful: true,

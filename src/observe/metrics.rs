@@ -23,6 +23,8 @@ pub const CONNECTIONS_TOTAL: &str = "ringgate_connections_total";
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "ringgate_connections_rejected_total";
 /// Configuration reloads, by result (`success`, `invalid`, `aborted`).
 pub const CONFIG_RELOADS_TOTAL: &str = "ringgate_config_reloads_total";
+/// Tool-poisoning findings on MCP tool definitions, by kind (each reported once per tool).
+pub const MCP_TOOL_FINDINGS_TOTAL: &str = "ringgate_mcp_tool_findings_total";
 /// 1 per shard, labelled with the I/O driver it runs (`io_uring` or `epoll`).
 pub const RUNTIME_DRIVER_INFO: &str = "ringgate_runtime_driver_info";
 
@@ -31,7 +33,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 58] = [
+pub const ERROR_REASONS: [&str; 59] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -68,6 +70,7 @@ pub const ERROR_REASONS: [&str; 58] = [
     "mcp_unsupported_version",
     "mcp_method_not_found",
     "mcp_denied",
+    "mcp_tool_blocked",
     "auth_missing",
     "jwt_missing",
     "jwt_too_large",
@@ -91,6 +94,10 @@ pub const ERROR_REASONS: [&str; 58] = [
     "rate_limited",
     "other",
 ];
+
+/// The `kind` labels of [`MCP_TOOL_FINDINGS_TOTAL`] (`mcp::poison::FindingKind` labels).
+pub const TOOL_FINDING_KINDS: [&str; 6] =
+    ["changed", "injection", "hidden_text", "encoded_blob", "shadowing", "name_collision"];
 
 /// A latency histogram written by one shard.
 #[derive(Default)]
@@ -202,6 +209,8 @@ pub struct Registry {
     pub shards: Box<[ShardStats]>,
     routes: Mutex<BTreeMap<Arc<str>, Arc<RouteStats>>>,
     reloads: [AtomicU64; 3],
+    // rare (once per tool and finding), so one shared slot per kind is enough
+    tool_findings: [AtomicU64; TOOL_FINDING_KINDS.len()],
 }
 
 /// Outcome of a reload, for [`CONFIG_RELOADS_TOTAL`].
@@ -222,6 +231,7 @@ impl Registry {
             shards: (0..shards.max(1)).map(|_| ShardStats::default()).collect(),
             routes: Mutex::new(BTreeMap::new()),
             reloads: Default::default(),
+            tool_findings: Default::default(),
         })
     }
 
@@ -243,6 +253,13 @@ impl Registry {
     /// Count a reload.
     pub fn count_reload(&self, r: ReloadResult) {
         self.reloads[r as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Count a tool-poisoning finding by its kind label.
+    pub fn count_tool_finding(&self, kind: &str) {
+        if let Some(i) = TOOL_FINDING_KINDS.iter().position(|k| *k == kind) {
+            self.tool_findings[i].fetch_add(1, Relaxed);
+        }
     }
 
     /// Prometheus text exposition (format 0.0.4).
@@ -294,6 +311,11 @@ impl Registry {
         header(&mut out, CONFIG_RELOADS_TOTAL, "counter", "Configuration reloads, by result.");
         for (i, res) in ["success", "invalid", "aborted"].iter().enumerate() {
             let _ = writeln!(out, "{CONFIG_RELOADS_TOTAL}{{result=\"{res}\"}} {}", self.reloads[i].load(Relaxed));
+        }
+        header(&mut out, MCP_TOOL_FINDINGS_TOTAL, "counter", "Tool-poisoning findings on MCP tools, by kind.");
+        for (i, kind) in TOOL_FINDING_KINDS.iter().enumerate() {
+            let n = self.tool_findings[i].load(Relaxed);
+            let _ = writeln!(out, "{MCP_TOOL_FINDINGS_TOTAL}{{kind=\"{kind}\"}} {n}");
         }
         header(&mut out, RUNTIME_DRIVER_INFO, "gauge", "The I/O driver of each shard.");
         for (i, s) in self.shards.iter().enumerate() {
@@ -388,6 +410,12 @@ mod tests {
         for e in errors {
             assert!(ERROR_REASONS.contains(&e.reason()), "{} is missing from ERROR_REASONS", e.reason());
         }
+    }
+
+    #[test]
+    fn tool_finding_kinds_match_the_finding_labels() {
+        let labels: Vec<&str> = crate::mcp::poison::FindingKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels, TOOL_FINDING_KINDS);
     }
 
     #[test]
