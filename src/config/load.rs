@@ -829,6 +829,7 @@ mod tests {
         "agentgateway-http.yaml",
         "mcp-basic.yaml",
         "mcp-federation.yaml",
+        "ext-authz.yaml",
     ];
 
     #[test]
@@ -882,6 +883,13 @@ mod tests {
         let req = |i: usize| routes[i].policies.request_header_modifier.as_ref().unwrap();
         assert!(matches!(req(0).add, HeaderList::Map(_)));
         assert!(matches!(req(1).add, HeaderList::List(_)));
+
+        let authz = load("ext-authz.yaml");
+        let pol = &authz.binds[0].listeners[0].routes[0].policies;
+        let x = pol.ext_authz.as_ref().unwrap();
+        assert_eq!(x.failure_mode, crate::config::security::ExtAuthzFailureMode::Deny);
+        assert_eq!(x.timeout.unwrap().get().as_millis(), 500);
+        assert!(matches!(pol.backend_auth, Some(crate::config::security::BackendAuth::Key(_))));
 
         let weighted = load("weighted.yaml");
         let weights: Vec<u32> = weighted.binds[0].listeners[0].routes[0].backends.iter().map(|b| b.weight).collect();
