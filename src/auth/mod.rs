@@ -3,6 +3,7 @@
 pub mod apikey;
 pub mod basic;
 pub mod cel;
+pub mod ext_authz;
 pub mod jwks;
 pub mod jwt;
 pub mod plan;

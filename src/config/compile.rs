@@ -272,6 +272,8 @@ pub struct PolicyPlan {
     pub mcp_authorization: Option<RuleSet>,
     /// `localRateLimit`.
     pub rate_limit: Option<RateLimitPlan>,
+    /// `extAuthz`.
+    pub ext_authz: Option<crate::auth::ext_authz::ExtAuthzPlan>,
 }
 
 /// A route's rate limits and the expressions that key them.
@@ -537,6 +539,15 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<Pol
         .as_ref()
         .map(|m| header_ops(cx, &format!("{p}.requestHeaderModifier"), m))
         .transpose()?;
+    let ext_authz = match &pol.ext_authz {
+        Some(x) => {
+            let at = format!("{p}.extAuthz");
+            let addrs = resolve(cx, &format!("{at}.host"), &x.host)?;
+            let plan = crate::auth::ext_authz::compile(x, addrs).map_err(|(f, e)| cx.err(format!("{at}.{f}"), e))?;
+            Some(plan)
+        }
+        None => None,
+    };
     let response_headers = pol
         .response_header_modifier
         .as_ref()
@@ -595,6 +606,7 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<Pol
     let rate_limit = rate_limit_plan(cx, &format!("{p}.localRateLimit"), &pol.local_rate_limit)?;
     Ok(PolicyPlan {
         auth,
+        ext_authz,
         authorization,
         mcp_authorization,
         rate_limit,
@@ -804,6 +816,46 @@ mod tests {
         assert!(!prefix_matches("/a", "/ab"));
         assert!(prefix_matches("/", "/anything"));
         assert!(prefix_matches("/a/", "/a/b"));
+    }
+
+    fn compiled(yaml: &str) -> Result<Snapshot, ConfigError> {
+        let cfg = crate::config::load::parse_str(yaml, "t.yaml")?;
+        compile(cfg, "t.yaml", &Registry::new(1))
+    }
+
+    fn compile_err(yaml: &str) -> String {
+        match compiled(yaml) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("compiled: {yaml}"),
+        }
+    }
+
+    fn route_with(policies: &str, backend: &str) -> String {
+        format!("binds:\n- port: 0\n  listeners:\n  - routes:\n    - policies:\n{policies}      backends:\n      - {backend}\n")
+    }
+
+    #[test]
+    fn ext_authz_is_resolved_and_checked() {
+        let x = |body: &str| route_with(&format!("        extAuthz:\n{body}"), "host: 127.0.0.1:1");
+        let snap = compiled(&x(
+            "          host: 127.0.0.1:9\n          protocol: {http: {}}\n          failureMode: failOpen\n",
+        ))
+        .unwrap();
+        let plan = snap.binds[0].listeners[0].routes[0].policies.ext_authz.as_ref().unwrap();
+        assert_eq!(plan.addrs, vec!["127.0.0.1:9".parse().unwrap()]);
+        assert_eq!(plan.on_failure, crate::auth::ext_authz::OnFailure::Allow);
+        assert_eq!(plan.include_request_headers, vec!["authorization".to_string()]);
+        assert_eq!(plan.timeout, Duration::from_secs(2));
+        let e = compile_err(&x("          host: 127.0.0.1:9\n"));
+        assert!(e.contains("missing field `protocol`"), "agentgateway's default is gRPC, never assumed: {e}");
+        let e = compile_err(&x("          host: nowhere\n          protocol: {http: {}}\n"));
+        assert!(e.contains("extAuthz.host"), "{e}");
+        let e = compile_err(&x("          host: 127.0.0.1:9\n          protocol: {http: {path: \"1 +\"}}\n"));
+        assert!(e.contains("extAuthz.protocol.http.path"), "{e}");
+        let e = compile_err(&x(
+            "          host: 127.0.0.1:9\n          protocol: {http: {}}\n          failureMode: {denyWithStatus: 99}\n",
+        ));
+        assert!(e.contains("extAuthz.failureMode.denyWithStatus"), "{e}");
     }
 
     #[test]
