@@ -547,6 +547,7 @@ fn ext_authz_allows_denies_and_fails_as_configured() {
     assert_eq!(seen("GET /keyed"), before);
     let r = req(addr, "/keyed", &[("authorization", "Bearer allow"), ("x-key", "k-alpha")]);
     assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(!r.body_str().contains("k-alpha"), "the validated API key is not forwarded: {}", r.body_str());
 
     let m = gw.wait_metric("reason=\"ext_authz_unavailable\"} 4");
     assert!(m.contains("reason=\"ext_authz_denied\"} 4"), "{m}");
@@ -573,4 +574,148 @@ fn ext_authz_answers_cannot_inject_headers_upstream() {
         assert_eq!((r.status, error_type(&r).as_str()), (403, "ext_authz_unavailable"), "{how}");
     }
     assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn backend_auth_key_and_passthrough() {
+    let keys = Keys::new();
+    let jwks = keys.dir.join("jwks.json");
+    std::fs::write(&jwks, keys.set(&["rsa-1"])).unwrap();
+    let up = upstream("up");
+    let jwt = format!(
+        "        jwtAuth: {{ mode: strict, issuer: https://idp.test, jwks: {{ file: \"{}\" }} }}\n",
+        jwks.display()
+    );
+    let route = |prefix: &str, policies: &str| {
+        format!(
+            "    - matches: [{{path: {{pathPrefix: {prefix}}}}}]\n      policies:\n{policies}      backends:\n      - host: {}\n",
+            up.addr
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n{}{}{}{}",
+        route("/key", "        backendAuth: {key: {value: s3cret, location: {header: {name: x-api-key}}}}\n"),
+        route("/bearer", "        backendAuth: {key: s3cret}\n"),
+        route("/jwt", &jwt),
+        route("/pass", &format!("{jwt}        backendAuth: {{passthrough: {{}}}}\n")),
+    ));
+    let addr = gw.addr();
+    let token = &keys.sign(&[json!({"kid": "rsa-1", "claims": claims("alice")})])[0];
+    let bearer = format!("Bearer {token}");
+
+    let r = req(addr, "/key", &[("x-api-key", "client-key"), ("authorization", "Bearer client")]);
+    let sent = upstream_headers(&r);
+    assert!(
+        sent.contains(&"x-api-key: s3cret".to_string()) && !sent.iter().any(|h| h.contains("client-key")),
+        "{sent:?}"
+    );
+    assert!(sent.contains(&"authorization: bearer client".to_string()), "other headers untouched: {sent:?}");
+    let r = req(addr, "/bearer", &[("authorization", "Bearer client")]);
+    let sent = upstream_headers(&r);
+    assert_eq!(
+        sent.iter().filter(|h| h.starts_with("authorization:")).collect::<Vec<_>>(),
+        ["authorization: bearer s3cret"]
+    );
+
+    let r = req(addr, "/jwt", &[("authorization", &bearer)]);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(!upstream_headers(&r).iter().any(|h| h.starts_with("authorization:")), "a validated token is consumed");
+    let r = req(addr, "/pass", &[("authorization", &bearer)]);
+    let want = format!("authorization: {}", bearer.to_ascii_lowercase());
+    assert!(upstream_headers(&r).contains(&want), "passthrough forwards it: {:?}", upstream_headers(&r));
+
+    let dump = get(gw.admin, "/config_dump").body_str();
+    assert!(!dump.contains("s3cret") && dump.contains("<redacted>"), "{dump}");
+}
+
+/// A minimal Streamable HTTP MCP server with one tool; records the `authorization` header of
+/// every request it gets.
+fn mcp_target() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use std::io::BufRead;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                loop {
+                    let (mut len, mut auth) = (0, String::from("-"));
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        let Some((n, v)) = line.split_once(':') else { continue };
+                        match n.to_ascii_lowercase().as_str() {
+                            "content-length" => len = v.trim().parse().unwrap(),
+                            "authorization" => auth = v.trim().to_string(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).unwrap();
+                    log.lock().unwrap().push(auth);
+                    let msg: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let result = match msg["method"].as_str() {
+                        Some("initialize") => {
+                            json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "fake", "version": "1"}})
+                        }
+                        Some("tools/list") => json!({"tools": [{"name": "t", "inputSchema": {"type": "object"}}]}),
+                        _ => Value::Null,
+                    };
+                    let resp = if msg.get("id").is_some() {
+                        let out = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result}).to_string();
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\ncontent-length: {}\r\n\r\n{out}",
+                            out.len()
+                        )
+                    } else {
+                        "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string()
+                    };
+                    if w.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn backend_auth_key_reaches_mcp_targets() {
+    let (target, seen) = mcp_target();
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: fake\n    mcp: {{ host: \"http://{target}/mcp\" }}\n  policies:\n    backendAuth: {{ key: k-target }}\n"
+    ));
+    let post = |body: &str, session: Option<&str>| {
+        let s =
+            session.map(|s| format!("mcp-session-id: {s}\r\nmcp-protocol-version: 2025-06-18\r\n")).unwrap_or_default();
+        raw(
+            gw.addr(),
+            format!(
+                "POST /mcp HTTP/1.1\r\nhost: gw.test\r\nauthorization: Bearer client\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n{s}content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    let r = post(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let session = r.header("mcp-session-id").map(str::to_string);
+    let r = post(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#, session.as_deref());
+    assert!(r.body_str().contains("\"t\""), "{}", r.body_str());
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 2, "initialize and tools/list at least: {seen:?}");
+    assert!(seen.iter().all(|a| a == "Bearer k-target"), "every request to the target carries the key: {seen:?}");
 }

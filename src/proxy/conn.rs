@@ -308,7 +308,7 @@ async fn serve_route(
         }
     };
     let mut continued = false;
-    let edits = match &pol.ext_authz {
+    let mut edits = match &pol.ext_authz {
         Some(plan) => {
             let max_body = limits.max_body_bytes;
             let check = ext_authz::Check { head, id: &identity, peer, idle: limits.idle_timeout.get(), max_body };
@@ -317,6 +317,9 @@ async fn serve_route(
         None => Vec::new(),
     };
     admission::authorize(sel, &identity, head, peer)?;
+    if let Some(auth) = &pol.auth {
+        auth.consumed(&identity, pol.passthrough, |name| edits.push((name, None)));
+    }
     if let Some(r) = &pol.redirect {
         let (status, location) = policy::redirect(r, head, sel.prefix);
         let mut out = client.take_out();
