@@ -52,6 +52,30 @@ pub enum ProxyError {
     Forbidden(Forbidden),
     /// Over a rate limit (429 with `Retry-After` and `x-ratelimit-*`).
     RateLimited(RateLimited),
+    /// The `extAuthz` service refused the request; its answer goes to the client.
+    ExtAuthzDenied(ExtAuthzDenied),
+    /// The `extAuthz` service could not decide and the failure mode refuses.
+    ExtAuthzUnavailable(ExtAuthzUnavailable),
+}
+
+/// The denial of an `extAuthz` service, passed on to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtAuthzDenied {
+    /// Its status (403 when the service answered with a status that is not a denial).
+    pub status: u16,
+    /// Its end-to-end header lines (`name: value\r\n`), values cleaned of CR/LF/NUL.
+    pub headers: Vec<u8>,
+    /// Its body, at most 64 KiB of it.
+    pub body: bytes::Bytes,
+}
+
+/// An `extAuthz` check that could not be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtAuthzUnavailable {
+    /// The status of `failureMode` (403 unless `denyWithStatus`).
+    pub status: u16,
+    /// What went wrong (no addresses or secrets).
+    pub why: &'static str,
 }
 
 /// Why a request has no acceptable identity, and how the client should authenticate.
@@ -185,6 +209,8 @@ impl ProxyError {
             ProxyError::Unauthenticated(_) => 401,
             ProxyError::Forbidden(_) => 403,
             ProxyError::RateLimited(_) => 429,
+            ProxyError::ExtAuthzDenied(d) => d.status,
+            ProxyError::ExtAuthzUnavailable(u) => u.status,
         }
     }
 
@@ -208,6 +234,8 @@ impl ProxyError {
             ProxyError::Unauthenticated(a) => a.reason,
             ProxyError::Forbidden(f) => f.reason,
             ProxyError::RateLimited(_) => "rate_limited",
+            ProxyError::ExtAuthzDenied(_) => "ext_authz_denied",
+            ProxyError::ExtAuthzUnavailable(_) => "ext_authz_unavailable",
         }
     }
 
@@ -223,8 +251,9 @@ impl ProxyError {
             | ProxyError::Mcp(_)
             | ProxyError::Unauthenticated(_)
             | ProxyError::Forbidden(_)
-            | ProxyError::RateLimited(_) => Side::Client,
-            ProxyError::NoBackend | ProxyError::Internal(_) => Side::Gateway,
+            | ProxyError::RateLimited(_)
+            | ProxyError::ExtAuthzDenied(_) => Side::Client,
+            ProxyError::NoBackend | ProxyError::Internal(_) | ProxyError::ExtAuthzUnavailable(_) => Side::Gateway,
             _ => Side::Upstream,
         }
     }
@@ -263,12 +292,30 @@ impl fmt::Display for ProxyError {
             ProxyError::Unauthenticated(a) => f.write_str(&a.message),
             ProxyError::Forbidden(x) => f.write_str(&x.message),
             ProxyError::RateLimited(_) => f.write_str("rate limit exceeded; retry after the time in Retry-After"),
+            ProxyError::ExtAuthzDenied(d) => {
+                write!(f, "the external authorization service denied the request ({})", d.status)
+            }
+            ProxyError::ExtAuthzUnavailable(u) => {
+                write!(f, "the external authorization service could not decide: {}", u.why)
+            }
         }
     }
 }
 
 /// Render the error as a complete HTTP/1.1 response (JSON body) into `out`.
 pub fn write_error_response(err: &ProxyError, close: bool, out: &mut Vec<u8>) {
+    if let ProxyError::ExtAuthzDenied(d) = err {
+        // the service's own answer, so its clients see what it meant them to see
+        crate::http::codec::write_status_line(out, d.status);
+        out.extend_from_slice(&d.headers);
+        crate::http::codec::write_header(out, "content-length", d.body.len().to_string().as_bytes());
+        if close {
+            crate::http::codec::write_header(out, "connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&d.body);
+        return;
+    }
     let body = match err {
         // MCP clients read a JSON-RPC error, with no id since the request's is unknown or unusable
         ProxyError::Mcp(m) => serde_json::json!({

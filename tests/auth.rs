@@ -355,3 +355,374 @@ fn mcp_authentication_and_per_identity_tools() {
     assert!(denied.to_string().contains("Unknown tool: demo_now"), "{denied}");
     gw.wait_metric("reason=\"mcp_denied\"} 2");
 }
+
+/// A tiny HTTP authorization service. Its answer depends on the `authorization` header of the
+/// check; it records every check (head and body) it receives.
+struct Authz {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn authz_server() -> Authz {
+    use std::io::BufRead;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let header = |name: &str| {
+                        head.lines()
+                            .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)))
+                            .map(|(_, v)| v.trim().to_string())
+                    };
+                    let mut body = vec![0; header("content-length").map_or(0, |v| v.parse().unwrap())];
+                    r.read_exact(&mut body).unwrap();
+                    log.lock().unwrap().push(format!("{head}{}", String::from_utf8_lossy(&body)));
+                    let big = "b".repeat(100 * 1024);
+                    let (status, headers, body) = match header("authorization").as_deref() {
+                        Some("Bearer allow") => ("200 OK", "x-user-id: alice\r\nx-not-copied: 1\r\n", ""),
+                        Some("Bearer anon") => ("204 No Content", "", ""),
+                        Some("Bearer crlf") => ("200 OK", "x-user-id: alice\r\nx-injected: crlf\r\n", ""),
+                        Some("Bearer fold") => ("200 OK", "x-user-id: alice\r\n x-injected: fold\r\n", ""),
+                        Some("Bearer lf") => ("200 OK", "x-user-id: alice\nx-injected: lf\r\n", ""),
+                        Some("Bearer slow") => {
+                            std::thread::sleep(Duration::from_millis(1500));
+                            ("200 OK", "", "")
+                        }
+                        Some("Bearer deny") => (
+                            "401 Unauthorized",
+                            "www-authenticate: Basic realm=\"authz\"\r\nconnection: x-hop\r\nx-hop: secret\r\n",
+                            "go away",
+                        ),
+                        Some("Bearer big") => ("403 Forbidden", "", big.as_str()),
+                        Some("Bearer chunked") => {
+                            let _ = w.write_all(
+                                b"HTTP/1.1 418 I'm a teapot\r\ntransfer-encoding: chunked\r\n\r\n3\r\ntea\r\n3\r\npot\r\n0\r\n\r\n",
+                            );
+                            continue;
+                        }
+                        _ => ("403 Forbidden", "content-type: text/plain\r\n", "no token"),
+                    };
+                    let resp = format!("HTTP/1.1 {status}\r\n{headers}content-length: {}\r\n\r\n{body}", body.len());
+                    if w.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Authz { addr, seen }
+}
+
+/// An address nothing listens on.
+fn dead_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn upstream_headers(r: &Response) -> Vec<String> {
+    r.body_str().lines().skip(1).take_while(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+#[test]
+fn ext_authz_allows_denies_and_fails_as_configured() {
+    let authz = authz_server();
+    let up = upstream("up");
+    let dead = dead_addr();
+    let route = |prefix: &str, extauthz: &str| {
+        format!(
+            "    - matches: [{{path: {{pathPrefix: {prefix}}}}}]\n      policies:\n        extAuthz:\n{extauthz}      backends:\n      - host: {}\n",
+            up.addr
+        )
+    };
+    let http = "          protocol:\n            http:\n              pathPrefix: /check\n              includeResponseHeaders: [x-user-id]\n";
+    let keyed = format!(
+        "    - matches: [{{path: {{pathPrefix: /keyed}}}}]\n      policies:\n        apiKey: {{keys: [{{key: k-alpha}}], header: x-key}}\n        extAuthz:\n          host: {}\n          protocol: {{http: {{}}}}\n      backends:\n      - host: {}\n",
+        authz.addr, up.addr
+    );
+    let body = format!(
+        "          host: {}\n{http}          includeRequestHeaders: [authorization, x-team]\n          includeRequestBody: {{maxRequestBytes: 16}}\n",
+        authz.addr
+    );
+    let routes = [
+        route("/x", &format!("          host: {}\n{http}          timeout: 300ms\n", authz.addr)),
+        route("/open", &format!("          host: {dead}\n{http}          failureMode: failOpen\n")),
+        route("/closed", &format!("          host: {dead}\n{http}")),
+        route("/busy", &format!("          host: {dead}\n{http}          failureMode: {{denyWithStatus: 503}}\n")),
+        route("/body", &body),
+        keyed,
+    ]
+    .concat();
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n{routes}"
+    ));
+    let addr = gw.addr();
+    let seen = |needle: &str| authz.seen.lock().unwrap().iter().filter(|c| c.contains(needle)).count();
+
+    // allowed: the service saw the method, prefixed path and forwarded facts, not other headers;
+    // upstream gets the service's x-user-id instead of the client's forged one
+    let r = req(addr, "/x/doc?v=1", &[("authorization", "Bearer allow"), ("x-user-id", "mallory"), ("cookie", "c=1")]);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let sent = upstream_headers(&r);
+    assert!(sent.contains(&"x-user-id: alice".to_string()), "{sent:?}");
+    assert!(!sent.iter().any(|h| h.contains("mallory") || h.starts_with("x-not-copied")), "{sent:?}");
+    assert!(sent.contains(&"authorization: bearer allow".to_string()), "plain routes forward Authorization: {sent:?}");
+    {
+        let checks = authz.seen.lock().unwrap();
+        let check = checks.last().unwrap();
+        assert!(check.starts_with("GET /check/x/doc?v=1 HTTP/1.1\r\n"), "{check}");
+        assert!(check.contains("\r\nx-forwarded-uri: /x/doc?v=1\r\n") && check.contains("x-forwarded-for: 127.0.0.1"));
+        assert!(!check.contains("cookie") && !check.contains("mallory"), "only the included headers: {check}");
+    }
+    // an allowing answer without the header still keeps the client's forged one away
+    let r = req(addr, "/x", &[("authorization", "Bearer anon"), ("x-user-id", "mallory")]);
+    assert_eq!(r.status, 200);
+    assert!(!r.body_str().contains("mallory"), "{}", r.body_str());
+
+    // denied: the service's status, end-to-end headers and body reach the client
+    let r = req(addr, "/x", &[("authorization", "Bearer deny")]);
+    assert_eq!((r.status, r.body_str().as_str()), (401, "go away"));
+    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"authz\""));
+    assert_eq!(r.header("x-hop"), None, "hop-by-hop headers of the answer stay behind");
+    let r = req(addr, "/x", &[]);
+    assert_eq!((r.status, r.body_str().as_str()), (403, "no token"));
+    let r = req(addr, "/x", &[("authorization", "Bearer chunked")]);
+    assert_eq!((r.status, r.body_str().as_str()), (418, "teapot"));
+    let r = req(addr, "/x", &[("authorization", "Bearer big")]);
+    assert_eq!((r.status, r.body.len()), (403, 64 * 1024), "a denial's body is bounded");
+    let hits = up.hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(hits, 2, "denied requests never reach the upstream");
+
+    // the service is down or slow: the failure mode decides
+    let r = req(addr, "/open", &[]);
+    assert_eq!(r.status, 200, "failOpen serves: {}", r.body_str());
+    let r = req(addr, "/closed", &[]);
+    assert_eq!((r.status, error_type(&r).as_str()), (403, "ext_authz_unavailable"));
+    let r = req(addr, "/busy", &[]);
+    assert_eq!((r.status, error_type(&r).as_str()), (503, "ext_authz_unavailable"));
+    let r = req(addr, "/x", &[("authorization", "Bearer slow")]);
+    assert_eq!((r.status, error_type(&r).as_str()), (403, "ext_authz_unavailable"), "300ms timeout");
+
+    // the body goes to the service when asked, and still reaches the upstream whole
+    let post = |body: &str, chunked: bool| {
+        let framing = if chunked {
+            format!("transfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len())
+        } else {
+            format!("content-length: {}\r\n\r\n{body}", body.len())
+        };
+        raw(
+            addr,
+            format!("POST /body HTTP/1.1\r\nhost: gw.test\r\nauthorization: Bearer allow\r\nx-team: red\r\n{framing}")
+                .as_bytes(),
+        )
+    };
+    for chunked in [false, true] {
+        let r = post("hello authz", chunked);
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        assert!(r.body_str().ends_with("\nhello authz"), "{}", r.body_str());
+        let checks = authz.seen.lock().unwrap();
+        let check = checks.last().unwrap();
+        assert!(
+            check.starts_with("POST /check/body HTTP/1.1\r\n") && check.ends_with("\r\n\r\nhello authz"),
+            "{check}"
+        );
+        assert!(check.contains("\r\nx-team: red\r\n") && check.contains("\r\ncontent-length: 11\r\n"), "{check}");
+    }
+    let r = post("seventeen bytes!!", false);
+    assert_eq!((r.status, error_type(&r).as_str()), (413, "body_too_large"));
+
+    // authentication comes first: no key, no check
+    let before = seen("GET /keyed");
+    let r = req(addr, "/keyed", &[("authorization", "Bearer allow")]);
+    assert_eq!((r.status, error_type(&r).as_str()), (401, "auth_missing"));
+    assert_eq!(seen("GET /keyed"), before);
+    let r = req(addr, "/keyed", &[("authorization", "Bearer allow"), ("x-key", "k-alpha")]);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(!r.body_str().contains("k-alpha"), "the validated API key is not forwarded: {}", r.body_str());
+
+    let m = gw.wait_metric("reason=\"ext_authz_unavailable\"} 4");
+    assert!(m.contains("reason=\"ext_authz_denied\"} 4"), "{m}");
+}
+
+#[test]
+fn ext_authz_answers_cannot_inject_headers_upstream() {
+    let authz = authz_server();
+    let up = upstream("up");
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - policies:\n        extAuthz:\n          host: {}\n          protocol: {{http: {{includeResponseHeaders: [x-user-id]}}}}\n      backends:\n      - host: {}\n",
+        authz.addr, up.addr
+    ));
+    // the service tries to smuggle `x-injected` into the upstream request through the value of
+    // `x-user-id`: after a CRLF the value has ended, and the next header is not copied
+    let r = req(gw.addr(), "/", &[("authorization", "Bearer crlf")]);
+    let sent = upstream_headers(&r);
+    assert_eq!(r.status, 200);
+    assert!(sent.contains(&"x-user-id: alice".to_string()), "{sent:?}");
+    assert!(!sent.iter().any(|h| h.contains("x-injected")), "{sent:?}");
+    // an obs-fold or a bare LF makes the answer invalid: no decision, so failureMode (deny)
+    for how in ["fold", "lf"] {
+        let r = req(gw.addr(), "/", &[("authorization", &format!("Bearer {how}"))]);
+        assert_eq!((r.status, error_type(&r).as_str()), (403, "ext_authz_unavailable"), "{how}");
+    }
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn backend_auth_key_and_passthrough() {
+    let keys = Keys::new();
+    let jwks = keys.dir.join("jwks.json");
+    std::fs::write(&jwks, keys.set(&["rsa-1"])).unwrap();
+    let up = upstream("up");
+    let jwt = format!(
+        "        jwtAuth: {{ mode: strict, issuer: https://idp.test, jwks: {{ file: \"{}\" }} }}\n",
+        jwks.display()
+    );
+    let route = |prefix: &str, policies: &str| {
+        format!(
+            "    - matches: [{{path: {{pathPrefix: {prefix}}}}}]\n      policies:\n{policies}      backends:\n      - host: {}\n",
+            up.addr
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n{}{}{}{}",
+        route("/key", "        backendAuth: {key: {value: s3cret, location: {header: {name: x-api-key}}}}\n"),
+        route("/bearer", "        backendAuth: {key: s3cret}\n"),
+        route("/jwt", &jwt),
+        route("/pass", &format!("{jwt}        backendAuth: {{passthrough: {{}}}}\n")),
+    ));
+    let addr = gw.addr();
+    let token = &keys.sign(&[json!({"kid": "rsa-1", "claims": claims("alice")})])[0];
+    let bearer = format!("Bearer {token}");
+
+    let r = req(addr, "/key", &[("x-api-key", "client-key"), ("authorization", "Bearer client")]);
+    let sent = upstream_headers(&r);
+    assert!(
+        sent.contains(&"x-api-key: s3cret".to_string()) && !sent.iter().any(|h| h.contains("client-key")),
+        "{sent:?}"
+    );
+    assert!(sent.contains(&"authorization: bearer client".to_string()), "other headers untouched: {sent:?}");
+    let r = req(addr, "/bearer", &[("authorization", "Bearer client")]);
+    let sent = upstream_headers(&r);
+    assert_eq!(
+        sent.iter().filter(|h| h.starts_with("authorization:")).collect::<Vec<_>>(),
+        ["authorization: bearer s3cret"]
+    );
+
+    let r = req(addr, "/jwt", &[("authorization", &bearer)]);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(!upstream_headers(&r).iter().any(|h| h.starts_with("authorization:")), "a validated token is consumed");
+    let r = req(addr, "/pass", &[("authorization", &bearer)]);
+    let want = format!("authorization: {}", bearer.to_ascii_lowercase());
+    assert!(upstream_headers(&r).contains(&want), "passthrough forwards it: {:?}", upstream_headers(&r));
+
+    let dump = get(gw.admin, "/config_dump").body_str();
+    assert!(!dump.contains("s3cret") && dump.contains("<redacted>"), "{dump}");
+}
+
+/// A minimal Streamable HTTP MCP server with one tool; records the `authorization` header of
+/// every request it gets.
+fn mcp_target() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use std::io::BufRead;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                loop {
+                    let (mut len, mut auth) = (0, String::from("-"));
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        let Some((n, v)) = line.split_once(':') else { continue };
+                        match n.to_ascii_lowercase().as_str() {
+                            "content-length" => len = v.trim().parse().unwrap(),
+                            "authorization" => auth = v.trim().to_string(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).unwrap();
+                    log.lock().unwrap().push(auth);
+                    let msg: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let result = match msg["method"].as_str() {
+                        Some("initialize") => {
+                            json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "fake", "version": "1"}})
+                        }
+                        Some("tools/list") => json!({"tools": [{"name": "t", "inputSchema": {"type": "object"}}]}),
+                        _ => Value::Null,
+                    };
+                    let resp = if msg.get("id").is_some() {
+                        let out = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result}).to_string();
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\ncontent-length: {}\r\n\r\n{out}",
+                            out.len()
+                        )
+                    } else {
+                        "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string()
+                    };
+                    if w.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn backend_auth_key_reaches_mcp_targets() {
+    let (target, seen) = mcp_target();
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: fake\n    mcp: {{ host: \"http://{target}/mcp\" }}\n  policies:\n    backendAuth: {{ key: k-target }}\n"
+    ));
+    let post = |body: &str, session: Option<&str>| {
+        let s =
+            session.map(|s| format!("mcp-session-id: {s}\r\nmcp-protocol-version: 2025-06-18\r\n")).unwrap_or_default();
+        raw(
+            gw.addr(),
+            format!(
+                "POST /mcp HTTP/1.1\r\nhost: gw.test\r\nauthorization: Bearer client\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n{s}content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    let r = post(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let session = r.header("mcp-session-id").map(str::to_string);
+    let r = post(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#, session.as_deref());
+    assert!(r.body_str().contains("\"t\""), "{}", r.body_str());
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 2, "initialize and tools/list at least: {seen:?}");
+    assert!(seen.iter().all(|a| a == "Bearer k-target"), "every request to the target carries the key: {seen:?}");
+}

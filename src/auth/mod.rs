@@ -3,6 +3,7 @@
 pub mod apikey;
 pub mod basic;
 pub mod cel;
+pub mod ext_authz;
 pub mod jwks;
 pub mod jwt;
 pub mod plan;
@@ -24,6 +25,19 @@ pub struct AuthPlan {
     pub api_key: Option<ApiKeyPlan>,
     /// `basicAuth`.
     pub basic: Option<BasicPlan>,
+}
+
+impl AuthPlan {
+    /// The request headers that carried the credentials `id` was proven by. They are not sent
+    /// upstream (as agentgateway), except the bearer JWT when `keep_jwt` (`backendAuth: passthrough`).
+    pub fn consumed<'a>(&'a self, id: &Identity, keep_jwt: bool, mut f: impl FnMut(&'a str)) {
+        if (id.jwt.is_some() && !keep_jwt) || id.basic.is_some() {
+            f("authorization");
+        }
+        if let (Some(k), Some(_)) = (&self.api_key, &id.api_key) {
+            f(&k.header);
+        }
+    }
 }
 
 /// Bearer JWTs from one or more issuers.

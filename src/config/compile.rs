@@ -10,6 +10,7 @@ use regex::Regex;
 use super::load::ConfigError;
 use super::mcp::{GuardMode, McpBackend, McpShorthand, PrefixMode, StatefulMode, ToolGuard};
 use super::model::{self, Config, PathMatch, StringMatch};
+use super::security::{AuthLocation, BackendAuth, BackendKey, SecretSource};
 use crate::auth::cel::RuleSet;
 use crate::mcp::plan::{GuardPlan, HttpTargetPlan, McpPlan, TargetKind, TargetPlan, ToolFilterPlan};
 use crate::mcp::poison::{parse_hex, Scanner};
@@ -274,6 +275,13 @@ pub struct PolicyPlan {
     pub mcp_authorization: Option<RuleSet>,
     /// `localRateLimit`.
     pub rate_limit: Option<RateLimitPlan>,
+    /// `extAuthz`.
+    pub ext_authz: Option<crate::auth::ext_authz::ExtAuthzPlan>,
+    /// `backendAuth: passthrough`: the validated bearer JWT is forwarded.
+    pub passthrough: bool,
+    /// `backendAuth: key` as the header it becomes (lower-case name, value); also in
+    /// `request_headers` for plain HTTP backends.
+    pub backend_key: Option<(String, String)>,
 }
 
 /// A route's rate limits and the expressions that key them.
@@ -455,7 +463,12 @@ fn compile_route(
                 backends.push(BackendPlan { authority: host.as_str().into(), addrs, weight: b.weight });
             }
             (None, Some(m)) if r.backends.len() == 1 => {
-                mcp = Some(Arc::new(compile_mcp(cx, &format!("{bp}.mcp"), m, process, &name)?));
+                if policies.passthrough {
+                    let msg = "MCP targets cannot take the client's token: their upstream sessions are shared by callers; use `key`";
+                    return Err(cx.err(format!("{p}.policies.backendAuth.passthrough"), msg));
+                }
+                let credential = policies.backend_key.as_ref();
+                mcp = Some(Arc::new(compile_mcp(cx, &format!("{bp}.mcp"), m, process, &name, credential)?));
             }
             (None, Some(_)) => return Err(cx.err(bp, "an `mcp` backend must be the route's only backend")),
             _ => return Err(cx.err(bp, "a backend needs exactly one of `host` or `mcp`")),
@@ -534,11 +547,32 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<PolicyPlan, ConfigError> {
-    let request_headers = pol
+    let mut request_headers = pol
         .request_header_modifier
         .as_ref()
         .map(|m| header_ops(cx, &format!("{p}.requestHeaderModifier"), m))
         .transpose()?;
+    let (passthrough, backend_key) = match &pol.backend_auth {
+        None => (false, None),
+        Some(BackendAuth::Passthrough(_)) => (true, None),
+        Some(BackendAuth::Key(k)) => (false, Some(backend_key(cx, &format!("{p}.backendAuth.key"), k)?)),
+    };
+    if let Some((name, value)) = &backend_key {
+        // backend auth comes after the header modifier in agentgateway's order: it wins
+        let ops = request_headers.get_or_insert_with(HeaderOps::default);
+        ops.add.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        ops.set.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        ops.set.push((name.clone(), value.clone()));
+    }
+    let ext_authz = match &pol.ext_authz {
+        Some(x) => {
+            let at = format!("{p}.extAuthz");
+            let addrs = resolve(cx, &format!("{at}.host"), &x.host)?;
+            let plan = crate::auth::ext_authz::compile(x, addrs).map_err(|(f, e)| cx.err(format!("{at}.{f}"), e))?;
+            Some(plan)
+        }
+        None => None,
+    };
     let response_headers = pol
         .response_header_modifier
         .as_ref()
@@ -597,6 +631,9 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<Pol
     let rate_limit = rate_limit_plan(cx, &format!("{p}.localRateLimit"), &pol.local_rate_limit)?;
     Ok(PolicyPlan {
         auth,
+        ext_authz,
+        passthrough,
+        backend_key,
         authorization,
         mcp_authorization,
         rate_limit,
@@ -610,6 +647,44 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<Pol
         retry,
         cors,
     })
+}
+
+/// `backendAuth.key` as the header it becomes. Errors never quote the secret.
+fn backend_key(cx: &Ctx, p: &str, k: &BackendKey) -> Result<(String, String), ConfigError> {
+    let (secret, location) = match k {
+        BackendKey::Value(s) => (s.expose().to_string(), None),
+        BackendKey::Full(f) => {
+            let secret = match &f.value {
+                SecretSource::Inline(s) => s.expose().to_string(),
+                SecretSource::File { file } => std::fs::read_to_string(file)
+                    .map_err(|e| cx.err(format!("{p}.value.file"), format!("cannot read {file}: {e}")))?
+                    .trim()
+                    .to_string(),
+            };
+            (secret, f.location.as_ref())
+        }
+    };
+    if secret.is_empty() {
+        return Err(cx.err(p, "the key is empty (an unset $VAR?)"));
+    }
+    let (name, prefix) = match location {
+        None => ("authorization".to_string(), "Bearer "),
+        Some(AuthLocation::Header { name, prefix }) => (name.to_ascii_lowercase(), prefix.as_deref().unwrap_or("")),
+    };
+    let at = format!("{p}.location.header");
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        return Err(cx.err(format!("{at}.name"), format!("`{name}` is not a valid header name")));
+    }
+    if crate::http::codec::is_hop_by_hop(&name)
+        || ["host", "content-length", "transfer-encoding"].contains(&name.as_str())
+    {
+        return Err(cx.err(format!("{at}.name"), format!("`{name}` is managed by the gateway and cannot be set")));
+    }
+    let value = format!("{prefix}{secret}");
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(cx.err(p, "the key or its prefix contains CR, LF or NUL"));
+    }
+    Ok((name, value))
 }
 
 /// Rewritten paths and authorities end up in the request line and `Host`: refuse anything that
@@ -748,6 +823,7 @@ fn compile_mcp(
     m: &McpBackend,
     process: &model::ProcessConfig,
     route: &str,
+    credential: Option<&(String, String)>,
 ) -> Result<McpPlan, ConfigError> {
     if m.targets.is_empty() {
         return Err(cx.err(format!("{p}.targets"), "an MCP backend needs at least one target"));
@@ -772,10 +848,10 @@ fn compile_mcp(
         let kind = match (&t.stdio, &t.mcp, &t.sse, &t.demo) {
             (Some(s), None, None, None) => TargetKind::Stdio(stdio_server(&t.name, s)),
             (None, Some(h), None, None) => {
-                TargetKind::Http(http_target(cx, &format!("{tp}.mcp.host"), &h.host, "/mcp")?)
+                TargetKind::Http(http_target(cx, &format!("{tp}.mcp.host"), &h.host, "/mcp", credential)?)
             }
             (None, None, Some(h), None) => {
-                TargetKind::Sse(http_target(cx, &format!("{tp}.sse.host"), &h.host, "/sse")?)
+                TargetKind::Sse(http_target(cx, &format!("{tp}.sse.host"), &h.host, "/sse", credential)?)
             }
             (None, None, None, Some(_)) => TargetKind::Demo,
             _ => return Err(cx.err(tp, "a target needs exactly one of `stdio`, `mcp`, `sse` or `demo`")),
@@ -830,7 +906,13 @@ fn rate_limit_plan(cx: &Ctx, p: &str, specs: &[LocalRateLimit]) -> Result<Option
     Ok(Some(RateLimitPlan { limits, keys }))
 }
 
-fn http_target(cx: &Ctx, p: &str, url: &str, default_path: &str) -> Result<HttpTargetPlan, ConfigError> {
+fn http_target(
+    cx: &Ctx,
+    p: &str,
+    url: &str,
+    default_path: &str,
+    credential: Option<&(String, String)>,
+) -> Result<HttpTargetPlan, ConfigError> {
     if url.starts_with("https://") {
         return Err(cx.err(p, "https targets are not served by this build yet (no TLS client)"));
     }
@@ -845,7 +927,12 @@ fn http_target(cx: &Ctx, p: &str, url: &str, default_path: &str) -> Result<HttpT
         format!("{authority}:80")
     };
     let addrs = resolve(cx, p, &with_port)?;
-    Ok(HttpTargetPlan { authority: authority.to_string(), path: path.to_string(), addrs })
+    Ok(HttpTargetPlan {
+        authority: authority.to_string(),
+        path: path.to_string(),
+        addrs,
+        credential: credential.cloned(),
+    })
 }
 
 #[cfg(test)]
@@ -859,6 +946,97 @@ mod tests {
         assert!(!prefix_matches("/a", "/ab"));
         assert!(prefix_matches("/", "/anything"));
         assert!(prefix_matches("/a/", "/a/b"));
+    }
+
+    fn compiled(yaml: &str) -> Result<Snapshot, ConfigError> {
+        let cfg = crate::config::load::parse_str(yaml, "t.yaml")?;
+        compile(cfg, "t.yaml", &Registry::new(1))
+    }
+
+    fn compile_err(yaml: &str) -> String {
+        match compiled(yaml) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("compiled: {yaml}"),
+        }
+    }
+
+    fn route_with(policies: &str, backend: &str) -> String {
+        format!("binds:\n- port: 0\n  listeners:\n  - routes:\n    - policies:\n{policies}      backends:\n      - {backend}\n")
+    }
+
+    #[test]
+    fn backend_key_becomes_a_header_that_wins_and_stays_secret() {
+        let yaml = route_with(
+            "        requestHeaderModifier: {set: {x-api-key: client}, add: {x-other: one}}\n        backendAuth:\n          key: {value: s3cret, location: {header: {name: X-Api-Key}}}\n",
+            "host: 127.0.0.1:1",
+        );
+        let snap = compiled(&yaml).unwrap();
+        let pol = &snap.binds[0].listeners[0].routes[0].policies;
+        assert_eq!(pol.backend_key, Some(("x-api-key".to_string(), "s3cret".to_string())));
+        let ops = pol.request_headers.as_ref().unwrap();
+        assert_eq!(
+            ops.set,
+            vec![("x-api-key".to_string(), "s3cret".to_string())],
+            "backendAuth replaces the modifier's value"
+        );
+        assert!(ops.drops("X-API-KEY"), "the client's value is never forwarded");
+        let dump = serde_json::to_string(&snap.config).unwrap();
+        assert!(!dump.contains("s3cret") && dump.contains("<redacted>"), "{dump}");
+        assert!(!format!("{:?}", snap.config).contains("s3cret"));
+
+        let short = compiled(&route_with("        backendAuth: {key: tok}\n", "host: 127.0.0.1:1")).unwrap();
+        let pol = &short.binds[0].listeners[0].routes[0].policies;
+        assert_eq!(pol.backend_key, Some(("authorization".to_string(), "Bearer tok".to_string())));
+        assert!(!pol.passthrough);
+    }
+
+    #[test]
+    fn backend_auth_mistakes_are_refused_without_quoting_the_secret() {
+        let bad = |policies: &str, backend: &str| compile_err(&route_with(policies, backend));
+        let e = bad("        backendAuth: {key: {value: \"a\\r\\nx-evil: 1\"}}\n", "host: 127.0.0.1:1");
+        assert!(e.contains("backendAuth.key") && e.contains("CR, LF") && !e.contains("x-evil"), "{e}");
+        let e = bad("        backendAuth: {key: {value: k, location: {header: {name: host}}}}\n", "host: 127.0.0.1:1");
+        assert!(e.contains("backendAuth.key.location.header.name"), "{e}");
+        let e = bad("        backendAuth: {key: \"\"}\n", "host: 127.0.0.1:1");
+        assert!(e.contains("empty"), "{e}");
+        let e = bad(
+            "        backendAuth: {passthrough: {}}\n",
+            "mcp: {targets: [{name: a, mcp: {host: \"127.0.0.1:1\"}}]}",
+        );
+        assert!(e.contains("backendAuth.passthrough"), "{e}");
+        let ok = compiled(&route_with(
+            "        backendAuth: {key: k}\n",
+            "mcp: {targets: [{name: a, mcp: {host: \"127.0.0.1:1\"}}]}",
+        ))
+        .unwrap();
+        let mcp = ok.binds[0].listeners[0].routes[0].mcp.as_ref().unwrap();
+        let TargetKind::Http(h) = &mcp.targets[0].kind else { panic!() };
+        assert_eq!(h.credential, Some(("authorization".to_string(), "Bearer k".to_string())));
+        assert!(!h.session_key().contains("Bearer"), "the pool key holds a digest, not the secret");
+    }
+
+    #[test]
+    fn ext_authz_is_resolved_and_checked() {
+        let x = |body: &str| route_with(&format!("        extAuthz:\n{body}"), "host: 127.0.0.1:1");
+        let snap = compiled(&x(
+            "          host: 127.0.0.1:9\n          protocol: {http: {}}\n          failureMode: failOpen\n",
+        ))
+        .unwrap();
+        let plan = snap.binds[0].listeners[0].routes[0].policies.ext_authz.as_ref().unwrap();
+        assert_eq!(plan.addrs, vec!["127.0.0.1:9".parse().unwrap()]);
+        assert_eq!(plan.on_failure, crate::auth::ext_authz::OnFailure::Allow);
+        assert_eq!(plan.include_request_headers, vec!["authorization".to_string()]);
+        assert_eq!(plan.timeout, Duration::from_secs(2));
+        let e = compile_err(&x("          host: 127.0.0.1:9\n"));
+        assert!(e.contains("missing field `protocol`"), "agentgateway's default is gRPC, never assumed: {e}");
+        let e = compile_err(&x("          host: nowhere\n          protocol: {http: {}}\n"));
+        assert!(e.contains("extAuthz.host"), "{e}");
+        let e = compile_err(&x("          host: 127.0.0.1:9\n          protocol: {http: {path: \"1 +\"}}\n"));
+        assert!(e.contains("extAuthz.protocol.http.path"), "{e}");
+        let e = compile_err(&x(
+            "          host: 127.0.0.1:9\n          protocol: {http: {}}\n          failureMode: {denyWithStatus: 99}\n",
+        ));
+        assert!(e.contains("extAuthz.failureMode.denyWithStatus"), "{e}");
     }
 
     #[test]

@@ -832,6 +832,7 @@ mod tests {
         "mcp-secure.yaml",
         "auth.yaml",
         "mcp-tool-guard.yaml",
+        "ext-authz.yaml",
     ];
 
     #[test]
@@ -893,6 +894,12 @@ mod tests {
         let echo = tools["tools"].as_array().unwrap().iter().find(|t| t["name"] == "echo").unwrap();
         let hash = crate::mcp::poison::definition_hash(echo, &mut Vec::new());
         assert_eq!(demo.tool_pins["echo"], crate::mcp::poison::hex(&hash));
+        let authz = load("ext-authz.yaml");
+        let pol = &authz.binds[0].listeners[0].routes[0].policies;
+        let x = pol.ext_authz.as_ref().unwrap();
+        assert_eq!(x.failure_mode, crate::config::security::ExtAuthzFailureMode::Deny);
+        assert_eq!(x.timeout.unwrap().get().as_millis(), 500);
+        assert!(matches!(pol.backend_auth, Some(crate::config::security::BackendAuth::Key(_))));
 
         let weighted = load("weighted.yaml");
         let weights: Vec<u32> = weighted.binds[0].listeners[0].routes[0].backends.iter().map(|b| b.weight).collect();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::Duration;
 use super::mcp::{McpBackend, McpSettings, McpShorthand, SessionSettings};
-use super::security::{ApiKeyAuth, BasicAuth, JwtAuth, McpAuthentication};
+use super::security::{ApiKeyAuth, BackendAuth, BasicAuth, ExtAuthz, JwtAuth, McpAuthentication};
 pub use crate::auth::cel::RulesConfig as Rules;
 use crate::ratelimit::LocalRateLimit;
 
@@ -394,6 +394,10 @@ pub struct RoutePolicies {
     /// HTTP Basic authentication from htpasswd; the user becomes `basicAuth.username`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
+    /// An external HTTP service deciding which requests the route serves (after authentication,
+    /// before `authorization` rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_authz: Option<ExtAuthz>,
     /// CEL rules deciding which requests the route serves (403 otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Rules>,
@@ -403,6 +407,9 @@ pub struct RoutePolicies {
     /// Token buckets limiting the route's request rate (429 when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub local_rate_limit: Vec<LocalRateLimit>,
+    /// The credential sent to the backend: `passthrough` or a static `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_auth: Option<BackendAuth>,
 }
 
 /// Header changes, applied in the order remove, set, add.

@@ -1,9 +1,9 @@
-//! Config model of the security policies: who the caller is (`jwtAuth`, `mcpAuthentication`, `apiKey`, `basicAuth`).
+//! Config model of the security policies: who the caller is (`jwtAuth`, `mcpAuthentication`, `apiKey`, `basicAuth`), what an external service decides (`extAuthz`), and what the upstream is shown (`backendAuth`).
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::duration::Duration;
 
@@ -209,4 +209,190 @@ pub struct BasicAuth {
     /// Behaviour without valid credentials (default `strict`).
     #[serde(default = "strict")]
     pub mode: AuthMode,
+}
+
+/// `extAuthz`: an external HTTP service decides whether each request is served. It runs after
+/// authentication and before the `authorization` rules and rate limits (agentgateway's order).
+/// A 2xx answer allows the request; any other answer is sent to the client as the denial (its
+/// status, headers and up to 64 KiB of body). When the service cannot be reached or does not
+/// answer within `timeout`, `failureMode` decides.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthz {
+    /// The service as `host:port` (a DNS name or an IP, resolved at load).
+    pub host: String,
+    /// How to call it. Required: agentgateway's default is gRPC, which this build does not speak,
+    /// so a config must say `protocol: {http: {}}` rather than silently change meaning.
+    pub protocol: ExtAuthzProtocol,
+    /// What happens when the service cannot decide: unreachable, too slow, or a broken answer
+    /// (default `deny`, answered 403).
+    #[serde(default)]
+    pub failure_mode: ExtAuthzFailureMode,
+    /// Client request headers sent to the service (default `[authorization]`, as agentgateway).
+    /// The gateway always adds `x-forwarded-for`, `x-forwarded-host`, `x-forwarded-proto`,
+    /// `x-forwarded-method` and `x-forwarded-uri`, which clients cannot set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_request_headers: Vec<String>,
+    /// Send the request body too (buffered up to `maxRequestBytes`); without it no body is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_request_body: Option<ExtAuthzBody>,
+    /// Time allowed for the whole check: connect, answer and denial body (default 2s, as agentgateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+/// The protocol spoken to the authorization service.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum ExtAuthzProtocol {
+    /// Plain HTTP: the check is the client's method and path (plus `pathPrefix`, or `path`) with
+    /// the included headers.
+    Http(ExtAuthzHttp),
+}
+
+/// The HTTP protocol's settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthzHttp {
+    /// A CEL expression giving the whole path (and query) of the check, e.g.
+    /// `"/authz" + request.path`; default the client's own path and query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A literal prefix put before the client's path and query (Envoy's `pathPrefix`); not with `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Headers of an allowing answer copied onto the request sent upstream, replacing the
+    /// client's. The client's headers of these names are never forwarded, even when the answer
+    /// lacks them, so the service owns them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_response_headers: Vec<String>,
+}
+
+/// Behaviour when the authorization service cannot decide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ExtAuthzFailureMode {
+    /// Serve the request anyway (counted as `ext_authz_unavailable`). Also spelled `failOpen`.
+    #[serde(alias = "failOpen")]
+    Allow,
+    /// Refuse with 403. Also spelled `failClosed`.
+    #[default]
+    #[serde(alias = "failClosed")]
+    Deny,
+    /// Refuse with this status (e.g. 503, to tell clients to retry).
+    DenyWithStatus(u16),
+}
+
+/// Which part of the request body goes to the authorization service.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthzBody {
+    /// Largest body sent (default 8192); a larger body is refused with 413.
+    #[serde(default = "d_max_request_bytes")]
+    pub max_request_bytes: u32,
+    /// Send the first `maxRequestBytes` of a larger body instead of refusing it (not supported
+    /// by this build: must be false).
+    #[serde(default)]
+    pub allow_partial_message: bool,
+    /// gRPC only (raw bytes instead of a string); accepted for agentgateway configs, no effect.
+    #[serde(default)]
+    pub pack_as_bytes: bool,
+}
+
+fn d_max_request_bytes() -> u32 {
+    8192
+}
+
+/// A secret from the config. It is never printed: the config dump and `Debug` show `<redacted>`.
+#[derive(Clone, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A secret written inline or read from a file at load.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SecretSource {
+    /// The value itself (usually `$VAR`).
+    Inline(Secret),
+    /// A file holding it (surrounding whitespace trimmed).
+    File {
+        /// Path of the file.
+        file: String,
+    },
+}
+
+/// `backendAuth`: the credential the upstream sees. Applies to plain HTTP backends and to the
+/// HTTP targets of an MCP backend (`key` only there: upstream MCP sessions are shared by callers).
+///
+/// Without it, a credential the gateway validated (`jwtAuth`/`mcpAuthentication` token, `basicAuth`
+/// user, `apiKey`) is removed from the request sent upstream, as agentgateway does; other
+/// `Authorization` headers are forwarded unchanged on plain HTTP routes (MCP targets never get
+/// client headers).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum BackendAuth {
+    /// Forward the client's validated bearer JWT in `Authorization` (other credentials stay removed).
+    Passthrough(Passthrough),
+    /// A static credential, replacing whatever the client sent in that header.
+    Key(BackendKey),
+}
+
+/// `passthrough: {}`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Passthrough {}
+
+/// A static backend credential: `key: $SECRET` (sent as `Authorization: Bearer $SECRET`) or
+/// `key: {value, location}`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum BackendKey {
+    /// The secret alone, sent as `Authorization: Bearer <secret>`.
+    Value(Secret),
+    /// The secret and where it goes.
+    Full(BackendKeyFull),
+}
+
+/// A secret and where it goes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendKeyFull {
+    /// The secret, inline or `{file: path}`.
+    pub value: SecretSource,
+    /// Where it is sent (default `Authorization` with prefix `Bearer `).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<AuthLocation>,
+}
+
+/// Where a credential is sent.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum AuthLocation {
+    /// In a request header.
+    Header {
+        /// Header name (e.g. `x-api-key`).
+        name: String,
+        /// Text before the secret (e.g. `Bearer `); none by default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+    },
 }

@@ -67,6 +67,7 @@ pub async fn post(ctx: &ShardCtx, t: &HttpTargetPlan, p: &Post<'_>, idle: Durati
     codec::write_header(&mut head, "host", t.authority.as_bytes());
     codec::write_header(&mut head, "content-type", b"application/json");
     codec::write_header(&mut head, "accept", b"application/json, text/event-stream");
+    t.write_credential(&mut head);
     if let Some(s) = p.session {
         codec::write_header(&mut head, "mcp-session-id", s.as_bytes());
     }
@@ -94,6 +95,7 @@ pub async fn get(
     head.extend_from_slice(b" HTTP/1.1\r\n");
     codec::write_header(&mut head, "host", t.authority.as_bytes());
     codec::write_header(&mut head, "accept", b"text/event-stream");
+    t.write_credential(&mut head);
     if let Some(s) = session {
         codec::write_header(&mut head, "mcp-session-id", s.as_bytes());
     }
@@ -112,6 +114,7 @@ pub async fn delete(ctx: &ShardCtx, t: &HttpTargetPlan, session: &str, idle: Dur
     head.extend_from_slice(b" HTTP/1.1\r\n");
     codec::write_header(&mut head, "host", t.authority.as_bytes());
     codec::write_header(&mut head, "mcp-session-id", session.as_bytes());
+    t.write_credential(&mut head);
     head.extend_from_slice(b"content-length: 0\r\n\r\n");
     if let Ok(mut r) = send(ctx, t, Bytes::from(head), idle).await {
         while let Ok(Some(_)) = r.body.next(ctx, idle).await {}

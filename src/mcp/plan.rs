@@ -75,6 +75,32 @@ pub struct HttpTargetPlan {
     pub path: String,
     /// Resolved addresses, tried in order.
     pub addrs: Vec<SocketAddr>,
+    /// `backendAuth.key` of the route: header name and value sent with every request.
+    pub credential: Option<(String, String)>,
+}
+
+impl HttpTargetPlan {
+    /// Key of this shard's shared upstream session: targets reached with different credentials
+    /// never share one.
+    pub fn session_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        match &self.credential {
+            None => format!("{}{}", self.authority, self.path),
+            Some(c) => {
+                // a digest, so the secret is kept in one place only
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                c.hash(&mut h);
+                format!("{}{}#{:016x}", self.authority, self.path, h.finish())
+            }
+        }
+    }
+
+    /// Write the credential header, if any.
+    pub fn write_credential(&self, head: &mut Vec<u8>) {
+        if let Some((name, value)) = &self.credential {
+            crate::http::codec::write_header(head, name, value.as_bytes());
+        }
+    }
 }
 
 /// Tool selection by name.

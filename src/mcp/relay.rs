@@ -257,5 +257,5 @@ impl Relay<'_> {
 }
 
 fn pool_key(h: &HttpTargetPlan) -> String {
-    format!("{}{}", h.authority, h.path)
+    h.session_key()
 }

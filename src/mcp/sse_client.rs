@@ -66,7 +66,7 @@ pub async fn shared(
     t: &HttpTargetPlan,
     idle: Duration,
 ) -> Result<Rc<SseConn>, RpcError> {
-    let key = format!("{}{}", t.authority, t.path);
+    let key = t.session_key();
     if let Some(c) = ctx.mcp.sse_conn(&key).filter(|c| !c.dead.get()) {
         // opened by an earlier request, or being opened by one still waiting for the handshake
         c.ready.fired().await;
@@ -160,7 +160,12 @@ impl SseConn {
             }
         };
         let path = resolve_endpoint(&t.path, &t.authority, endpoint.trim()).map_err(|e| self.down(&e))?;
-        let to = HttpTargetPlan { authority: t.authority.clone(), path, addrs: t.addrs.clone() };
+        let to = HttpTargetPlan {
+            authority: t.authority.clone(),
+            path,
+            addrs: t.addrs.clone(),
+            credential: t.credential.clone(),
+        };
         *self.post_to.borrow_mut() = Some(Rc::new(to));
         let (me, cx) = (self.clone(), ctx.clone());
         monoio::spawn(async move { me.read(&cx, reply).await });

@@ -1,4 +1,4 @@
-//! Request admission, in agentgateway's order: authentication, `authorization` rules, then rate limits.
+//! Request admission, in agentgateway's order: authentication, (`extAuthz`, async, in `conn`), `authorization` rules, then rate limits.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -59,25 +59,28 @@ pub fn rule_ctx<'a>(id: &'a Identity, head: &'a RequestHead, peer: SocketAddr) -
     }
 }
 
-/// Admit a request to its route, or say why not.
-pub fn admit(ctx: &ShardCtx, sel: &Selected, head: &RequestHead, peer: SocketAddr) -> Result<Admitted, ProxyError> {
-    let pol = &sel.route.policies;
-    let mut id = Identity::default();
-    if let Some(plan) = &pol.auth {
-        let resource = plan.jwt.as_ref().and_then(|j| j.resource.as_ref());
-        let host = head.host().unwrap_or("");
-        if let (Some(r), Some(rest)) = (resource, head.path().strip_prefix(PROTECTED_RESOURCE_PATH)) {
-            // path-inserted (`…/mcp`) or root; the metadata names the resource either way
-            let path = if rest.is_empty() { r.default_path.as_str() } else { rest };
-            return Ok(Admitted::Metadata(r.document(&RequestSite { host, resource_path: path })));
-        }
-        let path = sel.prefix.or(resource.map(|r| r.default_path.as_str())).unwrap_or(head.path());
-        let site = RequestSite { host, resource_path: path };
-        let shard = &ctx.registry.shards[ctx.index];
-        id = auth::authenticate(&ctx.auth, plan, head, &site, &|r| shard.count_error(r))?;
+/// Authenticate a request for its route: who the caller is, or why not (or the route's
+/// protected-resource metadata, which needs no credentials).
+pub fn authenticate(ctx: &ShardCtx, sel: &Selected, head: &RequestHead) -> Result<Admitted, ProxyError> {
+    let Some(plan) = &sel.route.policies.auth else { return Ok(Admitted::Serve(Identity::default())) };
+    let resource = plan.jwt.as_ref().and_then(|j| j.resource.as_ref());
+    let host = head.host().unwrap_or("");
+    if let (Some(r), Some(rest)) = (resource, head.path().strip_prefix(PROTECTED_RESOURCE_PATH)) {
+        // path-inserted (`…/mcp`) or root; the metadata names the resource either way
+        let path = if rest.is_empty() { r.default_path.as_str() } else { rest };
+        return Ok(Admitted::Metadata(r.document(&RequestSite { host, resource_path: path })));
     }
+    let path = sel.prefix.or(resource.map(|r| r.default_path.as_str())).unwrap_or(head.path());
+    let site = RequestSite { host, resource_path: path };
+    let shard = &ctx.registry.shards[ctx.index];
+    auth::authenticate(&ctx.auth, plan, head, &site, &|r| shard.count_error(r)).map(Admitted::Serve)
+}
+
+/// After authentication (and `extAuthz`): the route's `authorization` rules, then its rate limits.
+pub fn authorize(sel: &Selected, id: &Identity, head: &RequestHead, peer: SocketAddr) -> Result<(), ProxyError> {
+    let pol = &sel.route.policies;
     if let Some(rules) = &pol.authorization {
-        if let Decision::Deny { rule } = rules.check(&rule_ctx(&id, head, peer)) {
+        if let Decision::Deny { rule } = rules.check(&rule_ctx(id, head, peer)) {
             let which = rule.map_or("no allow rule matches".to_string(), |i| format!("refused by rule {i}"));
             return Err(ProxyError::Forbidden(Forbidden {
                 reason: "forbidden",
@@ -87,9 +90,9 @@ pub fn admit(ctx: &ShardCtx, sel: &Selected, head: &RequestHead, peer: SocketAdd
         }
     }
     if let Some(rl) = &pol.rate_limit {
-        check_rate(rl, &id, head, peer)?;
+        check_rate(rl, id, head, peer)?;
     }
-    Ok(Admitted::Serve(id))
+    Ok(())
 }
 
 /// Take a token from every limit of the route; 429 with the limit's headers when one is empty.

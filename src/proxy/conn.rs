@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::admission::{self, Admitted};
 use super::shard::{ShardCtx, ShardState};
 use super::upstream::{self, BodyOut, CopyError, Outgoing};
-use super::{policy, route};
+use super::{ext_authz, policy, route};
 use crate::error::{write_error_response, McpReject, ProxyError};
 use crate::http::codec::{self, Framing, RequestHead};
 use crate::http::io::Peer;
@@ -291,7 +291,7 @@ async fn serve_route(
     }
     let origin = head.header_str("origin");
     let cors = pol.cors.as_ref().map(|c| (c, origin));
-    let identity = match admission::admit(ctx, sel, head, peer)? {
+    let identity = match admission::authenticate(ctx, sel, head)? {
         Admitted::Serve(id) => id,
         Admitted::Metadata(doc) => {
             let mut out = client.take_out();
@@ -307,6 +307,19 @@ async fn serve_route(
             return answer_local(client, head, 200, out).await;
         }
     };
+    let mut continued = false;
+    let mut edits = match &pol.ext_authz {
+        Some(plan) => {
+            let max_body = limits.max_body_bytes;
+            let check = ext_authz::Check { head, id: &identity, peer, idle: limits.idle_timeout.get(), max_body };
+            ext_authz::check(ctx, plan, &check, client, &mut continued).await?
+        }
+        None => Vec::new(),
+    };
+    admission::authorize(sel, &identity, head, peer)?;
+    if let Some(auth) = &pol.auth {
+        auth.consumed(&identity, pol.passthrough, |name| edits.push((name, None)));
+    }
     if let Some(r) = &pol.redirect {
         let (status, location) = policy::redirect(r, head, sel.prefix);
         let mut out = client.take_out();
@@ -343,7 +356,7 @@ async fn serve_route(
             return Err(ProxyError::BodyTooLarge(max_body).into());
         }
     }
-    if head.expect_continue && head.framing != Framing::None {
+    if head.expect_continue && head.framing != Framing::None && !continued {
         client
             .send(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
             .await
@@ -377,6 +390,7 @@ async fn serve_route(
         &target,
         host.as_deref(),
         pol.request_headers.as_ref(),
+        &edits,
         body_out,
         peer,
     );

@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod conn;
+pub mod ext_authz;
 pub mod policy;
 pub mod route;
 pub mod shard;

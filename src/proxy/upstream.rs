@@ -91,13 +91,16 @@ pub enum BodyOut {
     Chunked,
 }
 
-/// Write the upstream request head.
+/// Write the upstream request head. `edits` are decided per request (`extAuthz` answers,
+/// credentials the gateway consumed); the route's `ops` come later in the policy order, so they win.
+#[allow(clippy::too_many_arguments)]
 pub fn write_request_head(
     out: &mut Vec<u8>,
     head: &RequestHead,
     target: &str,
     host: Option<&str>,
     ops: Option<&HeaderOps>,
+    edits: &[(&str, Option<Vec<u8>>)],
     body: BodyOut,
     peer: SocketAddr,
 ) {
@@ -114,6 +117,7 @@ pub fn write_request_head(
             || name.eq_ignore_ascii_case("expect")
             || named.iter().any(|n| n.eq_ignore_ascii_case(name))
             || ops.is_some_and(|o| o.drops(name))
+            || edits.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
         {
             continue;
         }
@@ -151,6 +155,11 @@ pub fn write_request_head(
         BodyOut::None => {}
         BodyOut::Length(n) => codec::write_header(out, "content-length", n.to_string().as_bytes()),
         BodyOut::Chunked => codec::write_header(out, "transfer-encoding", b"chunked"),
+    }
+    for (n, v) in edits {
+        if let (Some(v), false) = (v, ops.is_some_and(|o| o.drops(n))) {
+            codec::write_header(out, n, v);
+        }
     }
     if let Some(o) = ops {
         for (n, v) in o.extra() {
