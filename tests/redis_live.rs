@@ -160,3 +160,30 @@ fn fills_follow_the_server_clock() {
     let v = c.run(&sha, "rl:fill", &l, 2, Mode::Take);
     assert!(v.allowed, "{v:?} after {wait:?}");
 }
+
+#[test]
+fn client_pipelines_calls_on_one_connection_in_order() {
+    let server = Server::start();
+    let mut admin = connect(&server);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.port));
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().unwrap();
+    rt.block_on(async {
+        let clients = ringgate::ratelimit::redis_client::RedisClients::new(0);
+        let conn = clients.conn(addr);
+        let hour = Duration::from_secs(3600);
+        // All queued before the first reply; bucket i holds i + 1 tokens, so each verdict says whose it is.
+        let calls: Vec<_> = (0..300u64)
+            .map(|i| {
+                let limit = GlobalLimit::new(i + 1, 1, hour).unwrap();
+                conn.bucket(format!("rl:pipe:{i}").as_bytes(), limit, 1, Mode::Take).unwrap()
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (i, call) in calls.into_iter().enumerate() {
+            let v = call.verdict(deadline).await.unwrap();
+            assert_eq!((v.allowed, v.limit, v.remaining), (true, i as u64 + 1, i as u64));
+        }
+        let Reply::Bulk(Some(list)) = admin.cmd(&[b"CLIENT", b"LIST"]) else { panic!("CLIENT LIST") };
+        assert_eq!(String::from_utf8_lossy(&list).lines().count(), 2, "this test's connection and the client's one");
+    });
+}

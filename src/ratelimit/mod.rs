@@ -10,6 +10,7 @@
 // discrete refills as agentgateway's. A denial writes nothing, so a flood of denied requests only reads.
 
 pub mod redis;
+pub mod redis_client;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
