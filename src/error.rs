@@ -52,6 +52,8 @@ pub enum ProxyError {
     Forbidden(Forbidden),
     /// Over a rate limit (429 with `Retry-After` and `x-ratelimit-*`).
     RateLimited(RateLimited),
+    /// A `failClosed` global rate limit whose store (Redis) did not answer: why.
+    RateLimitUnavailable(String),
 }
 
 /// Why a request has no acceptable identity, and how the client should authenticate.
@@ -185,6 +187,7 @@ impl ProxyError {
             ProxyError::Unauthenticated(_) => 401,
             ProxyError::Forbidden(_) => 403,
             ProxyError::RateLimited(_) => 429,
+            ProxyError::RateLimitUnavailable(_) => 503,
         }
     }
 
@@ -208,6 +211,7 @@ impl ProxyError {
             ProxyError::Unauthenticated(a) => a.reason,
             ProxyError::Forbidden(f) => f.reason,
             ProxyError::RateLimited(_) => "rate_limited",
+            ProxyError::RateLimitUnavailable(_) => "rate_limit_unavailable",
         }
     }
 
@@ -224,7 +228,7 @@ impl ProxyError {
             | ProxyError::Unauthenticated(_)
             | ProxyError::Forbidden(_)
             | ProxyError::RateLimited(_) => Side::Client,
-            ProxyError::NoBackend | ProxyError::Internal(_) => Side::Gateway,
+            ProxyError::NoBackend | ProxyError::Internal(_) | ProxyError::RateLimitUnavailable(_) => Side::Gateway,
             _ => Side::Upstream,
         }
     }
@@ -263,6 +267,9 @@ impl fmt::Display for ProxyError {
             ProxyError::Unauthenticated(a) => f.write_str(&a.message),
             ProxyError::Forbidden(x) => f.write_str(&x.message),
             ProxyError::RateLimited(_) => f.write_str("rate limit exceeded; retry after the time in Retry-After"),
+            ProxyError::RateLimitUnavailable(why) => {
+                write!(f, "the global rate limit cannot be checked and this route fails closed: {why}")
+            }
         }
     }
 }

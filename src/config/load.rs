@@ -829,6 +829,7 @@ mod tests {
         "agentgateway-http.yaml",
         "mcp-basic.yaml",
         "mcp-federation.yaml",
+        "global-rate-limit.yaml",
     ];
 
     #[test]
@@ -882,6 +883,11 @@ mod tests {
         let req = |i: usize| routes[i].policies.request_header_modifier.as_ref().unwrap();
         assert!(matches!(req(0).add, HeaderList::Map(_)));
         assert!(matches!(req(1).add, HeaderList::List(_)));
+
+        let global = load("global-rate-limit.yaml");
+        let g = global.binds[0].listeners[0].routes[0].policies.global_rate_limit.as_ref().unwrap();
+        assert_eq!((g.limits.len(), g.failure_mode), (2, crate::ratelimit::global::FailureMode::FailClosed));
+        assert_eq!(g.limits[1].key.as_deref(), Some("request.headers[\"x-user\"]"));
 
         let weighted = load("weighted.yaml");
         let weights: Vec<u32> = weighted.binds[0].listeners[0].routes[0].backends.iter().map(|b| b.weight).collect();

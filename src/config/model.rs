@@ -9,6 +9,7 @@ use super::duration::Duration;
 use super::mcp::{McpBackend, McpSettings, McpShorthand, SessionSettings};
 use super::security::{ApiKeyAuth, BasicAuth, JwtAuth, McpAuthentication};
 pub use crate::auth::cel::RulesConfig as Rules;
+use crate::ratelimit::global::GlobalRateLimit;
 use crate::ratelimit::LocalRateLimit;
 
 /// The whole configuration file.
@@ -403,6 +404,9 @@ pub struct RoutePolicies {
     /// Token buckets limiting the route's request rate (429 when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub local_rate_limit: Vec<LocalRateLimit>,
+    /// Token buckets in Redis, shared by every gateway replica (429 when empty); checked after `localRateLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_rate_limit: Option<GlobalRateLimit>,
 }
 
 /// Header changes, applied in the order remove, set, add.

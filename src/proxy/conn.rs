@@ -307,6 +307,7 @@ async fn serve_route(
             return answer_local(client, head, 200, out).await;
         }
     };
+    admission::admit_global(ctx, sel, &identity, head, peer).await?;
     if let Some(r) = &pol.redirect {
         let (status, location) = policy::redirect(r, head, sel.prefix);
         let mut out = client.take_out();
