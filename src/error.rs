@@ -52,6 +52,8 @@ pub enum ProxyError {
     Forbidden(Forbidden),
     /// Over a rate limit (429 with `Retry-After` and `x-ratelimit-*`).
     RateLimited(RateLimited),
+    /// A `failClosed` global rate limit whose store (Redis) did not answer: why.
+    RateLimitUnavailable(String),
     /// The `extAuthz` service refused the request; its answer goes to the client.
     ExtAuthzDenied(ExtAuthzDenied),
     /// The `extAuthz` service could not decide and the failure mode refuses.
@@ -211,6 +213,7 @@ impl ProxyError {
             ProxyError::RateLimited(_) => 429,
             ProxyError::ExtAuthzDenied(d) => d.status,
             ProxyError::ExtAuthzUnavailable(u) => u.status,
+            ProxyError::RateLimitUnavailable(_) => 503,
         }
     }
 
@@ -236,6 +239,7 @@ impl ProxyError {
             ProxyError::RateLimited(_) => "rate_limited",
             ProxyError::ExtAuthzDenied(_) => "ext_authz_denied",
             ProxyError::ExtAuthzUnavailable(_) => "ext_authz_unavailable",
+            ProxyError::RateLimitUnavailable(_) => "rate_limit_unavailable",
         }
     }
 
@@ -253,7 +257,10 @@ impl ProxyError {
             | ProxyError::Forbidden(_)
             | ProxyError::RateLimited(_)
             | ProxyError::ExtAuthzDenied(_) => Side::Client,
-            ProxyError::NoBackend | ProxyError::Internal(_) | ProxyError::ExtAuthzUnavailable(_) => Side::Gateway,
+            ProxyError::NoBackend
+            | ProxyError::Internal(_)
+            | ProxyError::ExtAuthzUnavailable(_)
+            | ProxyError::RateLimitUnavailable(_) => Side::Gateway,
             _ => Side::Upstream,
         }
     }
@@ -297,6 +304,9 @@ impl fmt::Display for ProxyError {
             }
             ProxyError::ExtAuthzUnavailable(u) => {
                 write!(f, "the external authorization service could not decide: {}", u.why)
+            }
+            ProxyError::RateLimitUnavailable(why) => {
+                write!(f, "the global rate limit cannot be checked and this route fails closed: {why}")
             }
         }
     }

@@ -1,75 +1,20 @@
 //! The global bucket script against a real redis-server (from tests/peers/install_redis.sh), over blocking sockets.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::RedisServer as Server;
 use ringgate::ratelimit::redis::{self, GlobalLimit, Mode, Reply, ReplyReader};
 
-/// A redis-server on a free loopback port, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-fn redis_binary() -> String {
-    let path = std::env::var("RINGGATE_REDIS_SERVER")
-        .unwrap_or_else(|_| format!("{}/target/peers/redis/bin/redis-server", env!("CARGO_MANIFEST_DIR")));
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{path} is missing: run tests/peers/install_redis.sh (or set RINGGATE_REDIS_SERVER)"
-    );
-    path
-}
-
-impl Server {
-    fn start() -> Server {
-        let bin = redis_binary();
-        // redis cannot listen on port 0: take a free port from the kernel and hand it over. Another process
-        // may grab it in between, so a failed start is retried on a new port.
-        let mut log = String::new();
-        for _ in 0..3 {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut child = Command::new(&bin)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut out = BufReader::new(child.stdout.take().unwrap());
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if out.read_line(&mut line).unwrap() == 0 {
-                    break;
-                }
-                log.push_str(&line);
-                if line.contains("Ready to accept connections") {
-                    // Keep draining its log so redis never blocks on a full pipe.
-                    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-                    return Server { child, port };
-                }
-            }
-            let _ = child.wait();
-        }
-        panic!("redis-server did not start:\n{log}");
-    }
-
-    fn connect(&self) -> Conn {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Conn { stream, reader: ReplyReader::new(), out: Vec::new() }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn connect(server: &Server) -> Conn {
+    let stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    Conn { stream, reader: ReplyReader::new(), out: Vec::new() }
 }
 
 /// One blocking connection driving the codec the way the gateway's monoio client will.
@@ -125,13 +70,13 @@ impl Conn {
 #[test]
 fn global_count_is_exact_across_connections() {
     let server = Server::start();
-    let mut admin = server.connect();
+    let mut admin = connect(&server);
     let sha = Arc::new(admin.load_script());
     // One fill per 100 years (ticks count from the Unix epoch, next one in 2069): nothing refills mid-test.
     let limit = GlobalLimit::new(1000, 1000, Duration::from_secs(100 * 365 * 24 * 3600)).unwrap();
     let threads: Vec<_> = (0..2)
         .map(|_| {
-            let (mut conn, sha) = (server.connect(), sha.clone());
+            let (mut conn, sha) = (connect(&server), sha.clone());
             std::thread::spawn(move || {
                 let mut allowed = 0u64;
                 for _ in 0..800 {
@@ -157,8 +102,9 @@ fn global_count_is_exact_across_connections() {
 #[test]
 fn script_behaves_like_the_local_bucket() {
     let server = Server::start();
-    let mut c = server.connect();
+    let mut c = connect(&server);
     let sha = c.load_script();
+    assert_eq!(sha, redis::script_sha1(), "the hash computed locally is the one Redis uses");
     let l = GlobalLimit::new(5, 5, Duration::from_secs(3600)).unwrap();
     let v = c.run(&sha, "rl:a", &l, 3, Mode::Take);
     assert_eq!((v.allowed, v.limit, v.remaining, v.retry_after), (true, 5, 2, None));
@@ -195,7 +141,7 @@ fn script_behaves_like_the_local_bucket() {
 #[test]
 fn fills_follow_the_server_clock() {
     let server = Server::start();
-    let mut c = server.connect();
+    let mut c = connect(&server);
     let sha = c.load_script();
     let l = GlobalLimit::new(4, 2, Duration::from_millis(200)).unwrap();
     let start = Instant::now();
@@ -213,4 +159,31 @@ fn fills_follow_the_server_clock() {
     std::thread::sleep(wait + Duration::from_millis(2));
     let v = c.run(&sha, "rl:fill", &l, 2, Mode::Take);
     assert!(v.allowed, "{v:?} after {wait:?}");
+}
+
+#[test]
+fn client_pipelines_calls_on_one_connection_in_order() {
+    let server = Server::start();
+    let mut admin = connect(&server);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.port));
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().unwrap();
+    rt.block_on(async {
+        let clients = ringgate::ratelimit::redis_client::RedisClients::new(0);
+        let conn = clients.conn(addr);
+        let hour = Duration::from_secs(3600);
+        // All queued before the first reply; bucket i holds i + 1 tokens, so each verdict says whose it is.
+        let calls: Vec<_> = (0..300u64)
+            .map(|i| {
+                let limit = GlobalLimit::new(i + 1, 1, hour).unwrap();
+                conn.bucket(format!("rl:pipe:{i}").as_bytes(), limit, 1, Mode::Take).unwrap()
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (i, call) in calls.into_iter().enumerate() {
+            let v = call.verdict(deadline).await.unwrap();
+            assert_eq!((v.allowed, v.limit, v.remaining), (true, i as u64 + 1, i as u64));
+        }
+        let Reply::Bulk(Some(list)) = admin.cmd(&[b"CLIENT", b"LIST"]) else { panic!("CLIENT LIST") };
+        assert_eq!(String::from_utf8_lossy(&list).lines().count(), 2, "this test's connection and the client's one");
+    });
 }

@@ -17,6 +17,7 @@ use crate::mcp::poison::{parse_hex, Scanner};
 use crate::mcp::seal::Sealer;
 use crate::mcp::stdio::StdioServer;
 use crate::observe::metrics::{Registry, RouteStats};
+use crate::ratelimit::global::{GlobalPlan, GlobalRateLimit};
 use crate::ratelimit::{LocalRateLimit, LocalRateLimits};
 
 /// Everything a shard needs to serve, shared read-only by all shards.
@@ -282,6 +283,8 @@ pub struct PolicyPlan {
     /// `backendAuth: key` as the header it becomes (lower-case name, value); also in
     /// `request_headers` for plain HTTP backends.
     pub backend_key: Option<(String, String)>,
+    /// `globalRateLimit`.
+    pub global_rate_limit: Option<GlobalPlan>,
 }
 
 /// A route's rate limits and the expressions that key them.
@@ -446,7 +449,7 @@ fn compile_route(
             .collect::<Result<_, ConfigError>>()?;
         matches.push(MatchPlan { path, method, headers, query });
     }
-    let mut policies = compile_policies(cx, &format!("{p}.policies"), &r.policies)?;
+    let mut policies = compile_policies(cx, &format!("{p}.policies"), &r.policies, &name)?;
     if let Some(res) = policies.auth.as_mut().and_then(|a| a.jwt.as_mut()).and_then(|j| j.resource.as_mut()) {
         protected_resource_matches(res, &mut matches);
     }
@@ -546,7 +549,7 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<PolicyPlan, ConfigError> {
+fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies, route: &str) -> Result<PolicyPlan, ConfigError> {
     let mut request_headers = pol
         .request_header_modifier
         .as_ref()
@@ -629,6 +632,11 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<Pol
     let authorization = rules("authorization", &pol.authorization)?;
     let mcp_authorization = rules("mcpAuthorization", &pol.mcp_authorization)?;
     let rate_limit = rate_limit_plan(cx, &format!("{p}.localRateLimit"), &pol.local_rate_limit)?;
+    let global_rate_limit = pol
+        .global_rate_limit
+        .as_ref()
+        .map(|g| global_plan(cx, &format!("{p}.globalRateLimit"), g, route))
+        .transpose()?;
     Ok(PolicyPlan {
         auth,
         ext_authz,
@@ -637,6 +645,7 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies) -> Result<Pol
         authorization,
         mcp_authorization,
         rate_limit,
+        global_rate_limit,
         request_headers,
         response_headers,
         redirect: pol.request_redirect.clone(),
@@ -904,6 +913,12 @@ fn rate_limit_plan(cx: &Ctx, p: &str, specs: &[LocalRateLimit]) -> Result<Option
         }
     };
     Ok(Some(RateLimitPlan { limits, keys }))
+}
+
+/// The route's Redis buckets, named after the route so that replicas with the same config share them.
+fn global_plan(cx: &Ctx, p: &str, spec: &GlobalRateLimit, route: &str) -> Result<GlobalPlan, ConfigError> {
+    let addr = resolve(cx, &format!("{p}.redis"), &spec.redis)?[0];
+    GlobalPlan::new(spec, route, addr).map_err(|(at, e)| cx.err(format!("{p}.{at}"), e))
 }
 
 fn http_target(

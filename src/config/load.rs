@@ -833,6 +833,7 @@ mod tests {
         "auth.yaml",
         "mcp-tool-guard.yaml",
         "ext-authz.yaml",
+        "global-rate-limit.yaml",
     ];
 
     #[test]
@@ -900,6 +901,10 @@ mod tests {
         assert_eq!(x.failure_mode, crate::config::security::ExtAuthzFailureMode::Deny);
         assert_eq!(x.timeout.unwrap().get().as_millis(), 500);
         assert!(matches!(pol.backend_auth, Some(crate::config::security::BackendAuth::Key(_))));
+        let global = load("global-rate-limit.yaml");
+        let g = global.binds[0].listeners[0].routes[0].policies.global_rate_limit.as_ref().unwrap();
+        assert_eq!((g.limits.len(), g.failure_mode), (2, crate::ratelimit::global::FailureMode::FailClosed));
+        assert_eq!(g.limits[1].key.as_deref(), Some("request.headers[\"x-user\"]"));
 
         let weighted = load("weighted.yaml");
         let weights: Vec<u32> = weighted.binds[0].listeners[0].routes[0].backends.iter().map(|b| b.weight).collect();

@@ -9,6 +9,7 @@ use super::duration::Duration;
 use super::mcp::{McpBackend, McpSettings, McpShorthand, SessionSettings};
 use super::security::{ApiKeyAuth, BackendAuth, BasicAuth, ExtAuthz, JwtAuth, McpAuthentication};
 pub use crate::auth::cel::RulesConfig as Rules;
+use crate::ratelimit::global::GlobalRateLimit;
 use crate::ratelimit::LocalRateLimit;
 
 /// The whole configuration file.
@@ -410,6 +411,9 @@ pub struct RoutePolicies {
     /// The credential sent to the backend: `passthrough` or a static `key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_auth: Option<BackendAuth>,
+    /// Token buckets in Redis, shared by every gateway replica (429 when empty); checked after `localRateLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_rate_limit: Option<GlobalRateLimit>,
 }
 
 /// Header changes, applied in the order remove, set, add.

@@ -1,4 +1,4 @@
-//! Request admission, in agentgateway's order: authentication, (`extAuthz`, async, in `conn`), `authorization` rules, then rate limits.
+//! Request admission, in agentgateway's order: authentication, (`extAuthz`, async, in `conn`), `authorization` rules, local then global rate limits.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -10,6 +10,7 @@ use crate::auth::{self, Identity, RequestSite};
 use crate::config::compile::RateLimitPlan;
 use crate::error::{Forbidden, ProxyError, RateLimited};
 use crate::http::codec::RequestHead;
+use crate::ratelimit::Verdict;
 
 /// RFC 9728's well-known prefix.
 pub const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -108,11 +109,40 @@ fn check_rate(rl: &RateLimitPlan, id: &Identity, head: &RequestHead, peer: Socke
         _ => 0,
     };
     match rl.limits.check_request(Instant::now(), key_hash) {
-        Some(v) if !v.allowed => {
-            let mut h = Vec::with_capacity(128);
-            crate::ratelimit::write_headers(&v, &mut h);
-            Err(ProxyError::RateLimited(RateLimited { headers: String::from_utf8_lossy(&h).into_owned() }))
-        }
+        Some(v) if !v.allowed => Err(rate_limited(&v)),
         _ => Ok(()),
+    }
+}
+
+fn rate_limited(v: &Verdict) -> ProxyError {
+    let mut h = Vec::with_capacity(128);
+    crate::ratelimit::write_headers(v, &mut h);
+    ProxyError::RateLimited(RateLimited { headers: String::from_utf8_lossy(&h).into_owned() })
+}
+
+/// The route's `globalRateLimit`, after [`admit`]: a token from every bucket in Redis, else 429. When Redis
+/// cannot answer in time the failure mode decides: `failOpen` serves the request, `failClosed` answers 503;
+/// both count `rate_limit_unavailable`.
+pub async fn admit_global(
+    ctx: &ShardCtx,
+    sel: &Selected<'_>,
+    id: &Identity,
+    head: &RequestHead,
+    peer: SocketAddr,
+) -> Result<(), ProxyError> {
+    let Some(g) = &sel.route.policies.global_rate_limit else { return Ok(()) };
+    let keys: Vec<Vec<u8>> = {
+        let cx = g.buckets.iter().any(|b| b.key.is_some()).then(|| rule_ctx(id, head, peer));
+        let value = |p: &crate::auth::cel::Program| cx.as_ref().and_then(|cx| p.eval_key(cx)).unwrap_or_default();
+        g.buckets.iter().enumerate().map(|(i, b)| g.redis_key(i, b.key.as_ref().map(value).as_deref())).collect()
+    };
+    match g.take(&ctx.redis.conn(g.addr), &keys).await {
+        Ok(v) if !v.allowed => Err(rate_limited(&v)),
+        Ok(_) => Ok(()),
+        Err(_) if g.fail_open => {
+            ctx.registry.shards[ctx.index].count_error("rate_limit_unavailable");
+            Ok(())
+        }
+        Err(e) => Err(ProxyError::RateLimitUnavailable(e.to_string())),
     }
 }

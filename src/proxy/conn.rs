@@ -317,6 +317,7 @@ async fn serve_route(
         None => Vec::new(),
     };
     admission::authorize(sel, &identity, head, peer)?;
+    admission::admit_global(ctx, sel, &identity, head, peer).await?;
     if let Some(auth) = &pol.auth {
         auth.consumed(&identity, pol.passthrough, |name| edits.push((name, None)));
     }

@@ -106,6 +106,8 @@ pub struct ShardCtx {
     pub mcp: ShardSessions,
     /// Credentials this shard has verified.
     pub auth: RefCell<crate::auth::ShardAuth>,
+    /// Connections to the Redis servers of global rate limits.
+    pub redis: crate::ratelimit::redis_client::RedisClients,
     /// Every shard's mailbox (this one's included), for what one shard must tell the others.
     pub siblings: Vec<flume::Sender<ShardMsg>>,
 }
@@ -157,6 +159,7 @@ pub async fn run(
         pool: Pool::new(),
         mcp: ShardSessions::default(),
         auth: RefCell::new(crate::auth::ShardAuth::default()),
+        redis: crate::ratelimit::redis_client::RedisClients::new(info.index),
         siblings,
         draining: Signal::new(),
         connections: Cell::new(0),

@@ -9,7 +9,9 @@
 // bucket that is exact across shards (every grant is one successful CAS on the same word), with the same
 // discrete refills as agentgateway's. A denial writes nothing, so a flood of denied requests only reads.
 
+pub mod global;
 pub mod redis;
+pub mod redis_client;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;

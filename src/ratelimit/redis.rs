@@ -260,6 +260,21 @@ impl GlobalLimit {
     }
 }
 
+/// The script's SHA1 in lower-case hex, as `SCRIPT LOAD` answers it: known before any reply, so `EVALSHA`
+/// can be pipelined right behind the `SCRIPT LOAD` of a new connection.
+pub fn script_sha1() -> &'static [u8] {
+    static SHA: std::sync::OnceLock<[u8; 40]> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| {
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, BUCKET_SCRIPT.as_bytes());
+        let mut hex = [0u8; 40];
+        for (i, b) in digest.as_ref().iter().enumerate() {
+            hex[2 * i] = b"0123456789abcdef"[usize::from(b >> 4)];
+            hex[2 * i + 1] = b"0123456789abcdef"[usize::from(b & 15)];
+        }
+        hex
+    })
+}
+
 /// Appends `SCRIPT LOAD <script>`; the bulk reply is the SHA1 to pass to [`encode_evalsha`].
 pub fn encode_script_load(out: &mut Vec<u8>) {
     encode_command(out, &[b"SCRIPT", b"LOAD", BUCKET_SCRIPT.as_bytes()]);

@@ -153,6 +153,79 @@ impl Drop for Gateway {
     }
 }
 
+/// A redis-server (tests/peers/install_redis.sh puts it under target/peers/redis) on a loopback port, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+fn redis_binary() -> String {
+    let path = std::env::var("RINGGATE_REDIS_SERVER")
+        .unwrap_or_else(|_| format!("{}/target/peers/redis/bin/redis-server", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: run tests/peers/install_redis.sh (or set RINGGATE_REDIS_SERVER)"
+    );
+    path
+}
+
+impl RedisServer {
+    /// On a free port. redis cannot listen on port 0: the kernel picks a free port and it is handed over;
+    /// another process may grab it in between, so a failed start is retried on a new port.
+    pub fn start() -> RedisServer {
+        let mut log = String::new();
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            match Self::start_on(port) {
+                Ok(s) => return s,
+                Err(l) => log.push_str(&l),
+            }
+        }
+        panic!("redis-server did not start:\n{log}");
+    }
+
+    /// On `port`, once it says it is ready; its log when it exits instead.
+    pub fn start_on(port: u16) -> Result<RedisServer, String> {
+        let mut child = Command::new(redis_binary())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut log = String::new();
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap_or(0) > 0 {
+            log.push_str(&line);
+            if line.contains("Ready to accept connections") {
+                // Keep draining its log so redis never blocks on a full pipe.
+                std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+                return Ok(RedisServer { child, port });
+            }
+            line.clear();
+        }
+        let _ = child.wait();
+        Err(log)
+    }
+
+    /// Runs one inline command (`CLIENT PAUSE 500 ALL`) and returns the first line of its reply.
+    pub fn command(&self, line: &str) -> String {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        (&s).write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        BufReader::new(&s).read_line(&mut reply).unwrap();
+        reply.trim_end().to_string()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A parsed response.
 #[derive(Debug)]
 pub struct Response {
