@@ -149,11 +149,10 @@ impl HttpGet {
         if url.starts_with("https://") {
             return Err(format!("{url}: https JWKS URLs need the TLS client, which this build does not have yet"));
         }
-        let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: a JWKS URL must start with http://"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
+        if !url.starts_with("http://") {
+            return Err(format!("{url}: a JWKS URL must start with http://"));
+        }
+        let (authority, path) = crate::http::url::split(url, "/");
         if authority.is_empty() {
             return Err(format!("{url}: no host"));
         }
@@ -162,9 +161,7 @@ impl HttpGet {
 
     fn fetch(&self) -> Result<Vec<u8>, String> {
         let err = |e: std::io::Error| format!("{}: {e}", self.url);
-        let hostport =
-            if self.authority.contains(':') { self.authority.clone() } else { format!("{}:80", self.authority) };
-        let addr = hostport
+        let addr = crate::http::url::with_port(&self.authority)
             .to_socket_addrs()
             .map_err(err)?
             .next()

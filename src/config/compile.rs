@@ -931,17 +931,8 @@ fn http_target(
     if url.starts_with("https://") {
         return Err(cx.err(p, "https targets are not served by this build yet (no TLS client)"));
     }
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, default_path),
-    };
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let addrs = resolve(cx, p, &with_port)?;
+    let (authority, path) = crate::http::url::split(url, default_path);
+    let addrs = resolve(cx, p, &crate::http::url::with_port(authority))?;
     Ok(HttpTargetPlan {
         authority: authority.to_string(),
         path: path.to_string(),
