@@ -16,20 +16,9 @@ py_dir="$peers/py"
 node_dir="$peers/node"
 python="${PYTHON:-python3}"
 
-step() { printf 'peers: %s\n' "$*"; }
-die() { printf 'peers: error: %s\n' "$*" >&2; exit 1; }
-
-# Runs a command quietly; on failure shows what it printed and stops.
-quiet() {
-    local log
-    log="$(mktemp)"
-    if ! "$@" >"$log" 2>&1; then
-        cat "$log" >&2
-        rm -f "$log"
-        die "failed: $*"
-    fi
-    rm -f "$log"
-}
+tag=peers
+# shellcheck source=tests/peers/lib.sh
+. "$here/lib.sh"
 
 mkdir -p "$peers"
 

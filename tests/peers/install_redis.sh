@@ -16,20 +16,10 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 wrapper="$dir/bin/redis-server"
 
-step() { printf 'redis: %s\n' "$*" >&2; }
-die() { printf 'redis: error: %s\n' "$*" >&2; exit 1; }
-
-# Runs a command quietly; on failure shows what it printed and stops.
-quiet() {
-    local log
-    log="$(mktemp)"
-    if ! "$@" >"$log" 2>&1; then
-        cat "$log" >&2
-        rm -f "$log"
-        die "failed: $*"
-    fi
-    rm -f "$log"
-}
+tag=redis
+step_fd=2
+# shellcheck source=tests/peers/lib.sh
+. "$here/lib.sh"
 
 if [[ -x "$wrapper" && -f "$dir/.stamp" ]] && version="$("$wrapper" --version 2>/dev/null)"; then
     step "up to date ($(cat "$dir/.stamp"))"
