@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -162,24 +162,17 @@ struct JwksServer {
 }
 
 fn jwks_server(doc: String) -> JwksServer {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let doc = Arc::new(Mutex::new(doc));
     let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (d, h) = (doc.clone(), hits.clone());
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let body = d.lock().unwrap().clone();
-            let _ = write!(
-                s,
-                "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-        }
+    let addr = serve_requests(move |_, _| {
+        h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = d.lock().unwrap().clone();
+        let resp = format!(
+            "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Some(resp.into_bytes())
     });
     JwksServer { addr, doc, hits }
 }
@@ -364,69 +357,35 @@ struct Authz {
 }
 
 fn authz_server() -> Authz {
-    use std::io::BufRead;
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-                let mut w = s;
-                loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push_str(&line);
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let header = |name: &str| {
-                        head.lines()
-                            .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)))
-                            .map(|(_, v)| v.trim().to_string())
-                    };
-                    let mut body = vec![0; header("content-length").map_or(0, |v| v.parse().unwrap())];
-                    r.read_exact(&mut body).unwrap();
-                    log.lock().unwrap().push(format!("{head}{}", String::from_utf8_lossy(&body)));
-                    let big = "b".repeat(100 * 1024);
-                    let (status, headers, body) = match header("authorization").as_deref() {
-                        Some("Bearer allow") => ("200 OK", "x-user-id: alice\r\nx-not-copied: 1\r\n", ""),
-                        Some("Bearer anon") => ("204 No Content", "", ""),
-                        Some("Bearer crlf") => ("200 OK", "x-user-id: alice\r\nx-injected: crlf\r\n", ""),
-                        Some("Bearer fold") => ("200 OK", "x-user-id: alice\r\n x-injected: fold\r\n", ""),
-                        Some("Bearer lf") => ("200 OK", "x-user-id: alice\nx-injected: lf\r\n", ""),
-                        Some("Bearer slow") => {
-                            std::thread::sleep(Duration::from_millis(1500));
-                            ("200 OK", "", "")
-                        }
-                        Some("Bearer deny") => (
-                            "401 Unauthorized",
-                            "www-authenticate: Basic realm=\"authz\"\r\nconnection: x-hop\r\nx-hop: secret\r\n",
-                            "go away",
-                        ),
-                        Some("Bearer big") => ("403 Forbidden", "", big.as_str()),
-                        Some("Bearer chunked") => {
-                            let _ = w.write_all(
-                                b"HTTP/1.1 418 I'm a teapot\r\ntransfer-encoding: chunked\r\n\r\n3\r\ntea\r\n3\r\npot\r\n0\r\n\r\n",
-                            );
-                            continue;
-                        }
-                        _ => ("403 Forbidden", "content-type: text/plain\r\n", "no token"),
-                    };
-                    let resp = format!("HTTP/1.1 {status}\r\n{headers}content-length: {}\r\n\r\n{body}", body.len());
-                    if w.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    let addr = serve_requests(move |head, body| {
+        log.lock().unwrap().push(format!("{head}{}", String::from_utf8_lossy(body)));
+        let big = "b".repeat(100 * 1024);
+        let (status, headers, body) = match head_header(head, "authorization").as_deref() {
+            Some("Bearer allow") => ("200 OK", "x-user-id: alice\r\nx-not-copied: 1\r\n", ""),
+            Some("Bearer anon") => ("204 No Content", "", ""),
+            Some("Bearer crlf") => ("200 OK", "x-user-id: alice\r\nx-injected: crlf\r\n", ""),
+            Some("Bearer fold") => ("200 OK", "x-user-id: alice\r\n x-injected: fold\r\n", ""),
+            Some("Bearer lf") => ("200 OK", "x-user-id: alice\nx-injected: lf\r\n", ""),
+            Some("Bearer slow") => {
+                std::thread::sleep(Duration::from_millis(1500));
+                ("200 OK", "", "")
+            }
+            Some("Bearer deny") => (
+                "401 Unauthorized",
+                "www-authenticate: Basic realm=\"authz\"\r\nconnection: x-hop\r\nx-hop: secret\r\n",
+                "go away",
+            ),
+            Some("Bearer big") => ("403 Forbidden", "", big.as_str()),
+            Some("Bearer chunked") => {
+                let chunked =
+                    "HTTP/1.1 418 I'm a teapot\r\ntransfer-encoding: chunked\r\n\r\n3\r\ntea\r\n3\r\npot\r\n0\r\n\r\n";
+                return Some(chunked.as_bytes().to_vec());
+            }
+            _ => ("403 Forbidden", "content-type: text/plain\r\n", "no token"),
+        };
+        Some(format!("HTTP/1.1 {status}\r\n{headers}content-length: {}\r\n\r\n{body}", body.len()).into_bytes())
     });
     Authz { addr, seen }
 }
@@ -638,60 +597,28 @@ fn backend_auth_key_and_passthrough() {
 /// A minimal Streamable HTTP MCP server with one tool; records the `authorization` header of
 /// every request it gets.
 fn mcp_target() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    use std::io::BufRead;
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-                let mut w = s;
-                loop {
-                    let (mut len, mut auth) = (0, String::from("-"));
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        let Some((n, v)) = line.split_once(':') else { continue };
-                        match n.to_ascii_lowercase().as_str() {
-                            "content-length" => len = v.trim().parse().unwrap(),
-                            "authorization" => auth = v.trim().to_string(),
-                            _ => {}
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    r.read_exact(&mut body).unwrap();
-                    log.lock().unwrap().push(auth);
-                    let msg: Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let result = match msg["method"].as_str() {
-                        Some("initialize") => {
-                            json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "fake", "version": "1"}})
-                        }
-                        Some("tools/list") => json!({"tools": [{"name": "t", "inputSchema": {"type": "object"}}]}),
-                        _ => Value::Null,
-                    };
-                    let resp = if msg.get("id").is_some() {
-                        let out = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result}).to_string();
-                        format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\ncontent-length: {}\r\n\r\n{out}",
-                            out.len()
-                        )
-                    } else {
-                        "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string()
-                    };
-                    if w.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    let addr = serve_requests(move |head, body| {
+        log.lock().unwrap().push(head_header(head, "authorization").unwrap_or_else(|| "-".into()));
+        let msg: Value = serde_json::from_slice(body).unwrap_or_default();
+        let result = match msg["method"].as_str() {
+            Some("initialize") => {
+                json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "fake", "version": "1"}})
+            }
+            Some("tools/list") => json!({"tools": [{"name": "t", "inputSchema": {"type": "object"}}]}),
+            _ => Value::Null,
+        };
+        let resp = if msg.get("id").is_some() {
+            let out = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result}).to_string();
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\ncontent-length: {}\r\n\r\n{out}",
+                out.len()
+            )
+        } else {
+            "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string()
+        };
+        Some(resp.into_bytes())
     });
     (addr, seen)
 }

@@ -431,3 +431,52 @@ fn serve_upstream(
         }
     }
 }
+
+/// A std HTTP/1.1 server on a loopback port 0, a thread per connection: each request's head (its
+/// lines as received, CRLFs kept) and Content-Length body go to `answer`, whose bytes are written
+/// back. Connections are kept alive, except after an HTTP/1.0 request or when `answer` gives `None`.
+pub fn serve_requests<F>(answer: F) -> SocketAddr
+where
+    F: Fn(&str, &[u8]) -> Option<Vec<u8>> + Send + Sync + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; head_header(&head, "content-length").map_or(0, |v| v.parse().unwrap())];
+                    r.read_exact(&mut body).unwrap();
+                    let http10 = head.lines().next().is_some_and(|l| l.ends_with("HTTP/1.0"));
+                    match answer(&head, &body) {
+                        Some(resp) if w.write_all(&resp).is_ok() && !http10 => {}
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The first value of header `name` in a request head, trimmed.
+pub fn head_header(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)))
+        .map(|(_, v)| v.trim().to_string())
+}
