@@ -10,6 +10,7 @@ use super::admission::{self, Admitted};
 use super::shard::{ShardCtx, ShardState};
 use super::upstream::{self, BodyOut, CopyError, Outgoing};
 use super::{ext_authz, policy, route};
+use crate::config::compile::CorsPlan;
 use crate::error::{write_error_response, McpReject, ProxyError};
 use crate::http::codec::{self, Framing, RequestHead};
 use crate::http::io::Peer;
@@ -265,6 +266,31 @@ async fn answer_local(client: &mut Peer, head: &RequestHead, status: u16, out: V
     Ok(Done::local(status, 0, keep))
 }
 
+/// A gateway-made response with a body (direct response, protected-resource metadata): `headers`
+/// and CORS added, the body left out for HEAD.
+fn write_local<'h>(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    status: u16,
+    headers: impl Iterator<Item = (&'h str, &'h str)>,
+    cors: Option<(&CorsPlan, Option<&str>)>,
+    body: &[u8],
+) {
+    codec::write_status_line(out, status);
+    codec::write_header(out, "content-length", body.len().to_string().as_bytes());
+    for (n, v) in headers {
+        codec::write_header(out, n, v.as_bytes());
+    }
+    if let Some((c, o)) = cors {
+        policy::write_cors_headers(c, o, out);
+    }
+    finish_local_head(out, head);
+    out.extend_from_slice(b"\r\n");
+    if head.method() != "HEAD" {
+        out.extend_from_slice(body);
+    }
+}
+
 fn finish_local_head(out: &mut Vec<u8>, head: &RequestHead) {
     if !(head.keep_alive && head.framing == Framing::None) {
         codec::write_header(out, "connection", b"close");
@@ -295,15 +321,8 @@ async fn serve_route(
         Admitted::Serve(id) => id,
         Admitted::Metadata(doc) => {
             let mut out = client.take_out();
-            codec::write_status_line(&mut out, 200);
-            codec::write_header(&mut out, "content-type", b"application/json");
-            codec::write_header(&mut out, "content-length", doc.len().to_string().as_bytes());
-            if let Some((c, o)) = cors {
-                policy::write_cors_headers(c, o, &mut out);
-            }
-            finish_local_head(&mut out, head);
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(doc.as_bytes());
+            let json = std::iter::once(("content-type", "application/json"));
+            write_local(&mut out, head, 200, json, cors, doc.as_bytes());
             return answer_local(client, head, 200, out).await;
         }
     };
@@ -333,21 +352,8 @@ async fn serve_route(
     }
     if let Some(d) = &pol.direct {
         let mut out = client.take_out();
-        codec::write_status_line(&mut out, d.status);
-        codec::write_header(&mut out, "content-length", d.body.len().to_string().as_bytes());
-        if let Some(ops) = &pol.response_headers {
-            for (n, v) in ops.extra() {
-                codec::write_header(&mut out, n, v.as_bytes());
-            }
-        }
-        if let Some((c, o)) = cors {
-            policy::write_cors_headers(c, o, &mut out);
-        }
-        finish_local_head(&mut out, head);
-        out.extend_from_slice(b"\r\n");
-        if head.method() != "HEAD" {
-            out.extend_from_slice(d.body.as_bytes());
-        }
+        let extra = pol.response_headers.iter().flat_map(|ops| ops.extra()).map(|(n, v)| (n.as_str(), v.as_str()));
+        write_local(&mut out, head, d.status, extra, cors, d.body.as_bytes());
         return answer_local(client, head, d.status, out).await;
     }
 
