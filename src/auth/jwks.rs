@@ -3,12 +3,13 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
 use super::jwt::KeySet;
+use crate::config::live::Live;
 
 /// Largest JWKS document accepted from a URL.
 const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -66,38 +67,31 @@ pub fn fixed(origin: String, doc: &[u8]) -> Result<Arc<KeyCell>, String> {
 /// `min_gap` until it answers. A cell already serving the same URL and intervals (from the config
 /// before a reload) is reused, so a reload neither refetches nor forgets rotated keys.
 pub fn remote(url: &str, every: Duration, min_gap: Duration) -> Result<Arc<KeyCell>, String> {
-    static LIVE: Mutex<Vec<Weak<KeyCell>>> = Mutex::new(Vec::new());
+    static LIVE: Live<KeyCell> = Live::new();
     let origin = format!("url:{url} every:{every:?} min:{min_gap:?}");
-    if let Ok(mut live) = LIVE.lock() {
-        live.retain(|w| w.strong_count() > 0);
-        if let Some(c) = live.iter().filter_map(Weak::upgrade).find(|c| c.origin == origin) {
-            return Ok(c);
-        }
-    }
-    let target = HttpGet::parse(url)?;
-    let (keys, last) = match target.fetch().and_then(|doc| KeySet::from_jwks(&doc).map(|k| (k, doc))) {
-        Ok((keys, doc)) => (keys, Some(doc)),
-        Err(e) => {
-            eprintln!("ringgate: JWKS {url} unavailable ({e}); tokens are refused until it answers");
-            (KeySet::empty(), None)
-        }
-    };
-    let (tx, rx) = flume::bounded(1);
-    let cell = Arc::new(KeyCell {
-        keys: ArcSwap::from_pointee(keys),
-        generation: AtomicU64::new(1),
-        wake: Some(tx),
-        origin: origin.clone(),
-    });
-    if let Ok(mut live) = LIVE.lock() {
-        live.push(Arc::downgrade(&cell));
-    }
-    let weak = Arc::downgrade(&cell);
-    std::thread::Builder::new()
-        .name("ringgate-jwks".into())
-        .spawn(move || refresher(weak, rx, target, last, every, min_gap))
-        .map_err(|e| format!("cannot start the JWKS refresher: {e}"))?;
-    Ok(cell)
+    LIVE.get_or_make(origin.clone(), || {
+        let target = HttpGet::parse(url)?;
+        let (keys, last) = match target.fetch().and_then(|doc| KeySet::from_jwks(&doc).map(|k| (k, doc))) {
+            Ok((keys, doc)) => (keys, Some(doc)),
+            Err(e) => {
+                eprintln!("ringgate: JWKS {url} unavailable ({e}); tokens are refused until it answers");
+                (KeySet::empty(), None)
+            }
+        };
+        let (tx, rx) = flume::bounded(1);
+        let cell = Arc::new(KeyCell {
+            keys: ArcSwap::from_pointee(keys),
+            generation: AtomicU64::new(1),
+            wake: Some(tx),
+            origin,
+        });
+        let weak = Arc::downgrade(&cell);
+        std::thread::Builder::new()
+            .name("ringgate-jwks".into())
+            .spawn(move || refresher(weak, rx, target, last, every, min_gap))
+            .map_err(|e| format!("cannot start the JWKS refresher: {e}"))?;
+        Ok(cell)
+    })
 }
 
 /// Runs until the cell is dropped (its sender with it, which ends `recv_timeout`).

@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use regex::Regex;
 
+use super::live::Live;
 use super::load::ConfigError;
 use super::mcp::{GuardMode, McpBackend, McpShorthand, PrefixMode, StatefulMode, ToolGuard};
 use super::model::{self, Config, PathMatch, StringMatch};
@@ -769,15 +770,11 @@ fn sealer(cx: &Ctx, process: &model::ProcessConfig) -> Result<Arc<Sealer>, Confi
 
 /// Stdio servers keep running across reloads while their configuration is unchanged.
 fn stdio_server(name: &str, cfg: &super::mcp::StdioTarget) -> Arc<StdioServer> {
-    static LIVE: Mutex<Vec<std::sync::Weak<StdioServer>>> = Mutex::new(Vec::new());
-    let Ok(mut live) = LIVE.lock() else { return Arc::new(StdioServer::new(name, cfg.clone())) };
-    live.retain(|w| w.strong_count() > 0);
-    let same = |s: &StdioServer| s.name() == name && s.config() == cfg;
-    if let Some(s) = live.iter().filter_map(|w| w.upgrade()).find(|s| same(s)) {
-        return s;
-    }
-    let s = Arc::new(StdioServer::new(name, cfg.clone()));
-    live.push(Arc::downgrade(&s));
+    static LIVE: Live<StdioServer> = Live::new();
+    let made = LIVE.get_or_make(format!("{name} {cfg:?}"), || {
+        Ok::<_, std::convert::Infallible>(Arc::new(StdioServer::new(name, cfg.clone())))
+    });
+    let Ok(s) = made;
     s
 }
 
@@ -900,18 +897,10 @@ fn rate_limit_plan(cx: &Ctx, p: &str, specs: &[LocalRateLimit]) -> Result<Option
                 .transpose()
         })
         .collect::<Result<Vec<_>, _>>()?;
-    static LIVE: Mutex<Vec<(String, std::sync::Weak<LocalRateLimits>)>> = Mutex::new(Vec::new());
-    let id = format!("{p}{specs:?}");
-    let mut live = LIVE.lock().map_err(|_| cx.err(p, "rate limit registry poisoned"))?;
-    live.retain(|(_, w)| w.strong_count() > 0);
-    let limits = match live.iter().find(|(k, _)| *k == id).and_then(|(_, w)| w.upgrade()) {
-        Some(l) => l,
-        None => {
-            let l = Arc::new(LocalRateLimits::new(specs, std::time::Instant::now()).map_err(|e| cx.err(p, e))?);
-            live.push((id, Arc::downgrade(&l)));
-            l
-        }
-    };
+    static LIVE: Live<LocalRateLimits> = Live::new();
+    let limits = LIVE.get_or_make(format!("{p}{specs:?}"), || {
+        Ok(Arc::new(LocalRateLimits::new(specs, std::time::Instant::now()).map_err(|e| cx.err(p, e))?))
+    })?;
     Ok(Some(RateLimitPlan { limits, keys }))
 }
 

@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod duration;
+pub mod live;
 pub mod load;
 pub mod mcp;
 pub mod model;
