@@ -58,6 +58,8 @@ pub enum ProxyError {
     ExtAuthzDenied(ExtAuthzDenied),
     /// The `extAuthz` service could not decide and the failure mode refuses.
     ExtAuthzUnavailable(ExtAuthzUnavailable),
+    /// A `transformations` expression produced a header value with a control character: the header's name.
+    BadTransformValue(String),
 }
 
 /// The denial of an `extAuthz` service, passed on to the client.
@@ -214,6 +216,7 @@ impl ProxyError {
             ProxyError::ExtAuthzDenied(d) => d.status,
             ProxyError::ExtAuthzUnavailable(u) => u.status,
             ProxyError::RateLimitUnavailable(_) => 503,
+            ProxyError::BadTransformValue(_) => 400,
         }
     }
 
@@ -240,6 +243,7 @@ impl ProxyError {
             ProxyError::ExtAuthzDenied(_) => "ext_authz_denied",
             ProxyError::ExtAuthzUnavailable(_) => "ext_authz_unavailable",
             ProxyError::RateLimitUnavailable(_) => "rate_limit_unavailable",
+            ProxyError::BadTransformValue(_) => "transform_invalid_value",
         }
     }
 
@@ -256,7 +260,8 @@ impl ProxyError {
             | ProxyError::Unauthenticated(_)
             | ProxyError::Forbidden(_)
             | ProxyError::RateLimited(_)
-            | ProxyError::ExtAuthzDenied(_) => Side::Client,
+            | ProxyError::ExtAuthzDenied(_)
+            | ProxyError::BadTransformValue(_) => Side::Client,
             ProxyError::NoBackend
             | ProxyError::Internal(_)
             | ProxyError::ExtAuthzUnavailable(_)
@@ -307,6 +312,9 @@ impl fmt::Display for ProxyError {
             }
             ProxyError::RateLimitUnavailable(why) => {
                 write!(f, "the global rate limit cannot be checked and this route fails closed: {why}")
+            }
+            ProxyError::BadTransformValue(name) => {
+                write!(f, "the value computed for header `{name}` contains a control character (CR, LF or NUL)")
             }
         }
     }

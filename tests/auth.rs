@@ -653,3 +653,96 @@ fn backend_auth_key_reaches_mcp_targets() {
     assert!(seen.len() >= 2, "initialize and tools/list at least: {seen:?}");
     assert!(seen.iter().all(|a| a == "Bearer k-target"), "every request to the target carries the key: {seen:?}");
 }
+
+#[test]
+fn transformations_and_access_log_fields_carry_claims() {
+    let keys = Keys::new();
+    let jwks = keys.dir.join("jwks.json");
+    std::fs::write(&jwks, keys.set(&["rsa-1"])).unwrap();
+    let up = upstream("up");
+    // one shard, so the access log lines come out in request order
+    let gw = Gateway::start(&format!(
+        r#"config:
+  workers: 1
+  adminAddr: 127.0.0.1:0
+  logging:
+    format: json
+    filter: 'request.path != "/quiet"'
+    fields:
+      add: {{ user: 'jwt.sub', status_class: 'string(response.code / 100) + "xx"' }}
+      remove: [src.addr]
+binds:
+- port: 0
+  address: 127.0.0.1
+  listeners:
+  - routes:
+    - matches: [{{path: {{pathPrefix: /public}}}}]
+      policies:
+        urlRewrite: {{ path: {{ prefix: /static/public }} }}
+      backends:
+      - host: {up}
+    - policies:
+        jwtAuth: {{ mode: optional, issuer: https://idp.test, jwks: {{ file: "{jwks}" }} }}
+        transformations:
+          request:
+            set: {{ x-user: 'jwt.sub', x-peer: 'source.address' }}
+            add: {{ x-tier: '"gold"' }}
+            remove: [x-remove-me]
+          response:
+            set: {{ x-served-for: 'jwt.sub' }}
+      backends:
+      - host: {up}
+"#,
+        up = up.addr,
+        jwks = jwks.display()
+    ));
+    let addr = gw.addr();
+    let tokens = keys.sign(&[
+        json!({"kid": "rsa-1", "claims": claims("alice")}),
+        json!({"kid": "rsa-1", "claims": claims("mallory\r\nx-admin: 1")}),
+    ]);
+
+    let auth = format!("Bearer {}", tokens[0]);
+    let r = req(addr, "/a", &[("authorization", &auth), ("x-user", "forged"), ("x-remove-me", "1"), ("x-tier", "own")]);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let sent = upstream_headers(&r);
+    for want in ["x-user: alice", "x-peer: 127.0.0.1", "x-tier: own", "x-tier: gold"] {
+        assert!(sent.contains(&want.to_string()), "{want} missing from {sent:?}");
+    }
+    assert!(!sent.iter().any(|h| h.contains("forged") || h.starts_with("x-remove-me")), "{sent:?}");
+    assert_eq!(r.header("x-served-for"), Some("alice"));
+
+    // without a token (optional mode) the claim expressions fail: their headers are left out
+    let r = req(addr, "/a", &[("x-user", "forged")]);
+    let sent = upstream_headers(&r);
+    assert!(sent.contains(&"x-tier: gold".to_string()) && !sent.iter().any(|h| h.starts_with("x-user")), "{sent:?}");
+    assert_eq!(r.header("x-served-for"), None);
+
+    // a claim with CRLF would smuggle a header: refused before the upstream sees anything
+    let hits = up.hits.load(std::sync::atomic::Ordering::SeqCst);
+    let r = req(addr, "/a", &[("authorization", &format!("Bearer {}", tokens[1]))]);
+    assert_eq!((r.status, error_type(&r).as_str()), (400, "transform_invalid_value"), "{}", r.body_str());
+    assert!(r.body_str().contains("x-user"), "{}", r.body_str());
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), hits);
+
+    // dot-segments would escape the rewritten prefix (/static/public/../x is /static/x upstream)
+    for path in ["/public/../admin", "/public/%2e%2e/admin", "/public/./x"] {
+        let r = req(addr, path, &[]);
+        assert_eq!((r.status, error_type(&r).as_str()), (400, "dot_segment"), "{path}");
+    }
+    let r = req(addr, "/public/x", &[]);
+    assert!(r.body_str().starts_with("up GET /static/public/x\n"), "{}", r.body_str());
+    gw.wait_metric("reason=\"transform_invalid_value\"} 1");
+    gw.wait_metric("reason=\"dot_segment\"} 3");
+
+    // access log: claims as fields, a built-in field removed, filtered requests absent
+    req(addr, "/quiet", &[("authorization", &auth)]);
+    req(addr, "/last", &[("authorization", &auth)]);
+    gw.wait_line("\"http.path\":\"/last\"");
+    let line = gw.wait_line("\"http.path\":\"/a\"");
+    let v: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!((v["user"].as_str(), v["status_class"].as_str()), (Some("alice"), Some("2xx")), "{line}");
+    assert!(v.get("src.addr").is_none() && v.get("http.status").is_some(), "{line}");
+    assert_eq!(gw.count_lines("\"http.path\":\"/quiet\""), 0);
+    assert_eq!(gw.count_lines("\"reason\":\"transform_invalid_value\""), 1);
+}

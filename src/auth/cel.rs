@@ -44,11 +44,14 @@ pub enum Var {
     Request,
     /// `source`: the peer's address and port.
     Source,
+    /// `response`: `response.code`, known only where the answer is (access log fields and filter).
+    Response,
 }
 
 impl Var {
     /// Every variable, in bit order.
-    pub const ALL: [Var; 6] = [Var::Jwt, Var::ApiKey, Var::BasicAuth, Var::Mcp, Var::Request, Var::Source];
+    pub const ALL: [Var; 7] =
+        [Var::Jwt, Var::ApiKey, Var::BasicAuth, Var::Mcp, Var::Request, Var::Source, Var::Response];
 
     /// The name rules use for it.
     pub fn name(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Var {
             Var::Mcp => "mcp",
             Var::Request => "request",
             Var::Source => "source",
+            Var::Response => "response",
         }
     }
 
@@ -178,9 +182,9 @@ impl Program {
         self.eval_in(&c)
     }
 
-    /// Evaluates to a bucket key: a string as is, a number or bool printed; `None` on an error or
-    /// another type.
-    pub fn eval_key(&self, cx: &Ctx<'_>) -> Option<String> {
+    /// Evaluates to text (a bucket key, a header value, a log field): a string as is, a number or
+    /// bool printed; `None` on an error or another type.
+    pub fn eval_string(&self, cx: &Ctx<'_>) -> Option<String> {
         let mut c = Context::with_env(env());
         c.set_variable_resolver(cx);
         let v = ::cel::Value::resolve_val(self.program.expression(), &c).ok()?;
@@ -279,7 +283,7 @@ impl<'e> Walk<'e> {
                 let at = self.info.offset_for(id).map(|(start, _)| line_col(&self.info.source, start as usize));
                 let at = at.map(|(l, c)| format!(" at {l}:{c}")).unwrap_or_default();
                 self.error = Some(format!(
-                    "unknown variable `{name}`{at} (rules can read jwt, apiKey, basicAuth, mcp, request, source)"
+                    "unknown variable `{name}`{at} (expressions can read jwt, apiKey, basicAuth, mcp, request, source, response)"
                 ));
             }
         }
@@ -398,6 +402,8 @@ pub struct Ctx<'a> {
     pub request: Option<Request<'a>>,
     /// `source.address` (string) and `source.port` (int).
     pub source: Option<SocketAddr>,
+    /// `response.code`: the status sent.
+    pub response: Option<u16>,
 }
 
 impl<'a> Ctx<'a> {
@@ -409,6 +415,7 @@ impl<'a> Ctx<'a> {
             Var::Mcp => self.mcp.map(Node::Mcp),
             Var::Request => self.request.map(Node::Request),
             Var::Source => self.source.map(Node::Source),
+            Var::Response => self.response.map(Node::Response),
         };
         Some(n.unwrap_or(Node::Empty))
     }
@@ -446,6 +453,7 @@ enum Node<'a> {
     Request(Request<'a>),
     Headers(&'a dyn Headers),
     Source(SocketAddr),
+    Response(u16),
 }
 
 enum Field<'a> {
@@ -506,6 +514,7 @@ impl<'a> Node<'a> {
                 "port" => leaf(CelInt::from(i64::from(a.port()))),
                 _ => None,
             },
+            Node::Response(code) => (key == "code").then(|| Field::Leaf(Box::new(CelInt::from(i64::from(code))))),
         }
     }
 
@@ -531,6 +540,7 @@ impl<'a> Node<'a> {
                 names
             }
             Node::Source(_) => vec![Cow::Borrowed("address"), Cow::Borrowed("port")],
+            Node::Response(_) => vec![Cow::Borrowed("code")],
         }
     }
 }
@@ -547,6 +557,7 @@ impl fmt::Debug for Node<'_> {
             Node::Request(_) => "request",
             Node::Headers(_) => "headers",
             Node::Source(_) => "source",
+            Node::Response(_) => "response",
         };
         write!(f, "Node({kind})")
     }
@@ -881,6 +892,7 @@ mod tests {
             mcp: Some(Mcp { kind: McpKind::Tool, name: "echo", target: "everything" }),
             request: Some(Request { method: "POST", path: "/mcp", host: "api.example.com", headers: &HEADERS }),
             source: Some("10.1.2.3:4567".parse().unwrap()),
+            response: Some(503),
         };
         f(&cx)
     }
@@ -930,6 +942,7 @@ mod tests {
         t(r#"mcp.tool.name == "echo" && mcp.tool.target == "everything""#);
         t("has(mcp.tool) && !has(mcp.prompt) && !has(mcp.resource)");
         t(r#"source.address == "10.1.2.3" && source.port == 4567"#);
+        t("response.code >= 500 && response.code == 503");
         t(r#"basicAuth.username == "bob""#);
         t(r#"apiKey.key == "ci-bot" && apiKey.team == "blue""#);
     }

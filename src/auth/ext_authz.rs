@@ -180,7 +180,7 @@ impl ExtAuthzPlan {
         match &self.path {
             CheckPath::Original => Ok(original()),
             CheckPath::Prefix(p) => Ok(format!("{p}{}", original())),
-            CheckPath::Expr(e) => match e.eval_key(&cx()) {
+            CheckPath::Expr(e) => match e.eval_string(&cx()) {
                 Some(p) if is_clean_path(&p) => Ok(p),
                 Some(_) => Err("the `path` expression gave an invalid path"),
                 None => Err("the `path` expression did not give a string"),
@@ -382,6 +382,7 @@ mod tests {
             None,
             None,
             &edits,
+            &Default::default(),
             body,
             PEER.parse().unwrap(),
         );

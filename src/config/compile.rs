@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub access_log: bool,
     /// Access log format.
     pub log_format: model::LogFormat,
+    /// Access log filter and extra fields.
+    pub log: crate::observe::access_log::LogPlan,
 }
 
 /// One port with its listeners.
@@ -286,6 +288,8 @@ pub struct PolicyPlan {
     pub backend_key: Option<(String, String)>,
     /// `globalRateLimit`.
     pub global_rate_limit: Option<GlobalPlan>,
+    /// `transformations`.
+    pub transform: Option<crate::proxy::transform::TransformPlan>,
 }
 
 /// A route's rate limits and the expressions that key them.
@@ -359,7 +363,35 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
     let access_log = config.frontend_policies.access_log.as_ref().is_none_or(|a| a.enabled)
         && !matches!(config.config.logging.level.as_deref(), Some("off" | "warn" | "error"));
     let log_format = config.config.logging.format;
-    Ok(Snapshot { config, binds, limits, access_log, log_format })
+    let log = log_plan(&cx, &config.config.logging)?;
+    Ok(Snapshot { config, binds, limits, access_log, log_format, log })
+}
+
+fn log_plan(cx: &Ctx, logging: &model::Logging) -> Result<crate::observe::access_log::LogPlan, ConfigError> {
+    use crate::auth::cel::Program;
+    use crate::observe::access_log::FIELDS;
+    let p = "config.logging";
+    let filter =
+        logging.filter.as_deref().map(Program::compile).transpose().map_err(|e| cx.err(format!("{p}.filter"), e))?;
+    let Some(fields) = &logging.fields else {
+        return Ok(crate::observe::access_log::LogPlan { filter, ..Default::default() });
+    };
+    let add = fields
+        .add
+        .iter()
+        .map(|(name, src)| {
+            let at = format!("{p}.fields.add.{name}");
+            if FIELDS.contains(&name.as_str()) {
+                return Err(cx.err(at, "is the name of a built-in field; pick another"));
+            }
+            Ok((name.clone(), Program::compile(src).map_err(|e| cx.err(at, e))?))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(unknown) = fields.remove.iter().find(|r| !FIELDS.contains(&r.as_str())) {
+        let known = FIELDS.join(", ");
+        return Err(cx.err(format!("{p}.fields.remove"), format!("`{unknown}` is not a built-in field ({known})")));
+    }
+    Ok(crate::observe::access_log::LogPlan { filter, add, remove: fields.remove.clone() })
 }
 
 fn check_host(cx: &Ctx, path: &str, h: &str) -> Result<HostPattern, ConfigError> {
@@ -467,6 +499,10 @@ fn compile_route(
                 backends.push(BackendPlan { authority: host.as_str().into(), addrs, weight: b.weight });
             }
             (None, Some(m)) if r.backends.len() == 1 => {
+                if policies.transform.is_some() {
+                    let msg = "not supported on MCP routes yet: their upstream requests are shared by callers";
+                    return Err(cx.err(format!("{p}.policies.transformations"), msg));
+                }
                 if policies.passthrough {
                     let msg = "MCP targets cannot take the client's token: their upstream sessions are shared by callers; use `key`";
                     return Err(cx.err(format!("{p}.policies.backendAuth.passthrough"), msg));
@@ -527,14 +563,9 @@ fn resolve(cx: &Ctx, path: &str, host: &str) -> Result<Vec<SocketAddr>, ConfigEr
 fn header_ops(cx: &Ctx, p: &str, m: &model::HeaderModifier) -> Result<HeaderOps, ConfigError> {
     let check = |kind: &str, pairs: Vec<(String, String)>| -> Result<Vec<(String, String)>, ConfigError> {
         for (n, v) in &pairs {
-            if n.is_empty() || !n.bytes().all(is_token_byte) {
-                return Err(cx.err(format!("{p}.{kind}"), format!("`{n}` is not a valid header name")));
-            }
+            check_header_name(n).map_err(|e| cx.err(format!("{p}.{kind}"), e))?;
             if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 return Err(cx.err(format!("{p}.{kind}"), format!("value of `{n}` contains CR, LF or NUL")));
-            }
-            if crate::http::codec::is_hop_by_hop(n) || n.eq_ignore_ascii_case("content-length") {
-                return Err(cx.err(format!("{p}.{kind}"), format!("`{n}` is managed by the gateway and cannot be set")));
             }
         }
         Ok(pairs)
@@ -544,6 +575,53 @@ fn header_ops(cx: &Ctx, p: &str, m: &model::HeaderModifier) -> Result<HeaderOps,
         set: check("set", m.set.pairs())?,
         remove: m.remove.iter().map(|r| r.to_ascii_lowercase()).collect(),
     })
+}
+
+fn transform_plan(
+    cx: &Ctx,
+    p: &str,
+    t: &model::Transformations,
+) -> Result<crate::proxy::transform::TransformPlan, ConfigError> {
+    use crate::proxy::transform::HeaderExprs;
+    let side = |at: &str, h: &Option<model::HeaderTransform>| -> Result<HeaderExprs, ConfigError> {
+        let Some(h) = h else { return Ok(HeaderExprs::default()) };
+        let exprs = |kind: &str, m: &std::collections::BTreeMap<String, String>| {
+            m.iter()
+                .map(|(name, src)| {
+                    let at = format!("{p}.{at}.{kind}.{name}");
+                    check_header_name(name).map_err(|e| cx.err(&at, e))?;
+                    if name.eq_ignore_ascii_case("host") {
+                        return Err(cx.err(&at, "`host` is changed with `urlRewrite.authority`"));
+                    }
+                    let program = crate::auth::cel::Program::compile(src).map_err(|e| cx.err(&at, e))?;
+                    Ok((name.to_ascii_lowercase(), program))
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()
+        };
+        for name in &h.remove {
+            check_header_name(name).map_err(|e| cx.err(format!("{p}.{at}.remove"), e))?;
+        }
+        Ok(HeaderExprs {
+            add: exprs("add", &h.add)?,
+            set: exprs("set", &h.set)?,
+            remove: h.remove.iter().map(|r| r.to_ascii_lowercase()).collect(),
+        })
+    };
+    Ok(crate::proxy::transform::TransformPlan {
+        request: side("request", &t.request)?,
+        response: side("response", &t.response)?,
+    })
+}
+
+/// A header name a policy may set or remove: a token, and not one the gateway frames the message with.
+fn check_header_name(n: &str) -> Result<(), String> {
+    if n.is_empty() || !n.bytes().all(is_token_byte) {
+        return Err(format!("`{n}` is not a valid header name"));
+    }
+    if crate::http::codec::is_hop_by_hop(n) || n.eq_ignore_ascii_case("content-length") {
+        return Err(format!("`{n}` is managed by the gateway and cannot be set"));
+    }
+    Ok(())
 }
 
 fn is_token_byte(b: u8) -> bool {
@@ -638,7 +716,10 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies, route: &str) 
         .as_ref()
         .map(|g| global_plan(cx, &format!("{p}.globalRateLimit"), g, route))
         .transpose()?;
+    let transform =
+        pol.transformations.as_ref().map(|t| transform_plan(cx, &format!("{p}.transformations"), t)).transpose()?;
     Ok(PolicyPlan {
+        transform,
         auth,
         ext_authz,
         passthrough,
@@ -957,6 +1038,32 @@ mod tests {
 
     fn route_with(policies: &str, backend: &str) -> String {
         format!("binds:\n- port: 0\n  listeners:\n  - routes:\n    - policies:\n{policies}      backends:\n      - {backend}\n")
+    }
+
+    #[test]
+    fn transformation_and_log_field_errors_name_the_field() {
+        let t = |policy: &str| {
+            compile_err(&route_with(&format!("        transformations: {policy}\n"), "host: 127.0.0.1:1"))
+        };
+        let e = t("{request: {set: {x-user: 'jwt.sub +'}}}");
+        assert!(e.contains("policies.transformations.request.set.x-user") && e.contains("syntax error"), "{e}");
+        let e = t("{response: {add: {'bad name': '\"x\"'}}}");
+        assert!(e.contains("not a valid header name"), "{e}");
+        assert!(t("{request: {set: {host: '\"x\"'}}}").contains("urlRewrite.authority"));
+        assert!(t("{request: {remove: [content-length]}}").contains("managed by the gateway"));
+        assert!(t("{request: {set: {x-a: 'nosuch.sub'}}}").contains("unknown variable `nosuch`"));
+        let mcp = compile_err(&route_with(
+            "        transformations: {request: {set: {x-user: 'jwt.sub'}}}\n",
+            "mcp: {targets: [{name: d, demo: {}}]}",
+        ));
+        assert!(mcp.contains("transformations") && mcp.contains("MCP"), "{mcp}");
+
+        let routes = "binds:\n- port: 0\n  listeners:\n  - routes:\n    - backends: [{host: 127.0.0.1:1}]\n";
+        let log = |logging: &str| compile_err(&format!("config:\n  logging: {logging}\n{routes}"));
+        let e = log("{fields: {remove: [nope]}}");
+        assert!(e.contains("`nope` is not a built-in field"), "{e}");
+        assert!(log("{fields: {add: {route: 'jwt.sub'}}}").contains("config.logging.fields.add.route"));
+        assert!(log("{filter: 'response.code >'}").contains("config.logging.filter"));
     }
 
     #[test]

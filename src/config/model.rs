@@ -151,6 +151,24 @@ pub struct Logging {
     /// `info` logs every request; `warn` or `off` silences the access log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
+    /// CEL expression: a request is logged only when it is true (e.g. `response.code >= 400`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Fields added to or removed from every access log line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<LogFields>,
+}
+
+/// Access log fields beyond the built-in ones.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogFields {
+    /// `name: expression` (e.g. `user: jwt.sub`); left out of the line when the expression fails.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    /// Built-in fields left out (e.g. `src.addr`, `http.host`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
 }
 
 /// Access log line format.
@@ -414,6 +432,37 @@ pub struct RoutePolicies {
     /// Token buckets in Redis, shared by every gateway replica (429 when empty); checked after `localRateLimit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_rate_limit: Option<GlobalRateLimit>,
+    /// Headers computed per request by CEL expressions (e.g. `x-user: jwt.sub`), after authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformations: Option<Transformations>,
+}
+
+/// `transformations`: header changes whose values are CEL expressions over the request and identity.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Transformations {
+    /// Changes to the request sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<HeaderTransform>,
+    /// Changes to the response sent to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<HeaderTransform>,
+}
+
+/// Header changes, applied in the order remove, set, add. An expression that fails (a missing claim)
+/// leaves its header out; one whose value has a control character (CR, LF, NUL) refuses the request.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderTransform {
+    /// `name: expression`: appended (existing values kept).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    /// `name: expression`: replaces existing values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Header names removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
 }
 
 /// Header changes, applied in the order remove, set, add.

@@ -107,6 +107,9 @@ pub enum HeadError {
     /// An HTTP/1.1 request without Host, or any request with several Host fields.
     #[error("request is missing a Host header or has more than one")]
     MissingHost,
+    /// The path has a `.` or `..` segment (also `%2e`); see [`has_dot_segment`].
+    #[error("request path has a `.` or `..` segment; send the resolved path")]
+    DotSegment,
 }
 
 impl HeadError {
@@ -134,6 +137,7 @@ impl HeadError {
             HeadError::InvalidHeaderValue => "invalid_header_value",
             HeadError::UnsupportedVersion => "unsupported_version",
             HeadError::MissingHost => "missing_host",
+            HeadError::DotSegment => "dot_segment",
         }
     }
 }
@@ -174,19 +178,7 @@ impl RequestHead {
 
     /// Path part of the target (before '?'); for absolute-form, the path after the authority.
     pub fn path(&self) -> &str {
-        let t = self.target();
-        let rest = match absolute_form_split(t) {
-            Some((_, rest)) => {
-                if rest.is_empty() || rest.starts_with('?') || rest.starts_with('#') {
-                    // An absolute-form target with an empty path means "/" (RFC 9112 3.2.2).
-                    return "/";
-                }
-                rest
-            }
-            None => t,
-        };
-        let end = rest.find(['?', '#']).unwrap_or(rest.len());
-        rest.get(..end).unwrap_or(rest)
+        path_of(self.target())
     }
 
     /// Query of the target (after '?', without it), if any.
@@ -298,6 +290,47 @@ impl ParsedResponse {
     }
 }
 
+/// Path part of a request target (before '?' or '#'); for absolute-form, the path after the authority.
+fn path_of(t: &str) -> &str {
+    let rest = match absolute_form_split(t) {
+        Some((_, rest)) => {
+            if rest.is_empty() || rest.starts_with('?') || rest.starts_with('#') {
+                // An absolute-form target with an empty path means "/" (RFC 9112 3.2.2).
+                return "/";
+            }
+            rest
+        }
+        None => t,
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    rest.get(..end).unwrap_or(rest)
+}
+
+/// Whether a path has a `.` or `..` segment, also percent-encoded (`%2e`).
+///
+/// Routes, rules and rewrites see the path as sent while the upstream resolves dot-segments, so
+/// `/public/../admin` would match a `/public` route and reach `/admin` (or escape a rewritten
+/// prefix). Clients resolve dot-segments before sending (RFC 3986 5.2.4), so refusing them costs
+/// real clients nothing.
+pub fn has_dot_segment(path: &str) -> bool {
+    if !path.contains('.') && !path.contains('%') {
+        return false;
+    }
+    path.split('/').any(|seg| {
+        let mut dots = 0;
+        let mut rest = seg.as_bytes();
+        while !rest.is_empty() {
+            match rest {
+                [b'.', tail @ ..] => rest = tail,
+                [b'%', b'2', b'e' | b'E', tail @ ..] => rest = tail,
+                _ => return false,
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    })
+}
+
 /// httparse needs a header slot array; this many live on the stack so common
 /// heads need no allocation beyond the span Vec.
 const STACK_HEADERS: usize = 64;
@@ -390,6 +423,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
         if !is_valid_authority(authority.as_bytes(), false) {
             return Err(HeadError::Malformed("invalid authority in request target"));
         }
+    }
+    if has_dot_segment(path_of(target)) {
+        return Err(HeadError::DotSegment);
     }
 
     let keep_alive = conn.keep_alive(minor_version);
@@ -1499,6 +1535,18 @@ Content-Length: 13\r\n\
         assert!(matches!(req_err(b"GET / HTTX/1.1\r\nHost: a\r\n\r\n"), HeadError::Malformed(_)));
         assert_eq!(resp_err(b"HTTP/2.0 200 OK\r\n\r\n"), HeadError::UnsupportedVersion);
         assert!(matches!(resp_err(b"ICY 200 OK\r\n\r\n"), HeadError::Malformed(_)));
+    }
+
+    #[test]
+    fn dot_segments_are_refused_in_any_spelling() {
+        for path in ["/a/../b", "/..", "/a/./b", "/a/.", "/%2e%2E/x", "/a/.%2e/b", "/a/%2E", "http://h/a/../b"] {
+            let raw = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(req_err(raw.as_bytes()), HeadError::DotSegment, "{path}");
+        }
+        for path in ["/a/b.c", "/...", "/a..b/", "/.well-known/x", "/%2e%2e%2e", "/a?x=/../", "/v1.0/..x", "*"] {
+            let raw = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert!(parse_req(raw.as_bytes()).is_ok(), "{path} should be accepted");
+        }
     }
 
     #[test]

@@ -5,7 +5,53 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::auth::cel::{Ctx, Program};
 use crate::config::model::LogFormat;
+
+/// The built-in fields of a line, in order; `config.logging.fields.remove` names these.
+pub const FIELDS: [&str; 14] = [
+    "shard",
+    "src.addr",
+    "http.method",
+    "http.path",
+    "http.host",
+    "http.status",
+    "route",
+    "endpoint",
+    "duration_ms",
+    "bytes_sent",
+    "retry.attempt",
+    "reason",
+    "error",
+    "ts",
+];
+
+/// Compiled `config.logging.filter` and `config.logging.fields`.
+#[derive(Debug, Default)]
+pub struct LogPlan {
+    /// Only requests for which it is true are logged (an error counts as true, so a broken filter
+    /// does not hide requests).
+    pub filter: Option<Program>,
+    /// Added fields and their expressions.
+    pub add: Vec<(String, Program)>,
+    /// Built-in fields left out.
+    pub remove: Vec<String>,
+}
+
+impl LogPlan {
+    /// Whether any expression must be evaluated per request.
+    pub fn needs_eval(&self) -> bool {
+        self.filter.is_some() || !self.add.is_empty()
+    }
+
+    /// `None` when the filter drops the request; otherwise the added fields whose expressions succeeded.
+    pub fn eval(&self, cx: &Ctx<'_>) -> Option<Vec<(&str, String)>> {
+        if self.filter.as_ref().is_some_and(|f| f.eval(cx) == Ok(false)) {
+            return None;
+        }
+        Some(self.add.iter().filter_map(|(n, p)| Some((n.as_str(), p.eval_string(cx)?))).collect())
+    }
+}
 
 /// What is known about a request when its line is written.
 #[derive(Default)]
@@ -34,6 +80,10 @@ pub struct Entry<'a> {
     pub duration: Duration,
     /// Attempts made upstream.
     pub attempts: u8,
+    /// Fields added by `config.logging.fields.add`.
+    pub fields: &'a [(&'a str, String)],
+    /// Built-in fields left out.
+    pub removed: &'a [String],
 }
 
 /// Per-shard buffer; flushed when large and by a periodic task.
@@ -65,9 +115,10 @@ impl AccessLog {
         let mut line = String::with_capacity(256);
         let ts = rfc3339(SystemTime::now());
         let dur_ms = e.duration.as_secs_f64() * 1000.0;
+        let keep = |k: &str| !e.removed.iter().any(|r| r == k);
         match self.format.get() {
             LogFormat::Json => {
-                let v = serde_json::json!({
+                let mut v = serde_json::json!({
                     "ts": ts, "shard": shard,
                     "src.addr": e.peer.map(|p| p.to_string()),
                     "http.method": e.method, "http.path": e.path, "http.host": e.host,
@@ -77,29 +128,46 @@ impl AccessLog {
                     "bytes_sent": e.bytes_sent, "duration_ms": (dur_ms * 1000.0).round() / 1000.0,
                     "retry.attempt": e.attempts,
                 });
+                if let Some(m) = v.as_object_mut() {
+                    m.retain(|k, _| keep(k));
+                    for (k, val) in e.fields {
+                        m.insert((*k).to_string(), val.as_str().into());
+                    }
+                }
                 line.push_str(&v.to_string());
             }
             LogFormat::Text => {
-                let _ = write!(
-                    line,
-                    "{ts} info request shard={shard} src.addr={} http.method={} http.path={:?} http.host={:?} http.status={} route={} endpoint={} duration={dur_ms:.3}ms bytes_sent={}",
-                    e.peer.map(|p| p.to_string()).unwrap_or_default(),
-                    e.method,
-                    e.path,
-                    e.host,
-                    e.status,
-                    if e.route.is_empty() { "-" } else { e.route },
-                    e.upstream.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
-                    e.bytes_sent,
-                );
+                if keep("ts") {
+                    let _ = write!(line, "{ts} ");
+                }
+                line.push_str("info request");
+                // `duration` keeps its text-format name; `fields.remove` calls it `duration_ms` in both formats
+                let mut kv = |k: &str, v: &dyn std::fmt::Display| {
+                    if keep(if k == "duration" { "duration_ms" } else { k }) {
+                        let _ = write!(line, " {k}={v}");
+                    }
+                };
+                kv("shard", &shard);
+                kv("src.addr", &e.peer.map(|p| p.to_string()).unwrap_or_default());
+                kv("http.method", &e.method);
+                kv("http.path", &format_args!("{:?}", e.path));
+                kv("http.host", &format_args!("{:?}", e.host));
+                kv("http.status", &e.status);
+                kv("route", &if e.route.is_empty() { "-" } else { e.route });
+                kv("endpoint", &e.upstream.map(|u| u.to_string()).unwrap_or_else(|| "-".into()));
+                kv("duration", &format_args!("{dur_ms:.3}ms"));
+                kv("bytes_sent", &e.bytes_sent);
                 if e.attempts > 1 {
-                    let _ = write!(line, " retry.attempt={}", e.attempts);
+                    kv("retry.attempt", &e.attempts);
                 }
                 if let Some(r) = e.reason {
-                    let _ = write!(line, " reason={r}");
+                    kv("reason", &r);
                 }
                 if let Some(err) = &e.error {
-                    let _ = write!(line, " error={err:?}");
+                    kv("error", &format_args!("{err:?}"));
+                }
+                for (k, v) in e.fields {
+                    kv(k, &format_args!("{v:?}"));
                 }
             }
         }

@@ -33,7 +33,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 62] = [
+pub const ERROR_REASONS: [&str; 64] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -46,6 +46,7 @@ pub const ERROR_REASONS: [&str; 62] = [
     "invalid_header_value",
     "unsupported_version",
     "missing_host",
+    "dot_segment",
     "bad_body",
     "body_too_large",
     "header_timeout",
@@ -95,6 +96,7 @@ pub const ERROR_REASONS: [&str; 62] = [
     "ext_authz_denied",
     "ext_authz_unavailable",
     "rate_limit_unavailable",
+    "transform_invalid_value",
     "other",
 ];
 
@@ -377,6 +379,7 @@ mod tests {
             H::InvalidHeaderValue,
             H::UnsupportedVersion,
             H::MissingHost,
+            H::DotSegment,
         ];
         let errors = heads
             .into_iter()
@@ -394,6 +397,7 @@ mod tests {
                 P::RequestTimeout,
                 P::ClientClosed,
                 P::Internal(String::new()),
+                P::BadTransformValue(String::new()),
             ])
             .chain(
                 [

@@ -103,7 +103,7 @@ fn check_rate(rl: &RateLimitPlan, id: &Identity, head: &RequestHead, peer: Socke
     let key_hash = |i: usize| match (rl.keys.get(i).and_then(Option::as_ref), &cx) {
         (Some(p), Some(cx)) => {
             // callers the key expression cannot name share one bucket
-            let k = p.eval_key(cx).unwrap_or_default();
+            let k = p.eval_string(cx).unwrap_or_default();
             rl.limits.limits()[i].hash_key(&k)
         }
         _ => 0,
@@ -133,7 +133,7 @@ pub async fn admit_global(
     let Some(g) = &sel.route.policies.global_rate_limit else { return Ok(()) };
     let keys: Vec<Vec<u8>> = {
         let cx = g.buckets.iter().any(|b| b.key.is_some()).then(|| rule_ctx(id, head, peer));
-        let value = |p: &crate::auth::cel::Program| cx.as_ref().and_then(|cx| p.eval_key(cx)).unwrap_or_default();
+        let value = |p: &crate::auth::cel::Program| cx.as_ref().and_then(|cx| p.eval_string(cx)).unwrap_or_default();
         g.buckets.iter().enumerate().map(|(i, b)| g.redis_key(i, b.key.as_ref().map(value).as_deref())).collect()
     };
     match g.take(&ctx.redis.conn(g.addr), &keys).await {

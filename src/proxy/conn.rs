@@ -10,6 +10,7 @@ use super::admission::{self, Admitted};
 use super::shard::{ShardCtx, ShardState};
 use super::upstream::{self, BodyOut, CopyError, Outgoing};
 use super::{ext_authz, policy, route};
+use crate::auth::Identity;
 use crate::config::compile::CorsPlan;
 use crate::error::{write_error_response, McpReject, ProxyError};
 use crate::http::codec::{self, Framing, RequestHead};
@@ -184,9 +185,10 @@ async fn handle(
     let snap = &state.snap;
     let selected = snap.binds.iter().position(|b| b.addr == bind).and_then(|i| route::select(snap, i, &head));
     let route_name = selected.as_ref().map(|s| s.route.name.clone());
+    let mut who = None;
     let result = match &selected {
         None => Err(Failed::from(ProxyError::NoRoute)),
-        Some(sel) => serve_route(ctx, state, sel, client, &head, peer).await,
+        Some(sel) => serve_route(ctx, state, sel, client, &head, peer, &mut who).await,
     };
     let (status, keep, entry_err, bytes, upstream, attempts) = match result {
         Ok(d) => {
@@ -218,6 +220,23 @@ async fn handle(
         s.count_status(status);
         s.duration.observe(elapsed);
     }
+    if !ctx.log.enabled.get() {
+        return keep;
+    }
+    let plan = &snap.log;
+    let fields = if plan.needs_eval() {
+        let anonymous = Identity::default();
+        let cx = crate::auth::cel::Ctx {
+            response: Some(status),
+            ..admission::rule_ctx(who.as_ref().unwrap_or(&anonymous), &head, peer)
+        };
+        match plan.eval(&cx) {
+            Some(f) => f,
+            None => return keep,
+        }
+    } else {
+        Vec::new()
+    };
     ctx.log.write(
         ctx.index,
         &Entry {
@@ -233,6 +252,8 @@ async fn handle(
             bytes_sent: bytes,
             duration: elapsed,
             attempts,
+            fields: &fields,
+            removed: &plan.remove,
         },
     );
     keep
@@ -304,6 +325,7 @@ async fn serve_route(
     client: &mut Peer,
     head: &RequestHead,
     peer: SocketAddr,
+    who: &mut Option<Identity>,
 ) -> Result<Done, Failed> {
     let pol = &sel.route.policies;
     let limits = &state.snap.limits;
@@ -318,7 +340,8 @@ async fn serve_route(
     let origin = head.header_str("origin");
     let cors = pol.cors.as_ref().map(|c| (c, origin));
     let identity = match admission::authenticate(ctx, sel, head)? {
-        Admitted::Serve(id) => id,
+        // kept by the caller for the access log
+        Admitted::Serve(id) => &*who.insert(id),
         Admitted::Metadata(doc) => {
             let mut out = client.take_out();
             let json = std::iter::once(("content-type", "application/json"));
@@ -330,16 +353,23 @@ async fn serve_route(
     let mut edits = match &pol.ext_authz {
         Some(plan) => {
             let max_body = limits.max_body_bytes;
-            let check = ext_authz::Check { head, id: &identity, peer, idle: limits.idle_timeout.get(), max_body };
+            let check = ext_authz::Check { head, id: identity, peer, idle: limits.idle_timeout.get(), max_body };
             ext_authz::check(ctx, plan, &check, client, &mut continued).await?
         }
         None => Vec::new(),
     };
-    admission::authorize(sel, &identity, head, peer)?;
-    admission::admit_global(ctx, sel, &identity, head, peer).await?;
+    admission::authorize(sel, identity, head, peer)?;
+    admission::admit_global(ctx, sel, identity, head, peer).await?;
     if let Some(auth) = &pol.auth {
-        auth.consumed(&identity, pol.passthrough, |name| edits.push((name, None)));
+        auth.consumed(identity, pol.passthrough, |name| edits.push((name, None)));
     }
+    let (to_upstream, to_client) = match &pol.transform {
+        Some(t) => {
+            let cx = admission::rule_ctx(identity, head, peer);
+            (t.request.eval(&cx)?, t.response.eval(&cx)?)
+        }
+        None => Default::default(),
+    };
     if let Some(r) = &pol.redirect {
         let (status, location) = policy::redirect(r, head, sel.prefix);
         let mut out = client.take_out();
@@ -352,7 +382,8 @@ async fn serve_route(
     }
     if let Some(d) = &pol.direct {
         let mut out = client.take_out();
-        let extra = pol.response_headers.iter().flat_map(|ops| ops.extra()).map(|(n, v)| (n.as_str(), v.as_str()));
+        let configured = pol.response_headers.iter().flat_map(|ops| ops.extra()).map(|(n, v)| (n.as_str(), v.as_str()));
+        let extra = configured.chain(to_client.headers());
         write_local(&mut out, head, d.status, extra, cors, d.body.as_bytes());
         return answer_local(client, head, d.status, out).await;
     }
@@ -370,7 +401,7 @@ async fn serve_route(
             .map_err(|_| Failed::started(ProxyError::ClientClosed))?;
     }
     if let Some(plan) = &sel.route.mcp {
-        let access = Access { rules: pol.mcp_authorization.as_ref(), id: &identity, head: Some(head), peer };
+        let access = Access { rules: pol.mcp_authorization.as_ref(), id: identity, head: Some(head), peer };
         return crate::mcp::serve::serve(ctx, sel, plan, access, client, head, limits).await;
     }
 
@@ -398,6 +429,7 @@ async fn serve_route(
         host.as_deref(),
         pol.request_headers.as_ref(),
         &edits,
+        &to_upstream,
         body_out,
         peer,
     );
@@ -430,7 +462,8 @@ async fn serve_route(
         head.keep_alive && !ctx.draining.is_fired() && !matches!(resp.framing, Framing::CloseDelimited) && !dechunk;
     let chunked_out = resp.framing == Framing::Chunked && !dechunk;
     let mut out = client.take_out();
-    upstream::write_response_head(&mut out, resp, pol.response_headers.as_ref(), cors, chunked_out, keep_alive);
+    let ops = pol.response_headers.as_ref();
+    upstream::write_response_head(&mut out, resp, ops, &to_client, cors, chunked_out, keep_alive);
     let status = resp.status;
     let framing = resp.framing;
     let upstream_keep = resp.keep_alive;

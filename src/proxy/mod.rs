@@ -6,4 +6,5 @@ pub mod ext_authz;
 pub mod policy;
 pub mod route;
 pub mod shard;
+pub mod transform;
 pub mod upstream;

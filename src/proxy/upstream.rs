@@ -14,6 +14,7 @@ use crate::config::compile::{CorsPlan, HeaderOps, RoutePlan};
 use crate::error::ProxyError;
 use crate::http::codec::{self, ChunkedDecoder, Framing, RequestHead, ResponseHead};
 use crate::http::io::{is_idle_and_open, Peer};
+use crate::proxy::transform::Changes;
 
 const MAX_IDLE_PER_HOST: usize = 256;
 const POOL_IDLE_TTL: Duration = Duration::from_secs(60);
@@ -101,6 +102,7 @@ pub fn write_request_head(
     host: Option<&str>,
     ops: Option<&HeaderOps>,
     edits: &[(&str, Option<Vec<u8>>)],
+    changes: &Changes,
     body: BodyOut,
     peer: SocketAddr,
 ) {
@@ -118,6 +120,7 @@ pub fn write_request_head(
             || named.iter().any(|n| n.eq_ignore_ascii_case(name))
             || ops.is_some_and(|o| o.drops(name))
             || edits.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+            || changes.drops(name)
         {
             continue;
         }
@@ -166,6 +169,9 @@ pub fn write_request_head(
             codec::write_header(out, n, v.as_bytes());
         }
     }
+    for (n, v) in changes.headers() {
+        codec::write_header(out, n, v.as_bytes());
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -174,6 +180,7 @@ pub fn write_response_head(
     out: &mut Vec<u8>,
     resp: &ResponseHead,
     ops: Option<&HeaderOps>,
+    changes: &Changes,
     cors: Option<(&CorsPlan, Option<&str>)>,
     chunked_out: bool,
     keep_alive: bool,
@@ -189,6 +196,7 @@ pub fn write_response_head(
         if codec::is_hop_by_hop(name)
             || named.iter().any(|n| n.eq_ignore_ascii_case(name))
             || ops.is_some_and(|o| o.drops(name))
+            || changes.drops(name)
             || (resp.framing != Framing::None
                 && !matches!(resp.framing, Framing::Length(_))
                 && name.eq_ignore_ascii_case("content-length"))
@@ -207,6 +215,9 @@ pub fn write_response_head(
         for (n, v) in o.extra() {
             codec::write_header(out, n, v.as_bytes());
         }
+    }
+    for (n, v) in changes.headers() {
+        codec::write_header(out, n, v.as_bytes());
     }
     if let Some((c, origin)) = cors {
         crate::proxy::policy::write_cors_headers(c, origin, out);
