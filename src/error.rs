@@ -320,12 +320,15 @@ impl fmt::Display for ProxyError {
     }
 }
 
-/// Render the error as a complete HTTP/1.1 response (JSON body) into `out`.
-pub fn write_error_response(err: &ProxyError, close: bool, out: &mut Vec<u8>) {
+/// Render the error as a complete HTTP/1.1 response (JSON body) into `out`. `extra` holds header
+/// lines (`name: value\r\n`) of the route that still apply, such as CORS: a browser client can
+/// only read a 401's challenge or a 429's `Retry-After` when the refusal carries them.
+pub fn write_error_response(err: &ProxyError, close: bool, extra: &[u8], out: &mut Vec<u8>) {
     if let ProxyError::ExtAuthzDenied(d) = err {
         // the service's own answer, so its clients see what it meant them to see
         crate::http::codec::write_status_line(out, d.status);
         out.extend_from_slice(&d.headers);
+        out.extend_from_slice(extra);
         crate::http::codec::write_header(out, "content-length", d.body.len().to_string().as_bytes());
         if close {
             crate::http::codec::write_header(out, "connection", b"close");
@@ -357,6 +360,7 @@ pub fn write_error_response(err: &ProxyError, close: bool, out: &mut Vec<u8>) {
         ProxyError::RateLimited(r) => out.extend_from_slice(r.headers.as_bytes()),
         _ => {}
     }
+    out.extend_from_slice(extra);
     crate::http::codec::write_header(out, "content-length", body.len().to_string().as_bytes());
     if close {
         crate::http::codec::write_header(out, "connection", b"close");

@@ -223,7 +223,7 @@ fn api_keys_and_basic_auth() {
     // `$` starts a variable in the config file: an inline htpasswd doubles it
     let users = format!("alice:{}", bcrypt::hash("s3cret", 4).unwrap()).replace('$', "$$");
     let gw = Gateway::start(&format!(
-        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /key}}}}]\n      policies:\n        apiKey:\n          keys:\n          - {{ key: k-alpha, metadata: {{ team: red }} }}\n          - {{ sha256: \"{gamma}\" }}\n        authorization:\n          rules: ['apiKey.team == \"red\"']\n        directResponse: {{ status: 200, body: key-ok }}\n    - matches: [{{path: {{pathPrefix: /basic}}}}]\n      policies:\n        basicAuth:\n          htpasswd: \"{users}\"\n          realm: ops\n        authorization:\n          rules: ['basicAuth.username == \"alice\"']\n        directResponse: {{ status: 200, body: basic-ok }}\n",
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /key}}}}]\n      policies:\n        cors: {{ allowOrigins: [\"https://app.test\"], exposeHeaders: [www-authenticate] }}\n        apiKey:\n          keys:\n          - {{ key: k-alpha, metadata: {{ team: red }} }}\n          - {{ sha256: \"{gamma}\" }}\n        authorization:\n          rules: ['apiKey.team == \"red\"']\n        directResponse: {{ status: 200, body: key-ok }}\n    - matches: [{{path: {{pathPrefix: /basic}}}}]\n      policies:\n        basicAuth:\n          htpasswd: \"{users}\"\n          realm: ops\n        authorization:\n          rules: ['basicAuth.username == \"alice\"']\n        directResponse: {{ status: 200, body: basic-ok }}\n",
     ));
     let addr = gw.addr();
     let r = req(addr, "/key", &[("authorization", "Bearer k-alpha")]);
@@ -234,6 +234,12 @@ fn api_keys_and_basic_auth() {
     assert_eq!((r.status, error_type(&r).as_str()), (401, "api_key_invalid"));
     let r = req(addr, "/key", &[]);
     assert_eq!((r.status, error_type(&r).as_str()), (401, "auth_missing"));
+    // a browser client reads the refusal only when it carries the route's CORS headers
+    let r = req(addr, "/key", &[("origin", "https://app.test")]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.test"));
+    assert_eq!(r.header("access-control-expose-headers"), Some("www-authenticate"));
+    assert_eq!(req(addr, "/key", &[("origin", "https://evil.test")]).header("access-control-allow-origin"), None);
 
     let basic =
         |cred: &str| format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cred));

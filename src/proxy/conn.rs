@@ -47,7 +47,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: Sock
             Err(ReadHead::Fail(e)) => {
                 let started = Instant::now();
                 let mut out = client.take_out();
-                write_error_response(&e, true, &mut out);
+                write_error_response(&e, true, &[], &mut out);
                 let _ = client.send_out(out).await;
                 count_error(&ctx, &e);
                 ctx.log.write(
@@ -205,7 +205,11 @@ async fn handle(
                 let unread_body = head.framing != Framing::None;
                 let close = f.error.closes_connection() || unread_body || !head.keep_alive;
                 let mut out = client.take_out();
-                write_error_response(&f.error, close, &mut out);
+                let mut cors = Vec::new();
+                if let Some(c) = selected.as_ref().and_then(|s| s.route.policies.cors.as_ref()) {
+                    policy::write_cors_headers(c, head.header_str("origin"), &mut cors);
+                }
+                write_error_response(&f.error, close, &cors, &mut out);
                 keep = client.send_out(out).await.is_ok() && !close;
                 if unread_body && !keep {
                     linger(client).await;
