@@ -752,3 +752,76 @@ binds:
     assert_eq!(gw.count_lines("\"http.path\":\"/quiet\""), 0);
     assert_eq!(gw.count_lines("\"reason\":\"transform_invalid_value\""), 1);
 }
+
+/// `tests/peers/aws_verify.py`: an endpoint that checks SigV4 signatures with botocore.
+struct AwsEndpoint {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for AwsEndpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn aws_endpoint(access: &str, secret: &str, token: &str) -> AwsEndpoint {
+    let mut child = Command::new(python())
+        .args([root().join("tests/peers/aws_verify.py").to_str().unwrap(), access, secret, token])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], line.trim().parse().unwrap()));
+    AwsEndpoint { child, addr }
+}
+
+#[test]
+fn backend_auth_aws_signatures_verify_with_botocore() {
+    let aws = aws_endpoint("AKIDTEST", "s3cret/KEY", "session-tok");
+    let route = |prefix: &str, auth: &str| {
+        format!(
+            "    - matches: [{{path: {{pathPrefix: {prefix}}}}}]\n      policies:\n{auth}      backends:\n      - host: {}\n",
+            aws.addr
+        )
+    };
+    let signer = |secret: &str| {
+        format!("        backendAuth:\n          aws: {{ accessKeyId: AKIDTEST, secretAccessKey: \"{secret}\", sessionToken: session-tok, region: eu-west-3, serviceName: execute-api }}\n")
+    };
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n{}{}{}",
+        route("/signed", &signer("s3cret/KEY")),
+        route("/wrong", &signer("not-the-secret")),
+        route("/plain", "        timeout: { requestTimeout: 10s }\n"),
+    ));
+    let addr = gw.addr();
+    let check = |raw_req: &str| -> (u16, Value) {
+        let r = raw(addr, raw_req.as_bytes());
+        (r.status, serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body_str())))
+    };
+
+    let (status, v) =
+        check("GET /signed/a%20b/c?z=1&a=2&a=1 HTTP/1.1\r\nhost: gw.test\r\nauthorization: Bearer client\r\n\r\n");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["service"].as_str(), v["region"].as_str()), (Some("execute-api"), Some("eu-west-3")));
+    assert_eq!(v["signed"], json!(["host", "x-amz-date", "x-amz-security-token"]));
+
+    let (status, v) = check("POST /signed/items HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 11\r\n\r\n{\"n\": 1234}");
+    assert_eq!((status, v["body"].as_str()), (200, Some("{\"n\": 1234}")), "{v}");
+    // a chunked body is read whole, hashed and sent with a Content-Length
+    let (status, v) = check(
+        "PUT /signed/chunked HTTP/1.1\r\nhost: gw.test\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    );
+    assert_eq!((status, v["body"].as_str()), (200, Some("hello world")), "{v}");
+
+    // the verifier refuses what is not signed with the right key
+    let (status, v) = check("GET /wrong/x HTTP/1.1\r\nhost: gw.test\r\n\r\n");
+    assert_eq!((status, v["ok"].as_bool()), (403, Some(false)), "{v}");
+    let (status, _) = check("GET /plain/x HTTP/1.1\r\nhost: gw.test\r\nauthorization: AWS4-HMAC-SHA256 forged\r\n\r\n");
+    assert_eq!(status, 403);
+
+    let dump = get(gw.admin, "/config_dump").body_str();
+    assert!(!dump.contains("s3cret/KEY") && !dump.contains("session-tok"), "{dump}");
+}

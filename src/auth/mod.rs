@@ -7,6 +7,7 @@ pub mod ext_authz;
 pub mod jwks;
 pub mod jwt;
 pub mod plan;
+pub mod sigv4;
 
 use std::cell::RefCell;
 use std::rc::Rc;

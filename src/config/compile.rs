@@ -11,7 +11,7 @@ use super::live::Live;
 use super::load::ConfigError;
 use super::mcp::{GuardMode, McpBackend, McpShorthand, PrefixMode, StatefulMode, ToolGuard};
 use super::model::{self, Config, PathMatch, StringMatch};
-use super::security::{AuthLocation, BackendAuth, BackendKey, SecretSource};
+use super::security::{AuthLocation, AwsAuth, BackendAuth, BackendKey, Secret, SecretSource};
 use crate::auth::cel::RuleSet;
 use crate::mcp::plan::{GuardPlan, HttpTargetPlan, McpPlan, TargetKind, TargetPlan, ToolFilterPlan};
 use crate::mcp::poison::{parse_hex, Scanner};
@@ -290,6 +290,16 @@ pub struct PolicyPlan {
     pub global_rate_limit: Option<GlobalPlan>,
     /// `transformations`.
     pub transform: Option<crate::proxy::transform::TransformPlan>,
+    /// `backendAuth.aws`.
+    pub aws: Option<AwsPlan>,
+}
+
+/// `backendAuth.aws`, compiled: the signer and the `Host` requests are sent (and signed) with.
+pub struct AwsPlan {
+    /// Credentials and scope.
+    pub signer: crate::auth::sigv4::Signer,
+    /// The backend's authority: AWS checks the signature against the `Host` it is reached by.
+    pub host: String,
 }
 
 /// A route's rate limits and the expressions that key them.
@@ -517,6 +527,14 @@ fn compile_route(
     if backends.is_empty() && mcp.is_none() && policies.direct.is_none() && policies.redirect.is_none() {
         return Err(cx.err(format!("{p}.backends"), "route has no backend, directResponse or requestRedirect"));
     }
+    if let Some(BackendAuth::Aws(a)) = &r.policies.backend_auth {
+        let at = format!("{p}.policies.backendAuth.aws");
+        let [backend] = backends.as_slice() else {
+            return Err(cx.err(at, "SigV4 signing needs exactly one `host` backend (the signature covers its Host; MCP targets are not signed yet)"));
+        };
+        let host = backend.authority.to_string();
+        policies.aws = Some(AwsPlan { signer: aws_signer(cx, &at, a, &host)?, host });
+    }
     let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
     Ok(RoutePlan { name: name.into(), hostnames, matches, policies, backends, total_weight, mcp, stats })
 }
@@ -638,6 +656,7 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies, route: &str) 
         None => (false, None),
         Some(BackendAuth::Passthrough(_)) => (true, None),
         Some(BackendAuth::Key(k)) => (false, Some(backend_key(cx, &format!("{p}.backendAuth.key"), k)?)),
+        Some(BackendAuth::Aws(_)) => (false, None),
     };
     if let Some((name, value)) = &backend_key {
         // backend auth comes after the header modifier in agentgateway's order: it wins
@@ -720,6 +739,7 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies, route: &str) 
         pol.transformations.as_ref().map(|t| transform_plan(cx, &format!("{p}.transformations"), t)).transpose()?;
     Ok(PolicyPlan {
         transform,
+        aws: None,
         auth,
         ext_authz,
         passthrough,
@@ -738,6 +758,35 @@ fn compile_policies(cx: &Ctx, p: &str, pol: &model::RoutePolicies, route: &str) 
         retry,
         cors,
     })
+}
+
+/// A SigV4 signer from config, then the environment, then what an AWS host name tells.
+fn aws_signer(cx: &Ctx, p: &str, a: &AwsAuth, host: &str) -> Result<crate::auth::sigv4::Signer, ConfigError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let secret = |field: &str, v: &Option<Secret>, var: &str| {
+        v.as_ref()
+            .map(|s| s.expose().to_string())
+            .or_else(|| env(var))
+            .ok_or_else(|| cx.err(format!("{p}.{field}"), format!("not set, and {var} is empty")))
+    };
+    let access_key = secret("accessKeyId", &a.access_key_id, "AWS_ACCESS_KEY_ID")?;
+    let secret_key = secret("secretAccessKey", &a.secret_access_key, "AWS_SECRET_ACCESS_KEY")?;
+    let token = a.session_token.as_ref().map(|s| s.expose().to_string()).or_else(|| env("AWS_SESSION_TOKEN"));
+    // <service>.<region>.amazonaws.com[:port]
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let labels: Vec<&str> = name.split('.').collect();
+    let (derived_service, derived_region) = match labels.as_slice() {
+        [service, region, .., "amazonaws", "com"] => (Some(service.to_string()), Some(region.to_string())),
+        _ => (None, None),
+    };
+    let region =
+        a.region.clone().or_else(|| env("AWS_REGION")).or_else(|| env("AWS_DEFAULT_REGION")).or(derived_region);
+    let region =
+        region.ok_or_else(|| cx.err(format!("{p}.region"), "cannot tell the region: set it, or AWS_REGION"))?;
+    let service = a.service_name.clone().or(derived_service).ok_or_else(|| {
+        cx.err(format!("{p}.serviceName"), format!("cannot tell the service's signing name from `{host}`: set it"))
+    })?;
+    Ok(crate::auth::sigv4::Signer::new(access_key, secret_key, token, region, service))
 }
 
 /// `backendAuth.key` as the header it becomes. Errors never quote the secret.

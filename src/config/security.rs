@@ -354,6 +354,31 @@ pub enum BackendAuth {
     Passthrough(Passthrough),
     /// A static credential, replacing whatever the client sent in that header.
     Key(BackendKey),
+    /// AWS Signature Version 4 (the request body is read whole to be hashed).
+    Aws(AwsAuth),
+}
+
+/// `backendAuth.aws`: SigV4 signing. Unset credentials come from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), read at load.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsAuth {
+    /// Access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<Secret>,
+    /// Secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<Secret>,
+    /// Session token of temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<Secret>,
+    /// Region; default `AWS_REGION`, `AWS_DEFAULT_REGION`, or the one in a `*.<region>.amazonaws.com` host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Signing name of the service (`bedrock` for `bedrock-runtime` endpoints); default the first
+    /// label of a `<service>.<region>.amazonaws.com` host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
 }
 
 /// `passthrough: {}`.

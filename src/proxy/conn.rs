@@ -263,6 +263,29 @@ async fn handle(
     keep
 }
 
+/// Adds the SigV4 headers for the request as it will be sent upstream.
+fn sign_aws<'p>(
+    aws: &'p crate::config::compile::AwsPlan,
+    method: &str,
+    host: &str,
+    target: &str,
+    body: &[u8],
+    edits: &mut Vec<(&'p str, Option<Vec<u8>>)>,
+) {
+    use crate::auth::sigv4;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let hash = sigv4::sha256_hex(body);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let r = sigv4::Request { method, host, path, query, payload_sha256: &hash };
+    let signed = aws.signer.sign(&r, &sigv4::amz_date(now));
+    edits.push(("authorization", Some(signed.authorization.into_bytes())));
+    edits.push(("x-amz-date", Some(signed.date.into_bytes())));
+    edits.push(("x-amz-security-token", signed.security_token.map(String::into_bytes)));
+}
+
 /// Close after answering a request whose body we did not read: stop writing, then read and drop
 /// what the client still sends for a moment, so our answer is not destroyed by a reset while the
 /// client is still uploading (nginx's lingering close).
@@ -412,19 +435,26 @@ async fn serve_route(
     // forward
     let idle = limits.idle_timeout.get();
     let replay = match head.framing {
+        // a SigV4 signature covers the body's hash: read it whole (within maxBodyBytes)
+        framing if pol.aws.is_some() => Some(upstream::read_body(client, framing, max_body, idle).await?),
         Framing::Length(n) if pol.retry.is_some() && n <= upstream::MAX_REPLAY_BYTES => {
             Some(upstream::buffer_body(client, n, idle).await?)
         }
         Framing::None => Some(Bytes::new()),
         _ => None,
     };
-    let body_out = match head.framing {
-        Framing::None => BodyOut::None,
-        Framing::Length(n) => BodyOut::Length(n),
+    let body_out = match (head.framing, &replay) {
+        (Framing::None, _) => BodyOut::None,
+        (_, Some(body)) if pol.aws.is_some() => BodyOut::Length(body.len() as u64),
+        (Framing::Length(n), _) => BodyOut::Length(n),
         _ => BodyOut::Chunked,
     };
     let target = policy::rewritten_target(pol.rewrite.as_ref(), head, sel.prefix);
-    let host = policy::rewritten_host(pol.rewrite.as_ref(), head);
+    let mut host = policy::rewritten_host(pol.rewrite.as_ref(), head);
+    if let Some(aws) = &pol.aws {
+        let host = host.get_or_insert_with(|| aws.host.clone());
+        sign_aws(aws, head.method(), host, &target, replay.as_deref().unwrap_or_default(), &mut edits);
+    }
     let mut up_head = Vec::with_capacity(head.raw.len() + 64);
     upstream::write_request_head(
         &mut up_head,
