@@ -825,3 +825,31 @@ fn backend_auth_aws_signatures_verify_with_botocore() {
     let dump = get(gw.admin, "/config_dump").body_str();
     assert!(!dump.contains("s3cret/KEY") && !dump.contains("session-tok"), "{dump}");
 }
+
+#[test]
+fn mcp_refuses_pages_from_other_origins() {
+    let gw = Gateway::start(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{path: {pathPrefix: /open}}]\n      policies:\n        cors: { allowOrigins: [\"https://app.test\"] }\n      backends:\n      - mcp: { targets: [{ name: demo, demo: {} }] }\n    - backends:\n      - mcp: { targets: [{ name: demo, demo: {} }] }\n",
+    );
+    let init = |path: &str, host: &str, origin: Option<&str>| {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+        let origin = origin.map(|o| format!("origin: {o}\r\n")).unwrap_or_default();
+        let r = raw(
+            gw.addr(),
+            format!(
+                "POST {path} HTTP/1.1\r\nhost: {host}\r\n{origin}content-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        (r.status, if r.status == 200 { String::new() } else { error_type(&r) })
+    };
+    assert_eq!(init("/mcp", "evil.test:3000", None).0, 200, "clients that are not browsers send no Origin");
+    assert_eq!(init("/mcp", "localhost:3000", Some("http://localhost:6274")).0, 200, "a local page, a local gateway");
+    // DNS rebinding: the attacker's name now points at the gateway, so Origin and Host agree
+    assert_eq!(init("/mcp", "evil.test:3000", Some("http://evil.test:3000")), (403, "origin_refused".into()));
+    assert_eq!(init("/mcp", "127.0.0.1:3000", Some("http://evil.test")), (403, "origin_refused".into()));
+    assert_eq!(init("/open/mcp", "mcp.test", Some("https://app.test")).0, 200, "allowed by the route's CORS");
+    assert_eq!(init("/open/mcp", "mcp.test", Some("https://evil.test")).1, "origin_refused");
+    gw.wait_metric("reason=\"origin_refused\"} 3");
+}

@@ -33,7 +33,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 64] = [
+pub const ERROR_REASONS: [&str; 65] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -97,6 +97,7 @@ pub const ERROR_REASONS: [&str; 64] = [
     "ext_authz_unavailable",
     "rate_limit_unavailable",
     "transform_invalid_value",
+    "origin_refused",
     "other",
 ];
 

@@ -12,7 +12,7 @@ use super::upstream::{self, BodyOut, CopyError, Outgoing};
 use super::{ext_authz, policy, route};
 use crate::auth::Identity;
 use crate::config::compile::CorsPlan;
-use crate::error::{write_error_response, McpReject, ProxyError};
+use crate::error::{write_error_response, Forbidden, McpReject, ProxyError};
 use crate::http::codec::{self, Framing, RequestHead};
 use crate::http::io::Peer;
 use crate::mcp::access::Access;
@@ -428,6 +428,18 @@ async fn serve_route(
             .map_err(|_| Failed::started(ProxyError::ClientClosed))?;
     }
     if let Some(plan) = &sel.route.mcp {
+        if let Some(origin) = head.header_str("origin") {
+            if !policy::mcp_origin_allowed(pol.cors.as_ref(), origin, head.host()) {
+                return Err(ProxyError::Forbidden(Forbidden {
+                    reason: "origin_refused",
+                    message: format!(
+                        "pages from {origin:?} may not use this MCP endpoint (see the route's cors.allowOrigins)"
+                    ),
+                    challenge: None,
+                })
+                .into());
+            }
+        }
         let access = Access { rules: pol.mcp_authorization.as_ref(), id: identity, head: Some(head), peer };
         return crate::mcp::serve::serve(ctx, sel, plan, access, client, head, limits).await;
     }

@@ -83,6 +83,28 @@ pub fn redirect(r: &RequestRedirect, head: &RequestHead, prefix: Option<&str>) -
     (r.status.unwrap_or(302), loc)
 }
 
+/// Whether a browser page at `origin` may use an MCP route. The MCP transport spec asks servers to
+/// check `Origin` against DNS rebinding: a page on `evil.example` whose name was rebound to
+/// 127.0.0.1 reaches a local gateway with `Origin` and `Host` both saying `evil.example`, so
+/// comparing the two proves nothing. Allowed are the origins the route's CORS policy allows, and
+/// loopback pages talking to a gateway reached by a loopback name. Clients that are not browsers
+/// send no `Origin` and are not affected.
+pub fn mcp_origin_allowed(cors: Option<&CorsPlan>, origin: &str, host: Option<&str>) -> bool {
+    if cors.is_some_and(|c| c.allows(origin)) {
+        return true;
+    }
+    let page = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    page.is_some_and(is_loopback_authority) && host.is_some_and(is_loopback_authority)
+}
+
+fn is_loopback_authority(a: &str) -> bool {
+    let host = match a.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(h, _)| h),
+        None => a.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether this request is a CORS preflight.
 pub fn is_preflight(head: &RequestHead) -> bool {
     head.method() == "OPTIONS"
@@ -144,6 +166,29 @@ mod tests {
         assert_eq!(replace_prefix("/api/x", Some("/api"), ""), "/x");
         assert_eq!(replace_prefix("/api", Some("/api"), ""), "/");
         assert_eq!(replace_prefix("/api/x", Some("/api/"), "/svc/"), "/svc/x");
+    }
+
+    #[test]
+    fn mcp_origins_are_loopback_pages_on_loopback_hosts_or_cors_allowed() {
+        let ok = |o: &str, h: &str| mcp_origin_allowed(None, o, Some(h));
+        assert!(ok("http://localhost:5173", "localhost:3000"));
+        assert!(ok("http://127.0.0.1:6274", "127.0.0.1:3000"));
+        assert!(ok("https://[::1]:8080", "[::1]:3000"));
+        assert!(!ok("http://evil.example", "evil.example:3000"), "DNS rebinding: Origin equals Host");
+        assert!(!ok("http://evil.example", "127.0.0.1:3000"));
+        assert!(!ok("http://localhost.evil.example", "localhost:3000"));
+        assert!(!ok("null", "localhost:3000"));
+        assert!(!mcp_origin_allowed(None, "http://localhost", None));
+        let cors = CorsPlan {
+            allow_origins: vec![crate::config::compile::OriginPattern::Exact("https://app.example".into())],
+            allow_methods: String::new(),
+            allow_headers: String::new(),
+            expose_headers: String::new(),
+            allow_credentials: false,
+            max_age: None,
+        };
+        assert!(mcp_origin_allowed(Some(&cors), "https://app.example", Some("mcp.example")));
+        assert!(!mcp_origin_allowed(Some(&cors), "https://other.example", Some("mcp.example")));
     }
 
     #[test]
