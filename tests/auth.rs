@@ -829,7 +829,7 @@ fn backend_auth_aws_signatures_verify_with_botocore() {
 #[test]
 fn mcp_refuses_pages_from_other_origins() {
     let gw = Gateway::start(
-        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{path: {pathPrefix: /open}}]\n      policies:\n        cors: { allowOrigins: [\"https://app.test\"] }\n      backends:\n      - mcp: { targets: [{ name: demo, demo: {} }] }\n    - backends:\n      - mcp: { targets: [{ name: demo, demo: {} }] }\n",
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{path: {pathPrefix: /open}}]\n      policies:\n        cors: { allowOrigins: [\"https://app.test\"] }\n      backends:\n      - mcp: { targets: [{ name: demo, demo: {} }] }\n    - matches: [{path: {pathPrefix: /unchecked}}]\n      backends:\n      - mcp: { targets: [{ name: demo, demo: {} }], dnsRebindingProtection: false }\n    - backends:\n      - mcp: { targets: [{ name: demo, demo: {} }] }\n",
     );
     let init = |path: &str, host: &str, origin: Option<&str>| {
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
@@ -851,5 +851,6 @@ fn mcp_refuses_pages_from_other_origins() {
     assert_eq!(init("/mcp", "127.0.0.1:3000", Some("http://evil.test")), (403, "origin_refused".into()));
     assert_eq!(init("/open/mcp", "mcp.test", Some("https://app.test")).0, 200, "allowed by the route's CORS");
     assert_eq!(init("/open/mcp", "mcp.test", Some("https://evil.test")).1, "origin_refused");
+    assert_eq!(init("/unchecked/mcp", "evil.test", Some("http://evil.test")).0, 200, "dnsRebindingProtection: false");
     gw.wait_metric("reason=\"origin_refused\"} 3");
 }

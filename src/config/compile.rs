@@ -1006,6 +1006,7 @@ fn compile_mcp(
         prefixed,
         stateful: m.stateful_mode == StatefulMode::Stateful,
         fail_open: m.failure_mode == super::mcp::FailureMode::FailOpen,
+        origin_check: m.dns_rebinding_protection != Some(false),
         sealer: sealer(cx, process)?,
         session_ttl: process.mcp.session_ttl.get(),
     })

@@ -35,6 +35,9 @@ pub struct McpShorthand {
     /// Tool-poisoning defence for every target, as for MCP backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_guard: Option<ToolGuard>,
+    /// The `Origin` check against DNS rebinding, as for MCP backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_rebinding_protection: Option<bool>,
     /// Route policies (CORS, headers, timeouts) for the MCP route.
     #[serde(default)]
     pub policies: RoutePolicies,
@@ -53,6 +56,7 @@ impl McpShorthand {
             prefix_mode: self.prefix_mode,
             failure_mode: self.failure_mode,
             tool_guard: self.tool_guard.clone(),
+            dns_rebinding_protection: self.dns_rebinding_protection,
         }
     }
 }
@@ -77,6 +81,11 @@ pub struct McpBackend {
     /// target's own `toolGuard` overrides it field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_guard: Option<ToolGuard>,
+    /// Refuse browser pages from origins the route's CORS policy does not allow (403), as the
+    /// MCP transport spec requires; loopback pages on a loopback host pass. Default true (in
+    /// agentgateway this is opt-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_rebinding_protection: Option<bool>,
 }
 
 /// Session handling towards clients.

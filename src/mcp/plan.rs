@@ -23,6 +23,8 @@ pub struct McpPlan {
     pub stateful: bool,
     /// Whether failing targets are skipped rather than failing the request.
     pub fail_open: bool,
+    /// Whether requests with an `Origin` are checked (`dnsRebindingProtection`).
+    pub origin_check: bool,
     /// Seals and opens session ids.
     pub sealer: Arc<Sealer>,
     /// Idle lifetime of a client session.

@@ -244,6 +244,7 @@ mod tests {
             prefixed: false,
             stateful: true,
             fail_open: false,
+            origin_check: true,
             sealer: Arc::new(Sealer::new([7; 32])),
             session_ttl: ttl,
         }

@@ -412,6 +412,7 @@ mod tests {
             prefixed: true,
             stateful: true,
             fail_open: false,
+            origin_check: true,
             sealer: Arc::new(Sealer::new([7; 32])),
             session_ttl: Duration::from_secs(60),
         }

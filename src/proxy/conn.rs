@@ -428,7 +428,7 @@ async fn serve_route(
             .map_err(|_| Failed::started(ProxyError::ClientClosed))?;
     }
     if let Some(plan) = &sel.route.mcp {
-        if let Some(origin) = head.header_str("origin") {
+        if let Some(origin) = head.header_str("origin").filter(|_| plan.origin_check) {
             if !policy::mcp_origin_allowed(pol.cors.as_ref(), origin, head.host()) {
                 return Err(ProxyError::Forbidden(Forbidden {
                     reason: "origin_refused",
