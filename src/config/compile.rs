@@ -322,6 +322,8 @@ pub struct BackendPlan {
 
 struct Ctx<'a> {
     source: &'a str,
+    /// The top-level named backends routes may refer to.
+    backends: &'a [model::NamedBackend],
 }
 
 impl Ctx<'_> {
@@ -332,7 +334,16 @@ impl Ctx<'_> {
 
 /// Compile `config`. DNS names are resolved here, on the control thread, never on a shard.
 pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snapshot, ConfigError> {
-    let cx = Ctx { source };
+    let cx = Ctx { source, backends: &config.backends };
+    let mut names = std::collections::HashSet::new();
+    for (i, b) in config.backends.iter().enumerate() {
+        if !names.insert(b.name.as_str()) {
+            return Err(cx.err(format!("backends[{i}].name"), format!("`{}` is defined twice", b.name)));
+        }
+        if b.host.is_some() == b.mcp.is_some() {
+            return Err(cx.err(format!("backends[{i}]"), "a backend needs exactly one of `host` or `mcp`"));
+        }
+    }
     let shorthand = config.mcp.as_ref().map(mcp_shorthand_bind);
     let mut binds = Vec::with_capacity(config.binds.len() + 1);
     let mut seen = std::collections::HashSet::new();
@@ -500,7 +511,17 @@ fn compile_route(
     let mut mcp = None;
     for (bi, b) in r.backends.iter().enumerate() {
         let bp = format!("{p}.backends[{bi}]");
-        match (&b.host, &b.mcp) {
+        let (host, mcp_backend) = match (&b.backend, &b.host, &b.mcp) {
+            (None, host, m) => (host, m),
+            (Some(name), None, None) => match cx.backends.iter().find(|n| n.name == *name) {
+                Some(n) => (&n.host, &n.mcp),
+                None => return Err(cx.err(format!("{bp}.backend"), format!("no top-level backend is named `{name}`"))),
+            },
+            (Some(_), _, _) => {
+                return Err(cx.err(bp, "`backend` names a top-level backend: it cannot have `host` or `mcp` too"))
+            }
+        };
+        match (host, mcp_backend) {
             (Some(host), None) => {
                 if b.weight == 0 {
                     continue;
@@ -878,7 +899,7 @@ fn mcp_shorthand_bind(m: &McpShorthand) -> model::Bind {
                 name: Some("mcp".into()),
                 matches: vec![prefix("/mcp"), prefix("/sse")],
                 policies: m.policies.clone(),
-                backends: vec![model::Backend { host: None, mcp: Some(m.backend()), weight: 1 }],
+                backends: vec![model::Backend { host: None, mcp: Some(m.backend()), backend: None, weight: 1 }],
                 ..Default::default()
             }],
         }],
@@ -1088,6 +1109,30 @@ mod tests {
 
     fn route_with(policies: &str, backend: &str) -> String {
         format!("binds:\n- port: 0\n  listeners:\n  - routes:\n    - policies:\n{policies}      backends:\n      - {backend}\n")
+    }
+
+    #[test]
+    fn routes_refer_to_named_backends() {
+        let routes = "binds:\n- port: 0\n  listeners:\n  - routes:\n    - matches: [{path: {pathPrefix: /api}}]\n      backends: [{backend: api, weight: 3}, {host: 127.0.0.1:2}]\n    - backends: [{backend: tools}]\n";
+        let named =
+            "backends:\n- name: api\n  host: 127.0.0.1:1\n- name: tools\n  mcp: {targets: [{name: d, demo: {}}]}\n";
+        let snap = compiled(&format!("{named}{routes}")).unwrap();
+        let r = &snap.binds[0].listeners[0].routes;
+        let api: Vec<_> = r[0].backends.iter().map(|b| (b.addrs[0].to_string(), b.weight)).collect();
+        assert_eq!(api, [("127.0.0.1:1".to_string(), 3), ("127.0.0.1:2".to_string(), 1)]);
+        assert!(r[1].mcp.is_some());
+
+        let e = compile_err(&format!("{named}{}", routes.replace("backend: tools", "backend: nope")));
+        assert!(e.contains("routes[1].backends[0].backend") && e.contains("`nope`"), "{e}");
+        let e = compile_err(&format!("{named}- name: api\n  host: 127.0.0.1:3\n{routes}"));
+        assert!(e.contains("backends[2].name") && e.contains("defined twice"), "{e}");
+        let e = compile_err(&format!("backends:\n- name: x\n{routes}"));
+        assert!(e.contains("backends[0]") && e.contains("exactly one of"), "{e}");
+        let e = compile_err(&format!(
+            "{named}{}",
+            routes.replace("{backend: tools}", "{backend: tools, host: 127.0.0.1:4}")
+        ));
+        assert!(e.contains("cannot have `host` or `mcp` too"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,23 @@ pub struct Config {
     /// The MCP shorthand: one port serving federated MCP targets at `/mcp` and `/sse`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<McpShorthand>,
+    /// Named backends that routes refer to with `backend: <name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<NamedBackend>,
+}
+
+/// A reusable backend (agentgateway's top-level `backends`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedBackend {
+    /// The name routes use in `backend:`.
+    pub name: String,
+    /// Upstream `host:port` for plain HTTP proxying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// An MCP backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpBackend>,
 }
 
 /// Static process settings.
@@ -659,6 +676,9 @@ pub struct Backend {
     /// An MCP backend: targets federated behind this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<McpBackend>,
+    /// The name of a top-level `backends` entry, instead of `host` or `mcp` here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// Share of requests relative to the other backends (default 1).
     #[serde(default = "d_weight")]
     pub weight: u32,
