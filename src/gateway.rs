@@ -128,6 +128,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         log(&format!("admin listening address={addr}"));
     }
 
+    watch_dns(admin.clone(), tx.clone());
     if let Some(p) = &opts.config {
         watch_file(p.clone(), baseline.flatten(), tx);
     }
@@ -287,6 +288,27 @@ fn watch_signals(tx: mpsc::Sender<Event>) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Resolve the served snapshot's host names again every `dnsRefreshInterval` (read from the
+/// snapshot each round, so a reload changes it) and ask for a reload when one answers differently:
+/// the reload compiles the config again, resolving every name, and swaps it in as any reload does.
+fn watch_dns(admin: Arc<AdminState>, tx: mpsc::Sender<Event>) {
+    let _ = std::thread::Builder::new().name("ringgate-dns".into()).spawn(move || loop {
+        let every = admin.current.lock().unwrap_or_else(|p| p.into_inner()).config.config.dns_refresh_interval.get();
+        std::thread::sleep(if every.is_zero() { Duration::from_secs(5) } else { every });
+        if every.is_zero() {
+            continue;
+        }
+        let snap = admin.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let names = crate::config::dns::names(&snap);
+        if let Some(n) = crate::config::dns::changed(&names, crate::config::dns::system_resolve) {
+            log(&format!("dns change host={} port={}", n.host, n.port));
+            if tx.send(Event::Reload("dns change")).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 type Stamp = (Option<SystemTime>, u64);

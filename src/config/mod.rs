@@ -1,6 +1,7 @@
 //! Configuration: the YAML model, loading with `$VAR` expansion and located errors, compilation into a shard-ready snapshot.
 
 pub mod compile;
+pub mod dns;
 pub mod duration;
 pub mod live;
 pub mod load;

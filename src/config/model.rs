@@ -73,6 +73,10 @@ pub struct ProcessConfig {
     /// Session id sealing.
     #[serde(default)]
     pub session: SessionSettings,
+    /// How often upstream host names are resolved again; when one answers differently the
+    /// config is reloaded with the new addresses. `0s` resolves only at load.
+    #[serde(default = "default_dns_refresh")]
+    pub dns_refresh_interval: Duration,
 }
 
 fn default_admin_addr() -> String {
@@ -80,6 +84,9 @@ fn default_admin_addr() -> String {
 }
 fn default_drain() -> Duration {
     Duration::from_secs(10)
+}
+fn default_dns_refresh() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl Default for ProcessConfig {
@@ -92,6 +99,7 @@ impl Default for ProcessConfig {
             logging: Logging::default(),
             mcp: McpSettings::default(),
             session: SessionSettings::default(),
+            dns_refresh_interval: default_dns_refresh(),
         }
     }
 }
