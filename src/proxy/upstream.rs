@@ -361,6 +361,11 @@ pub async fn read_response_head(up: &mut Peer, request_was_head: bool) -> Result
         match up.fill().await {
             Ok(0) => return Err(ProxyError::UpstreamClosed),
             Ok(_) => {}
+            // TLS refusals that come after the client's side of the handshake (TLS 1.3 servers
+            // check client certificates then)
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(ProxyError::UpstreamTls(e.to_string()))
+            }
             Err(_) => return Err(ProxyError::UpstreamClosed),
         }
     }

@@ -72,9 +72,11 @@ fn roots_from_pem(pem: &[u8], path: &str) -> Result<RootCertStore, String> {
 
 /// The operating system's trust store (rustls-native-certs), read once per process: it follows
 /// the distribution's CA updates and the CAs an organisation adds there, which compiled-in roots
-/// would not. agentgateway reads the same store.
-fn system_roots() -> Result<Arc<RootCertStore>, String> {
-    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+/// would not. agentgateway reads the same store. A machine without one (a bare container) gets
+/// an empty store and a warning: every backend certificate is then refused as untrusted, and
+/// configs that set `root` keep working.
+fn system_roots() -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
     ROOTS
         .get_or_init(|| {
             let found = rustls_native_certs::load_native_certs();
@@ -82,9 +84,11 @@ fn system_roots() -> Result<Arc<RootCertStore>, String> {
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
                 let why = found.errors.first().map(|e| e.to_string()).unwrap_or_else(|| "none found".into());
-                return Err(format!("no system CA certificates ({why}); set backendTLS.root"));
+                eprintln!(
+                    "ringgate: no system CA certificates ({why}); backends without backendTLS.root will not verify"
+                );
             }
-            Ok(Arc::new(roots))
+            Arc::new(roots)
         })
         .clone()
 }
@@ -197,7 +201,7 @@ fn client_config(t: &BackendTls, files: &[Option<Vec<u8>>]) -> Result<Arc<Client
     let roots = match (&t.root, &files[2]) {
         (Some(path), Some(pem)) => Arc::new(roots_from_pem(pem, path).map_err(|e| ("root", e))?),
         _ if t.insecure => Arc::new(RootCertStore::empty()),
-        _ => system_roots().map_err(|e| ("root", e))?,
+        _ => system_roots(),
     };
     let builder = if t.insecure {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCert(p.clone())))
