@@ -236,4 +236,58 @@ mod tests {
         assert_eq!(format!("{:?}", g.tls.unwrap().server_name), "DnsName(\"idp\")");
         assert!(HttpGet::parse("http://idp/keys", Some(&insecure)).unwrap_err().contains("https"));
     }
+
+    /// A one-shot HTTPS server (rustls, std) answering every connection with `body`, and the
+    /// PEM of the CA that signed its certificate for 127.0.0.1.
+    fn https_server(body: &'static str) -> (String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf =
+            CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(leaf.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let cfg = Arc::new(cfg);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}/keys", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(cfg.clone()).unwrap(), s);
+                let mut head = [0u8; 1024];
+                let _ = tls.read(&mut head);
+                let resp = format!("HTTP/1.0 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let _ = tls.write_all(resp.as_bytes());
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        (url, ca.pem())
+    }
+
+    #[test]
+    fn https_urls_are_fetched_with_the_configured_roots() {
+        let (url, ca) = https_server(r#"{"keys":[]}"#);
+        let dir = std::env::temp_dir().join(format!("ringgate-jwks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = dir.join("ca.pem");
+        std::fs::write(&root, ca).unwrap();
+        let tls = BackendTls { root: Some(root.to_string_lossy().into_owned()), ..Default::default() };
+        let doc = HttpGet::parse(&url, Some(&tls)).unwrap().fetch().unwrap();
+        assert_eq!(doc, br#"{"keys":[]}"#);
+        // the system store does not know the test's CA
+        let e = HttpGet::parse(&url, None).unwrap().fetch().unwrap_err();
+        assert!(e.contains("UnknownIssuer") || e.contains("invalid peer certificate"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

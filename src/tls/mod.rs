@@ -418,3 +418,144 @@ pub async fn connect(io: TcpStream, tls: &UpstreamTls) -> Result<Stream, Handsha
     s.handshake().await?;
     Ok(Stream::Tls(Box::new(s)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile::{compile, HostPattern};
+
+    fn compile_err(yaml: &str) -> String {
+        let cfg = crate::config::load::parse_str(yaml, "t.yaml").unwrap();
+        match compile(cfg, "t.yaml", &crate::observe::metrics::Registry::new(1)) {
+            Ok(_) => panic!("compiled: {yaml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// A certificate for `names` signed by a fresh CA, as files; returns (cert, key, ca) paths.
+    fn files(dir: &std::path::Path, names: &[&str]) -> (String, String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let leaf = rcgen::CertificateParams::new(names).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let p = |n: &str, text: String| {
+            let f = dir.join(n);
+            std::fs::write(&f, text).unwrap();
+            f.to_string_lossy().into_owned()
+        };
+        (p("c.pem", leaf.pem()), p("k.pem", key.serialize_pem()), p("ca.pem", ca.pem()))
+    }
+
+    #[test]
+    fn versions_and_alpn_are_checked() {
+        assert_eq!(versions(None, None).unwrap().len(), 2);
+        assert_eq!(versions(Some(TlsVersion::V1_3), None).unwrap(), vec![&rustls::version::TLS13]);
+        assert_eq!(versions(None, Some(TlsVersion::V1_2)).unwrap(), vec![&rustls::version::TLS12]);
+        assert!(versions(Some(TlsVersion::V1_3), Some(TlsVersion::V1_2)).is_err());
+        assert_eq!(alpn(&["http/1.1".into()]).unwrap(), vec![b"http/1.1".to_vec()]);
+        assert!(alpn(&["h2".into()]).unwrap_err().contains("HTTP/1.1 only"));
+    }
+
+    #[test]
+    fn failures_get_their_labels() {
+        use rustls::Error as E;
+        let tls = |e| classify(&HandshakeError::Tls(e));
+        assert_eq!(tls(E::NoCertificatesPresented), "no_client_certificate");
+        assert_eq!(tls(E::InvalidCertificate(CertificateError::UnknownIssuer)), "bad_client_certificate");
+        assert_eq!(tls(E::NoApplicationProtocol), "no_application_protocol");
+        assert_eq!(tls(E::General("x".into())), "other");
+        assert_eq!(classify(&HandshakeError::Eof), "peer_closed");
+        for label in ["timeout", "not_tls", "unknown_server_name", "malformed", "io", "incompatible", "peer_alert"] {
+            assert!(HANDSHAKE_ERROR_REASONS.contains(&label), "{label}");
+        }
+    }
+
+    #[test]
+    fn listener_config_errors_name_their_field() {
+        let dir = std::env::temp_dir().join(format!("ringgate-tls-unit-{}", std::process::id()));
+        let (cert, key, ca) = files(&dir, &["a.test"]);
+        let (_, other_key, _) = files(&dir.join("other"), &["b.test"]);
+        let front = FrontendTls::default();
+        let t = |cert: &str, key: &str| ListenerTls {
+            cert: cert.into(),
+            key: key.into(),
+            root: None,
+            client_auth: None,
+            min_tls_version: None,
+            max_tls_version: None,
+        };
+        let cfg = server_config(&t(&cert, &key), &front).unwrap();
+        assert_eq!(cfg.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(server_config(&t("/nonexistent.pem", &key), &front).unwrap_err().0, "cert");
+        assert_eq!(server_config(&t(&key, &key), &front).unwrap_err().0, "cert", "a key is not a certificate");
+        assert_eq!(server_config(&t(&cert, &cert), &front).unwrap_err().0, "key");
+        assert_eq!(server_config(&t(&cert, &other_key), &front).unwrap_err().0, "key", "mismatched pair");
+        let no_root = ListenerTls { client_auth: Some(ClientAuth::Optional), ..t(&cert, &key) };
+        assert_eq!(server_config(&no_root, &front).unwrap_err().0, "clientAuth");
+        let mtls = ListenerTls { root: Some(ca.clone()), ..t(&cert, &key) };
+        assert!(server_config(&mtls, &front).is_ok());
+
+        let bind = |listeners: &str| format!("binds:\n- port: 0\n  listeners:\n{listeners}");
+        let https = format!("  - protocol: HTTPS\n    tls: {{cert: {cert}, key: {key}}}\n    routes: [{{policies: {{directResponse: {{}}}}}}]\n");
+        let http = "  - routes: [{policies: {directResponse: {}}}]\n";
+        assert!(compile_err(&bind(&format!("{https}{http}"))).contains("listeners[1].protocol"));
+        let e = compile_err(&bind("  - protocol: HTTPS\n    routes: [{policies: {directResponse: {}}}]\n"));
+        assert!(e.contains("listeners[0].tls") && e.contains("needs"), "{e}");
+        let e = compile_err(&bind(&format!("  - tls: {{cert: {cert}, key: {key}}}\n    routes: []\n")));
+        assert!(e.contains("protocol: HTTPS"), "{e}");
+        let e = compile_err(&bind(&format!(
+            "  - protocol: HTTPS\n    tls: {{cert: {cert}, key: /nope}}\n    routes: []\n"
+        )));
+        assert!(e.contains("listeners[0].tls.key") && e.contains("/nope"), "{e}");
+        let e = compile_err(&format!("frontendPolicies:\n  tls:\n    alpn: [h2]\n{}", bind(&https)));
+        assert!(e.contains("frontendPolicies.tls.alpn"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn sni_picks_the_most_specific_listener_then_the_catch_all() {
+        let dir = std::env::temp_dir().join(format!("ringgate-tls-sni-{}", std::process::id()));
+        let (cert, key, _) = files(&dir, &["a.test"]);
+        let l = |host: &str| {
+            format!("  - hostname: \"{host}\"\n    protocol: HTTPS\n    tls: {{cert: {cert}, key: {key}}}\n    routes: [{{policies: {{directResponse: {{}}}}}}]\n")
+        };
+        let yaml = format!("binds:\n- port: 0\n  listeners:\n{}{}", l("*.test"), l("a.test"));
+        let cfg = crate::config::load::parse_str(&yaml, "t.yaml").unwrap();
+        let snap = compile(cfg, "t.yaml", &crate::observe::metrics::Registry::new(1)).unwrap();
+        let b = &snap.binds[0];
+        assert!(b.tls);
+        let host = |sni| b.tls_for(sni).map(|(_, h)| h);
+        assert_eq!(host(Some("a.test")), Some(Some(HostPattern::Exact("a.test".into()))));
+        assert_eq!(host(Some("b.test")), Some(Some(HostPattern::Suffix(".test".into()))));
+        assert_eq!(host(Some("example.com")), None);
+        assert_eq!(host(None), None, "no SNI and no listener without a hostname");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn backend_tls_ids_follow_settings_and_files() {
+        let dir = std::env::temp_dir().join(format!("ringgate-tls-up-{}", std::process::id()));
+        let (_, _, ca) = files(&dir, &["a.test"]);
+        let t = BackendTls { root: Some(ca.clone()), ..Default::default() };
+        let a = upstream(&t, "api.test").unwrap();
+        let again = upstream(&t, "api.test").unwrap();
+        assert_eq!(a.id, again.id);
+        assert!(Arc::ptr_eq(&a.config, &again.config), "same settings and files: one config, kept across reloads");
+        assert_ne!(upstream(&t, "other.test").unwrap().id, a.id, "another name is another pool");
+        let named = upstream(&BackendTls { hostname: Some("override.test".into()), ..t.clone() }, "api.test").unwrap();
+        assert_eq!(format!("{:?}", named.server_name), format!("{:?}", ServerName::try_from("override.test").unwrap()));
+        let ip = upstream(&t, "[::1]").unwrap();
+        assert!(matches!(ip.server_name, ServerName::IpAddress(_)));
+        files(&dir, &["a.test"]);
+        assert_ne!(upstream(&t, "api.test").unwrap().id, a.id, "a rewritten CA file is another config");
+        assert_eq!(upstream(&BackendTls { alpn: Some(vec!["h2".into()]), ..t.clone() }, "x").unwrap_err().0, "alpn");
+        let half = BackendTls { cert: Some(ca.clone()), ..t.clone() };
+        assert_eq!(upstream(&half, "x").unwrap_err().0, "cert");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
