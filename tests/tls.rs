@@ -237,6 +237,11 @@ fn sni_chooses_the_listener_certificate_alpn_is_http11_and_hosts_stay_in_their_l
     metric(&gw, "ringgate_tls_handshake_errors_total{reason=\"no_application_protocol\"} 1");
     let mut c = TlsClient::connect(addr, "a.test", client_config(&ca, None, &[])).unwrap();
     assert_eq!(c.get("a.test", "/").unwrap().status, 200);
+    let r = c.send(b"GET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n").unwrap();
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    // rustls reports a close without close_notify as UnexpectedEof
+    assert_eq!(c.r.read_to_end(&mut rest).map_err(|e| e.kind()), Ok(0), "the gateway ends TLS cleanly");
     let m = gw.wait_metric("ringgate_tls_handshakes_total 3");
     assert!(m.contains("ringgate_request_errors_total{reason=\"misdirected_request\"} 1"), "{m}");
 }

@@ -50,9 +50,25 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: Sock
         }
     };
     let mut client = Peer::new(io, 8 * 1024);
+    requests(&ctx, &mut client, peer, bind, sni_listener.as_ref()).await;
+    if client.io.tls().is_some() {
+        // close_notify, so that a client reading to the end knows nothing was cut off
+        use monoio::io::AsyncWriteRent;
+        let _ = monoio::time::timeout(Duration::from_secs(1), client.io.shutdown()).await;
+    }
+}
+
+/// Read and answer requests on one connection until it should close.
+async fn requests(
+    ctx: &Rc<ShardCtx>,
+    client: &mut Peer,
+    peer: SocketAddr,
+    bind: SocketAddr,
+    sni_listener: Option<&Option<HostPattern>>,
+) {
     loop {
         let state = ctx.current();
-        let head = match read_head(&ctx, &state, &mut client).await {
+        let head = match read_head(ctx, &state, client).await {
             Ok(h) => h,
             Err(ReadHead::Quiet) => return,
             Err(ReadHead::Fail(e)) => {
@@ -60,7 +76,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: Sock
                 let mut out = client.take_out();
                 write_error_response(&e, true, &mut out);
                 let _ = client.send_out(out).await;
-                count_error(&ctx, &e);
+                count_error(ctx, &e);
                 ctx.log.write(
                     ctx.index,
                     &Entry {
@@ -76,7 +92,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: Sock
             }
         };
         ctx.in_flight.set(ctx.in_flight.get() + 1);
-        let keep = handle(&ctx, &state, &mut client, head, peer, bind, sni_listener.as_ref()).await;
+        let keep = handle(ctx, &state, client, head, peer, bind, sni_listener).await;
         ctx.in_flight.set(ctx.in_flight.get() - 1);
         if !keep || ctx.draining.is_fired() {
             return;

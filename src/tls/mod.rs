@@ -325,7 +325,7 @@ pub fn classify(e: &HandshakeError) -> &'static str {
     }
 }
 
-/// A refused client handshake: its label, what happened, and whether it was plain HTTP.
+/// A refused client handshake: its label and what happened.
 pub struct Refused {
     /// Label (one of [`HANDSHAKE_ERROR_REASONS`]).
     pub reason: &'static str,
