@@ -505,3 +505,46 @@ fn large_bodies_cross_tls_on_both_sides() {
         assert!(r.body.ends_with(&body));
     }
 }
+
+/// The real Python `mcp` client (target/peers, installed by tests/peers/install.sh).
+fn py_client(url: &str, cafile: &str, args: &[&str]) -> (serde_json::Value, i32) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/peers/py/bin/python");
+    assert!(python.exists(), "{} is missing: run tests/peers/install.sh", python.display());
+    let out = std::process::Command::new(python)
+        .arg(root.join("tests/peers/mcp_client.py"))
+        .args(["--url", url, "--cafile", cafile, "--timeout", "30"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    (v, out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn the_python_mcp_client_speaks_to_an_https_listener() {
+    let dir = tempdir();
+    let ca = new_ca("mcp ca");
+    let srv = leaf(&dir, &ca, "mcp", &["localhost"], false);
+    let gw = Gateway::start(&config(
+        "  tls: {}\n",
+        &format!(
+            "- port: 0\n  address: 127.0.0.1\n  listeners:\n  - protocol: HTTPS\n    tls: {{cert: \"{}\", key: \"{}\"}}\n    routes:\n    - backends:\n      - mcp:\n          targets:\n          - name: demo\n            demo: {{}}\n",
+            srv.cert, srv.key
+        ),
+    ));
+    let url = format!("https://localhost:{}/mcp", gw.addr().port());
+    let (list, code) = py_client(&url, &ca_file(&dir, &ca, "ca"), &["list"]);
+    assert_eq!(code, 0, "{list}");
+    assert!(list["tools"].as_array().unwrap().contains(&serde_json::json!("echo")), "{list}");
+    let (call, code) = py_client(&url, &ca_file(&dir, &ca, "ca"), &["call", "echo", r#"{"message":"via https"}"#]);
+    assert_eq!(code, 0, "{call}");
+    assert!(call.to_string().contains("via https"), "{call}");
+    // a CA the client does not trust: the client refuses the gateway
+    let (refused, code) = py_client(&url, &ca_file(&dir, &new_ca("other"), "other"), &["list"]);
+    assert_eq!(code, 3, "{refused}");
+    // (OpenSSL hangs up without an alert the gateway can read: counted as peer_closed)
+    gw.wait_metric("ringgate_tls_handshake_errors_total{reason=");
+}
