@@ -86,7 +86,7 @@ pub async fn connect(addr: SocketAddr, tls: Option<&UpstreamTls>) -> Result<Stre
     let Some(tls) = tls else { return Ok(Stream::Plain(s)) };
     match monoio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(s, tls)).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(ProxyError::UpstreamTls(format!("{addr} ({:?}): {e}", tls.server_name))),
+        Ok(Err(e)) => Err(ProxyError::UpstreamTls(format!("{addr} as {}: {e}", tls.server_name.to_str()))),
         Err(_) => Err(ProxyError::UpstreamTls(format!("{addr}: TLS handshake timed out"))),
     }
 }

@@ -168,7 +168,7 @@ pub struct UpstreamTls {
 
 impl std::fmt::Debug for UpstreamTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "UpstreamTls({:?})", self.server_name)
+        write!(f, "UpstreamTls({})", self.server_name.to_str())
     }
 }
 
