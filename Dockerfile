@@ -7,6 +7,8 @@ COPY . .
 RUN cargo build --release --locked --bin ringgate
 
 FROM debian:bookworm-slim
+# the system trust store, for backends reached over TLS without a configured `backendTLS.root`
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/ringgate /usr/local/bin/ringgate
 EXPOSE 3000 15000
 ENTRYPOINT ["/usr/local/bin/ringgate"]

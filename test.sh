@@ -9,4 +9,4 @@ tests/peers/install_redis.sh target/peers/redis >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-RINGGATE_TEST_DRIVER=legacy cargo test --test proxy --test lifecycle --test mcp --test auth --test global_limit
+RINGGATE_TEST_DRIVER=legacy cargo test --test proxy --test lifecycle --test mcp --test auth --test global_limit --test tls

@@ -32,6 +32,10 @@ pub enum ProxyError {
     NoBackend,
     /// Connecting to the upstream failed.
     UpstreamConnect(String),
+    /// The TLS handshake with the upstream failed (untrusted certificate, wrong name, …).
+    UpstreamTls(String),
+    /// The request names a host that the TLS listener chosen by the handshake's SNI does not serve.
+    Misdirected,
     /// The upstream did not answer in time.
     UpstreamTimeout,
     /// The upstream closed or reset before a full response head.
@@ -204,7 +208,11 @@ impl ProxyError {
             ProxyError::HeaderTimeout => 408,
             ProxyError::NoRoute => 404,
             ProxyError::NoBackend => 503,
-            ProxyError::UpstreamConnect(_) | ProxyError::UpstreamClosed | ProxyError::UpstreamProtocol(_) => 502,
+            ProxyError::UpstreamConnect(_)
+            | ProxyError::UpstreamTls(_)
+            | ProxyError::UpstreamClosed
+            | ProxyError::UpstreamProtocol(_) => 502,
+            ProxyError::Misdirected => 421,
             ProxyError::UpstreamTimeout | ProxyError::RequestTimeout => 504,
             ProxyError::Internal(_) => 500,
             // nginx's convention; never sent, only logged and counted
@@ -230,6 +238,8 @@ impl ProxyError {
             ProxyError::NoRoute => "no_route",
             ProxyError::NoBackend => "no_backend",
             ProxyError::UpstreamConnect(_) => "upstream_connect",
+            ProxyError::UpstreamTls(_) => "upstream_tls",
+            ProxyError::Misdirected => "misdirected_request",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::UpstreamClosed => "upstream_closed",
             ProxyError::UpstreamProtocol(_) => "upstream_protocol",
@@ -255,6 +265,7 @@ impl ProxyError {
             | ProxyError::BodyTooLarge(_)
             | ProxyError::HeaderTimeout
             | ProxyError::NoRoute
+            | ProxyError::Misdirected
             | ProxyError::ClientClosed
             | ProxyError::Mcp(_)
             | ProxyError::Unauthenticated(_)
@@ -294,6 +305,10 @@ impl fmt::Display for ProxyError {
             ProxyError::NoRoute => f.write_str("no route matches this request"),
             ProxyError::NoBackend => f.write_str("the route has no backend"),
             ProxyError::UpstreamConnect(e) => write!(f, "cannot connect to upstream: {e}"),
+            ProxyError::UpstreamTls(e) => write!(f, "TLS handshake with upstream failed: {e}"),
+            ProxyError::Misdirected => {
+                f.write_str("this connection's TLS server name belongs to another listener than the request's host")
+            }
             ProxyError::UpstreamTimeout => f.write_str("upstream did not respond in time"),
             ProxyError::UpstreamClosed => f.write_str("upstream closed the connection before responding"),
             ProxyError::UpstreamProtocol(e) => write!(f, "invalid upstream response: {e}"),

@@ -10,3 +10,4 @@ pub mod mcp;
 pub mod observe;
 pub mod proxy;
 pub mod ratelimit;
+pub mod tls;

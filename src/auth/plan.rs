@@ -135,7 +135,7 @@ fn key_cell(at: &str, j: &Jwks) -> Result<Arc<jwks::KeyCell>, PlanError> {
         (None, Some(u), None) => {
             let every = j.refresh_interval.map_or(Duration::from_secs(15 * 60), |d| d.get());
             let min_gap = j.min_refresh_interval.map_or(Duration::from_secs(10), |d| d.get());
-            jwks::remote(u, every, min_gap).map_err(err)
+            jwks::remote(u, every, min_gap, j.backend_tls.as_ref()).map_err(err)
         }
         (None, None, Some(doc)) => jwks::fixed("inline".into(), doc.as_bytes()).map_err(err),
         _ => Err(err("set exactly one of `file`, `url` and `inline`".into())),

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub log_format: model::LogFormat,
     /// Access log filter and extra fields.
     pub log: crate::observe::access_log::LogPlan,
+    /// Time allowed for a client's TLS handshake.
+    pub tls_handshake_timeout: Duration,
 }
 
 /// One port with its listeners.
@@ -43,6 +45,21 @@ pub struct BindPlan {
     pub addr: SocketAddr,
     /// Listeners, most specific hostname first.
     pub listeners: Vec<ListenerPlan>,
+    /// Whether the bind speaks TLS (its listeners are `HTTPS`, each with a config).
+    pub tls: bool,
+}
+
+impl BindPlan {
+    /// The TLS config for the SNI name `sni`, with the listener's hostname: the most specific
+    /// listener whose hostname matches, else one without a hostname.
+    pub fn tls_for(&self, sni: Option<&str>) -> Option<(Arc<rustls::ServerConfig>, Option<HostPattern>)> {
+        let l = self.listeners.iter().find(|l| match (&l.hostname, sni) {
+            (None, _) => true,
+            (Some(h), Some(name)) => h.matches(name),
+            (Some(_), None) => false,
+        })?;
+        Some((l.tls.clone()?, l.hostname.clone()))
+    }
 }
 
 /// A hostname pattern.
@@ -91,6 +108,8 @@ pub struct ListenerPlan {
     pub routes: Vec<RoutePlan>,
     /// (route index, match index) pairs, most specific first (Gateway API precedence).
     pub order: Vec<(usize, Option<usize>)>,
+    /// The TLS config of an `HTTPS` listener (certificate read at compile time).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A compiled route.
@@ -318,6 +337,8 @@ pub struct BackendPlan {
     pub addrs: Vec<SocketAddr>,
     /// Weight.
     pub weight: u32,
+    /// TLS towards it (`https://` host or `backendTLS`).
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 struct Ctx<'a> {
@@ -344,6 +365,7 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
             return Err(cx.err(format!("backends[{i}]"), "a backend needs exactly one of `host` or `mcp`"));
         }
     }
+    crate::tls::alpn(&config.frontend_policies.tls.alpn).map_err(|e| cx.err("frontendPolicies.tls.alpn", e))?;
     let shorthand = config.mcp.as_ref().map(mcp_shorthand_bind);
     let mut binds = Vec::with_capacity(config.binds.len() + 1);
     let mut seen = std::collections::HashSet::new();
@@ -359,10 +381,12 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
             return Err(cx.err(format!("{p}.port"), format!("port {} is bound twice", bind.port)));
         }
         let mut listeners = Vec::with_capacity(bind.listeners.len());
+        let https = bind.listeners.first().is_some_and(|l| l.protocol == Some(model::ListenerProtocol::Https));
         for (li, l) in bind.listeners.iter().enumerate() {
             let lp = format!("{p}.listeners[{li}]");
             let lname = l.name.clone().unwrap_or_else(|| format!("listener{li}"));
             let hostname = l.hostname.as_deref().map(|h| check_host(&cx, &format!("{lp}.hostname"), h)).transpose()?;
+            let tls = listener_tls(&cx, &lp, l, https, &config.frontend_policies.tls)?;
             let mut routes = Vec::with_capacity(l.routes.len());
             for (ri, r) in l.routes.iter().enumerate() {
                 let rname = r.name.clone().unwrap_or_else(|| format!("route{ri}"));
@@ -371,11 +395,11 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
                 routes.push(compile_route(&cx, &format!("{lp}.routes[{ri}]"), r, &config.config, stats, full)?);
             }
             let order = precedence(&routes);
-            listeners.push(ListenerPlan { name: lname.into(), hostname, routes, order });
+            listeners.push(ListenerPlan { name: lname.into(), hostname, routes, order, tls });
         }
         // exact hostnames, then longer wildcards, then catch-all
         listeners.sort_by_key(|l| std::cmp::Reverse(l.hostname.as_ref().map_or(0, |h| h.specificity() + 1)));
-        binds.push(BindPlan { addr, listeners });
+        binds.push(BindPlan { addr, listeners, tls: https });
     }
     let limits = config.frontend_policies.http.clone();
     if limits.max_header_bytes < 256 {
@@ -385,7 +409,8 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
         && !matches!(config.config.logging.level.as_deref(), Some("off" | "warn" | "error"));
     let log_format = config.config.logging.format;
     let log = log_plan(&cx, &config.config.logging)?;
-    Ok(Snapshot { config, binds, limits, access_log, log_format, log })
+    let tls_handshake_timeout = config.frontend_policies.tls.handshake_timeout.get();
+    Ok(Snapshot { config, binds, limits, access_log, log_format, log, tls_handshake_timeout })
 }
 
 fn log_plan(cx: &Ctx, logging: &model::Logging) -> Result<crate::observe::access_log::LogPlan, ConfigError> {
@@ -413,6 +438,49 @@ fn log_plan(cx: &Ctx, logging: &model::Logging) -> Result<crate::observe::access
         return Err(cx.err(format!("{p}.fields.remove"), format!("`{unknown}` is not a built-in field ({known})")));
     }
     Ok(crate::observe::access_log::LogPlan { filter, add, remove: fields.remove.clone() })
+}
+
+/// A listener's TLS: `HTTPS` listeners need `tls`, and one bind speaks one protocol.
+fn listener_tls(
+    cx: &Ctx,
+    lp: &str,
+    l: &model::Listener,
+    https: bool,
+    front: &super::tls::FrontendTls,
+) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
+    let this = l.protocol == Some(model::ListenerProtocol::Https);
+    if this != https {
+        return Err(
+            cx.err(format!("{lp}.protocol"), "every listener of a bind must use the same protocol (HTTP or HTTPS)")
+        );
+    }
+    match (&l.tls, https) {
+        (Some(t), true) => {
+            crate::tls::server_config(t, front).map(Some).map_err(|(f, e)| cx.err(format!("{lp}.tls.{f}"), e))
+        }
+        (None, true) => Err(cx.err(format!("{lp}.tls"), "an HTTPS listener needs `tls: {cert, key}`")),
+        (Some(_), false) => Err(cx.err(format!("{lp}.protocol"), "a listener with `tls` must say `protocol: HTTPS`")),
+        (None, false) => Ok(None),
+    }
+}
+
+/// The TLS of a backend at `authority`: `https://` asks for it with defaults, `backendTLS` (the
+/// backend's own, else the route's) sets it.
+fn backend_tls(
+    cx: &Ctx,
+    p: &str,
+    authority: &str,
+    https: bool,
+    policy: Option<(&str, &super::tls::BackendTls)>,
+) -> Result<Option<Arc<crate::tls::UpstreamTls>>, ConfigError> {
+    let default = super::tls::BackendTls::default();
+    let (at, t) = match policy {
+        Some((at, t)) => (at.to_string(), t),
+        None if https => (p.to_string(), &default),
+        None => return Ok(None),
+    };
+    let host = crate::http::url::host_only(authority);
+    crate::tls::upstream(t, host).map(Some).map_err(|(f, e)| cx.err(format!("{at}.{f}"), e))
 }
 
 fn check_host(cx: &Ctx, path: &str, h: &str) -> Result<HostPattern, ConfigError> {
@@ -526,8 +594,24 @@ fn compile_route(
                 if b.weight == 0 {
                     continue;
                 }
-                let addrs = resolve(cx, &format!("{bp}.host"), host)?;
-                backends.push(BackendPlan { authority: host.as_str().into(), addrs, weight: b.weight });
+                let https = crate::http::url::is_https(host);
+                let authority = if https { crate::http::url::with_port(&host[8..], true) } else { host.clone() };
+                let addrs = resolve(cx, &format!("{bp}.host"), &authority)?;
+                let own = b
+                    .policies
+                    .as_ref()
+                    .and_then(|x| x.backend_tls.as_ref())
+                    .map(|t| (format!("{bp}.policies.backendTLS"), t));
+                let route = r.policies.backend_tls.as_ref().map(|t| (format!("{p}.policies.backendTLS"), t));
+                let policy = own.or(route);
+                let tls = backend_tls(
+                    cx,
+                    &format!("{bp}.host"),
+                    &authority,
+                    https,
+                    policy.as_ref().map(|(a, t)| (a.as_str(), *t)),
+                )?;
+                backends.push(BackendPlan { authority: authority.into(), addrs, weight: b.weight, tls });
             }
             (None, Some(m)) if r.backends.len() == 1 => {
                 if policies.transform.is_some() {
@@ -539,7 +623,9 @@ fn compile_route(
                     return Err(cx.err(format!("{p}.policies.backendAuth.passthrough"), msg));
                 }
                 let credential = policies.backend_key.as_ref();
-                mcp = Some(Arc::new(compile_mcp(cx, &format!("{bp}.mcp"), m, process, &name, credential)?));
+                let route_tls = r.policies.backend_tls.as_ref().map(|t| (format!("{p}.policies.backendTLS"), t));
+                let route_tls = route_tls.as_ref().map(|(a, t)| (a.as_str(), *t));
+                mcp = Some(Arc::new(compile_mcp(cx, &format!("{bp}.mcp"), m, process, &name, credential, route_tls)?));
             }
             (None, Some(_)) => return Err(cx.err(bp, "an `mcp` backend must be the route's only backend")),
             _ => return Err(cx.err(bp, "a backend needs exactly one of `host` or `mcp`")),
@@ -895,11 +981,18 @@ fn mcp_shorthand_bind(m: &McpShorthand) -> model::Bind {
             name: Some("mcp".into()),
             hostname: None,
             protocol: None,
+            tls: None,
             routes: vec![model::Route {
                 name: Some("mcp".into()),
                 matches: vec![prefix("/mcp"), prefix("/sse")],
                 policies: m.policies.clone(),
-                backends: vec![model::Backend { host: None, mcp: Some(m.backend()), backend: None, weight: 1 }],
+                backends: vec![model::Backend {
+                    host: None,
+                    mcp: Some(m.backend()),
+                    backend: None,
+                    weight: 1,
+                    policies: None,
+                }],
                 ..Default::default()
             }],
         }],
@@ -981,6 +1074,7 @@ fn compile_mcp(
     process: &model::ProcessConfig,
     route: &str,
     credential: Option<&(String, String)>,
+    route_tls: Option<(&str, &super::tls::BackendTls)>,
 ) -> Result<McpPlan, ConfigError> {
     if m.targets.is_empty() {
         return Err(cx.err(format!("{p}.targets"), "an MCP backend needs at least one target"));
@@ -1002,13 +1096,16 @@ fn compile_mcp(
         if !names.insert(t.name.as_str()) {
             return Err(cx.err(format!("{tp}.name"), format!("target `{}` is defined twice", t.name)));
         }
+        let own_tls = t.policies.as_ref().and_then(|x| x.backend_tls.as_ref());
+        let own_at = format!("{tp}.policies.backendTLS");
+        let tls = own_tls.map(|x| (own_at.as_str(), x)).or(route_tls);
         let kind = match (&t.stdio, &t.mcp, &t.sse, &t.demo) {
             (Some(s), None, None, None) => TargetKind::Stdio(stdio_server(&t.name, s)),
             (None, Some(h), None, None) => {
-                TargetKind::Http(http_target(cx, &format!("{tp}.mcp.host"), &h.host, "/mcp", credential)?)
+                TargetKind::Http(http_target(cx, &format!("{tp}.mcp.host"), &h.host, "/mcp", credential, tls)?)
             }
             (None, None, Some(h), None) => {
-                TargetKind::Sse(http_target(cx, &format!("{tp}.sse.host"), &h.host, "/sse", credential)?)
+                TargetKind::Sse(http_target(cx, &format!("{tp}.sse.host"), &h.host, "/sse", credential, tls)?)
             }
             (None, None, None, Some(_)) => TargetKind::Demo,
             _ => return Err(cx.err(tp, "a target needs exactly one of `stdio`, `mcp`, `sse` or `demo`")),
@@ -1068,17 +1165,19 @@ fn http_target(
     url: &str,
     default_path: &str,
     credential: Option<&(String, String)>,
+    tls: Option<(&str, &super::tls::BackendTls)>,
 ) -> Result<HttpTargetPlan, ConfigError> {
-    if url.starts_with("https://") {
-        return Err(cx.err(p, "https targets are not served by this build yet (no TLS client)"));
-    }
+    let https = crate::http::url::is_https(url);
     let (authority, path) = crate::http::url::split(url, default_path);
-    let addrs = resolve(cx, p, &crate::http::url::with_port(authority))?;
+    let target = crate::http::url::with_port(authority, https);
+    let addrs = resolve(cx, p, &target)?;
+    let tls = backend_tls(cx, p, &target, https, tls)?;
     Ok(HttpTargetPlan {
         authority: authority.to_string(),
         path: path.to_string(),
         addrs,
         credential: credential.cloned(),
+        tls,
     })
 }
 

@@ -834,6 +834,7 @@ mod tests {
         "mcp-tool-guard.yaml",
         "ext-authz.yaml",
         "global-rate-limit.yaml",
+        "tls.yaml",
     ];
 
     #[test]

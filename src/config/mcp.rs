@@ -151,6 +151,9 @@ pub struct McpTarget {
     /// reload with a new value accepts a changed tool.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tool_pins: BTreeMap<String, String>,
+    /// Policies of this target (`backendTLS` for an `https://` or TLS-only server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<super::tls::BackendPolicies>,
 }
 
 /// A child-process target.
@@ -174,7 +177,8 @@ pub struct StdioTarget {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpTarget {
-    /// `http://host:port/path` or `host:port` (path defaults to `/mcp`, or `/sse` for `sse`).
+    /// `http://host:port/path`, `https://host[:port]/path` or `host:port` (path defaults to
+    /// `/mcp`, or `/sse` for `sse`).
     pub host: String,
 }
 

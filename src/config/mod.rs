@@ -8,6 +8,7 @@ pub mod load;
 pub mod mcp;
 pub mod model;
 pub mod security;
+pub mod tls;
 
 pub use compile::Snapshot;
 pub use load::{load_file, parse_str, ConfigError};

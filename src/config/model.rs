@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::duration::Duration;
 use super::mcp::{McpBackend, McpSettings, McpShorthand, SessionSettings};
 use super::security::{ApiKeyAuth, BackendAuth, BasicAuth, ExtAuthz, JwtAuth, McpAuthentication};
+use super::tls::{BackendPolicies, BackendTls, FrontendTls, ListenerTls};
 pub use crate::auth::cel::RulesConfig as Rules;
 use crate::ratelimit::global::GlobalRateLimit;
 use crate::ratelimit::LocalRateLimit;
@@ -217,6 +218,9 @@ pub struct FrontendPolicies {
     /// Access log switch (the format is `config.logging.format`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLog>,
+    /// TLS handshake limits of `HTTPS` listeners.
+    #[serde(default)]
+    pub tls: FrontendTls,
 }
 
 /// Access log settings.
@@ -311,9 +315,12 @@ pub struct Listener {
     /// Host this listener serves: exact (`api.example.com`) or wildcard (`*.example.com`); absent = any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    /// `HTTP` (the only protocol served by this build).
+    /// `HTTP` (default) or `HTTPS` (with `tls`). Every listener of a bind speaks the same protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<ListenerProtocol>,
+    /// The certificate of an `HTTPS` listener; listeners of one bind are chosen by SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
     /// Routes, tried in order; the first that matches serves the request.
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -325,6 +332,9 @@ pub enum ListenerProtocol {
     /// Plain HTTP/1.1.
     #[serde(rename = "HTTP")]
     Http,
+    /// HTTP/1.1 over TLS.
+    #[serde(rename = "HTTPS")]
+    Https,
 }
 
 /// A route: what it matches, what it does, where it sends.
@@ -460,6 +470,9 @@ pub struct RoutePolicies {
     /// Headers computed per request by CEL expressions (e.g. `x-user: jwt.sub`), after authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transformations: Option<Transformations>,
+    /// TLS towards this route's backends (a backend's own `policies.backendTLS` wins).
+    #[serde(default, rename = "backendTLS", skip_serializing_if = "Option::is_none")]
+    pub backend_tls: Option<BackendTls>,
 }
 
 /// `transformations`: header changes whose values are CEL expressions over the request and identity.
@@ -678,7 +691,8 @@ pub struct Cors {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backend {
-    /// Upstream `host:port` (a DNS name or an IP) for plain HTTP proxying.
+    /// Upstream `host:port` (a DNS name or an IP) for HTTP proxying; `https://host[:port]`
+    /// speaks TLS to it (as does a `backendTLS` policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// An MCP backend: targets federated behind this route.
@@ -690,6 +704,9 @@ pub struct Backend {
     /// Share of requests relative to the other backends (default 1).
     #[serde(default = "d_weight")]
     pub weight: u32,
+    /// Policies of this backend (`backendTLS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<BackendPolicies>,
 }
 
 fn d_weight() -> u32 {

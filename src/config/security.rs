@@ -27,8 +27,8 @@ pub struct Jwks {
     /// A file holding a JWKS (or one JWK), read at config load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    /// An `http://` URL serving the JWKS, fetched at load (retried until it answers; tokens are
-    /// refused meanwhile) and refreshed in the background.
+    /// An `http://` or `https://` URL serving the JWKS, fetched at load (retried until it
+    /// answers; tokens are refused meanwhile) and refreshed in the background.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// The JWKS itself, as a JSON string.
@@ -41,6 +41,9 @@ pub struct Jwks {
     /// Least time between two fetches of a `url` JWKS (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_refresh_interval: Option<Duration>,
+    /// TLS for an `https://` URL (custom CA, client certificate, SNI); default: the system's roots.
+    #[serde(default, rename = "backendTLS", skip_serializing_if = "Option::is_none")]
+    pub backend_tls: Option<super::tls::BackendTls>,
 }
 
 /// Which registered claims must be present.

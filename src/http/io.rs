@@ -33,19 +33,19 @@ pub fn is_idle_and_open<S: AsRawFd>(s: &S) -> bool {
     n < 0 && matches!(io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN))
 }
 
-/// A socket with its read buffer. Reads append to `buf`; a read cancelled by a timeout leaves
+/// A connection (plain or TLS) with its read buffer. Reads append to `buf`; a read cancelled by a timeout leaves
 /// `buf` empty, which is fine because a timed-out connection is never used again.
 pub struct Peer {
-    /// The socket.
-    pub io: monoio::net::TcpStream,
+    /// The connection.
+    pub io: crate::tls::Stream,
     /// Bytes read and not yet consumed.
     pub buf: BytesMut,
     out: Vec<u8>,
 }
 
 impl Peer {
-    /// Wrap a connected socket.
-    pub fn new(io: monoio::net::TcpStream, cap: usize) -> Self {
+    /// Wrap a connection.
+    pub fn new(io: crate::tls::Stream, cap: usize) -> Self {
         Peer { io, buf: BytesMut::with_capacity(cap), out: Vec::with_capacity(1024) }
     }
 

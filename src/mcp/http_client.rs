@@ -1,6 +1,5 @@
 //! Streamable HTTP towards upstream MCP servers: POST one message over a pooled connection and read the answer as JSON-RPC messages, whether it comes as JSON or as SSE.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -123,13 +122,15 @@ pub async fn delete(ctx: &ShardCtx, t: &HttpTargetPlan, session: &str, idle: Dur
 
 async fn send(ctx: &ShardCtx, t: &HttpTargetPlan, req: Bytes, idle: Duration) -> Result<Reply, HttpError> {
     let mut last = None;
+    let tls = t.tls.as_deref();
     for &addr in t.addrs.iter() {
+        let key = upstream::PoolKey::new(addr, tls);
         // a pooled connection may have been closed by the upstream just now: one fresh retry
         for pooled in [true, false] {
-            let io = match if pooled { ctx.pool.take(addr) } else { None } {
+            let io = match if pooled { ctx.pool.take(key) } else { None } {
                 Some(io) => io,
                 None if pooled => continue,
-                None => match upstream::connect(addr).await {
+                None => match upstream::connect(addr, tls).await {
                     Ok(io) => io,
                     Err(e) => {
                         last = Some(e);
@@ -155,7 +156,7 @@ async fn send(ctx: &ShardCtx, t: &HttpTargetPlan, req: Bytes, idle: Duration) ->
             let left = if let Framing::Length(n) = head.framing { n } else { 0 };
             let mut body = Body {
                 up: Some(up),
-                addr,
+                key,
                 framing: head.framing,
                 left,
                 dec: ChunkedDecoder::new(),
@@ -237,7 +238,7 @@ impl Reply {
 /// A response body being read; the connection returns to the pool when it ends cleanly.
 struct Body {
     up: Option<Peer>,
-    addr: SocketAddr,
+    key: upstream::PoolKey,
     framing: Framing,
     left: u64,
     dec: ChunkedDecoder,
@@ -310,7 +311,7 @@ impl Body {
     fn release(&mut self, ctx: &ShardCtx) {
         if let Some(up) = self.up.take() {
             if self.keep && self.framing != Framing::CloseDelimited && up.buf.is_empty() {
-                ctx.pool.put(self.addr, up.io);
+                ctx.pool.put(self.key, up.io);
             }
         }
     }

@@ -79,6 +79,8 @@ pub struct HttpTargetPlan {
     pub addrs: Vec<SocketAddr>,
     /// `backendAuth.key` of the route: header name and value sent with every request.
     pub credential: Option<(String, String)>,
+    /// TLS towards the target (`https://` or `backendTLS`).
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 impl HttpTargetPlan {

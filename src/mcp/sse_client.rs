@@ -165,6 +165,7 @@ impl SseConn {
             path,
             addrs: t.addrs.clone(),
             credential: t.credential.clone(),
+            tls: t.tls.clone(),
         };
         *self.post_to.borrow_mut() = Some(Rc::new(to));
         let (me, cx) = (self.clone(), ctx.clone());

@@ -25,6 +25,10 @@ pub const CONNECTIONS_REJECTED_TOTAL: &str = "ringgate_connections_rejected_tota
 pub const CONFIG_RELOADS_TOTAL: &str = "ringgate_config_reloads_total";
 /// Tool-poisoning findings on MCP tool definitions, by kind (each reported once per tool).
 pub const MCP_TOOL_FINDINGS_TOTAL: &str = "ringgate_mcp_tool_findings_total";
+/// TLS handshakes completed by `HTTPS` listeners.
+pub const TLS_HANDSHAKES_TOTAL: &str = "ringgate_tls_handshakes_total";
+/// TLS handshakes refused or failed on `HTTPS` listeners, by reason (`crate::tls::HANDSHAKE_ERROR_REASONS`).
+pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "ringgate_tls_handshake_errors_total";
 /// 1 per shard, labelled with the I/O driver it runs (`io_uring` or `epoll`).
 pub const RUNTIME_DRIVER_INFO: &str = "ringgate_runtime_driver_info";
 
@@ -33,7 +37,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 65] = [
+pub const ERROR_REASONS: [&str; 67] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -53,6 +57,8 @@ pub const ERROR_REASONS: [&str; 65] = [
     "no_route",
     "no_backend",
     "upstream_connect",
+    "upstream_tls",
+    "misdirected_request",
     "upstream_timeout",
     "upstream_closed",
     "upstream_protocol",
@@ -183,6 +189,10 @@ pub struct ShardStats {
     pub errors: [AtomicU64; ERROR_REASONS.len()],
     /// Retried attempts.
     pub retries: AtomicU64,
+    /// Completed TLS handshakes.
+    pub tls_handshakes: AtomicU64,
+    /// Failed TLS handshakes by index into [`crate::tls::HANDSHAKE_ERROR_REASONS`].
+    pub tls_errors: [AtomicU64; crate::tls::HANDSHAKE_ERROR_REASONS.len()],
     /// Driver name, set once at start.
     pub driver: Mutex<&'static str>,
 }
@@ -195,6 +205,8 @@ impl Default for ShardStats {
             connections_rejected: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             retries: AtomicU64::new(0),
+            tls_handshakes: AtomicU64::new(0),
+            tls_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             driver: Mutex::new(""),
         }
     }
@@ -206,6 +218,14 @@ impl ShardStats {
     pub fn count_error(&self, reason: &str) {
         let i = ERROR_REASONS.iter().position(|r| *r == reason).unwrap_or(ERROR_REASONS.len() - 1);
         self.errors[i].fetch_add(1, Relaxed);
+    }
+
+    /// Count a failed TLS handshake by its reason label.
+    #[inline]
+    pub fn count_tls_error(&self, reason: &str) {
+        let reasons = &crate::tls::HANDSHAKE_ERROR_REASONS;
+        let i = reasons.iter().position(|r| *r == reason).unwrap_or(reasons.len() - 1);
+        self.tls_errors[i].fetch_add(1, Relaxed);
     }
 }
 
@@ -323,6 +343,16 @@ impl Registry {
             let n = self.tool_findings[i].load(Relaxed);
             let _ = writeln!(out, "{MCP_TOOL_FINDINGS_TOTAL}{{kind=\"{kind}\"}} {n}");
         }
+        let ok: u64 = self.shards.iter().map(|s| s.tls_handshakes.load(Relaxed)).sum();
+        header(&mut out, TLS_HANDSHAKES_TOTAL, "counter", "TLS handshakes completed by HTTPS listeners.");
+        let _ = writeln!(out, "{TLS_HANDSHAKES_TOTAL} {ok}");
+        header(&mut out, TLS_HANDSHAKE_ERRORS_TOTAL, "counter", "TLS handshakes failed on HTTPS listeners, by reason.");
+        for (i, reason) in crate::tls::HANDSHAKE_ERROR_REASONS.iter().enumerate() {
+            let n: u64 = self.shards.iter().map(|s| s.tls_errors[i].load(Relaxed)).sum();
+            if n > 0 {
+                let _ = writeln!(out, "{TLS_HANDSHAKE_ERRORS_TOTAL}{{reason=\"{reason}\"}} {n}");
+            }
+        }
         header(&mut out, RUNTIME_DRIVER_INFO, "gauge", "The I/O driver of each shard.");
         for (i, s) in self.shards.iter().enumerate() {
             let d = *s.driver.lock().unwrap_or_else(|p| p.into_inner());
@@ -392,6 +422,8 @@ mod tests {
                 P::NoRoute,
                 P::NoBackend,
                 P::UpstreamConnect(String::new()),
+                P::UpstreamTls(String::new()),
+                P::Misdirected,
                 P::UpstreamTimeout,
                 P::UpstreamClosed,
                 P::UpstreamProtocol(String::new()),

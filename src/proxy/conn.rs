@@ -11,12 +11,13 @@ use super::shard::{ShardCtx, ShardState};
 use super::upstream::{self, BodyOut, CopyError, Outgoing};
 use super::{ext_authz, policy, route};
 use crate::auth::Identity;
-use crate::config::compile::CorsPlan;
+use crate::config::compile::{BindPlan, CorsPlan, HostPattern};
 use crate::error::{write_error_response, Forbidden, McpReject, ProxyError};
 use crate::http::codec::{self, Framing, RequestHead};
 use crate::http::io::Peer;
 use crate::mcp::access::Access;
 use crate::observe::access_log::Entry;
+use crate::tls::Stream;
 
 /// Decrements the shard's connection count however the task ends.
 struct ConnGuard(Rc<ShardCtx>);
@@ -38,10 +39,37 @@ enum ReadHead {
 pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: SocketAddr, bind: SocketAddr) {
     let _guard = ConnGuard(ctx.clone());
     let _ = stream.set_nodelay(true);
-    let mut client = Peer::new(stream, 8 * 1024);
+    // on a TLS bind, the hostname of the listener the SNI chose: requests must stay within it
+    let (io, sni_listener) = {
+        let state = ctx.current();
+        match state.snap.binds.iter().find(|b| b.addr == bind) {
+            Some(b) if b.tls => match handshake(&ctx, &state, b, stream, peer).await {
+                Some((s, host)) => (s, Some(host)),
+                None => return,
+            },
+            _ => (Stream::Plain(stream), None),
+        }
+    };
+    let mut client = Peer::new(io, 8 * 1024);
+    requests(&ctx, &mut client, peer, bind, sni_listener.as_ref()).await;
+    if client.io.tls().is_some() {
+        // close_notify, so that a client reading to the end knows nothing was cut off
+        use monoio::io::AsyncWriteRent;
+        let _ = monoio::time::timeout(Duration::from_secs(1), client.io.shutdown()).await;
+    }
+}
+
+/// Read and answer requests on one connection until it should close.
+async fn requests(
+    ctx: &Rc<ShardCtx>,
+    client: &mut Peer,
+    peer: SocketAddr,
+    bind: SocketAddr,
+    sni_listener: Option<&Option<HostPattern>>,
+) {
     loop {
         let state = ctx.current();
-        let head = match read_head(&ctx, &state, &mut client).await {
+        let head = match read_head(ctx, &state, client).await {
             Ok(h) => h,
             Err(ReadHead::Quiet) => return,
             Err(ReadHead::Fail(e)) => {
@@ -49,7 +77,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: Sock
                 let mut out = client.take_out();
                 write_error_response(&e, true, &[], &mut out);
                 let _ = client.send_out(out).await;
-                count_error(&ctx, &e);
+                count_error(ctx, &e);
                 ctx.log.write(
                     ctx.index,
                     &Entry {
@@ -65,12 +93,49 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: Sock
             }
         };
         ctx.in_flight.set(ctx.in_flight.get() + 1);
-        let keep = handle(&ctx, &state, &mut client, head, peer, bind).await;
+        let keep = handle(ctx, &state, client, head, peer, bind, sni_listener).await;
         ctx.in_flight.set(ctx.in_flight.get() - 1);
         if !keep || ctx.draining.is_fired() {
             return;
         }
     }
+}
+
+/// The server side of a TLS handshake within `handshakeTimeout`, counted either way; a failure
+/// is also logged (with the reason rustls gives) and closes the connection.
+async fn handshake(
+    ctx: &ShardCtx,
+    state: &ShardState,
+    bind: &BindPlan,
+    stream: monoio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<(Stream, Option<HostPattern>)> {
+    let stats = &ctx.registry.shards[ctx.index];
+    let started = Instant::now();
+    let accepted =
+        monoio::time::timeout(state.snap.tls_handshake_timeout, crate::tls::accept(stream, |sni| bind.tls_for(sni)))
+            .await;
+    let refused = match accepted {
+        Ok(Ok((tls, host))) => {
+            stats.tls_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Some((Stream::Tls(Box::new(tls)), host));
+        }
+        Ok(Err(r)) => r,
+        Err(_) => crate::tls::Refused { reason: "timeout", detail: "TLS handshake not finished in time".into() },
+    };
+    stats.count_tls_error(refused.reason);
+    ctx.log.write(
+        ctx.index,
+        &Entry {
+            peer: Some(peer),
+            status: if refused.reason == "not_tls" { 400 } else { 0 },
+            reason: Some(refused.reason),
+            error: Some(format!("TLS handshake failed: {}", refused.detail)),
+            duration: started.elapsed(),
+            ..Default::default()
+        },
+    );
+    None
 }
 
 fn count_error(ctx: &ShardCtx, e: &ProxyError) {
@@ -180,6 +245,7 @@ async fn handle(
     head: RequestHead,
     peer: SocketAddr,
     bind: SocketAddr,
+    sni_listener: Option<&Option<HostPattern>>,
 ) -> bool {
     let started = Instant::now();
     let snap = &state.snap;
@@ -188,6 +254,11 @@ async fn handle(
     let mut who = None;
     let result = match &selected {
         None => Err(Failed::from(ProxyError::NoRoute)),
+        // a Host of another listener than the handshake's would skip that listener's TLS policy
+        // (its certificate, its client-certificate demand)
+        Some(sel) if sni_listener.is_some_and(|h| *h != sel.listener.hostname) => {
+            Err(Failed::from(ProxyError::Misdirected))
+        }
         Some(sel) => serve_route(ctx, state, sel, client, &head, peer, &mut who).await,
     };
     let (status, keep, entry_err, bytes, upstream, attempts) = match result {
@@ -525,7 +596,7 @@ async fn serve_route(
         Err(_) => return Err(started_err(ProxyError::UpstreamClosed)),
     };
     if upstream_keep && framing != Framing::CloseDelimited && answer.up.buf.is_empty() {
-        ctx.pool.put(answer.addr, answer.up.io);
+        ctx.pool.put(answer.key, answer.up.io);
     }
     Ok(Done {
         status,

@@ -135,13 +135,14 @@ async fn call(
 ) -> Result<(ResponseHead, Bytes), &'static str> {
     let mut why = "no address";
     for &addr in &plan.addrs {
+        let key = upstream::PoolKey::new(addr, None);
         for pooled in [true, false] {
             let io = match pooled {
-                true => match ctx.pool.take(addr) {
+                true => match ctx.pool.take(key) {
                     Some(io) => io,
                     None => continue,
                 },
-                false => match upstream::connect(addr).await {
+                false => match upstream::connect(addr, None).await {
                     Ok(io) => io,
                     Err(_) => {
                         why = "cannot connect";
@@ -164,7 +165,7 @@ async fn call(
             };
             let (body, complete) = read_bounded(&mut up, resp.framing, MAX_DENIAL_BODY).await?;
             if complete && resp.keep_alive && resp.framing != Framing::CloseDelimited && up.buf.is_empty() {
-                ctx.pool.put(addr, up.io);
+                ctx.pool.put(key, up.io);
             }
             return Ok((resp, body));
         }

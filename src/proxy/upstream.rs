@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use crate::tls::{Stream, UpstreamTls};
+
 use crate::config::compile::{CorsPlan, HeaderOps, RoutePlan};
 use crate::error::ProxyError;
 use crate::http::codec::{self, ChunkedDecoder, Framing, RequestHead, ResponseHead};
-use crate::http::io::{is_idle_and_open, Peer};
+use crate::http::io::Peer;
 use crate::proxy::transform::Changes;
 
 const MAX_IDLE_PER_HOST: usize = 256;
@@ -22,10 +24,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Request bodies up to this size are buffered when a retry policy may need to replay them.
 pub const MAX_REPLAY_BYTES: u64 = 64 * 1024;
 
-/// Idle keep-alive connections per upstream address; shard-local, so no lock.
+/// Where a pooled connection goes: the address, and the TLS settings it was opened with (0 for
+/// plain), so that a connection is only reused for the same name, roots and client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// Upstream address.
+    pub addr: SocketAddr,
+    /// [`UpstreamTls::id`], or 0.
+    pub tls: u64,
+}
+
+impl PoolKey {
+    /// The key of connections to `addr` opened with `tls`.
+    pub fn new(addr: SocketAddr, tls: Option<&UpstreamTls>) -> Self {
+        PoolKey { addr, tls: tls.map_or(0, |t| t.id) }
+    }
+}
+
+/// Idle keep-alive connections per upstream; shard-local, so no lock.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+    idle: RefCell<HashMap<PoolKey, Vec<(Stream, Instant)>>>,
 }
 
 impl Pool {
@@ -34,12 +53,12 @@ impl Pool {
         Self::default()
     }
 
-    /// A live idle connection to `addr`, if one is pooled.
-    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+    /// A live idle connection for `key`, if one is pooled.
+    pub fn take(&self, key: PoolKey) -> Option<Stream> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(&key)?;
         while let Some((s, since)) = list.pop() {
-            if since.elapsed() < POOL_IDLE_TTL && is_idle_and_open(&s) {
+            if since.elapsed() < POOL_IDLE_TTL && s.is_idle_and_open() {
                 return Some(s);
             }
         }
@@ -47,24 +66,29 @@ impl Pool {
     }
 
     /// Return a connection whose last exchange completed cleanly.
-    pub fn put(&self, addr: SocketAddr, s: TcpStream) {
+    pub fn put(&self, key: PoolKey, s: Stream) {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
+        let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_HOST {
             list.push((s, Instant::now()));
         }
     }
 }
 
-/// Open a new upstream connection.
-pub async fn connect(addr: SocketAddr) -> Result<TcpStream, ProxyError> {
-    match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-        Ok(Err(e)) => Err(ProxyError::UpstreamConnect(format!("{addr}: {e}"))),
-        Err(_) => Err(ProxyError::UpstreamConnect(format!("{addr}: connect timed out"))),
+/// Open a new upstream connection, with its TLS handshake when `tls` is set (both within the
+/// connect timeout).
+pub async fn connect(addr: SocketAddr, tls: Option<&UpstreamTls>) -> Result<Stream, ProxyError> {
+    let s = match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ProxyError::UpstreamConnect(format!("{addr}: {e}"))),
+        Err(_) => return Err(ProxyError::UpstreamConnect(format!("{addr}: connect timed out"))),
+    };
+    let _ = s.set_nodelay(true);
+    let Some(tls) = tls else { return Ok(Stream::Plain(s)) };
+    match monoio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(s, tls)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(ProxyError::UpstreamTls(format!("{addr} as {}: {e}", tls.server_name.to_str()))),
+        Err(_) => Err(ProxyError::UpstreamTls(format!("{addr}: TLS handshake timed out"))),
     }
 }
 
@@ -348,6 +372,11 @@ pub async fn read_response_head(up: &mut Peer, request_was_head: bool) -> Result
         match up.fill().await {
             Ok(0) => return Err(ProxyError::UpstreamClosed),
             Ok(_) => {}
+            // TLS refusals that come after the client's side of the handshake (TLS 1.3 servers
+            // check client certificates then)
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(ProxyError::UpstreamTls(e.to_string()))
+            }
             Err(_) => return Err(ProxyError::UpstreamClosed),
         }
     }
@@ -357,8 +386,10 @@ pub async fn read_response_head(up: &mut Peer, request_was_head: bool) -> Result
 pub struct Answer {
     /// The upstream connection.
     pub up: Peer,
-    /// Its address (for pooling and logs).
+    /// Its address (for logs).
     pub addr: SocketAddr,
+    /// Where it goes back to in the pool.
+    pub key: PoolKey,
     /// The response head.
     pub head: ResponseHead,
     /// Attempts made.
@@ -415,7 +446,8 @@ pub async fn exchange(
         };
         let backend = &route.backends[bi];
         let addr = backend.addrs[(ctx.random() as usize) % backend.addrs.len().max(1)];
-        let result = attempt(ctx, req, client, addr, replayable).await;
+        let tls = backend.tls.as_deref();
+        let result = attempt(ctx, req, client, PoolKey::new(addr, tls), tls, replayable).await;
         let retry_status = match &result {
             Ok(a) => retry.is_some_and(|r| r.codes.contains(&a.head.status)),
             Err(e) => e.retryable(),
@@ -444,15 +476,17 @@ async fn attempt(
     ctx: &crate::proxy::shard::ShardCtx,
     req: &Outgoing<'_>,
     client: &mut Peer,
-    addr: SocketAddr,
+    key: PoolKey,
+    tls: Option<&UpstreamTls>,
     replayable: bool,
 ) -> Result<Answer, ProxyError> {
-    let mut pooled = ctx.pool.take(addr);
+    let addr = key.addr;
+    let mut pooled = ctx.pool.take(key);
     loop {
         let reused = pooled.is_some();
         let stream = match pooled.take() {
             Some(s) => s,
-            None => connect(addr).await?,
+            None => connect(addr, tls).await?,
         };
         let mut up = Peer::new(stream, 16 * 1024);
         let started = Instant::now();
@@ -471,7 +505,7 @@ async fn attempt(
             Err(e) => Err(e),
         };
         match head {
-            Ok(head) => return Ok(Answer { up, addr, head, attempts: 1, upstream_time: started.elapsed() }),
+            Ok(head) => return Ok(Answer { up, addr, key, head, attempts: 1, upstream_time: started.elapsed() }),
             Err(ProxyError::UpstreamClosed) if reused && replayable => continue,
             Err(e) => return Err(e),
         }

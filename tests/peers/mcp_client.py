@@ -1,7 +1,8 @@
 """Drive an MCP server (or ringgate in front of one) with the real Python `mcp` 2.3.0 client.
 
     target/peers/py/bin/python tests/peers/mcp_client.py --url URL [--mode auto|legacy|2026-07-28]
-        [--transport http|sse] [--header 'Name: value']... [--timeout S] [-v] SCENARIO [ARGS...]
+        [--transport http|sse] [--header 'Name: value']... [--timeout S] [--cafile PEM] [-v]
+        SCENARIO [ARGS...]
 
 Scenarios (each prints ONE JSON object on stdout; logs go to stderr):
     info                      {"protocol", "server", "capabilities", "instructions"}
@@ -22,7 +23,8 @@ invalid result; stdout has {"error": {"type", "message"}}).
 --transport http is Streamable HTTP (`Client(url, mode=...)`), --transport sse is the deprecated
 2024-11-05 HTTP+SSE transport (`mcp.client.sse.sse_client`); for sse, --url is the GET endpoint
 (e.g. http://127.0.0.1:3001/sse). The client's response cache is off, so every call goes on the
-wire, and proxy environment variables are ignored (tests talk to loopback).
+wire, and proxy environment variables are ignored (tests talk to loopback). For https URLs,
+--cafile names the PEM file of the CA that signed the server's certificate.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import ssl
 import sys
 from typing import Any
 
@@ -69,6 +72,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--transport", choices=("http", "sse"), default="http")
     p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra HTTP header, repeatable")
     p.add_argument("--timeout", type=float, default=30.0, help="whole-run limit in seconds (default 30)")
+    p.add_argument("--cafile", help="PEM file of CAs trusted for https URLs (default: the system's)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs of the SDK on stderr")
     p.add_argument("scenario", choices=("info", "list", "call", "read", "prompt", "progress", "sample"))
     p.add_argument("args", nargs="*")
@@ -105,16 +109,17 @@ def need(args: list[str], count: int, usage: str) -> None:
 def make_client(opts: argparse.Namespace) -> Client:
     headers = headers_of(opts.header)
     timeout = httpx2.Timeout(opts.timeout, read=opts.timeout)
+    verify: Any = ssl.create_default_context(cafile=opts.cafile) if opts.cafile else True
     if opts.transport == "sse":
 
         def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
-            return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, trust_env=False)
+            return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, trust_env=False, verify=verify)
 
         transport = sse_client(
             opts.url, headers=headers or None, timeout=opts.timeout, sse_read_timeout=opts.timeout, httpx_client_factory=factory
         )
     else:
-        http = httpx2.AsyncClient(headers=headers, timeout=timeout, trust_env=False)
+        http = httpx2.AsyncClient(headers=headers, timeout=timeout, trust_env=False, verify=verify)
         transport = _owning(streamable_http_client(opts.url, http_client=http), http)
     samples: list[Any] = []
     opts.samples = samples
