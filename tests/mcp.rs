@@ -4,27 +4,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::peers::*;
 use common::*;
 use serde_json::{json, Value};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn peer(rel: &str) -> PathBuf {
-    let p = root().join("target/peers").join(rel);
-    assert!(p.exists(), "{} is missing: run tests/peers/install.sh", p.display());
-    p
-}
-
-fn everything() -> PathBuf {
-    peer("node/node_modules/.bin/mcp-server-everything")
-}
 
 /// Run the Python `mcp` client script; returns its JSON output and exit status.
 fn py_client(url: &str, mode: &str, args: &[&str]) -> (Value, i32) {
@@ -45,49 +31,6 @@ fn py_ok(url: &str, mode: &str, args: &[&str]) -> Value {
     let (v, code) = py_client(url, mode, args);
     assert_eq!(code, 0, "{mode} {args:?}: {v}");
     v
-}
-
-/// A free loopback port for a peer that cannot report the port it bound.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A peer server process, killed on drop.
-struct PeerServer(Child);
-
-impl Drop for PeerServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start a peer listening on `port` and wait until it accepts connections.
-fn start_peer(cmd: &Path, args: &[&str], env: &[(&str, String)], port: u16) -> PeerServer {
-    start_peer_logged(cmd, args, env, port, None)
-}
-
-/// `start_peer`, with the peer's stdout and stderr written to `log`.
-fn start_peer_logged(cmd: &Path, args: &[&str], env: &[(&str, String)], port: u16, log: Option<&Path>) -> PeerServer {
-    let out = || match log {
-        Some(p) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap()),
-        None => Stdio::null(),
-    };
-    let child = Command::new(cmd)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(out())
-        .stderr(out())
-        .spawn()
-        .expect("start peer");
-    let p = PeerServer(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "peer {} did not listen on {port}", cmd.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    p
 }
 
 fn gateway(targets: &str, extra: &str) -> Gateway {
@@ -747,3 +690,4 @@ fn tool_guard_blocks_rug_pulls_and_poisoned_tools() {
     assert_eq!(r["content"][0]["text"], "Echo: hi");
     assert_eq!(admin_tool(&gw, "blk", "echo")["status"], "pinned");
 }
+
