@@ -691,3 +691,31 @@ fn tool_guard_blocks_rug_pulls_and_poisoned_tools() {
     assert_eq!(admin_tool(&gw, "blk", "echo")["status"], "pinned");
 }
 
+/// A target that answers `initialize` without `Mcp-Session-Id` (a stateless server) is part of
+/// a stateful client session all the same, and is reached without an id.
+#[test]
+fn stateless_http_targets_are_part_of_stateful_sessions() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--stateless", "--json"],
+        &[],
+        py_port,
+    );
+    let targets =
+        format!("{}          - name: pyl\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    let s = ("mcp-session-id", sid.as_str());
+    let r = post(
+        addr,
+        &[s],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pyl_echo","arguments":{"message":"hi"}}}"#,
+    );
+    assert_eq!(json_body(&r)["result"]["content"][0]["text"], "Echo: hi", "{}", r.body_str());
+    let r =
+        post(addr, &[s], r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"pyl+test://static"}}"#);
+    assert_eq!(json_body(&r)["result"]["contents"][0]["text"], "static text", "{}", r.body_str());
+}

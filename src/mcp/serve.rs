@@ -429,14 +429,16 @@ impl Exchange<'_> {
     }
 
     /// How requests to target `ti` travel; `None` when this session has no upstream session
-    /// with it (it was added by a reload, or failed to initialize under failOpen).
+    /// with it (it was added by a reload, or failed to initialize under failOpen). A target
+    /// that answered the session's `initialize` without a session id is stateless: it is still
+    /// part of the session, and is reached without an id.
     fn via(&self, ti: usize) -> Option<Via<'_>> {
         let t = &self.plan().targets[ti];
         if !matches!(t.kind, TargetKind::Http(_)) {
             return Some(Via::Pooled);
         }
         match &self.session {
-            Some(s) => s.target(&t.name).filter(|u| u.s.is_some()).map(Via::Own),
+            Some(s) => s.target(&t.name).map(Via::Own),
             None if self.plan().stateful && !self.modern => None,
             None => Some(Via::Pooled),
         }
