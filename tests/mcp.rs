@@ -719,3 +719,30 @@ fn stateless_http_targets_are_part_of_stateful_sessions() {
         post(addr, &[s], r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"pyl+test://static"}}"#);
     assert_eq!(json_body(&r)["result"]["contents"][0]["text"], "static text", "{}", r.body_str());
 }
+
+/// `logging/setLevel` (which the inspector sends on connect) reaches the targets that log; one
+/// without logging (the demo) answering "method not found" is no failure, other errors are.
+#[test]
+fn logging_set_level_skips_targets_without_logging() {
+    let targets = format!(
+        "{}          - name: ev\n            stdio: {{ cmd: \"{}\", args: [stdio] }}\n",
+        demo_target(),
+        everything().display()
+    );
+    let gw = gateway(&targets, "");
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    let s = ("mcp-session-id", sid.as_str());
+    let set = |level: &str| {
+        json_body(&post(
+            addr,
+            &[s],
+            &format!(r#"{{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{{"level":"{level}"}}}}"#),
+        ))
+    };
+    let ok = set("debug");
+    assert_eq!(ok["result"], json!({}), "{ok}");
+    let bad = set("loud");
+    let refused = bad["error"]["message"].as_str().unwrap_or("");
+    assert!(refused.starts_with("target `ev`:"), "the target that logs refuses an unknown level: {bad}");
+}

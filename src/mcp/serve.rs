@@ -495,7 +495,13 @@ impl Exchange<'_> {
             "ping" => Ok(json!({})),
             "logging/setLevel" => {
                 let all = (0..names.len()).map(|ti| (ti, params.clone()));
-                self.settle(self.fanout(all, method).await).map(|_| json!({}))
+                // a target without the logging capability has no level to set: its "method not
+                // found" is no failure (clients such as the inspector set a level on connect)
+                let answers = self.fanout(all, method).await.into_iter().map(|(ti, r)| match r {
+                    Err(e) if e.code == METHOD_NOT_FOUND => (ti, Ok(json!({}))),
+                    r => (ti, r),
+                });
+                self.settle(answers.collect()).map(|_| json!({}))
             }
             "tools/call" | "prompts/get" => {
                 let kind = if method == "tools/call" { Kind::Tool } else { Kind::Prompt };
