@@ -116,8 +116,9 @@ pub enum McpReject {
     NotAcceptable,
     /// The body is not `application/json`.
     UnsupportedMediaType,
-    /// A method the endpoint does not serve (GET/DELETE when stateless, PUT, ...).
-    MethodNotAllowed,
+    /// A method the endpoint does not serve (GET/DELETE when stateless, PUT, ...); carries the
+    /// `Allow` header's value (what that endpoint does serve).
+    MethodNotAllowed(&'static str),
     /// No session id on a request that needs one; names where it was expected.
     SessionRequired(&'static str),
     /// The session id is not ours, malformed, ended or expired.
@@ -139,7 +140,7 @@ impl McpReject {
         match self {
             McpReject::NotAcceptable => 406,
             McpReject::UnsupportedMediaType => 415,
-            McpReject::MethodNotAllowed => 405,
+            McpReject::MethodNotAllowed(_) => 405,
             McpReject::SessionUnknown | McpReject::MethodNotFound(_) => 404,
             _ => 400,
         }
@@ -149,7 +150,7 @@ impl McpReject {
         match self {
             McpReject::NotAcceptable => "mcp_not_acceptable",
             McpReject::UnsupportedMediaType => "mcp_unsupported_media_type",
-            McpReject::MethodNotAllowed => "mcp_method_not_allowed",
+            McpReject::MethodNotAllowed(_) => "mcp_method_not_allowed",
             McpReject::SessionRequired(_) => "mcp_session_required",
             McpReject::SessionUnknown => "mcp_session_unknown",
             McpReject::Parse(_) => "mcp_parse_error",
@@ -180,7 +181,7 @@ impl fmt::Display for McpReject {
                 f.write_str("Not Acceptable: the client must accept both application/json and text/event-stream")
             }
             McpReject::UnsupportedMediaType => f.write_str("Unsupported Media Type: the body must be application/json"),
-            McpReject::MethodNotAllowed => f.write_str("Method Not Allowed on this MCP endpoint"),
+            McpReject::MethodNotAllowed(_) => f.write_str("Method Not Allowed on this MCP endpoint"),
             McpReject::SessionRequired(what) => write!(f, "Bad Request: {what} is required"),
             McpReject::SessionUnknown => f.write_str("Session not found"),
             McpReject::Parse(m) => write!(f, "{m}"),
@@ -339,8 +340,8 @@ pub fn write_error_response(err: &ProxyError, close: bool, out: &mut Vec<u8>) {
     crate::http::codec::write_status_line(out, err.status());
     crate::http::codec::write_header(out, "content-type", b"application/json");
     match err {
-        ProxyError::Mcp(McpReject::MethodNotAllowed) => {
-            crate::http::codec::write_header(out, "allow", b"GET, POST, DELETE")
+        ProxyError::Mcp(McpReject::MethodNotAllowed(allow)) => {
+            crate::http::codec::write_header(out, "allow", allow.as_bytes())
         }
         ProxyError::Unauthenticated(AuthReject { challenge, .. })
         | ProxyError::Forbidden(Forbidden { challenge: Some(challenge), .. }) => {

@@ -746,3 +746,20 @@ fn logging_set_level_skips_targets_without_logging() {
     let refused = bad["error"]["message"].as_str().unwrap_or("");
     assert!(refused.starts_with("target `ev`:"), "the target that logs refuses an unknown level: {bad}");
 }
+
+/// A 405's `Allow` names what that endpoint serves: the HTTP+SSE endpoint has no DELETE, and a
+/// stateless backend serves POST only.
+#[test]
+fn method_not_allowed_names_what_the_endpoint_serves() {
+    let allow = |gw: &Gateway, req: &str| {
+        let r = raw(gw.addr(), format!("{req} HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 405, "{req}: {}", r.body_str());
+        r.header("allow").unwrap_or("").to_string()
+    };
+    let gw = gateway(&demo_target(), "");
+    assert_eq!(allow(&gw, "DELETE /mcp/sse"), "GET, POST");
+    assert_eq!(allow(&gw, "PUT /mcp"), "GET, POST, DELETE");
+    let gw = gateway(&demo_target(), "          statefulMode: stateless\n");
+    assert_eq!(allow(&gw, "GET /mcp"), "POST");
+    assert_eq!(allow(&gw, "DELETE /mcp"), "POST");
+}

@@ -50,7 +50,7 @@ pub async fn serve(
         return match head.method() {
             "GET" => legacy_sse::open(ctx, plan, pol, access, client, head).await,
             "POST" => legacy_sse::post(ctx, plan, pol, client, head, max_body, idle).await,
-            _ => Err(McpReject::MethodNotAllowed.into()),
+            _ => Err(McpReject::MethodNotAllowed("GET, POST").into()),
         };
     }
     let modern_header = head.header_str("mcp-protocol-version") == Some(MODERN_VERSION);
@@ -58,7 +58,8 @@ pub async fn serve(
         "POST" => {}
         "DELETE" if plan.stateful && !modern_header => return delete(ctx, plan, pol, client, head).await,
         "GET" if plan.stateful && !modern_header => return listen(ctx, plan, pol, client, head).await,
-        _ => return Err(McpReject::MethodNotAllowed.into()),
+        _ if plan.stateful && !modern_header => return Err(McpReject::MethodNotAllowed("GET, POST, DELETE").into()),
+        _ => return Err(McpReject::MethodNotAllowed("POST").into()),
     }
     let accept = head.header_str("accept").unwrap_or("");
     let any = accept.contains("*/*");

@@ -399,7 +399,7 @@ mod tests {
                 [
                     M::NotAcceptable,
                     M::UnsupportedMediaType,
-                    M::MethodNotAllowed,
+                    M::MethodNotAllowed("POST"),
                     M::SessionRequired("x"),
                     M::SessionUnknown,
                     M::Parse("x".into()),
