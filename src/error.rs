@@ -44,8 +44,9 @@ pub enum ProxyError {
     ClientClosed,
     /// Something the gateway needs failed on its own side (e.g. the OS random source).
     Internal(String),
-    /// An MCP request refused at the transport level (answered with a JSON-RPC error body).
-    Mcp(McpReject),
+    /// An MCP request refused at the transport level (answered with a JSON-RPC error body that
+    /// carries the request's id when the request was read).
+    Mcp(McpReject, Option<serde_json::Value>),
     /// Credentials missing or invalid (401 with a challenge).
     Unauthenticated(AuthReject),
     /// The caller is known but a rule does not allow the request (403).
@@ -208,7 +209,7 @@ impl ProxyError {
             ProxyError::Internal(_) => 500,
             // nginx's convention; never sent, only logged and counted
             ProxyError::ClientClosed => 499,
-            ProxyError::Mcp(m) => m.status(),
+            ProxyError::Mcp(m, _) => m.status(),
             ProxyError::Unauthenticated(_) => 401,
             ProxyError::Forbidden(_) => 403,
             ProxyError::RateLimited(_) => 429,
@@ -234,7 +235,7 @@ impl ProxyError {
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::ClientClosed => "client_closed",
             ProxyError::Internal(_) => "internal",
-            ProxyError::Mcp(m) => m.reason(),
+            ProxyError::Mcp(m, _) => m.reason(),
             ProxyError::Unauthenticated(a) => a.reason,
             ProxyError::Forbidden(f) => f.reason,
             ProxyError::RateLimited(_) => "rate_limited",
@@ -253,7 +254,7 @@ impl ProxyError {
             | ProxyError::HeaderTimeout
             | ProxyError::NoRoute
             | ProxyError::ClientClosed
-            | ProxyError::Mcp(_)
+            | ProxyError::Mcp(..)
             | ProxyError::Unauthenticated(_)
             | ProxyError::Forbidden(_)
             | ProxyError::RateLimited(_)
@@ -296,7 +297,7 @@ impl fmt::Display for ProxyError {
             ProxyError::RequestTimeout => f.write_str("request timed out"),
             ProxyError::ClientClosed => f.write_str("client closed the connection"),
             ProxyError::Internal(e) => write!(f, "internal error: {e}"),
-            ProxyError::Mcp(m) => write!(f, "{m}"),
+            ProxyError::Mcp(m, _) => write!(f, "{m}"),
             ProxyError::Unauthenticated(a) => f.write_str(&a.message),
             ProxyError::Forbidden(x) => f.write_str(&x.message),
             ProxyError::RateLimited(_) => f.write_str("rate limit exceeded; retry after the time in Retry-After"),
@@ -328,10 +329,10 @@ pub fn write_error_response(err: &ProxyError, close: bool, out: &mut Vec<u8>) {
         return;
     }
     let body = match err {
-        // MCP clients read a JSON-RPC error, with no id since the request's is unknown or unusable
-        ProxyError::Mcp(m) => serde_json::json!({
+        // MCP clients read a JSON-RPC error, with the request's id (null when it is unknown)
+        ProxyError::Mcp(m, id) => serde_json::json!({
             "jsonrpc": "2.0",
-            "id": null,
+            "id": id,
             "error": { "code": m.code(), "message": m.to_string() },
         }),
         _ => serde_json::json!({ "error": { "type": err.reason(), "message": err.to_string() } }),
@@ -340,7 +341,7 @@ pub fn write_error_response(err: &ProxyError, close: bool, out: &mut Vec<u8>) {
     crate::http::codec::write_status_line(out, err.status());
     crate::http::codec::write_header(out, "content-type", b"application/json");
     match err {
-        ProxyError::Mcp(McpReject::MethodNotAllowed(allow)) => {
+        ProxyError::Mcp(McpReject::MethodNotAllowed(allow), _) => {
             crate::http::codec::write_header(out, "allow", allow.as_bytes())
         }
         ProxyError::Unauthenticated(AuthReject { challenge, .. })

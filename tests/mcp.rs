@@ -763,3 +763,22 @@ fn method_not_allowed_names_what_the_endpoint_serves() {
     assert_eq!(allow(&gw, "GET /mcp"), "POST");
     assert_eq!(allow(&gw, "DELETE /mcp"), "POST");
 }
+
+/// 2026-07-28 requests refused at the transport level (SEP-2575), as the conformance suite's
+/// `server-stateless` scenario checks them: the error answer carries the request's id.
+#[test]
+fn modern_refusals_answer_per_sep_2575() {
+    let gw = gateway(&demo_target(), "");
+    let addr = gw.addr();
+    // (headers, _meta, id) → (status, code)
+    let send = |version_header: &str, method: &str, meta: Value, id: u64| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {"_meta": meta}});
+        let r = post(addr, &[("mcp-protocol-version", version_header), ("mcp-method", method)], &body.to_string());
+        (r.status, json_body(&r))
+    };
+    let meta = |version: &str| json!({"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}});
+    let (status, v) = send("2026-07-28", "ping", meta("2026-07-28"), 301);
+    assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (404, json!(301), json!(-32601)), "{v}");
+    let (status, v) = send("2099-01-01", "server/discover", meta("2099-01-01"), 302);
+    assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(302), json!(-32022)), "{v}");
+}

@@ -67,21 +67,23 @@ pub async fn serve(
         return Err(McpReject::NotAcceptable.into());
     }
     let msg = read_message(client, head, max_body, idle).await?;
+    // from here on the request's id is known, and its error answer carries it
+    let refuse = |r: McpReject| -> Failed { ProxyError::Mcp(r, msg.id().cloned()).into() };
     let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
     let mut modern = false;
     let mut session = None;
     if meta_version.is_some() || modern_header {
-        check_modern_headers(head, &msg, meta_version)?;
+        check_modern_headers(head, &msg, meta_version).map_err(refuse)?;
         modern = true;
     } else {
         if let Some(v) = head.header_str("mcp-protocol-version") {
             if !LEGACY_VERSIONS.contains(&v) {
-                return Err(McpReject::UnsupportedVersion(unsupported(v)).into());
+                return Err(refuse(McpReject::UnsupportedVersion(unsupported(v))));
             }
         }
         let is_init = msg.method() == Some("initialize");
         if plan.stateful && !is_init {
-            session = Some(self::session(ctx, plan, head)?.1);
+            session = Some(self::session(ctx, plan, head).map_err(refuse)?.1);
         }
     }
     let keep = head.keep_alive && !ctx.draining.is_fired();
@@ -483,7 +485,7 @@ impl Exchange<'_> {
             "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
         );
         if self.modern && removed_in_modern {
-            return Err(McpReject::MethodNotFound(method.to_string()).into());
+            return Err(ProxyError::Mcp(McpReject::MethodNotFound(method.to_string()), Some(id.clone())).into());
         }
         let names = self.plan().names();
         let owner = |field: &str, by_uri: bool| -> Result<(usize, String), RpcError> {

@@ -408,7 +408,7 @@ mod tests {
                     M::UnsupportedVersion("x".into()),
                     M::MethodNotFound("x".into()),
                 ]
-                .map(P::Mcp),
+                .map(|m| P::Mcp(m, None)),
             );
         for e in errors {
             assert!(ERROR_REASONS.contains(&e.reason()), "{} is missing from ERROR_REASONS", e.reason());
