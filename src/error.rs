@@ -130,7 +130,7 @@ pub enum McpReject {
     InvalidRequest(String),
     /// A 2026-07-28 request whose `Mcp-*` headers disagree with its body.
     HeaderMismatch(String),
-    /// A protocol version the gateway does not speak.
+    /// A protocol version the gateway does not speak (the one the client asked for).
     UnsupportedVersion(String),
     /// A 2026-07-28 request for a method that era does not have.
     MethodNotFound(String),
@@ -162,6 +162,16 @@ impl McpReject {
         }
     }
 
+    /// The JSON-RPC error's `data`: what the gateway supports for an unsupported version (SEP-2575).
+    pub fn data(&self) -> Option<serde_json::Value> {
+        match self {
+            McpReject::UnsupportedVersion(v) => {
+                Some(serde_json::json!({ "supported": supported_versions(), "requested": v }))
+            }
+            _ => None,
+        }
+    }
+
     /// The JSON-RPC error code of the body.
     pub fn code(&self) -> i64 {
         use crate::mcp::jsonrpc as j;
@@ -186,12 +196,20 @@ impl fmt::Display for McpReject {
             McpReject::SessionRequired(what) => write!(f, "Bad Request: {what} is required"),
             McpReject::SessionUnknown => f.write_str("Session not found"),
             McpReject::Parse(m) => write!(f, "{m}"),
-            McpReject::InvalidRequest(m) | McpReject::HeaderMismatch(m) | McpReject::UnsupportedVersion(m) => {
-                f.write_str(m)
+            McpReject::InvalidRequest(m) | McpReject::HeaderMismatch(m) => f.write_str(m),
+            McpReject::UnsupportedVersion(v) => {
+                write!(f, "Unsupported protocol version: {v} (supported: {})", supported_versions().join(", "))
             }
             McpReject::MethodNotFound(m) => write!(f, "Method not found: {m}"),
         }
     }
+}
+
+/// The MCP protocol versions the gateway speaks, oldest first.
+fn supported_versions() -> Vec<&'static str> {
+    let mut all = crate::mcp::merge::LEGACY_VERSIONS.to_vec();
+    all.push(crate::mcp::merge::MODERN_VERSION);
+    all
 }
 
 impl ProxyError {
@@ -330,11 +348,13 @@ pub fn write_error_response(err: &ProxyError, close: bool, out: &mut Vec<u8>) {
     }
     let body = match err {
         // MCP clients read a JSON-RPC error, with the request's id (null when it is unknown)
-        ProxyError::Mcp(m, id) => serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": { "code": m.code(), "message": m.to_string() },
-        }),
+        ProxyError::Mcp(m, id) => {
+            let mut error = serde_json::json!({ "code": m.code(), "message": m.to_string() });
+            if let Some(data) = m.data() {
+                error["data"] = data;
+            }
+            serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error })
+        }
         _ => serde_json::json!({ "error": { "type": err.reason(), "message": err.to_string() } }),
     }
     .to_string();

@@ -781,4 +781,9 @@ fn modern_refusals_answer_per_sep_2575() {
     assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (404, json!(301), json!(-32601)), "{v}");
     let (status, v) = send("2099-01-01", "server/discover", meta("2099-01-01"), 302);
     assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(302), json!(-32022)), "{v}");
+    // the unsupported version's data lists what is supported and echoes what was asked for
+    let data = &v["error"]["data"];
+    assert_eq!(data["requested"], "2099-01-01", "{v}");
+    let supported: Vec<&str> = data["supported"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(supported.contains(&"2026-07-28") && supported.contains(&"2025-11-25"), "{v}");
 }

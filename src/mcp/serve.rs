@@ -78,7 +78,7 @@ pub async fn serve(
     } else {
         if let Some(v) = head.header_str("mcp-protocol-version") {
             if !LEGACY_VERSIONS.contains(&v) {
-                return Err(refuse(McpReject::UnsupportedVersion(unsupported(v))));
+                return Err(refuse(McpReject::UnsupportedVersion(v.to_string())));
             }
         }
         let is_init = msg.method() == Some("initialize");
@@ -177,19 +177,13 @@ pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed:
     }
 }
 
-fn unsupported(v: &str) -> String {
-    let mut all: Vec<&str> = LEGACY_VERSIONS.to_vec();
-    all.push(MODERN_VERSION);
-    format!("Unsupported protocol version: {v} (supported: {})", all.join(", "))
-}
-
 /// The 2026-07-28 header rules: `MCP-Protocol-Version`, `Mcp-Method` and, for calls, `Mcp-Name`
 /// must be present and agree with the body.
 fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<&str>) -> Result<(), McpReject> {
     let header_version = head.header_str("mcp-protocol-version");
     let version = meta_version.or(header_version).unwrap_or("");
     if version != MODERN_VERSION {
-        return Err(McpReject::UnsupportedVersion(unsupported(version)));
+        return Err(McpReject::UnsupportedVersion(version.to_string()));
     }
     if header_version != Some(version) {
         return Err(McpReject::HeaderMismatch(format!(
