@@ -776,7 +776,11 @@ fn modern_refusals_answer_per_sep_2575() {
         let r = post(addr, &[("mcp-protocol-version", version_header), ("mcp-method", method)], &body.to_string());
         (r.status, json_body(&r))
     };
-    let meta = |version: &str| json!({"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}});
+    let meta = |version: &str| {
+        let mut m = json!({"io.modelcontextprotocol/clientCapabilities": {}});
+        m["io.modelcontextprotocol/protocolVersion"] = json!(version);
+        m
+    };
     let (status, v) = send("2026-07-28", "ping", meta("2026-07-28"), 301);
     assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (404, json!(301), json!(-32601)), "{v}");
     let (status, v) = send("2099-01-01", "server/discover", meta("2099-01-01"), 302);
@@ -786,4 +790,7 @@ fn modern_refusals_answer_per_sep_2575() {
     assert_eq!(data["requested"], "2099-01-01", "{v}");
     let supported: Vec<&str> = data["supported"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(supported.contains(&"2026-07-28") && supported.contains(&"2025-11-25"), "{v}");
+    // header and body disagree: a mismatch, even though the body's version is unknown too
+    let (status, v) = send("2026-07-28", "server/discover", meta("v999.0.0"), 303);
+    assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(303), json!(-32020)), "{v}");
 }

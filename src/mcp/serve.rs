@@ -181,6 +181,14 @@ pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed:
 /// must be present and agree with the body.
 fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<&str>) -> Result<(), McpReject> {
     let header_version = head.header_str("mcp-protocol-version");
+    if let (Some(h), Some(m)) = (header_version, meta_version) {
+        // disagreeing header and body are a mismatch whichever of them names an unknown version
+        if h != m {
+            return Err(McpReject::HeaderMismatch(format!(
+                "MCP-Protocol-Version header {h} does not match _meta protocolVersion {m}"
+            )));
+        }
+    }
     let version = meta_version.or(header_version).unwrap_or("");
     if version != MODERN_VERSION {
         return Err(McpReject::UnsupportedVersion(version.to_string()));
