@@ -134,6 +134,8 @@ pub enum McpReject {
     UnsupportedVersion(String),
     /// A 2026-07-28 request for a method that era does not have.
     MethodNotFound(String),
+    /// A 2026-07-28 request without a `_meta` field every request must carry.
+    InvalidParams(String),
 }
 
 impl McpReject {
@@ -159,6 +161,7 @@ impl McpReject {
             McpReject::HeaderMismatch(_) => "mcp_header_mismatch",
             McpReject::UnsupportedVersion(_) => "mcp_unsupported_version",
             McpReject::MethodNotFound(_) => "mcp_method_not_found",
+            McpReject::InvalidParams(_) => "mcp_invalid_params",
         }
     }
 
@@ -180,6 +183,7 @@ impl McpReject {
             McpReject::HeaderMismatch(_) => j::HEADER_MISMATCH,
             McpReject::UnsupportedVersion(_) => j::UNSUPPORTED_VERSION,
             McpReject::MethodNotFound(_) => j::METHOD_NOT_FOUND,
+            McpReject::InvalidParams(_) => j::INVALID_PARAMS,
             _ => j::INVALID_REQUEST,
         }
     }
@@ -196,7 +200,7 @@ impl fmt::Display for McpReject {
             McpReject::SessionRequired(what) => write!(f, "Bad Request: {what} is required"),
             McpReject::SessionUnknown => f.write_str("Session not found"),
             McpReject::Parse(m) => write!(f, "{m}"),
-            McpReject::InvalidRequest(m) | McpReject::HeaderMismatch(m) => f.write_str(m),
+            McpReject::InvalidRequest(m) | McpReject::HeaderMismatch(m) | McpReject::InvalidParams(m) => f.write_str(m),
             McpReject::UnsupportedVersion(v) => {
                 write!(f, "Unsupported protocol version: {v} (supported: {})", supported_versions().join(", "))
             }

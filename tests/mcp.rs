@@ -186,7 +186,7 @@ fn bad_input_is_answered_per_spec_and_counted() {
             post(
                 addr,
                 &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "ping")],
-                r#"{"jsonrpc":"2.0","id":6,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+                r#"{"jsonrpc":"2.0","id":6,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
             ),
             404,
             Some(-32601),
@@ -793,4 +793,17 @@ fn modern_refusals_answer_per_sep_2575() {
     // header and body disagree: a mismatch, even though the body's version is unknown too
     let (status, v) = send("2026-07-28", "server/discover", meta("v999.0.0"), 303);
     assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(303), json!(-32020)), "{v}");
+    // a request without the _meta every 2026-07-28 request carries: invalid params
+    for (id, meta) in [
+        (304, json!(null)),
+        (305, json!({"io.modelcontextprotocol/clientCapabilities": {}})),
+        (306, {
+            let mut m = meta("2026-07-28");
+            m.as_object_mut().unwrap().remove("io.modelcontextprotocol/clientCapabilities");
+            m
+        }),
+    ] {
+        let (status, v) = send("2026-07-28", "server/discover", meta, id);
+        assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(id), json!(-32602)), "{v}");
+    }
 }

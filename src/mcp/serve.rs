@@ -222,6 +222,14 @@ fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<
             )));
         }
     }
+    // every request carries its version and the client's capabilities in _meta
+    if let Message::Request { .. } = msg {
+        for key in ["io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientCapabilities"] {
+            if jsonrpc::meta(params, key).is_none() {
+                return Err(McpReject::InvalidParams(format!("params._meta lacks {key}")));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -33,7 +33,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 62] = [
+pub const ERROR_REASONS: [&str; 63] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -69,6 +69,7 @@ pub const ERROR_REASONS: [&str; 62] = [
     "mcp_header_mismatch",
     "mcp_unsupported_version",
     "mcp_method_not_found",
+    "mcp_invalid_params",
     "mcp_denied",
     "mcp_tool_blocked",
     "auth_missing",
@@ -407,6 +408,7 @@ mod tests {
                     M::HeaderMismatch("x".into()),
                     M::UnsupportedVersion("x".into()),
                     M::MethodNotFound("x".into()),
+                    M::InvalidParams("x".into()),
                 ]
                 .map(|m| P::Mcp(m, None)),
             );
