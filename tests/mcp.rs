@@ -781,8 +781,11 @@ fn modern_refusals_answer_per_sep_2575() {
         m["io.modelcontextprotocol/protocolVersion"] = json!(version);
         m
     };
-    let (status, v) = send("2026-07-28", "ping", meta("2026-07-28"), 301);
-    assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (404, json!(301), json!(-32601)), "{v}");
+    for method in ["ping", "tasks/get"] {
+        // removed from the era, and unknown
+        let (status, v) = send("2026-07-28", method, meta("2026-07-28"), 301);
+        assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (404, json!(301), json!(-32601)), "{v}");
+    }
     let (status, v) = send("2099-01-01", "server/discover", meta("2099-01-01"), 302);
     assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(302), json!(-32022)), "{v}");
     // the unsupported version's data lists what is supported and echoes what was asked for

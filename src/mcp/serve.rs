@@ -177,6 +177,11 @@ pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed:
     }
 }
 
+/// Request `id` refused at the transport level: its error answer carries the id.
+fn refused(r: McpReject, id: &Value) -> Failed {
+    ProxyError::Mcp(r, Some(id.clone())).into()
+}
+
 /// The 2026-07-28 header rules: `MCP-Protocol-Version`, `Mcp-Method` and, for calls, `Mcp-Name`
 /// must be present and agree with the body.
 fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<&str>) -> Result<(), McpReject> {
@@ -495,7 +500,7 @@ impl Exchange<'_> {
             "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
         );
         if self.modern && removed_in_modern {
-            return Err(ProxyError::Mcp(McpReject::MethodNotFound(method.to_string()), Some(id.clone())).into());
+            return Err(refused(McpReject::MethodNotFound(method.to_string()), id));
         }
         let names = self.plan().names();
         let owner = |field: &str, by_uri: bool| -> Result<(usize, String), RpcError> {
@@ -544,7 +549,7 @@ impl Exchange<'_> {
             },
             m => match Kind::from_list_method(m) {
                 Some(kind) => self.list(kind, params).await,
-                None if self.modern => return Err(McpReject::MethodNotFound(m.to_string()).into()),
+                None if self.modern => return Err(refused(McpReject::MethodNotFound(m.to_string()), id)),
                 None => Err(RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {m}"))),
             },
         })
