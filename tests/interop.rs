@@ -376,7 +376,6 @@ fn interop_matrix() {
     md.push_str(&"---|".repeat(targets.len()));
     md.push('\n');
     let mut failures = Vec::new();
-    let mut cells = 0;
     for (row, (out, took)) in rows.iter().zip(&outs) {
         let protocol = out["protocol"].as_str().unwrap_or("(not reported)");
         let mut line = format!("| {} | {protocol} | {:.1} s |", row.label, took.as_secs_f64());
@@ -386,7 +385,6 @@ fn interop_matrix() {
             failures.push(format!("{}: negotiated {protocol}, want {want}", row.label));
         }
         for t in &targets {
-            cells += 1;
             match cell(row, out, t) {
                 Ok(done) => line.push_str(&format!(" ✅ {done} |")),
                 Err(e) => {
@@ -401,7 +399,9 @@ fn interop_matrix() {
     md.push_str(&format!(
         "\nL: `tools/list` has the target's prefixed tools; C: `tools/call`; P: `prompts/get`; R: \
          `resources/read` (URI prefixed back); pN/M: N of M progress notifications relayed; S: a sampling \
-         round trip. The inspector CLI reports no negotiated version and no progress. {} rows × {} targets, \
+         round trip. The inspector CLI reports no negotiated version and no progress. The TS SDK's HTTP+SSE \
+         transport may drop the last progress notification (it handles a response before notifications that \
+         arrived just ahead of it; it does so against the servers directly too). {} rows × {} targets, \
          one gateway (`workers: 2`, debug build), {:.0} s in all. {} failing cells.\n",
         rows.len(),
         targets.len(),
@@ -414,7 +414,7 @@ fn interop_matrix() {
     let path = root().join("target/interop.md");
     std::fs::write(&path, &md).unwrap();
     println!("{md}");
-    assert!(cells == rows.len() * targets.len() && failures.is_empty(), "interop matrix ({}):\n{md}", path.display());
+    assert!(failures.is_empty(), "interop matrix ({}):\n{md}", path.display());
 }
 
 /// A copy of a command (program, arguments, environment) to add the SPEC to.
