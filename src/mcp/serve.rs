@@ -68,7 +68,7 @@ pub async fn serve(
     }
     let msg = read_message(client, head, max_body, idle).await?;
     // from here on the request's id is known, and its error answer carries it
-    let refuse = |r: McpReject| -> Failed { ProxyError::Mcp(r, msg.id().cloned()).into() };
+    let refuse = |r: McpReject| refused(r, msg.id());
     let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
     let mut modern = false;
     let mut session = None;
@@ -177,9 +177,9 @@ pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed:
     }
 }
 
-/// Request `id` refused at the transport level: its error answer carries the id.
-fn refused(r: McpReject, id: &Value) -> Failed {
-    ProxyError::Mcp(r, Some(id.clone())).into()
+/// A message refused at the transport level after it was read: the error answer carries its id.
+fn refused(r: McpReject, id: Option<&Value>) -> Failed {
+    ProxyError::Mcp(r, id.cloned()).into()
 }
 
 /// The 2026-07-28 header rules: `MCP-Protocol-Version`, `Mcp-Method` and, for calls, `Mcp-Name`
@@ -500,7 +500,7 @@ impl Exchange<'_> {
             "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
         );
         if self.modern && removed_in_modern {
-            return Err(refused(McpReject::MethodNotFound(method.to_string()), id));
+            return Err(refused(McpReject::MethodNotFound(method.to_string()), Some(id)));
         }
         let names = self.plan().names();
         let owner = |field: &str, by_uri: bool| -> Result<(usize, String), RpcError> {
@@ -549,7 +549,7 @@ impl Exchange<'_> {
             },
             m => match Kind::from_list_method(m) {
                 Some(kind) => self.list(kind, params).await,
-                None if self.modern => return Err(refused(McpReject::MethodNotFound(m.to_string()), id)),
+                None if self.modern => return Err(refused(McpReject::MethodNotFound(m.to_string()), Some(id))),
                 None => Err(RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {m}"))),
             },
         })
