@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 tests/peers/install.sh
+tests/peers/install_interop.sh
 tests/peers/install_redis.sh target/peers/redis >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

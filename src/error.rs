@@ -48,8 +48,9 @@ pub enum ProxyError {
     ClientClosed,
     /// Something the gateway needs failed on its own side (e.g. the OS random source).
     Internal(String),
-    /// An MCP request refused at the transport level (answered with a JSON-RPC error body).
-    Mcp(McpReject),
+    /// An MCP request refused at the transport level (answered with a JSON-RPC error body that
+    /// carries the request's id when the request was read).
+    Mcp(McpReject, Option<serde_json::Value>),
     /// Credentials missing or invalid (401 with a challenge).
     Unauthenticated(AuthReject),
     /// The caller is known but a rule does not allow the request (403).
@@ -122,8 +123,9 @@ pub enum McpReject {
     NotAcceptable,
     /// The body is not `application/json`.
     UnsupportedMediaType,
-    /// A method the endpoint does not serve (GET/DELETE when stateless, PUT, ...).
-    MethodNotAllowed,
+    /// A method the endpoint does not serve (GET/DELETE when stateless, PUT, ...); carries the
+    /// `Allow` header's value (what that endpoint does serve).
+    MethodNotAllowed(&'static str),
     /// No session id on a request that needs one; names where it was expected.
     SessionRequired(&'static str),
     /// The session id is not ours, malformed, ended or expired.
@@ -134,10 +136,12 @@ pub enum McpReject {
     InvalidRequest(String),
     /// A 2026-07-28 request whose `Mcp-*` headers disagree with its body.
     HeaderMismatch(String),
-    /// A protocol version the gateway does not speak.
+    /// A protocol version the gateway does not speak (the one the client asked for).
     UnsupportedVersion(String),
     /// A 2026-07-28 request for a method that era does not have.
     MethodNotFound(String),
+    /// A 2026-07-28 request without a `_meta` field every request must carry.
+    InvalidParams(String),
 }
 
 impl McpReject {
@@ -145,7 +149,7 @@ impl McpReject {
         match self {
             McpReject::NotAcceptable => 406,
             McpReject::UnsupportedMediaType => 415,
-            McpReject::MethodNotAllowed => 405,
+            McpReject::MethodNotAllowed(_) => 405,
             McpReject::SessionUnknown | McpReject::MethodNotFound(_) => 404,
             _ => 400,
         }
@@ -155,7 +159,7 @@ impl McpReject {
         match self {
             McpReject::NotAcceptable => "mcp_not_acceptable",
             McpReject::UnsupportedMediaType => "mcp_unsupported_media_type",
-            McpReject::MethodNotAllowed => "mcp_method_not_allowed",
+            McpReject::MethodNotAllowed(_) => "mcp_method_not_allowed",
             McpReject::SessionRequired(_) => "mcp_session_required",
             McpReject::SessionUnknown => "mcp_session_unknown",
             McpReject::Parse(_) => "mcp_parse_error",
@@ -163,6 +167,17 @@ impl McpReject {
             McpReject::HeaderMismatch(_) => "mcp_header_mismatch",
             McpReject::UnsupportedVersion(_) => "mcp_unsupported_version",
             McpReject::MethodNotFound(_) => "mcp_method_not_found",
+            McpReject::InvalidParams(_) => "mcp_invalid_params",
+        }
+    }
+
+    /// The JSON-RPC error's `data`: what the gateway supports for an unsupported version (SEP-2575).
+    pub fn data(&self) -> Option<serde_json::Value> {
+        match self {
+            McpReject::UnsupportedVersion(v) => {
+                Some(serde_json::json!({ "supported": supported_versions(), "requested": v }))
+            }
+            _ => None,
         }
     }
 
@@ -174,6 +189,7 @@ impl McpReject {
             McpReject::HeaderMismatch(_) => j::HEADER_MISMATCH,
             McpReject::UnsupportedVersion(_) => j::UNSUPPORTED_VERSION,
             McpReject::MethodNotFound(_) => j::METHOD_NOT_FOUND,
+            McpReject::InvalidParams(_) => j::INVALID_PARAMS,
             _ => j::INVALID_REQUEST,
         }
     }
@@ -186,16 +202,24 @@ impl fmt::Display for McpReject {
                 f.write_str("Not Acceptable: the client must accept both application/json and text/event-stream")
             }
             McpReject::UnsupportedMediaType => f.write_str("Unsupported Media Type: the body must be application/json"),
-            McpReject::MethodNotAllowed => f.write_str("Method Not Allowed on this MCP endpoint"),
+            McpReject::MethodNotAllowed(_) => f.write_str("Method Not Allowed on this MCP endpoint"),
             McpReject::SessionRequired(what) => write!(f, "Bad Request: {what} is required"),
             McpReject::SessionUnknown => f.write_str("Session not found"),
             McpReject::Parse(m) => write!(f, "{m}"),
-            McpReject::InvalidRequest(m) | McpReject::HeaderMismatch(m) | McpReject::UnsupportedVersion(m) => {
-                f.write_str(m)
+            McpReject::InvalidRequest(m) | McpReject::HeaderMismatch(m) | McpReject::InvalidParams(m) => f.write_str(m),
+            McpReject::UnsupportedVersion(v) => {
+                write!(f, "Unsupported protocol version: {v} (supported: {})", supported_versions().join(", "))
             }
             McpReject::MethodNotFound(m) => write!(f, "Method not found: {m}"),
         }
     }
+}
+
+/// The MCP protocol versions the gateway speaks, oldest first.
+fn supported_versions() -> Vec<&'static str> {
+    let mut all = crate::mcp::merge::LEGACY_VERSIONS.to_vec();
+    all.push(crate::mcp::merge::MODERN_VERSION);
+    all
 }
 
 impl ProxyError {
@@ -217,7 +241,7 @@ impl ProxyError {
             ProxyError::Internal(_) => 500,
             // nginx's convention; never sent, only logged and counted
             ProxyError::ClientClosed => 499,
-            ProxyError::Mcp(m) => m.status(),
+            ProxyError::Mcp(m, _) => m.status(),
             ProxyError::Unauthenticated(_) => 401,
             ProxyError::Forbidden(_) => 403,
             ProxyError::RateLimited(_) => 429,
@@ -246,7 +270,7 @@ impl ProxyError {
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::ClientClosed => "client_closed",
             ProxyError::Internal(_) => "internal",
-            ProxyError::Mcp(m) => m.reason(),
+            ProxyError::Mcp(m, _) => m.reason(),
             ProxyError::Unauthenticated(a) => a.reason,
             ProxyError::Forbidden(f) => f.reason,
             ProxyError::RateLimited(_) => "rate_limited",
@@ -267,7 +291,7 @@ impl ProxyError {
             | ProxyError::NoRoute
             | ProxyError::Misdirected
             | ProxyError::ClientClosed
-            | ProxyError::Mcp(_)
+            | ProxyError::Mcp(..)
             | ProxyError::Unauthenticated(_)
             | ProxyError::Forbidden(_)
             | ProxyError::RateLimited(_)
@@ -315,7 +339,7 @@ impl fmt::Display for ProxyError {
             ProxyError::RequestTimeout => f.write_str("request timed out"),
             ProxyError::ClientClosed => f.write_str("client closed the connection"),
             ProxyError::Internal(e) => write!(f, "internal error: {e}"),
-            ProxyError::Mcp(m) => write!(f, "{m}"),
+            ProxyError::Mcp(m, _) => write!(f, "{m}"),
             ProxyError::Unauthenticated(a) => f.write_str(&a.message),
             ProxyError::Forbidden(x) => f.write_str(&x.message),
             ProxyError::RateLimited(_) => f.write_str("rate limit exceeded; retry after the time in Retry-After"),
@@ -353,20 +377,22 @@ pub fn write_error_response(err: &ProxyError, close: bool, extra: &[u8], out: &m
         return;
     }
     let body = match err {
-        // MCP clients read a JSON-RPC error, with no id since the request's is unknown or unusable
-        ProxyError::Mcp(m) => serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": { "code": m.code(), "message": m.to_string() },
-        }),
+        // MCP clients read a JSON-RPC error, with the request's id (null when it is unknown)
+        ProxyError::Mcp(m, id) => {
+            let mut error = serde_json::json!({ "code": m.code(), "message": m.to_string() });
+            if let Some(data) = m.data() {
+                error["data"] = data;
+            }
+            serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error })
+        }
         _ => serde_json::json!({ "error": { "type": err.reason(), "message": err.to_string() } }),
     }
     .to_string();
     crate::http::codec::write_status_line(out, err.status());
     crate::http::codec::write_header(out, "content-type", b"application/json");
     match err {
-        ProxyError::Mcp(McpReject::MethodNotAllowed) => {
-            crate::http::codec::write_header(out, "allow", b"GET, POST, DELETE")
+        ProxyError::Mcp(McpReject::MethodNotAllowed(allow), _) => {
+            crate::http::codec::write_header(out, "allow", allow.as_bytes())
         }
         ProxyError::Unauthenticated(AuthReject { challenge, .. })
         | ProxyError::Forbidden(Forbidden { challenge: Some(challenge), .. }) => {

@@ -4,27 +4,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::peers::*;
 use common::*;
 use serde_json::{json, Value};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn peer(rel: &str) -> PathBuf {
-    let p = root().join("target/peers").join(rel);
-    assert!(p.exists(), "{} is missing: run tests/peers/install.sh", p.display());
-    p
-}
-
-fn everything() -> PathBuf {
-    peer("node/node_modules/.bin/mcp-server-everything")
-}
 
 /// Run the Python `mcp` client script; returns its JSON output and exit status.
 fn py_client(url: &str, mode: &str, args: &[&str]) -> (Value, i32) {
@@ -45,49 +31,6 @@ fn py_ok(url: &str, mode: &str, args: &[&str]) -> Value {
     let (v, code) = py_client(url, mode, args);
     assert_eq!(code, 0, "{mode} {args:?}: {v}");
     v
-}
-
-/// A free loopback port for a peer that cannot report the port it bound.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A peer server process, killed on drop.
-struct PeerServer(Child);
-
-impl Drop for PeerServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start a peer listening on `port` and wait until it accepts connections.
-fn start_peer(cmd: &Path, args: &[&str], env: &[(&str, String)], port: u16) -> PeerServer {
-    start_peer_logged(cmd, args, env, port, None)
-}
-
-/// `start_peer`, with the peer's stdout and stderr written to `log`.
-fn start_peer_logged(cmd: &Path, args: &[&str], env: &[(&str, String)], port: u16, log: Option<&Path>) -> PeerServer {
-    let out = || match log {
-        Some(p) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap()),
-        None => Stdio::null(),
-    };
-    let child = Command::new(cmd)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(out())
-        .stderr(out())
-        .spawn()
-        .expect("start peer");
-    let p = PeerServer(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "peer {} did not listen on {port}", cmd.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    p
 }
 
 fn gateway(targets: &str, extra: &str) -> Gateway {
@@ -243,7 +186,7 @@ fn bad_input_is_answered_per_spec_and_counted() {
             post(
                 addr,
                 &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "ping")],
-                r#"{"jsonrpc":"2.0","id":6,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+                r#"{"jsonrpc":"2.0","id":6,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
             ),
             404,
             Some(-32601),
@@ -746,4 +689,124 @@ fn tool_guard_blocks_rug_pulls_and_poisoned_tools() {
     let r = py_ok(&url, "legacy", &["call", "blk_echo", r#"{"message": "hi"}"#]);
     assert_eq!(r["content"][0]["text"], "Echo: hi");
     assert_eq!(admin_tool(&gw, "blk", "echo")["status"], "pinned");
+}
+
+/// A target that answers `initialize` without `Mcp-Session-Id` (a stateless server) is part of
+/// a stateful client session all the same, and is reached without an id.
+#[test]
+fn stateless_http_targets_are_part_of_stateful_sessions() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--stateless", "--json"],
+        &[],
+        py_port,
+    );
+    let targets =
+        format!("{}          - name: pyl\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    let s = ("mcp-session-id", sid.as_str());
+    let r = post(
+        addr,
+        &[s],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pyl_echo","arguments":{"message":"hi"}}}"#,
+    );
+    assert_eq!(json_body(&r)["result"]["content"][0]["text"], "Echo: hi", "{}", r.body_str());
+    let r =
+        post(addr, &[s], r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"pyl+test://static"}}"#);
+    assert_eq!(json_body(&r)["result"]["contents"][0]["text"], "static text", "{}", r.body_str());
+}
+
+/// `logging/setLevel` (which the inspector sends on connect) reaches the targets that log; one
+/// without logging (the demo) answering "method not found" is no failure, other errors are.
+#[test]
+fn logging_set_level_skips_targets_without_logging() {
+    let targets = format!(
+        "{}          - name: ev\n            stdio: {{ cmd: \"{}\", args: [stdio] }}\n",
+        demo_target(),
+        everything().display()
+    );
+    let gw = gateway(&targets, "");
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    let s = ("mcp-session-id", sid.as_str());
+    let set = |level: &str| {
+        json_body(&post(
+            addr,
+            &[s],
+            &format!(r#"{{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{{"level":"{level}"}}}}"#),
+        ))
+    };
+    let ok = set("debug");
+    assert_eq!(ok["result"], json!({}), "{ok}");
+    let bad = set("loud");
+    let refused = bad["error"]["message"].as_str().unwrap_or("");
+    assert!(refused.starts_with("target `ev`:"), "the target that logs refuses an unknown level: {bad}");
+}
+
+/// A 405's `Allow` names what that endpoint serves: the HTTP+SSE endpoint has no DELETE, and a
+/// stateless backend serves POST only.
+#[test]
+fn method_not_allowed_names_what_the_endpoint_serves() {
+    let allow = |gw: &Gateway, req: &str| {
+        let r = raw(gw.addr(), format!("{req} HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 405, "{req}: {}", r.body_str());
+        r.header("allow").unwrap_or("").to_string()
+    };
+    let gw = gateway(&demo_target(), "");
+    assert_eq!(allow(&gw, "DELETE /mcp/sse"), "GET, POST");
+    assert_eq!(allow(&gw, "PUT /mcp"), "GET, POST, DELETE");
+    let gw = gateway(&demo_target(), "          statefulMode: stateless\n");
+    assert_eq!(allow(&gw, "GET /mcp"), "POST");
+    assert_eq!(allow(&gw, "DELETE /mcp"), "POST");
+}
+
+/// 2026-07-28 requests refused at the transport level (SEP-2575), as the conformance suite's
+/// `server-stateless` scenario checks them: the error answer carries the request's id.
+#[test]
+fn modern_refusals_answer_per_sep_2575() {
+    let gw = gateway(&demo_target(), "");
+    let addr = gw.addr();
+    // (headers, _meta, id) → (status, code)
+    let send = |version_header: &str, method: &str, meta: Value, id: u64| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {"_meta": meta}});
+        let r = post(addr, &[("mcp-protocol-version", version_header), ("mcp-method", method)], &body.to_string());
+        (r.status, json_body(&r))
+    };
+    let meta = |version: &str| {
+        let mut m = json!({"io.modelcontextprotocol/clientCapabilities": {}});
+        m["io.modelcontextprotocol/protocolVersion"] = json!(version);
+        m
+    };
+    for method in ["ping", "tasks/get"] {
+        // removed from the era, and unknown
+        let (status, v) = send("2026-07-28", method, meta("2026-07-28"), 301);
+        assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (404, json!(301), json!(-32601)), "{v}");
+    }
+    let (status, v) = send("2099-01-01", "server/discover", meta("2099-01-01"), 302);
+    assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(302), json!(-32022)), "{v}");
+    // the unsupported version's data lists what is supported and echoes what was asked for
+    let data = &v["error"]["data"];
+    assert_eq!(data["requested"], "2099-01-01", "{v}");
+    let supported: Vec<&str> = data["supported"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(supported.contains(&"2026-07-28") && supported.contains(&"2025-11-25"), "{v}");
+    // header and body disagree: a mismatch, even though the body's version is unknown too
+    let (status, v) = send("2026-07-28", "server/discover", meta("v999.0.0"), 303);
+    assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(303), json!(-32020)), "{v}");
+    // a request without the _meta every 2026-07-28 request carries: invalid params
+    for (id, meta) in [
+        (304, json!(null)),
+        (305, json!({"io.modelcontextprotocol/clientCapabilities": {}})),
+        (306, {
+            let mut m = meta("2026-07-28");
+            m.as_object_mut().unwrap().remove("io.modelcontextprotocol/clientCapabilities");
+            m
+        }),
+    ] {
+        let (status, v) = send("2026-07-28", "server/discover", meta, id);
+        assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(id), json!(-32602)), "{v}");
+    }
 }

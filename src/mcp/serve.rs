@@ -50,7 +50,7 @@ pub async fn serve(
         return match head.method() {
             "GET" => legacy_sse::open(ctx, plan, pol, access, client, head).await,
             "POST" => legacy_sse::post(ctx, plan, pol, client, head, max_body, idle).await,
-            _ => Err(McpReject::MethodNotAllowed.into()),
+            _ => Err(McpReject::MethodNotAllowed("GET, POST").into()),
         };
     }
     let modern_header = head.header_str("mcp-protocol-version") == Some(MODERN_VERSION);
@@ -58,7 +58,8 @@ pub async fn serve(
         "POST" => {}
         "DELETE" if plan.stateful && !modern_header => return delete(ctx, plan, pol, client, head).await,
         "GET" if plan.stateful && !modern_header => return listen(ctx, plan, pol, client, head).await,
-        _ => return Err(McpReject::MethodNotAllowed.into()),
+        _ if plan.stateful && !modern_header => return Err(McpReject::MethodNotAllowed("GET, POST, DELETE").into()),
+        _ => return Err(McpReject::MethodNotAllowed("POST").into()),
     }
     let accept = head.header_str("accept").unwrap_or("");
     let any = accept.contains("*/*");
@@ -66,21 +67,23 @@ pub async fn serve(
         return Err(McpReject::NotAcceptable.into());
     }
     let msg = read_message(client, head, max_body, idle).await?;
+    // from here on the request's id is known, and its error answer carries it
+    let refuse = |r: McpReject| refused(r, msg.id());
     let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
     let mut modern = false;
     let mut session = None;
     if meta_version.is_some() || modern_header {
-        check_modern_headers(head, &msg, meta_version)?;
+        check_modern_headers(head, &msg, meta_version).map_err(refuse)?;
         modern = true;
     } else {
         if let Some(v) = head.header_str("mcp-protocol-version") {
             if !LEGACY_VERSIONS.contains(&v) {
-                return Err(McpReject::UnsupportedVersion(unsupported(v)).into());
+                return Err(refuse(McpReject::UnsupportedVersion(v.to_string())));
             }
         }
         let is_init = msg.method() == Some("initialize");
         if plan.stateful && !is_init {
-            session = Some(self::session(ctx, plan, head)?.1);
+            session = Some(self::session(ctx, plan, head).map_err(refuse)?.1);
         }
     }
     let keep = head.keep_alive && !ctx.draining.is_fired();
@@ -174,19 +177,26 @@ pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed:
     }
 }
 
-fn unsupported(v: &str) -> String {
-    let mut all: Vec<&str> = LEGACY_VERSIONS.to_vec();
-    all.push(MODERN_VERSION);
-    format!("Unsupported protocol version: {v} (supported: {})", all.join(", "))
+/// A message refused at the transport level after it was read: the error answer carries its id.
+fn refused(r: McpReject, id: Option<&Value>) -> Failed {
+    ProxyError::Mcp(r, id.cloned()).into()
 }
 
 /// The 2026-07-28 header rules: `MCP-Protocol-Version`, `Mcp-Method` and, for calls, `Mcp-Name`
 /// must be present and agree with the body.
 fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<&str>) -> Result<(), McpReject> {
     let header_version = head.header_str("mcp-protocol-version");
+    if let (Some(h), Some(m)) = (header_version, meta_version) {
+        // disagreeing header and body are a mismatch whichever of them names an unknown version
+        if h != m {
+            return Err(McpReject::HeaderMismatch(format!(
+                "MCP-Protocol-Version header {h} does not match _meta protocolVersion {m}"
+            )));
+        }
+    }
     let version = meta_version.or(header_version).unwrap_or("");
     if version != MODERN_VERSION {
-        return Err(McpReject::UnsupportedVersion(unsupported(version)));
+        return Err(McpReject::UnsupportedVersion(version.to_string()));
     }
     if header_version != Some(version) {
         return Err(McpReject::HeaderMismatch(format!(
@@ -215,6 +225,14 @@ fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<
             return Err(McpReject::HeaderMismatch(format!(
                 "Mcp-Name header {header_name:?} does not match params.{field} {body_name:?}"
             )));
+        }
+    }
+    // every request carries its version and the client's capabilities in _meta
+    if let Message::Request { .. } = msg {
+        for key in ["io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientCapabilities"] {
+            if jsonrpc::meta(params, key).is_none() {
+                return Err(McpReject::InvalidParams(format!("params._meta lacks {key}")));
+            }
         }
     }
     Ok(())
@@ -429,14 +447,16 @@ impl Exchange<'_> {
     }
 
     /// How requests to target `ti` travel; `None` when this session has no upstream session
-    /// with it (it was added by a reload, or failed to initialize under failOpen).
+    /// with it (it was added by a reload, or failed to initialize under failOpen). A target
+    /// that answered the session's `initialize` without a session id is stateless: it is still
+    /// part of the session, and is reached without an id.
     fn via(&self, ti: usize) -> Option<Via<'_>> {
         let t = &self.plan().targets[ti];
         if !matches!(t.kind, TargetKind::Http(_)) {
             return Some(Via::Pooled);
         }
         match &self.session {
-            Some(s) => s.target(&t.name).filter(|u| u.s.is_some()).map(Via::Own),
+            Some(s) => s.target(&t.name).map(Via::Own),
             None if self.plan().stateful && !self.modern => None,
             None => Some(Via::Pooled),
         }
@@ -480,7 +500,7 @@ impl Exchange<'_> {
             "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
         );
         if self.modern && removed_in_modern {
-            return Err(McpReject::MethodNotFound(method.to_string()).into());
+            return Err(refused(McpReject::MethodNotFound(method.to_string()), Some(id)));
         }
         let names = self.plan().names();
         let owner = |field: &str, by_uri: bool| -> Result<(usize, String), RpcError> {
@@ -493,7 +513,13 @@ impl Exchange<'_> {
             "ping" => Ok(json!({})),
             "logging/setLevel" => {
                 let all = (0..names.len()).map(|ti| (ti, params.clone()));
-                self.settle(self.fanout(all, method).await).map(|_| json!({}))
+                // a target without the logging capability has no level to set: its "method not
+                // found" is no failure (clients such as the inspector set a level on connect)
+                let answers = self.fanout(all, method).await.into_iter().map(|(ti, r)| match r {
+                    Err(e) if e.code == METHOD_NOT_FOUND => (ti, Ok(json!({}))),
+                    r => (ti, r),
+                });
+                self.settle(answers.collect()).map(|_| json!({}))
             }
             "tools/call" | "prompts/get" => {
                 let kind = if method == "tools/call" { Kind::Tool } else { Kind::Prompt };
@@ -523,7 +549,7 @@ impl Exchange<'_> {
             },
             m => match Kind::from_list_method(m) {
                 Some(kind) => self.list(kind, params).await,
-                None if self.modern => return Err(McpReject::MethodNotFound(m.to_string()).into()),
+                None if self.modern => return Err(refused(McpReject::MethodNotFound(m.to_string()), Some(id))),
                 None => Err(RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {m}"))),
             },
         })

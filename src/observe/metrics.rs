@@ -37,7 +37,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 67] = [
+pub const ERROR_REASONS: [&str; 68] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -76,6 +76,7 @@ pub const ERROR_REASONS: [&str; 67] = [
     "mcp_header_mismatch",
     "mcp_unsupported_version",
     "mcp_method_not_found",
+    "mcp_invalid_params",
     "mcp_denied",
     "mcp_tool_blocked",
     "auth_missing",
@@ -436,7 +437,7 @@ mod tests {
                 [
                     M::NotAcceptable,
                     M::UnsupportedMediaType,
-                    M::MethodNotAllowed,
+                    M::MethodNotAllowed("POST"),
                     M::SessionRequired("x"),
                     M::SessionUnknown,
                     M::Parse("x".into()),
@@ -444,8 +445,9 @@ mod tests {
                     M::HeaderMismatch("x".into()),
                     M::UnsupportedVersion("x".into()),
                     M::MethodNotFound("x".into()),
+                    M::InvalidParams("x".into()),
                 ]
-                .map(P::Mcp),
+                .map(|m| P::Mcp(m, None)),
             );
         for e in errors {
             assert!(ERROR_REASONS.contains(&e.reason()), "{} is missing from ERROR_REASONS", e.reason());

@@ -234,7 +234,7 @@ impl From<ProxyError> for Failed {
 
 impl From<McpReject> for Failed {
     fn from(r: McpReject) -> Self {
-        ProxyError::Mcp(r).into()
+        ProxyError::Mcp(r, None).into()
     }
 }
 

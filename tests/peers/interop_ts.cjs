@@ -1,0 +1,160 @@
+// One row of the interop matrix (tests/interop.rs): drive ringgate with the real TypeScript MCP SDK.
+//
+//   node tests/peers/interop_ts.cjs --sdk v1|v2 --modules DIR --url URL [--transport http|sse]
+//        [--mode legacy|auto] SPEC
+//
+// --sdk v1 is @modelcontextprotocol/sdk 1.x, v2 is @modelcontextprotocol/client 2.x; DIR is the
+// node_modules that holds it (the script lives outside it, so it resolves the SDK from there).
+// --mode is v2's versionNegotiation mode. SPEC and the printed JSON are those of interop_py.py:
+// SPEC = {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
+// "progress": [TOOL, ARGS], "sample": [TOOL, ARGS]}}; output {"sdk", "protocol", "tools",
+// "prompts", "resources", "pages", "cells"}. Exit 0 when that was printed, 3 when connecting failed.
+'use strict';
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { createRequire } = require('node:module');
+const { parseArgs } = require('node:util');
+
+const { values: opts, positionals } = parseArgs({
+  options: {
+    sdk: { type: 'string' },
+    modules: { type: 'string' },
+    url: { type: 'string' },
+    transport: { type: 'string', default: 'http' },
+    mode: { type: 'string', default: 'legacy' },
+  },
+  allowPositionals: true,
+});
+const spec = JSON.parse(positionals[0]);
+const load = createRequire(path.join(path.resolve(opts.modules), 'noop.js'));
+// (read from disk: the v2 packages do not export their package.json)
+const version = (pkg) => JSON.parse(fs.readFileSync(path.join(opts.modules, pkg, 'package.json'), 'utf8')).version;
+
+function sdk() {
+  if (opts.sdk === 'v1') {
+    return {
+      name: `typescript sdk ${version('@modelcontextprotocol/sdk')}`,
+      Client: load('@modelcontextprotocol/sdk/client/index.js').Client,
+      Http: load('@modelcontextprotocol/sdk/client/streamableHttp.js').StreamableHTTPClientTransport,
+      Sse: load('@modelcontextprotocol/sdk/client/sse.js').SSEClientTransport,
+      samplingKey: load('@modelcontextprotocol/sdk/types.js').CreateMessageRequestSchema,
+      clientOptions: {},
+      call: (c, params, options) => c.callTool(params, undefined, options),
+    };
+  }
+  const m = load('@modelcontextprotocol/client');
+  return {
+    name: `typescript client ${version('@modelcontextprotocol/client')} (${opts.mode})`,
+    Client: m.Client,
+    Http: m.StreamableHTTPClientTransport,
+    Sse: m.SSEClientTransport,
+    samplingKey: 'sampling/createMessage',
+    clientOptions: { versionNegotiation: { mode: opts.mode } },
+    call: (c, params, options) => c.callTool(params, options),
+  };
+}
+
+function firstText(items) {
+  for (const item of items || []) {
+    const inner = item && item.content && !Array.isArray(item.content) ? item.content : item;
+    for (const key of ['text', 'blob']) {
+      if (inner && typeof inner[key] === 'string') return inner[key].slice(0, 200);
+    }
+  }
+  return null;
+}
+
+async function listAll(fetch, field, nameOf) {
+  const names = [];
+  let cursor;
+  for (let page = 1; page <= 100; page++) {
+    const r = await fetch(cursor ? { cursor } : undefined);
+    names.push(...r[field].map(nameOf));
+    cursor = r.nextCursor;
+    if (!cursor) return [names, page];
+  }
+  throw new Error('more than 100 pages');
+}
+
+async function main() {
+  const s = sdk();
+  const samples = [];
+  const client = new s.Client({ name: 'ringgate-interop', version: '1.0.0' }, { capabilities: { sampling: {} }, ...s.clientOptions });
+  client.setRequestHandler(s.samplingKey, async (req) => {
+    const texts = req.params.messages.map((m) => m.content && m.content.text).filter(Boolean);
+    samples.push(texts);
+    return { role: 'assistant', content: { type: 'text', text: `sampled: ${texts[texts.length - 1] || ''}` }, model: 'fake' };
+  });
+  const url = new URL(opts.url);
+  const transport = opts.transport === 'sse' ? new s.Sse(url) : new s.Http(url);
+  try {
+    await client.connect(transport);
+  } catch (e) {
+    console.log(JSON.stringify({ sdk: s.name, error: `connect: ${e && e.stack ? e.stack : e}` }));
+    return 3;
+  }
+  const protocol =
+    (client.getNegotiatedProtocolVersion && client.getNegotiatedProtocolVersion()) ||
+    transport.protocolVersion ||
+    transport._protocolVersion ||
+    null;
+  const out = { sdk: s.name, protocol, pages: {} };
+  for (const [kind, fetch, field, nameOf] of [
+    ['tools', (p) => client.listTools(p), 'tools', (t) => t.name],
+    ['prompts', (p) => client.listPrompts(p), 'prompts', (p) => p.name],
+    ['resources', (p) => client.listResources(p), 'resources', (r) => r.uri],
+  ]) {
+    try {
+      [out[kind], out.pages[kind]] = await listAll(fetch, field, nameOf);
+    } catch (e) {
+      out[kind] = { error: String(e) };
+    }
+  }
+  const ops = {
+    call: async ([name, args]) => {
+      const r = await s.call(client, { name, arguments: args });
+      return { text: firstText(r.content), isError: Boolean(r.isError) };
+    },
+    prompt: async ([name, args]) => ({ text: firstText((await client.getPrompt({ name, arguments: args })).messages) }),
+    read: async (uri) => {
+      const r = await client.readResource({ uri });
+      return { text: firstText(r.contents), uri: r.contents.length ? r.contents[0].uri : null };
+    },
+    progress: async ([name, args]) => {
+      let events = 0;
+      const r = await s.call(client, { name, arguments: args }, { onprogress: () => events++ });
+      return { text: firstText(r.content), events };
+    },
+    sample: async ([name, args]) => {
+      const before = samples.length;
+      const r = await s.call(client, { name, arguments: args });
+      return { text: firstText(r.content), samples: samples.length - before };
+    },
+  };
+  out.cells = {};
+  for (const [target, wanted] of Object.entries(spec)) {
+    out.cells[target] = {};
+    for (const [op, arg] of Object.entries(wanted)) {
+      try {
+        out.cells[target][op] = await ops[op](arg);
+      } catch (e) {
+        out.cells[target][op] = { error: String(e) };
+      }
+    }
+  }
+  console.log(JSON.stringify(out));
+  if (transport.terminateSession && transport.sessionId) {
+    await transport.terminateSession().catch(() => {});
+  }
+  await client.close().catch(() => {});
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.log(JSON.stringify({ error: String(e && e.stack ? e.stack : e) }));
+    process.exit(3);
+  },
+);
