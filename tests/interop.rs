@@ -436,10 +436,8 @@ fn clone_command(cmd: &Command) -> Command {
 }
 
 /// What the gateway is known not to do yet, so the conformance checks that need it fail through
-/// it while passing against the fixture: DNS-rebinding protection (Host/Origin validation) and
-/// `subscriptions/listen`.
-const KNOWN_GAPS: [(&str, &str); 4] = [
-    ("dns-rebinding-protection", "localhost-host-rebinding-rejected"),
+/// it while passing against the fixture: `subscriptions/listen`.
+const KNOWN_GAPS: [(&str, &str); 3] = [
     ("server-stateless", "sep-2575-server-sends-subscription-ack"),
     ("server-stateless", "sep-2575-server-honors-notification-filter"),
     ("server-stateless", "sep-2575-server-tags-subscription-id"),
