@@ -53,7 +53,7 @@ def main():
 
     up_proc, up_port = check.start_upstream()
     work = tempfile.mkdtemp(prefix="flamegraph.", dir=args.out)
-    names = ["http", "demo", "list8"]
+    names = ["http", "demo", "list8", "mcphttp"]
     ports = dict(zip(names, check.free_ports(len(names))))
     cfg = os.path.join(work, "ringgate.yaml")
     with open(cfg, "w") as f:
