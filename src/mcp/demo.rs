@@ -22,7 +22,14 @@ pub fn handle(method: &str, params: Option<&Value>) -> Result<Value, RpcError> {
     match method {
         "initialize" => Ok(initialize(params)),
         "ping" => Ok(json!({})),
-        "tools/list" => Ok(json!({ "tools": tools() })),
+        "tools/list" => {
+            // built once: `json!` converts every leaf through serde, which made this list cost
+            // more than the gateway's own work in a merged tools/list over several demo targets
+            static TOOLS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(tools);
+            let mut result = serde_json::Map::new();
+            result.insert("tools".into(), TOOLS.clone());
+            Ok(Value::Object(result))
+        }
         "tools/call" => call_tool(params),
         "prompts/list" => Ok(json!({ "prompts": [greeting_prompt()] })),
         "prompts/get" => get_prompt(params),

@@ -84,6 +84,14 @@ fn invalid(message: &str) -> RpcError {
 /// Parse one message from a POST body or a stdio line / SSE data. Batches are rejected: only
 /// 2025-03-26 allowed them, later versions removed them, and routing one per message keeps fan-out simple.
 pub fn parse(body: &[u8]) -> Result<Message, RpcError> {
+    // the common case, an object: only the members the gateway reads are built, the others are
+    // skipped; anything unusual (another type, a duplicate member) goes the general way below,
+    // which says precisely what is wrong
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        if let Ok(w) = serde_json::from_slice::<Wire>(body) {
+            return classify(w.jsonrpc, w.id, w.method, w.params, w.result, w.error);
+        }
+    }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| RpcError::new(PARSE_ERROR, format!("parse error: {e}")))?;
     let mut obj = match value {
@@ -91,18 +99,51 @@ pub fn parse(body: &[u8]) -> Result<Message, RpcError> {
         Value::Array(_) => return Err(invalid("batches are not supported; send one JSON-RPC message at a time")),
         _ => return Err(invalid("a JSON-RPC message must be a JSON object")),
     };
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    let jsonrpc = obj.remove("jsonrpc");
+    let (id, params) = (obj.remove("id"), obj.remove("params"));
+    classify(jsonrpc, id, obj.remove("method"), params, obj.remove("result"), obj.remove("error"))
+}
+
+/// The members of a message object that the gateway reads. `Some(Value::Null)` is a member that
+/// is present and null, which differs from an absent one for `id`, `params` and `result`.
+#[derive(serde::Deserialize)]
+struct Wire {
+    #[serde(default, deserialize_with = "present")]
+    jsonrpc: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    method: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    params: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+fn classify(
+    jsonrpc: Option<Value>,
+    id: Option<Value>,
+    method: Option<Value>,
+    params: Option<Value>,
+    result: Option<Value>,
+    error: Option<Value>,
+) -> Result<Message, RpcError> {
+    if jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
         return Err(invalid(r#""jsonrpc" must be "2.0""#));
     }
-    let id = obj.remove("id");
     if id.as_ref().is_some_and(|id| !(id.is_string() || id.is_i64() || id.is_u64() || id.is_null())) {
         return Err(invalid("id must be a string or an integer"));
     }
-    let params = obj.remove("params");
     if params.as_ref().is_some_and(|p| !p.is_object() && !p.is_array()) {
         return Err(invalid("params must be an object or an array"));
     }
-    match (obj.remove("method"), obj.remove("result"), obj.remove("error")) {
+    match (method, result, error) {
         (Some(Value::String(method)), None, None) => match id {
             None => Ok(Message::Notification { method, params }),
             Some(Value::Null) => Err(invalid("request id must not be null")),
@@ -155,40 +196,56 @@ impl Message {
             Message::Request { id, method, params } => request(id, method, params.as_ref()),
             Message::Notification { method, params } => notification(method, params.as_ref()),
             Message::Response { id, result } => response(id, result),
-            Message::Error { id, error } => envelope(&[("id", Some(id)), ("error", Some(error))]),
+            Message::Error { id, error } => write(&Envelope { id: Some(id), error: Some(error), ..Envelope::EMPTY }),
         }
     }
 }
 
-fn envelope(fields: &[(&str, Option<&Value>)]) -> Vec<u8> {
-    let mut obj = Map::new();
-    obj.insert("jsonrpc".into(), "2.0".into());
-    for (key, value) in fields {
-        if let Some(value) = value {
-            obj.insert((*key).into(), (*value).clone());
-        }
-    }
-    Value::Object(obj).to_string().into_bytes()
+/// A message to write, borrowing its parts: nothing is cloned into a `Value` first.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a Value>,
+}
+
+impl Envelope<'_> {
+    const EMPTY: Envelope<'static> =
+        Envelope { jsonrpc: "2.0", id: None, method: None, params: None, result: None, error: None };
+}
+
+fn write(e: &Envelope<'_>) -> Vec<u8> {
+    // serialising a Value into a Vec cannot fail (its map keys are strings)
+    serde_json::to_vec(e).unwrap_or_default()
 }
 
 /// A request; `params` omitted when `None`.
 pub fn request(id: &Value, method: &str, params: Option<&Value>) -> Vec<u8> {
-    envelope(&[("id", Some(id)), ("method", Some(&method.into())), ("params", params)])
+    write(&Envelope { id: Some(id), method: Some(method), params, ..Envelope::EMPTY })
 }
 
 /// A notification; `params` omitted when `None`.
 pub fn notification(method: &str, params: Option<&Value>) -> Vec<u8> {
-    envelope(&[("method", Some(&method.into())), ("params", params)])
+    write(&Envelope { method: Some(method), params, ..Envelope::EMPTY })
 }
 
 /// A successful response.
 pub fn response(id: &Value, result: &Value) -> Vec<u8> {
-    envelope(&[("id", Some(id)), ("result", Some(result))])
+    write(&Envelope { id: Some(id), result: Some(result), ..Envelope::EMPTY })
 }
 
 /// An error response; `id: None` writes `"id":null`, for messages whose id could not be read.
 pub fn error_response(id: Option<&Value>, err: &RpcError) -> Vec<u8> {
-    envelope(&[("id", Some(id.unwrap_or(&Value::Null))), ("error", Some(&err.to_value()))])
+    let error = err.to_value();
+    write(&Envelope { id: Some(id.unwrap_or(&Value::Null)), error: Some(&error), ..Envelope::EMPTY })
 }
 
 /// `params._meta[key]` if present.
@@ -237,6 +294,26 @@ mod tests {
     }
 
     #[test]
+    fn both_parsers_agree_on_odd_objects() {
+        // members the fast path builds, skips, or leaves to the general path (duplicates)
+        let cases = [
+            r#" {"x":[1,{"y":null}],"jsonrpc":"2.0","method":"m","id":"7","extra":"\u00e9"} "#,
+            r#"{"jsonrpc":"2.0","id":1,"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","method":"m","params":{"a":1},"params":[2]}"#,
+        ];
+        let want = [
+            Message::Request { id: json!("7"), method: "m".into(), params: None },
+            Message::Response { id: json!(1), result: Value::Null },
+            Message::Request { id: json!(2), method: "m".into(), params: None },
+            Message::Notification { method: "m".into(), params: Some(json!([2])) },
+        ];
+        for (body, want) in cases.iter().zip(want) {
+            assert_eq!(parse(body.as_bytes()).unwrap(), want, "{body}");
+        }
+    }
+
+    #[test]
     fn rejects_malformed_with_codes() {
         for body in [&b"{\"jsonrpc\":"[..], b"", b"\xff"] {
             assert_eq!(parse(body).unwrap_err().code, PARSE_ERROR);
@@ -274,8 +351,11 @@ mod tests {
         assert_eq!(parse(&bytes).unwrap(), Message::Request { id: json!("1"), method: method.into(), params: None });
         let v: Value = serde_json::from_slice(&notification("n", Some(&json!({"a":1})))).unwrap();
         assert_eq!(v, json!({"jsonrpc":"2.0","method":"n","params":{"a":1}}));
-        let v: Value = serde_json::from_slice(&response(&json!(3), &json!({"ok":true}))).unwrap();
-        assert_eq!(v, json!({"jsonrpc":"2.0","id":3,"result":{"ok":true}}));
+        assert_eq!(response(&json!(3), &json!({"ok":true})), br#"{"jsonrpc":"2.0","id":3,"result":{"ok":true}}"#);
+        assert_eq!(
+            error_response(None, &RpcError::new(-1, "m")),
+            br#"{"jsonrpc":"2.0","id":null,"error":{"code":-1,"message":"m"}}"#
+        );
     }
 
     #[test]

@@ -23,23 +23,26 @@ pub struct Part<'a> {
     pub result: &'a Value,
 }
 
-/// Merge list results (`tools/list` etc.): items in target order then upstream order, each prefixed when
-/// `prefixed`, and a gateway `nextCursor` covering every part that returned one. Upstream `_meta`, `ttlMs`,
-/// `cacheScope` and `resultType` are dropped: they describe one target, and the caller adds its own.
-pub fn merge_list(kind: Kind, parts: &[Part<'_>], prefixed: bool) -> Value {
+/// Merge list results (`tools/list` etc.) of `(target, result)` parts: items in target order then upstream
+/// order, each prefixed when `prefixed`, and a gateway `nextCursor` covering every part that returned one.
+/// Upstream `_meta`, `ttlMs`, `cacheScope` and `resultType` are dropped: they describe one target, and the
+/// caller adds its own. Items are moved, not copied, out of the parts.
+pub fn merge_list<'a>(kind: Kind, parts: impl IntoIterator<Item = (&'a str, Value)>, prefixed: bool) -> Value {
     let mut items = Vec::new();
     let mut pending = Vec::new();
-    for part in parts {
-        let upstream = part.result.get(kind.items_field()).and_then(Value::as_array).into_iter().flatten();
-        items.extend(upstream.cloned().map(|mut item| {
-            if prefixed {
-                prefix_item(kind, part.target, &mut item);
-            }
-            item
-        }));
+    for (target, mut result) in parts {
+        if let Some(Value::Array(upstream)) = result.get_mut(kind.items_field()).map(Value::take) {
+            items.reserve(upstream.len());
+            items.extend(upstream.into_iter().map(|mut item| {
+                if prefixed {
+                    prefix_item(kind, target, &mut item);
+                }
+                item
+            }));
+        }
         // "" is a valid cursor since 2026-07-28; only an absent or null nextCursor ends a target.
-        if let Some(next) = part.result.get("nextCursor").and_then(Value::as_str) {
-            pending.push((part.target.to_owned(), next.to_owned()));
+        if let Some(next) = result.get("nextCursor").and_then(Value::as_str) {
+            pending.push((target.to_owned(), next.to_owned()));
         }
     }
     let mut out = Map::new();
@@ -158,14 +161,14 @@ mod tests {
     fn merge_list_prefixes_orders_and_pages() {
         let a = json!({"tools":[{"name":"x"},{"name":"y"}],"nextCursor":"a2","_meta":{"m":1},"ttlMs":5});
         let b = json!({"tools":[{"name":"x"}],"cacheScope":"global","resultType":"complete"});
-        let parts = [Part { target: "a", result: &a }, Part { target: "b", result: &b }];
-        let merged = merge_list(Kind::Tool, &parts, true);
+        let parts = || [("a", a.clone()), ("b", b.clone())];
+        let merged = merge_list(Kind::Tool, parts(), true);
         assert_eq!(merged["tools"], json!([{"name":"a_x"},{"name":"a_y"},{"name":"b_x"}]));
         let next = merged["nextCursor"].as_str().unwrap();
         assert_eq!(decode("tools/list", next, &["a", "b"]).unwrap().pending, [("a".to_string(), "a2".to_string())]);
         assert_eq!(merged.as_object().unwrap().len(), 2, "upstream extras must be dropped: {merged}");
 
-        let unprefixed = merge_list(Kind::Tool, &parts, false);
+        let unprefixed = merge_list(Kind::Tool, parts(), false);
         assert_eq!(unprefixed["tools"], json!([{"name":"x"},{"name":"y"},{"name":"x"}]));
     }
 
@@ -173,14 +176,13 @@ mod tests {
     fn merge_list_cursor_edge_cases() {
         let done = json!({"resources":[{"uri":"/rel","name":"r"}],"nextCursor":null});
         let empty = json!({"resources":[{"uri":"s://1","name":"s"}],"nextCursor":""});
-        let parts = [Part { target: "a", result: &done }, Part { target: "b", result: &empty }];
-        let merged = merge_list(Kind::Resource, &parts, true);
+        let merged = merge_list(Kind::Resource, [("a", done), ("b", empty)], true);
         assert_eq!(merged["resources"], json!([{"uri":"/rel","name":"r"},{"uri":"b+s://1","name":"s"}]));
         let next = merged["nextCursor"].as_str().unwrap();
         assert_eq!(decode("resources/list", next, &["a", "b"]).unwrap().pending, [("b".to_string(), String::new())]);
 
         let garbage = json!({"prompts":"nope"});
-        let merged = merge_list(Kind::Prompt, &[Part { target: "a", result: &garbage }], true);
+        let merged = merge_list(Kind::Prompt, [("a", garbage)], true);
         assert_eq!(merged, json!({"prompts":[]}));
     }
 

@@ -134,7 +134,8 @@ impl Relay<'_> {
                     Via::Own(u) => (u.s.clone(), u.v.clone(), None),
                     Via::Pooled => {
                         let p = self.pooled_session(h).await?;
-                        (Some(p.session).filter(|s| !s.is_empty()), p.version, Some(json!(self.ctx.mcp.next_id())))
+                        let session = Some(p.session.clone()).filter(|s| !s.is_empty());
+                        (session, p.version.clone(), Some(json!(self.ctx.mcp.next_id())))
                     }
                 };
                 let body = jsonrpc::request(rewritten.as_ref().unwrap_or(id), method, params);
@@ -203,7 +204,7 @@ impl Relay<'_> {
             TargetKind::Stdio(s) => (s.initialize().await?, None),
             TargetKind::Sse(h) => (sse_client::shared(self.ctx, &t.name, h, self.idle).await?.init(), None),
             TargetKind::Http(h) if own => self.http_initialize(h, params).await?,
-            TargetKind::Http(h) => (self.pooled_session(h).await?.init, None),
+            TargetKind::Http(h) => (self.pooled_session(h).await?.init.clone(), None),
         };
         let v = result.get("protocolVersion").and_then(Value::as_str).unwrap_or(merge::negotiate(asked)).to_string();
         Ok((result, Upstream { n: t.name.to_string(), s: session, v }))
@@ -228,7 +229,7 @@ impl Relay<'_> {
     }
 
     /// This shard's shared upstream session with `h`, set up on first use.
-    async fn pooled_session(&self, h: &HttpTargetPlan) -> Result<Pooled, RpcError> {
+    async fn pooled_session(&self, h: &HttpTargetPlan) -> Result<Rc<Pooled>, RpcError> {
         let key = pool_key(h);
         if let Some(p) = self.ctx.mcp.pooled(&key) {
             return Ok(p);
@@ -250,7 +251,7 @@ impl Relay<'_> {
         if let Ok(r) = http_client::post(self.ctx, h, &post, self.idle).await {
             r.finish(self.ctx, self.idle).await;
         }
-        let p = Pooled { session, version, init };
+        let p = Rc::new(Pooled { session, version, init });
         self.ctx.mcp.set_pooled(&key, Some(p.clone()));
         Ok(p)
     }

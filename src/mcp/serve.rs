@@ -655,8 +655,8 @@ impl Exchange<'_> {
         for (ti, page) in &mut parts {
             self.access.filter_page(self.plan(), *ti, kind, page);
         }
-        let view = self.view(&parts);
-        Ok(merge::merge_list(kind, &view, self.plan().prefixed))
+        let plan = self.plan();
+        Ok(merge::merge_list(kind, parts.into_iter().map(|(ti, page)| (&*plan.targets[ti].name, page)), plan.prefixed))
     }
 
     /// Forward a request to its one owning target, relaying what it sends before its answer.

@@ -88,7 +88,7 @@ pub struct ShardSessions {
     /// Last time this shard served each session, to extend its idle lifetime past `iat + ttl`.
     seen: RefCell<HashMap<String, Instant>>,
     /// Upstream sessions shared by stateless requests, by target endpoint.
-    pooled: RefCell<HashMap<String, Pooled>>,
+    pooled: RefCell<HashMap<String, Rc<Pooled>>>,
     /// Legacy HTTP+SSE sessions whose stream is open on this shard, by session id.
     streams: RefCell<HashMap<String, Rc<SseSession>>>,
     /// Upstream sessions with HTTP+SSE targets, shared by every client of this shard, by target endpoint.
@@ -215,13 +215,14 @@ impl ShardSessions {
         n
     }
 
-    /// The pooled upstream session for an endpoint key.
-    pub fn pooled(&self, key: &str) -> Option<Pooled> {
+    /// The pooled upstream session for an endpoint key (shared: every stateless request to the
+    /// target reads it, and its `initialize` result is not copied for each).
+    pub fn pooled(&self, key: &str) -> Option<Rc<Pooled>> {
         self.pooled.borrow().get(key).cloned()
     }
 
     /// Remember or forget a pooled upstream session.
-    pub fn set_pooled(&self, key: &str, v: Option<Pooled>) {
+    pub fn set_pooled(&self, key: &str, v: Option<Rc<Pooled>>) {
         let mut p = self.pooled.borrow_mut();
         match v {
             Some(v) => p.insert(key.to_string(), v),

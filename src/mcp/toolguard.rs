@@ -127,8 +127,14 @@ impl ToolGuard {
                     if !t.tools.as_ref().is_none_or(|f| f.allows(name)) {
                         continue;
                     }
-                    let hash = poison::definition_hash(item, &mut buf);
-                    stale |= !table.get(&plan.scope, &t.name, name).is_some_and(|e| e.hash == hash && e.fp == g.fp);
+                    let prev = table.get(&plan.scope, &t.name, name);
+                    // the definition last seen is stored whole, with its hash: comparing the two
+                    // is far cheaper than canonicalising and hashing on every list
+                    let hash = match prev {
+                        Some(e) if *e.definition == *item => e.hash,
+                        _ => poison::definition_hash(item, &mut buf),
+                    };
+                    stale |= !prev.is_some_and(|e| e.hash == hash && e.fp == g.fp);
                     seen.push(Seen { part: pi, item: ii, hash });
                 }
             }
