@@ -14,8 +14,16 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -p ringgate-loadtest
 fi
 export SKIP_BUILD=1
+# RT=1 (default as root): every benchmark process runs SCHED_FIFO priority 1 (chrt -f 1,
+# inherited by everything a script starts), so compile jobs or other tenants on the same cores
+# cannot preempt the pinned gateway, upstream or load generator; this is what the one-core-each
+# layout assumes. The kernel still leaves 5 % of each second to normal tasks (sched_rt_runtime_us).
+RT=${RT:-$([ "$(id -u)" = 0 ] && echo 1 || echo 0)}
+PREFIX=()
+[ "$RT" = 1 ] && PREFIX=(chrt -f 1)
+export BENCH_SCHED="$([ "$RT" = 1 ] && echo "SCHED_FIFO priority 1 (chrt -f 1)" || echo "normal (SCHED_OTHER)")"
 failed=()
-run() { log "=== $*"; "$@" || { log "FAILED: $*"; failed+=("$*"); }; }
+run() { log "=== $* (${BENCH_SCHED})"; "${PREFIX[@]}" "$@" || { log "FAILED: $*"; failed+=("$*"); }; }
 run bench/http-proxy.sh
 run bench/mcp-call.sh
 run bench/mcp.py mcp-list-fanout mcp-session-setup mcp-streams mcp-idle-sessions

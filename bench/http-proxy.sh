@@ -622,6 +622,7 @@ env = {
     "ringgate": E["BENCH_RINGGATE_VERSION"],
     "ringgate_git_rev": E["BENCH_RINGGATE_REV"],
     "ringgate_binary_sha256_prefix": E["BENCH_RINGGATE_SHA256"], "ringgate_binary_mtime": E["BENCH_RINGGATE_MTIME"],
+    "scheduling": E.get("BENCH_SCHED") or os.popen(f"chrt -p {os.getppid()}").read().strip().replace("\n", "; "),
     "loadavg_at_start": E["BENCH_LOADAVG_START"], "loadavg_at_end": E["BENCH_LOADAVG_END"],
     "other_busy_processes": E["BENCH_OTHER_BUSY"].strip() or None,
     "clk_tck": int(E["BENCH_CLK_TCK"]), "elapsed_s": int(E["BENCH_ELAPSED"]),
@@ -666,6 +667,7 @@ w(f"| oha | {env['oha']} |")
 if FT == "rg-load":
     w(f"| rg-load (fixed rate) | {env['rg_load']} |")
 w(f"| machine | `nproc` = {env['nproc']}, {env['cpu_model']}, kernel {env['kernel']} |")
+w(f"| scheduling | {env['scheduling']} |")
 w(f"| run time | {env['elapsed_s']} s (includes the build step); load average at start {env['loadavg_at_start']}, at end {env['loadavg_at_end']} |")
 w("")
 for b in BODIES:

@@ -176,7 +176,9 @@ EOF
 "$RG_BIN" validate -c "$WORK/ringgate.yaml" >&2 || die "ringgate config invalid"
 
 # ---------------------------------------------------------------- start
-PORT=$P_SE taskset -c "$LOADGEN_CPU" "$EVERYTHING" streamableHttp >"$WORK/everything.log" 2>&1 &
+# node runs SCHED_OTHER even when the bench runs SCHED_FIFO (bench/all.sh): pinned to one core with
+# its helper threads, node spins (busy-waits between threads) and starves everything on core 0
+PORT=$P_SE taskset -c "$LOADGEN_CPU" chrt -o 0 "$EVERYTHING" streamableHttp >"$WORK/everything.log" 2>&1 &
 SE_PID=$!; PIDS+=("$SE_PID")
 taskset -c "$SUT_CPU" "$RG_BIN" -c "$WORK/ringgate.yaml" >"$WORK/ringgate.log" 2>&1 &
 RG_PID=$!; PIDS+=("$RG_PID")
@@ -664,6 +666,7 @@ env = {
     "ringgate_git_rev": E["BENCH_RINGGATE_REV"], "ringgate_uncommitted_changes_in": E["BENCH_RINGGATE_DIRTY"].split() or None,
     "ringgate_binary_sha256_prefix": E["BENCH_RINGGATE_SHA256"], "ringgate_binary_mtime": E["BENCH_RINGGATE_MTIME"],
     "server_everything": E["BENCH_EVERYTHING_VERSION"], "mcp_typescript_sdk": E["BENCH_SDK_VERSION"], "node": E["BENCH_NODE_VERSION"],
+    "scheduling": E.get("BENCH_SCHED") or os.popen(f"chrt -p {os.getppid()}").read().strip().replace("\n", "; "),
     "loadavg_at_start": E["BENCH_LOADAVG_START"], "loadavg_at_end": E["BENCH_LOADAVG_END"],
     "clk_tck": CLK, "elapsed_s": int(E["BENCH_ELAPSED"]),
 }
@@ -733,6 +736,7 @@ w(f"| upstream | @modelcontextprotocol/server-everything {env['server_everything
 w(f"| wrk | {env['wrk']} |")
 w(f"| oha | {env['oha']} |")
 w(f"| machine | `nproc` = {env['nproc']}, {env['cpu_model']}, kernel {env['kernel']} |")
+w(f"| scheduling | {env['scheduling']} |")
 w(f"| run time | {env['elapsed_s']} s (includes the build step); load average at start {env['loadavg_at_start']}, at end {env['loadavg_at_end']} |")
 w("")
 if fixture_md:

@@ -222,6 +222,14 @@ def sha256_prefix(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()[:16]
 
 
+def sched_policy():
+    """How this script (and so everything it starts) is scheduled."""
+    pol = os.sched_getscheduler(0)
+    if pol == os.SCHED_FIFO:
+        return f"SCHED_FIFO priority {os.sched_getparam(0).sched_priority} (inherited by every process started)"
+    return f"SCHED_OTHER, nice {os.nice(0)}"
+
+
 def environment(bins):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     return {
@@ -237,6 +245,7 @@ def environment(bins):
         "ringgate_binary_mtime": bins.ringgate_mtime,
         "load_tools_sha256_prefix": {"rg-load": sha256_prefix(bins.load), "rg-fixture": sha256_prefix(bins.fixture)},
         "build_note": bins.note or None,
+        "scheduling": sched_policy(),
     }
 
 
@@ -689,6 +698,8 @@ def method_text():
         "cpu": "gateway and fixture CPU from /proc/PID/task/*/schedstat (ns) over the whole rg-load run, divided by "
                "the checked answers of the whole run (warm-up included, same rate)",
         "memory": "VmRSS from /proc/PID/status",
+        "scheduling": sched_policy() + "; bench/all.sh runs everything under SCHED_FIFO (chrt -f 1) so that other "
+                      "tenants' jobs cannot preempt the pinned processes",
         "rounds": f"fixed-rate phase of mcp-call: {ROUNDS} rounds, the four paths interleaved in each; medians and "
                   "per-round spread reported",
     }
@@ -738,7 +749,7 @@ def main():
                     f"{'; uncommitted changes in ' + ', '.join(env['uncommitted_changes_in']) if env['uncommitted_changes_in'] else ''}) |",
                     f"| load tools | rg-load + rg-fixture from `loadtest/` at the same commit |",
                     f"| machine | `nproc` = {env['nproc']}, {env['cpu_model']}, kernel {env['kernel']} |",
-                    f"| run | {env['elapsed_s']} s; load average at start {env['loadavg_start']}, at end {env['loadavg_end']} |",
+                    f"| run | {env['elapsed_s']} s; load average at start {env['loadavg_start']}, at end {env['loadavg_end']}; {env['scheduling']} |",
                     ""]
             if env["build_note"]:
                 head.append(f"**Build:** {env['build_note']}\n")

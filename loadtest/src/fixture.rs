@@ -429,13 +429,31 @@ async fn connection(io: TcpStream, state: Rc<RefCell<Fixture>>, notify: Duration
     }
 }
 
+thread_local! {
+    /// Streams opened on this thread, to spread their timers over the interval.
+    static STREAMS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Where in the interval the `n`-th stream's events fall: spread evenly (golden-ratio sequence),
+/// so N streams opened together do not all fire in the same instant and queue behind each other.
+pub fn stream_phase(n: u64, every: Duration) -> Duration {
+    let frac = (n as f64 * 0.618_033_988_749_895).fract();
+    every.mul_f64(frac)
+}
+
 async fn stream(mut c: Conn, every: Duration) {
+    let n = STREAMS.with(|s| {
+        let n = s.get();
+        s.set(n + 1);
+        n
+    });
     let mut h = Vec::new();
     write_response_head(&mut h, 200, "text/event-stream", &[("cache-control", "no-cache")], None);
     write_chunk(&mut h, b": stream open\n\n");
     if c.io.write_all(h).await.0.is_err() {
         return;
     }
+    monoio::time::sleep(stream_phase(n, every)).await;
     let mut seq = 0;
     loop {
         monoio::time::sleep(every).await;
@@ -581,6 +599,19 @@ mod tests {
             last = e;
         }
         assert_eq!((content.as_str(), last.as_str()), ("tok0 tok1 tok2 ", "[DONE]"));
+    }
+
+    #[test]
+    fn stream_phases_spread_over_the_interval() {
+        let every = Duration::from_millis(1000);
+        let mut buckets = [0u32; 10];
+        for n in 0..1000 {
+            let p = stream_phase(n, every);
+            assert!(p < every);
+            buckets[(p.as_millis() / 100) as usize] += 1;
+        }
+        // every tenth of the interval gets about a tenth of the streams
+        assert!(buckets.iter().all(|b| (90..=110).contains(b)), "{buckets:?}");
     }
 
     #[test]
