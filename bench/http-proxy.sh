@@ -101,7 +101,23 @@ elif [ "$OHA_INSTALL" = auto ] && [ ! -e "$TMPROOT/oha-install-failed" ]; then
     fi
 fi
 
+# without oha, the fixed-rate pass uses rg-load (loadtest/, built below with ringgate): open
+# loop, latency from the intended send time, like oha's --latency-correction
+RGLOAD=""
+FIXED_TOOL=none
+[ -n "$OHA" ] && FIXED_TOOL=oha
+
 # ---------------------------------------------------------------- build
+if [ "$SKIP_BUILD" != 1 ] && [ -z "$OHA" ]; then
+    log "building rg-load (oha is not installed)"
+    (cd "$ROOT" && cargo build --release -p ringgate-loadtest) >"$WORK/build-loadtest.log" 2>&1 \
+        || log "WARNING: cargo build -p ringgate-loadtest failed (see $WORK/build-loadtest.log)"
+fi
+if [ -z "$OHA" ] && [ -x "$CARGO_TARGET_DIR/release/rg-load" ]; then
+    cp "$CARGO_TARGET_DIR/release/rg-load" "$WORK/rg-load"
+    RGLOAD="$WORK/rg-load"
+    FIXED_TOOL=rg-load
+fi
 if [ "$SKIP_BUILD" != 1 ]; then
     log "building ringgate (cargo waits on the target-dir lock if another build is running)"
     if ! (cd "$ROOT" && cargo build --release --bin ringgate) >"$WORK/build.log" 2>&1; then
@@ -310,7 +326,7 @@ done
 
 # ---------------------------------------------------------------- fixed rate (oha)
 declare -A RATE
-if [ -n "$OHA" ]; then
+if [ "$FIXED_TOOL" != none ]; then
     for body in small 16k; do
         if [ -n "$FIXED_RATE" ]; then RATE[$body]=$FIXED_RATE; else
             RATE[$body]=$(python3 - "$RUNS/wrk-ringgate-$body.txt" "$RUNS/wrk-nginx-$body.txt" <<'EOF'
@@ -334,15 +350,22 @@ EOF
         [ -n "$pid" ] && c0=$(tree_ticks "$pid")
         # -w: let requests in flight at the deadline finish (else oha aborts them and the
         # gateway sees clients vanish mid-request)
-        taskset -c "$LOADGEN_CPU" "$OHA" --no-tui --output-format json -w -z "${DURATION}s" -c "$CONNS" \
-            -q "${RATE[$body]}" --latency-correction "$url" >"$out.json" 2>"$out.err" \
-            || taskset -c "$LOADGEN_CPU" "$OHA" --no-tui -j -w -z "${DURATION}s" -c "$CONNS" \
-                -q "${RATE[$body]}" --latency-correction "$url" >"$out.json" 2>"$out.err"
+        if [ "$FIXED_TOOL" = rg-load ]; then
+            # rg-load checks every answer: 2xx and the exact body length
+            taskset -c "$LOADGEN_CPU" "$RGLOAD" --mode http --url "$url" --conns "$CONNS" --rate "${RATE[$body]}" \
+                --duration "$DURATION" --warmup 0 --expect-bytes "${BODY_LEN[$body]}" --out "$out.json" 2>"$out.err" \
+                || log "rg-load $sys /$body failed (see $out.err)"
+        else
+            taskset -c "$LOADGEN_CPU" "$OHA" --no-tui --output-format json -w -z "${DURATION}s" -c "$CONNS" \
+                -q "${RATE[$body]}" --latency-correction "$url" >"$out.json" 2>"$out.err" \
+                || taskset -c "$LOADGEN_CPU" "$OHA" --no-tui -j -w -z "${DURATION}s" -c "$CONNS" \
+                    -q "${RATE[$body]}" --latency-correction "$url" >"$out.json" 2>"$out.err"
+        fi
         [ -n "$pid" ] && c1=$(tree_ticks "$pid")
         sleep 0.2; rg_metric_snapshot "$out.m2.prom"
         printf '{"sys":"%s","body":"%s","rate":%s,"cpu_ticks":%s,"clk_tck":%s}\n' "$sys" "$body" "${RATE[$body]}" \
             "$([ -n "$pid" ] && echo $((c1 - c0)) || echo null)" "$CLK_TCK" >"$out.meta.json"
-        log "oha $sys /$body at ${RATE[$body]} req/s done"
+        log "$FIXED_TOOL $sys /$body at ${RATE[$body]} req/s done"
     }
     for body in small 16k; do
         for sys in direct ringgate nginx; do run_oha "$sys" "$body"; done
@@ -359,6 +382,8 @@ export BENCH_WORK="$WORK" BENCH_RESULTS="$RESULTS" BENCH_OHA="$OHA" BENCH_CONNS=
     BENCH_NGINX_VERSION="$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" \
     BENCH_WRK_VERSION="$("$WRK" -v 2>&1 | head -1 | awk '{print $2}')" \
     BENCH_OHA_VERSION="$([ -n "$OHA" ] && "$OHA" --version 2>/dev/null | head -1 || echo none)" \
+    BENCH_FIXED_TOOL="$FIXED_TOOL" \
+    BENCH_RGLOAD_VERSION="$([ -n "$RGLOAD" ] && echo "rg-load $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null) (sha256 $(sha256sum "$RGLOAD" | cut -c1-16))" || echo none)" \
     BENCH_RINGGATE_VERSION="$("$RINGGATE" --version)" \
     BENCH_RINGGATE_REV="$(git_rev)" \
     BENCH_RINGGATE_SHA256="$(sha256sum "$RINGGATE" | cut -c1-16)" \
@@ -377,6 +402,7 @@ work, results = E["BENCH_WORK"], E["BENCH_RESULTS"]
 sys.path.insert(0, os.path.dirname(os.path.abspath(results)))
 from report_lib import f1, prom, rnd  # noqa: E402
 runs = os.path.join(work, "runs")
+FT = E.get("BENCH_FIXED_TOOL", "oha")  # the fixed-rate load generator
 SYSTEMS, BODIES = ["direct", "ringgate", "nginx"], ["small", "16k"]
 BODY_BYTES = {"small": 5, "16k": 16384}
 
@@ -423,6 +449,26 @@ def parse_oha(sys, body):
         d = json.load(open(base + ".json"))
     except Exception as e:  # noqa: BLE001
         return {"error": f"cannot parse oha output: {e}"}
+    if d.get("tool") == "rg-load":
+        ok = d["ok"]
+        secs = d["duration_s"]
+        r = {
+            "offered_rps": meta["rate"],
+            "achieved_rps": rnd(d.get("sent", ok) / secs) if secs else None,
+            "responses_2xx": ok,
+            "status_codes": {k[7:]: v for k, v in d["errors"].items() if k.startswith("status_")},
+            "errors": {k: v for k, v in d["errors"].items() if not k.startswith("status_")},
+            "latency_ms": {k: rnd(d["latency_us"][j] / 1000, 3) for k, j in
+                           (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p99_9"))},
+            "rg_load_raw": os.path.relpath(base + ".json", results),
+        }
+        if meta["cpu_ticks"] is not None:
+            cpu_s = meta["cpu_ticks"] / meta["clk_tck"]
+            r["sut_cpu_s"] = rnd(cpu_s, 2)
+            r["sut_cpu_util_pct"] = rnd(cpu_s / secs * 100, 1)
+            r["sut_cpu_us_per_req"] = rnd(cpu_s * 1e6 / max(1, ok), 2)
+            r["sut_req_per_cpu_s"] = rnd(ok / cpu_s) if cpu_s > 0 else None
+        return r
     summ = d.get("summary", {})
     codes = {str(k): int(v) for k, v in (d.get("statusCodeDistribution") or {}).items()}
     errs = {str(k): int(v) for k, v in (d.get("errorDistribution") or {}).items()}
@@ -523,9 +569,9 @@ for b in BODIES:
         if f and not f.get("error"):
             non2 = {k: v for k, v in f["status_codes"].items() if not k.startswith("2")}
             if non2 or f["errors"]:
-                notes.append(f"oha {s} /{b}: non-2xx {non2 or 'none'}, errors {f['errors'] or 'none'}")
+                notes.append(f"{FT} {s} /{b}: non-2xx {non2 or 'none'}, errors {f['errors'] or 'none'}")
             if f["achieved_rps"] and f["achieved_rps"] < 0.95 * f["offered_rps"]:
-                notes.append(f"oha {s} /{b}: achieved {f['achieved_rps']} req/s of {f['offered_rps']} offered")
+                notes.append(f"{FT} {s} /{b}: achieved {f['achieved_rps']} req/s of {f['offered_rps']} offered")
 if E.get("BENCH_OTHER_BUSY", "").strip():
     notes.append(f"other processes using CPU at the end of the run (lifetime average %CPU, may distort numbers): {E['BENCH_OTHER_BUSY'].strip()}")
 if E.get("BENCH_BUILD_NOTE"):
@@ -561,7 +607,10 @@ for b in BODIES:
         }
     cmp[b] = c
 
-cpu_method = ("fixed offered rate with oha (--latency-correction), CPU of the gateway from /proc/PID/stat "
+FT_CMD = ("rg-load --mode http --rate RATE --conns {c} --duration {d} --warmup 0 --expect-bytes N (open loop, latency "
+          "from the intended send time; every answer checked: 2xx and the exact body length)" if FT == "rg-load" else
+          "oha -c{c} -z{d}s -w -q RATE --latency-correction").format(c=E["BENCH_CONNS"], d=E["BENCH_DURATION"])
+cpu_method = (f"fixed offered rate with {FT} (latency-corrected), CPU of the gateway from /proc/PID/stat "
               "utime+stime before/after divided by 2xx responses; the saturation runs report the same ratio too"
               if have_fixed else
               "at saturation only (oha not available): CPU of the gateway from /proc/PID/stat utime+stime "
@@ -569,9 +618,11 @@ cpu_method = ("fixed offered rate with oha (--latency-correction), CPU of the ga
 env = {
     "date": E["BENCH_DATE"], "nproc": int(E["BENCH_NPROC"]), "kernel": E["BENCH_KERNEL"],
     "cpu_model": E["BENCH_CPU_MODEL"], "nginx": E["BENCH_NGINX_VERSION"], "wrk": E["BENCH_WRK_VERSION"],
-    "oha": E["BENCH_OHA_VERSION"], "ringgate": E["BENCH_RINGGATE_VERSION"],
+    "oha": E["BENCH_OHA_VERSION"], "rg_load": E.get("BENCH_RGLOAD_VERSION"), "fixed_rate_tool": FT,
+    "ringgate": E["BENCH_RINGGATE_VERSION"],
     "ringgate_git_rev": E["BENCH_RINGGATE_REV"],
     "ringgate_binary_sha256_prefix": E["BENCH_RINGGATE_SHA256"], "ringgate_binary_mtime": E["BENCH_RINGGATE_MTIME"],
+    "scheduling": E.get("BENCH_SCHED") or os.popen(f"chrt -p {os.getppid()}").read().strip().replace("\n", "; "),
     "loadavg_at_start": E["BENCH_LOADAVG_START"], "loadavg_at_end": E["BENCH_LOADAVG_END"],
     "other_busy_processes": E["BENCH_OTHER_BUSY"].strip() or None,
     "clk_tck": int(E["BENCH_CLK_TCK"]), "elapsed_s": int(E["BENCH_ELAPSED"]),
@@ -585,7 +636,7 @@ method = {
     "nginx_proxy": "worker_processes 1, access_log off, upstream keepalive 64, proxy_http_version 1.1, "
                    "proxy_set_header Connection \"\", keepalive_requests 1000000, default proxy buffering",
     "saturation": f"wrk -t1 -c{E['BENCH_CONNS']} -d{E['BENCH_DURATION']}s --latency, after a {E['BENCH_WARMUP']}s warm-up run",
-    "fixed_rate": (f"oha -c{E['BENCH_CONNS']} -z{E['BENCH_DURATION']}s -w -q RATE --latency-correction, RATE = 50% of the "
+    "fixed_rate": (f"{FT_CMD}, RATE = 50% of the "
                    "lower saturated rate of ringgate and nginx for that body (or FIXED_RATE)") if have_fixed else None,
     "cpu_per_request": cpu_method,
     "idle_cpu_pct_2s": {"ringgate": float(E["BENCH_IDLE_RG"]), "nginx": float(E["BENCH_IDLE_NGX"])},
@@ -613,7 +664,10 @@ w(f"| ringgate | {env['ringgate']}, HEAD `{env['ringgate_git_rev'][:12]}` (binar
 w(f"| nginx | {env['nginx']} (upstream and proxy) |")
 w(f"| wrk | {env['wrk']} |")
 w(f"| oha | {env['oha']} |")
+if FT == "rg-load":
+    w(f"| rg-load (fixed rate) | {env['rg_load']} |")
 w(f"| machine | `nproc` = {env['nproc']}, {env['cpu_model']}, kernel {env['kernel']} |")
+w(f"| scheduling | {env['scheduling']} |")
 w(f"| run time | {env['elapsed_s']} s (includes the build step); load average at start {env['loadavg_at_start']}, at end {env['loadavg_at_end']} |")
 w("")
 for b in BODIES:
@@ -629,7 +683,7 @@ for b in BODIES:
     w("")
     if fixed[b]["ringgate"]:
         rate = fixed[b]["ringgate"].get("offered_rps")
-        w(f"Fixed rate {rate:,} req/s (oha, latency-corrected):")
+        w(f"Fixed rate {rate:,} req/s ({FT}, latency-corrected):")
         w("")
         w("| path | achieved req/s | p50 ms | p99 ms | non-2xx + errors | gateway CPU % of a core | gateway CPU-µs/req | req per gateway CPU-s |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -681,7 +735,7 @@ if notes:
     for n in notes:
         w(f"- {n}")
 else:
-    w("- No non-2xx responses, socket errors or oha errors in any run; no path beat direct; "
+    w("- No non-2xx responses, socket errors or fixed-rate errors in any run; no path beat direct; "
       "all gateway threads were confined to core 1.")
 w(f"- ringgate's own counters over the run (admin `/metrics` delta): " +
   (", ".join(f"`{k}` {v:,}" for k, v in sorted(rg_delta.items())) or "none"))

@@ -30,6 +30,8 @@ proc_ticks() {
 # The commit checked out, read from .git directly (no git binary needed).
 git_rev() {
     local head ref
+    # a git worktree has a .git file, not a directory: ask git
+    if [ -f "$ROOT/.git" ]; then git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown; return; fi
     head=$(cat "$ROOT/.git/HEAD" 2>/dev/null) || { echo unknown; return; }
     if [[ $head == ref:* ]]; then
         ref=${head#ref: }

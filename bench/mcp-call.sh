@@ -13,6 +13,9 @@
 #   everything-via-gateway-modern  modern tools/call through ringgate to the same upstream
 #   list8                       modern tools/list over 8 federated demo targets (d1..d8)
 # then a short wrk -c1 pass over the first four for latency without queueing.
+# Before those, `bench/mcp.py mcp-call` measures rg-fixture (a fast Rust MCP server) direct vs
+# through ringgate with rg-load: fixed rate (default 3000 calls/s, ROUNDS interleaved rounds)
+# and saturation, legacy and modern era; its tables come first in the report.
 #
 # Env knobs (defaults in brackets):
 #   DURATION [10]      seconds per measured wrk run
@@ -23,6 +26,8 @@
 #   FIXED_RATE []      requests/s for the fixed-rate pass (only if oha is already installed);
 #                      empty = 50% of that scenario's saturated rate
 #   SKIP_BUILD [0]     1 = use the existing target/release/ringgate
+#   RATE [3000], ROUNDS [3]  fixed rate and rounds of the rg-fixture section (bench/mcp.py)
+#   FIXTURE [1]        0 = skip the rg-fixture section
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -106,6 +111,8 @@ elif command -v oha >/dev/null; then OHA=$(command -v oha); fi
 # ---------------------------------------------------------------- build
 if [ "$SKIP_BUILD" != 1 ]; then
     log "building ringgate (cargo waits on the target-dir lock if another build is running)"
+    (cd "$ROOT" && cargo build --release -p ringgate-loadtest) >"$WORK/build-loadtest.log" 2>&1 \
+        || log "WARNING: cargo build -p ringgate-loadtest failed (see $WORK/build-loadtest.log)"
     if ! (cd "$ROOT" && cargo build --release --bin ringgate) >"$WORK/build.log" 2>&1; then
         tail -20 "$WORK/build.log" >&2
         [ -x "$RINGGATE" ] || die "cargo build failed and there is no previous binary"
@@ -117,6 +124,14 @@ fi
 # the binary may be rebuilt by someone else during the run: measure a private copy
 cp "$RINGGATE" "$WORK/ringgate"
 RG_BIN="$WORK/ringgate"
+
+# ---------------------------------------------------------------- rg-fixture section
+# (its own ringgate and fixture, stopped before ours start, so nothing else is up meanwhile)
+if [ "${FIXTURE:-1}" = 1 ]; then
+    log "rg-fixture direct vs through ringgate (bench/mcp.py mcp-call)"
+    SKIP_BUILD=1 "$ROOT/bench/mcp.py" mcp-call --fragment "$WORK/fixture" \
+        || die "bench/mcp.py mcp-call failed"
+fi
 
 # ---------------------------------------------------------------- free ports
 read -r P_SE P_DEMO P_EV P_L8 P_ADMIN < <(free_ports 5)
@@ -161,7 +176,9 @@ EOF
 "$RG_BIN" validate -c "$WORK/ringgate.yaml" >&2 || die "ringgate config invalid"
 
 # ---------------------------------------------------------------- start
-PORT=$P_SE taskset -c "$LOADGEN_CPU" "$EVERYTHING" streamableHttp >"$WORK/everything.log" 2>&1 &
+# node runs SCHED_OTHER even when the bench runs SCHED_FIFO (bench/all.sh): pinned to one core with
+# its helper threads, node spins (busy-waits between threads) and starves everything on core 0
+PORT=$P_SE taskset -c "$LOADGEN_CPU" chrt -o 0 "$EVERYTHING" streamableHttp >"$WORK/everything.log" 2>&1 &
 SE_PID=$!; PIDS+=("$SE_PID")
 taskset -c "$SUT_CPU" "$RG_BIN" -c "$WORK/ringgate.yaml" >"$WORK/ringgate.log" 2>&1 &
 RG_PID=$!; PIDS+=("$RG_PID")
@@ -649,6 +666,7 @@ env = {
     "ringgate_git_rev": E["BENCH_RINGGATE_REV"], "ringgate_uncommitted_changes_in": E["BENCH_RINGGATE_DIRTY"].split() or None,
     "ringgate_binary_sha256_prefix": E["BENCH_RINGGATE_SHA256"], "ringgate_binary_mtime": E["BENCH_RINGGATE_MTIME"],
     "server_everything": E["BENCH_EVERYTHING_VERSION"], "mcp_typescript_sdk": E["BENCH_SDK_VERSION"], "node": E["BENCH_NODE_VERSION"],
+    "scheduling": E.get("BENCH_SCHED") or os.popen(f"chrt -p {os.getppid()}").read().strip().replace("\n", "; "),
     "loadavg_at_start": E["BENCH_LOADAVG_START"], "loadavg_at_end": E["BENCH_LOADAVG_END"],
     "clk_tck": CLK, "elapsed_s": int(E["BENCH_ELAPSED"]),
 }
@@ -679,7 +697,10 @@ method = {
     "cpu_per_call": cpu_method,
     "idle_cpu_pct_2s": {"ringgate": float(E["BENCH_IDLE_RG"]), "server_everything": float(E["BENCH_IDLE_SE"])},
 }
-out = {"env": env, "method": method, "saturation": sat, "unloaded_c1": unloaded or None,
+fixture_json = os.path.join(work, "fixture", "mcp-call.json")
+fixture = json.load(open(fixture_json)) if os.path.exists(fixture_json) else None
+fixture_md = open(os.path.join(work, "fixture", "mcp-call.md")).read() if fixture else None
+out = {"env": env, "method": method, "fixture": fixture, "saturation": sat, "unloaded_c1": unloaded or None,
        "fixed_rate": fixed if have_fixed else None,
        "comparison": cmp, "ringgate_metrics_delta": prom_delta(os.path.join(work, "ringgate-metrics-before.txt"),
                                                                 os.path.join(work, "ringgate-metrics-after.txt")),
@@ -715,8 +736,18 @@ w(f"| upstream | @modelcontextprotocol/server-everything {env['server_everything
 w(f"| wrk | {env['wrk']} |")
 w(f"| oha | {env['oha']} |")
 w(f"| machine | `nproc` = {env['nproc']}, {env['cpu_model']}, kernel {env['kernel']} |")
+w(f"| scheduling | {env['scheduling']} |")
 w(f"| run time | {env['elapsed_s']} s (includes the build step); load average at start {env['loadavg_at_start']}, at end {env['loadavg_at_end']} |")
 w("")
+if fixture_md:
+    w("## rg-fixture: ringgate's own cost with a fast upstream (rg-load)")
+    w("")
+    w(fixture_md.replace("### rg-fixture direct vs through ringgate (`tools/call echo`, one target)\n", ""))
+    fm = fixture["method"]
+    w("Method of this section: " + "; ".join(f"{k}: {v}" for k, v in fm.items()) + ".")
+    w("")
+    w("## server-everything (node): direct vs through ringgate (wrk)")
+    w("")
 w(f"## Saturation: wrk -t1 -c{C} -d{D}s")
 w("")
 w("| scenario | calls/s | p50 ms | p99 ms | p99.9 ms | non-2xx | socket errors | bad bodies | gateway CPU % of a core | gateway CPU-µs/call | upstream CPU-µs/call | new TCP conns/call | core 0 busy % | core 1 busy % |")
