@@ -24,30 +24,8 @@ mkdir -p "$peers"
 
 # ---------------------------------------------------------------- Python: mcp 2.3.0 in a venv
 command -v "$python" >/dev/null || die "$python not found (set PYTHON=)"
-py_version="$("$python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
-"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || die "mcp 2.3.0 needs Python >= 3.10, $python is $py_version"
-py_stamp="$(printf 'python %s\n' "$py_version"; cat "$here/requirements.txt")"
-
-if [[ -x "$py_dir/bin/python" && -f "$py_dir/.stamp" ]] && [[ "$(cat "$py_dir/.stamp")" == "$py_stamp" ]]; then
-    step "python venv up to date ($py_dir, mcp 2.3.0, Python $py_version)"
-else
-    step "creating python venv $py_dir (Python $py_version)"
-    rm -rf "$py_dir"
-    if "$python" -m venv "$py_dir" >/dev/null 2>&1; then
-        pip=("$py_dir/bin/python" -m pip)
-    else
-        # Debian without python3-venv has no ensurepip: make the venv without pip and drive it
-        # with the interpreter's own pip (>= 22.3 has --python).
-        rm -rf "$py_dir"
-        quiet "$python" -m venv --without-pip "$py_dir"
-        pip=("$python" -m pip --python "$py_dir/bin/python")
-    fi
-    step "installing mcp 2.3.0 and its pinned dependencies (tests/peers/requirements.txt)"
-    quiet "${pip[@]}" install --quiet --disable-pip-version-check --no-input -r "$here/requirements.txt"
-    "$py_dir/bin/python" -c 'import mcp, importlib.metadata as m; assert m.version("mcp") == "2.3.0", m.version("mcp")' \
-        || die "mcp 2.3.0 did not import from $py_dir"
-    printf '%s\n' "$py_stamp" >"$py_dir/.stamp"
-fi
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || die "mcp 2.3.0 needs Python >= 3.10, $python is older"
+py_venv "$py_dir" "$here/requirements.txt" 2.3.0
 
 # ---------------------------------------------------------------- Node: server-everything + TS SDK
 command -v node >/dev/null || die "node not found"

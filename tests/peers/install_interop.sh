@@ -25,28 +25,7 @@ tag=peers-interop
 mkdir -p "$peers"
 
 # ---------------------------------------------------------------- Python: mcp 1.30.0 in a venv
-command -v "$python" >/dev/null || die "$python not found (set PYTHON=)"
-py_version="$("$python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
-py_stamp="$(printf 'python %s\n' "$py_version"; cat "$here/requirements-py1.txt")"
-
-if [[ -x "$py_dir/bin/python" && -f "$py_dir/.stamp" ]] && [[ "$(cat "$py_dir/.stamp")" == "$py_stamp" ]]; then
-    step "python venv up to date ($py_dir, mcp 1.30.0, Python $py_version)"
-else
-    step "creating python venv $py_dir (Python $py_version)"
-    rm -rf "$py_dir"
-    if "$python" -m venv "$py_dir" >/dev/null 2>&1; then
-        pip=("$py_dir/bin/python" -m pip)
-    else
-        rm -rf "$py_dir"
-        quiet "$python" -m venv --without-pip "$py_dir"
-        pip=("$python" -m pip --python "$py_dir/bin/python")
-    fi
-    step "installing mcp 1.30.0 and its pinned dependencies (tests/peers/requirements-py1.txt)"
-    quiet "${pip[@]}" install --quiet --disable-pip-version-check --no-input -r "$here/requirements-py1.txt"
-    "$py_dir/bin/python" -c 'import mcp, importlib.metadata as m; assert m.version("mcp") == "1.30.0", m.version("mcp")' \
-        || die "mcp 1.30.0 did not import from $py_dir"
-    printf '%s\n' "$py_stamp" >"$py_dir/.stamp"
-fi
+py_venv "$py_dir" "$here/requirements-py1.txt" 1.30.0
 
 # ---------------------------------------------------------------- Node 22 and its tools
 # The system npm installs them (inspector 2.12 declares node >= 22.19, which npm only warns
