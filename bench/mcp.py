@@ -14,7 +14,9 @@ process is started with taskset and stopped at exit. See bench/README.md for the
 Env knobs: DURATION [10] s per measured run, WARMUP [2] s before each, CONNS [16], RATE [3000]
 calls/s of the fixed-rate phase, ROUNDS [3] interleaved rounds of the fixed-rate phase (the
 report gives the median and the spread), LIST_RATE [500], SESSION_RATE [500],
-STREAMS ["500 2000"], STREAM_EVERY_MS [1000], SESSIONS ["10000 100000"], SKIP_BUILD [0].
+STREAMS ["500 2000"], STREAM_EVERY_MS [1000], SESSIONS ["10000 100000"], SKIP_BUILD [0],
+BIN_DIR [target/release]: take ringgate, rg-fixture and rg-load from there, unbuilt (e.g. a copy
+of an older build, for a before/after comparison).
 """
 
 import json
@@ -46,7 +48,8 @@ SESSION_RATE = float(E.get("SESSION_RATE", 500))
 STREAMS = [int(x) for x in E.get("STREAMS", "500 2000").split()]
 STREAM_EVERY_MS = int(E.get("STREAM_EVERY_MS", 1000))
 SESSIONS = [int(x) for x in E.get("SESSIONS", "10000 100000").split()]
-SKIP_BUILD = E.get("SKIP_BUILD", "0") == "1"
+SKIP_BUILD = E.get("SKIP_BUILD", "0") == "1" or "BIN_DIR" in E
+BIN_DIR = E.get("BIN_DIR")
 
 ALL = ["mcp-call", "mcp-list-fanout", "mcp-session-setup", "mcp-streams", "mcp-idle-sessions"]
 
@@ -189,8 +192,8 @@ def others_busy():
 
 class Bins:
     def __init__(self, work):
-        rel = os.path.join(ROOT, "target", "release")
-        self.note = ""
+        rel = BIN_DIR or os.path.join(ROOT, "target", "release")
+        self.note = f"binaries from {BIN_DIR}. " if BIN_DIR else ""
         if not SKIP_BUILD:
             log("building ringgate and the load tools (release; cargo waits on the target-dir lock)")
             for pkg_args in (["--bin", "ringgate", "-p", "ringgate"], ["-p", "ringgate-loadtest"]):

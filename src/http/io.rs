@@ -22,6 +22,16 @@ pub async fn read_more<S: AsyncReadRent>(
     (res, slice.into_inner())
 }
 
+/// Read room after a read of `n` bytes with `spare` of room: doubled (up to [`SPARE`]) when the read
+/// filled it, since more is likely waiting; never shrinks, so the request path always reads [`SPARE`].
+fn next_spare(spare: usize, n: usize) -> usize {
+    if n >= spare && spare < SPARE {
+        (spare * 2).min(SPARE)
+    } else {
+        spare
+    }
+}
+
 /// Whether a pooled, idle socket is still usable: no EOF or unexpected bytes waiting.
 ///
 /// A non-blocking `MSG_PEEK` costs one syscall and catches the usual stale-pool race (the
@@ -41,19 +51,46 @@ pub struct Peer {
     /// Bytes read and not yet consumed.
     pub buf: BytesMut,
     out: Vec<u8>,
+    /// Room [`Peer::fill`] makes before a read.
+    spare: usize,
 }
+
+/// Read room of a request-path connection, and the most a small-start connection grows to.
+const SPARE: usize = 8 * 1024;
+
+/// Read room of a connection that mostly waits (a long-lived stream): a read in flight holds its
+/// buffer for as long as it waits, so thousands of open streams would pin a full [`SPARE`] each.
+pub const SMALL_SPARE: usize = 1024;
 
 impl Peer {
     /// Wrap a connection.
     pub fn new(io: crate::tls::Stream, cap: usize) -> Self {
-        Peer { io, buf: BytesMut::with_capacity(cap), out: Vec::with_capacity(1024) }
+        Peer { io, buf: BytesMut::with_capacity(cap), out: Vec::with_capacity(1024), spare: SPARE }
+    }
+
+    /// Wrap a connection that will mostly wait for small messages (an upstream event stream): reads
+    /// start with [`SMALL_SPARE`] of room and grow towards the request path's as reads come back full.
+    pub fn new_small(io: crate::tls::Stream) -> Self {
+        Peer { io, buf: BytesMut::new(), out: Vec::new(), spare: SMALL_SPARE }
+    }
+
+    /// From now on this connection only waits (its response is a long-lived stream, or the client is
+    /// not expected to send more): give back an empty read buffer and read with [`SMALL_SPARE`] of room.
+    pub fn park(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+        self.spare = SMALL_SPARE;
     }
 
     /// Read more into `buf`; `Ok(0)` is end of stream.
     pub async fn fill(&mut self) -> io::Result<usize> {
         let b = std::mem::take(&mut self.buf);
-        let (r, b) = read_more(&mut self.io, b, 8 * 1024).await;
+        let (r, b) = read_more(&mut self.io, b, self.spare).await;
         self.buf = b;
+        if let Ok(n) = r {
+            self.spare = next_spare(self.spare, n);
+        }
         r
     }
 
@@ -76,5 +113,70 @@ impl Peer {
     pub async fn send(&mut self, data: bytes::Bytes) -> io::Result<()> {
         use monoio::io::AsyncWriteRentExt;
         self.io.write_all(data).await.0.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_spare_grows_only_when_reads_fill_it() {
+        assert_eq!(next_spare(SMALL_SPARE, 200), SMALL_SPARE);
+        assert_eq!(next_spare(SMALL_SPARE, SMALL_SPARE), 2 * SMALL_SPARE);
+        let mut s = SMALL_SPARE;
+        for _ in 0..10 {
+            s = next_spare(s, s);
+        }
+        assert_eq!(s, SPARE);
+        // the request path's room is the cap: a full read does not grow it
+        assert_eq!(next_spare(SPARE, 64 * 1024), SPARE);
+    }
+
+    #[test]
+    fn small_peer_reads_a_message_bigger_than_its_room_and_grows() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().build().unwrap();
+        rt.block_on(async {
+            use monoio::io::AsyncWriteRentExt;
+            let l = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let msg: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+            let want = msg.clone();
+            let writer = monoio::spawn(async move {
+                let mut c = monoio::net::TcpStream::connect(addr).await.unwrap();
+                c.write_all(msg).await.0.unwrap();
+            });
+            let (s, _) = l.accept().await.unwrap();
+            let mut p = Peer::new_small(crate::tls::Stream::Plain(s));
+            assert_eq!(p.buf.capacity(), 0, "nothing allocated before the first read");
+            let mut got = Vec::new();
+            loop {
+                let n = p.fill().await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&p.buf.split());
+            }
+            writer.await;
+            assert_eq!(got, want);
+            assert_eq!(p.spare, SPARE, "full reads grew the room");
+        });
+    }
+
+    #[test]
+    fn parking_releases_an_empty_buffer_only() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().build().unwrap();
+        rt.block_on(async {
+            let l = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let c = monoio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let mut p = Peer::new(crate::tls::Stream::Plain(c), 8 * 1024);
+            p.buf.extend_from_slice(b"pipelined");
+            p.park();
+            assert_eq!(&p.buf[..], b"pipelined", "unread bytes are kept");
+            p.buf.clear();
+            p.park();
+            assert_eq!(p.buf.capacity(), 0);
+            assert_eq!(p.spare, SMALL_SPARE);
+        });
     }
 }

@@ -76,7 +76,7 @@ pub async fn post(ctx: &ShardCtx, t: &HttpTargetPlan, p: &Post<'_>, idle: Durati
     codec::write_header(&mut head, "content-length", p.body.len().to_string().as_bytes());
     head.extend_from_slice(b"\r\n");
     head.extend_from_slice(p.body);
-    send(ctx, t, Bytes::from(head), idle).await
+    send(ctx, t, Bytes::from(head), idle, false).await
 }
 
 /// Open a GET stream of server→client messages: an upstream session's (Streamable HTTP), or a
@@ -102,7 +102,8 @@ pub async fn get(
         codec::write_header(&mut head, "mcp-protocol-version", v.as_bytes());
     }
     head.extend_from_slice(b"\r\n");
-    send(ctx, t, Bytes::from(head), idle).await
+    // a GET stream stays open for the session's life with small events: it reads with small room
+    send(ctx, t, Bytes::from(head), idle, true).await
 }
 
 /// DELETE the upstream session (best effort; the answer is ignored).
@@ -115,12 +116,19 @@ pub async fn delete(ctx: &ShardCtx, t: &HttpTargetPlan, session: &str, idle: Dur
     codec::write_header(&mut head, "mcp-session-id", session.as_bytes());
     t.write_credential(&mut head);
     head.extend_from_slice(b"content-length: 0\r\n\r\n");
-    if let Ok(mut r) = send(ctx, t, Bytes::from(head), idle).await {
+    if let Ok(mut r) = send(ctx, t, Bytes::from(head), idle, false).await {
         while let Ok(Some(_)) = r.body.next(ctx, idle).await {}
     }
 }
 
-async fn send(ctx: &ShardCtx, t: &HttpTargetPlan, req: Bytes, idle: Duration) -> Result<Reply, HttpError> {
+/// `stream`: the answer is expected to be a long-lived event stream (see [`Peer::new_small`]).
+async fn send(
+    ctx: &ShardCtx,
+    t: &HttpTargetPlan,
+    req: Bytes,
+    idle: Duration,
+    stream: bool,
+) -> Result<Reply, HttpError> {
     let mut last = None;
     let tls = t.tls.as_deref();
     for &addr in t.addrs.iter() {
@@ -138,7 +146,7 @@ async fn send(ctx: &ShardCtx, t: &HttpTargetPlan, req: Bytes, idle: Duration) ->
                     }
                 },
             };
-            let mut up = Peer::new(io, 16 * 1024);
+            let mut up = if stream { Peer::new_small(io) } else { Peer::new(io, 16 * 1024) };
             if up.send(req.clone()).await.is_err() {
                 last = Some(ProxyError::UpstreamClosed);
                 continue;

@@ -43,6 +43,8 @@ pub async fn open(
     let endpoint = format!("{}?sessionId={id}", head.path());
     let caller = StreamCaller { rules: access.rules.cloned(), id: access.id.clone(), peer: access.peer };
     let (s, rx) = ctx.mcp.open_stream(&id, caller);
+    // the client only POSTs elsewhere from now on: this connection's reads just watch for it leaving
+    client.park();
     let mut out = Out::http(pol, head, client, false);
     let mut ev = Vec::with_capacity(endpoint.len() + 32);
     sse::write_event(&mut ev, None, Some("endpoint"), endpoint.as_bytes());

@@ -894,6 +894,8 @@ async fn listen(
     }
     let (_, sealed) = session(ctx, plan, head)?;
     let mut merged = unprompted(ctx, plan, &sealed).await;
+    // the client sends nothing more on this connection: its read buffer would only sit there
+    client.park();
     let mut out = Out::http(pol, head, client, false);
     let mut first = Vec::new();
     sse::write_comment(&mut first, "stream open");
