@@ -39,3 +39,34 @@ git_rev() {
         else awk -v r="$ref" '$2 == r {print $1}' "$ROOT/.git/packed-refs" 2>/dev/null || echo unknown; fi
     else echo "$head"; fi
 }
+
+# Wait until the ringgate whose output goes to LOG serves (its admin server is up); else stop.
+wait_ringgate() {
+    for _ in $(seq 1 100); do grep -q "admin listening" "$1" && break; sleep 0.1; done
+    grep -q "admin listening" "$1" || die "ringgate did not start: $(cat "$1")"
+}
+
+# One saturation run of wrk (core 0) against URL, after checking it answers 200 and a 1 s warm-up:
+# appends `name, requests, gateway CPU-µs, p50, p99, errors` as a tab-separated line to ROWS.
+# ERRORS says what is counted: `non2xx` (answers other than 2xx) or `socket` (wrk's socket errors).
+# Needs GW_PID (the gateway), CONNS and DURATION.
+#   wrk_row ROWS NAME URL ERRORS [HEADER]
+wrk_row() {
+    local rows=$1 name=$2 url=$3 errors=$4 hdr=${5:-} args=() t0 t1 out reqs p50 p99 errs
+    [ -n "$hdr" ] && args=(-H "$hdr")
+    [ "$(curl -sk -o /dev/null -w '%{http_code}' "${args[@]}" "$url")" = 200 ] || die "$url does not answer 200"
+    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "${args[@]}" "$url" >/dev/null
+    t0=$(proc_ticks "$GW_PID")
+    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${args[@]}" "$url")
+    t1=$(proc_ticks "$GW_PID")
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    case $errors in
+        non2xx) errs=$(awk '/Non-2xx/ {print $NF}' <<<"$out") ;;
+        socket) errs=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out") ;;
+        *) die "wrk_row: unknown error kind $errors" ;;
+    esac
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$reqs" "$(( (t1 - t0) * 1000000 / $(getconf CLK_TCK) ))" "$p50" "$p99" "${errs:-0}" >>"$rows"
+    log "$name: $reqs requests"
+}

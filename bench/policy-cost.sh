@@ -69,28 +69,10 @@ binds:
 EOF
 taskset -c 1 "$RINGGATE" -c "$WORK/config.yaml" >"$WORK/gw.log" 2>&1 &
 GW_PID=$!
-for _ in $(seq 1 100); do grep -q "admin listening" "$WORK/gw.log" && break; sleep 0.1; done
-grep -q "admin listening" "$WORK/gw.log" || die "ringgate did not start: $(cat "$WORK/gw.log")"
+wait_ringgate "$WORK/gw.log"
 
-TICK=$(getconf CLK_TCK)
 : >"$WORK/rows.tsv"
-run() { # name path [header]
-    local name=$1 path=$2 hdr=${3:-} args=() t0 t1 out
-    [ -n "$hdr" ] && args=(-H "$hdr")
-    # warm-up (and check the route answers 200)
-    [ "$(curl -s -o /dev/null -w '%{http_code}' ${hdr:+-H "$hdr"} "http://127.0.0.1:$PORT$path")" = 200 ] || die "$path does not answer 200"
-    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "${args[@]}" "http://127.0.0.1:$PORT$path" >/dev/null
-    t0=$(proc_ticks "$GW_PID")
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${args[@]}" "http://127.0.0.1:$PORT$path")
-    t1=$(proc_ticks "$GW_PID")
-    local reqs p50 p99 non2xx
-    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$reqs" "$(( (t1 - t0) * 1000000 / TICK ))" "$p50" "$p99" "${non2xx:-0}" >>"$WORK/rows.tsv"
-    log "$name: $reqs requests"
-}
+run() { wrk_row "$WORK/rows.tsv" "$1" "http://127.0.0.1:$PORT$2" non2xx "${3:-}"; } # name path [header]
 for _ in $(seq 1 "$ROUNDS"); do
     run none /none
     run jwt /jwt "Authorization: Bearer $TOKEN"

@@ -56,28 +56,11 @@ binds:
 EOF
 taskset -c 1 "$RINGGATE" -c "$WORK/config.yaml" >"$WORK/gw.log" 2>&1 &
 GW_PID=$!
-for _ in $(seq 1 100); do grep -q "admin listening" "$WORK/gw.log" && break; sleep 0.1; done
-grep -q "admin listening" "$WORK/gw.log" || die "ringgate did not start: $(cat "$WORK/gw.log")"
+wait_ringgate "$WORK/gw.log"
 
-TICK=$(getconf CLK_TCK)
 : >"$WORK/rows.tsv"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-run() { # name url [header]
-    local name=$1 url=$2 hdr=${3:-} args=() t0 t1 out
-    [ -n "$hdr" ] && args=(-H "$hdr")
-    [ "$(curl -sk -o /dev/null -w '%{http_code}' "$url")" = 200 ] || die "$url does not answer 200"
-    taskset -c 0 wrk -t1 -c"$CONNS" -d1s "${args[@]}" "$url" >/dev/null
-    t0=$(proc_ticks "$GW_PID")
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${args[@]}" "$url")
-    t1=$(proc_ticks "$GW_PID")
-    local reqs p50 p99 errs
-    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-    errs=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$reqs" "$(( (t1 - t0) * 1000000 / TICK ))" "$p50" "$p99" "${errs:-0}" >>"$WORK/rows.tsv"
-    log "$name: $reqs requests"
-}
+run() { wrk_row "$WORK/rows.tsv" "$1" "$2" socket "${3:-}"; } # name url [header]
 for _ in $(seq 1 "$ROUNDS"); do
     run plain-keepalive "http://127.0.0.1:$PLAIN/"
     run tls-ec-keepalive "https://localhost:$EC/"
