@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,18 +155,7 @@ fn https_upstream(leaf: &Leaf, client_ca: Option<&Ca>) -> (SocketAddr, Arc<Atomi
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(cfg).unwrap();
                 let mut r = BufReader::new(rustls::StreamOwned::new(conn, s));
-                loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push_str(&line);
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
+                while let Some(head) = read_head(&mut r) {
                     let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
                     let body = format!("tls-upstream {target}");
                     let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());

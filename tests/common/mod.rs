@@ -434,6 +434,22 @@ fn serve_upstream(
     }
 }
 
+/// The next request head (its lines as received, CRLFs kept, through the blank line), or `None`
+/// when the peer closed first.
+pub fn read_head<R: BufRead>(r: &mut R) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            return Some(head);
+        }
+    }
+}
+
 /// A std HTTP/1.1 server on a loopback port 0, a thread per connection: each request's head (its
 /// lines as received, CRLFs kept) and Content-Length body go to `answer`, whose bytes are written
 /// back. Connections are kept alive, except after an HTTP/1.0 request or when `answer` gives `None`.
@@ -450,18 +466,7 @@ where
             std::thread::spawn(move || {
                 let mut r = BufReader::new(s.try_clone().unwrap());
                 let mut w = s;
-                loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push_str(&line);
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
+                while let Some(head) = read_head(&mut r) {
                     let mut body = vec![0; head_header(&head, "content-length").map_or(0, |v| v.parse().unwrap())];
                     r.read_exact(&mut body).unwrap();
                     let http10 = head.lines().next().is_some_and(|l| l.ends_with("HTTP/1.0"));
