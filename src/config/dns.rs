@@ -21,7 +21,7 @@ pub fn names(snap: &Snapshot) -> Vec<Name> {
     let mut out: Vec<Name> = Vec::new();
     let mut add = |authority: &str, addrs: &[SocketAddr]| {
         let Some(first) = addrs.first() else { return };
-        let host = host_of(authority);
+        let host = crate::http::url::host_only(authority);
         if host.parse::<IpAddr>().is_ok() || out.iter().any(|n| n.host == host && n.port == first.port()) {
             return;
         }
@@ -59,13 +59,6 @@ pub fn system_resolve(host: &str, port: u16) -> Option<Vec<SocketAddr>> {
     (host, port).to_socket_addrs().ok().map(Iterator::collect)
 }
 
-fn host_of(authority: &str) -> &str {
-    match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,7 +87,5 @@ mod tests {
         assert!(changed(&names, |_, _| None).is_none(), "a failed lookup keeps the old addresses");
         assert!(changed(&names, |_, _| Some(vec![])).is_none());
         assert_eq!(changed(&names, |_, _| Some(vec![a])).map(|n| n.host.as_str()), Some("svc"));
-        assert_eq!(host_of("[::1]:80"), "::1");
-        assert_eq!(host_of("svc.ns:8080"), "svc.ns");
     }
 }

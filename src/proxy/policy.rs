@@ -98,10 +98,7 @@ pub fn mcp_origin_allowed(cors: Option<&CorsPlan>, origin: &str, host: Option<&s
 }
 
 fn is_loopback_authority(a: &str) -> bool {
-    let host = match a.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map_or("", |(h, _)| h),
-        None => a.split(':').next().unwrap_or(""),
-    };
+    let host = crate::http::url::host_only(a);
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
