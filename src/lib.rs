@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod digest;
 pub mod error;
 pub mod gateway;
 pub mod http;

@@ -4,13 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::security::ApiKeyEntry;
-
-/// SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
-    out
-}
+use crate::digest::{hex, sha256};
 
 /// Who a key belongs to, as rules see it (`apiKey.key` and the metadata fields).
 #[derive(Debug)]
@@ -25,10 +19,6 @@ pub struct KeyHolder {
 #[derive(Debug, Default)]
 pub struct ApiKeys {
     by_digest: HashMap<[u8; 32], Arc<KeyHolder>>,
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl ApiKeys {

@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use ring::{digest, hmac};
+use ring::hmac;
+
+use crate::digest::{hex, sha256_hex};
 
 /// Credentials and scope of a signer.
 pub struct Signer {
@@ -94,11 +96,6 @@ impl Signer {
     }
 }
 
-/// Hex SHA-256 of `data`.
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex(digest::digest(&digest::SHA256, data).as_ref())
-}
-
 /// `YYYYMMDDTHHMMSSZ` for a Unix time.
 pub fn amz_date(unix_secs: u64) -> String {
     let ts = crate::observe::access_log::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs));
@@ -108,13 +105,6 @@ pub fn amz_date(unix_secs: u64) -> String {
 
 fn hmac_sign(key: &[u8], data: &[u8]) -> Vec<u8> {
     hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data).as_ref().to_vec()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
 }
 
 /// RFC 3986 encoding as AWS wants it: unreserved characters kept, everything else `%XX`

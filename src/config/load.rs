@@ -895,7 +895,7 @@ mod tests {
         let tools = crate::mcp::demo::handle("tools/list", None).unwrap();
         let echo = tools["tools"].as_array().unwrap().iter().find(|t| t["name"] == "echo").unwrap();
         let hash = crate::mcp::poison::definition_hash(echo, &mut Vec::new());
-        assert_eq!(demo.tool_pins["echo"], crate::mcp::poison::hex(&hash));
+        assert_eq!(demo.tool_pins["echo"], crate::digest::hex(&hash));
         let authz = load("ext-authz.yaml");
         let pol = &authz.binds[0].listeners[0].routes[0].policies;
         let x = pol.ext_authz.as_ref().unwrap();

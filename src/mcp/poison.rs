@@ -76,11 +76,6 @@ pub fn definition_hash(tool: &Value, buf: &mut Vec<u8>) -> Digest {
     out
 }
 
-/// Lowercase hex.
-pub fn hex(d: &Digest) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A digest from 64 hex digits (either case).
 pub fn parse_hex(s: &str) -> Option<Digest> {
     if s.len() != 64 || !s.is_ascii() {
@@ -361,6 +356,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::digest::hex;
 
     fn hash(v: &Value) -> String {
         hex(&definition_hash(v, &mut Vec::new()))

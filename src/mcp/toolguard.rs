@@ -314,8 +314,8 @@ fn tool_view(name: &str, e: &ToolEntry) -> Value {
     let findings: Vec<Value> = e.findings().map(|f| json!({"kind": f.kind.label(), "detail": f.detail})).collect();
     let mut v = json!({
         "name": name,
-        "sha256": poison::hex(&e.hash),
-        "pin": poison::hex(&e.pin()),
+        "sha256": crate::digest::hex(&e.hash),
+        "pin": crate::digest::hex(&e.pin()),
         "pinSource": if e.config_pin.is_some() { "config" } else { "learned" },
         "status": if changed { "changed" } else { "pinned" },
         "hidden": e.hidden(),
@@ -377,7 +377,7 @@ fn evaluate(prev: Option<&ToolEntry>, name: &str, item: &Value, hash: Digest, g:
 }
 
 fn short(d: &Digest) -> String {
-    let mut h = poison::hex(d);
+    let mut h = crate::digest::hex(d);
     h.truncate(12);
     h
 }

@@ -348,7 +348,7 @@ fn sign_aws<'p>(
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    let hash = sigv4::sha256_hex(body);
+    let hash = crate::digest::sha256_hex(body);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let r = sigv4::Request { method, host, path, query, payload_sha256: &hash };
     let signed = aws.signer.sign(&r, &sigv4::amz_date(now));

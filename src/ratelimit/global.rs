@@ -132,9 +132,7 @@ impl GlobalPlan {
             } else {
                 // Long values (a header can be kilobytes) become a fixed-size name, the same in every replica.
                 k.extend_from_slice(b"sha256:");
-                for b in ring::digest::digest(&ring::digest::SHA256, v.as_bytes()).as_ref() {
-                    k.extend_from_slice(format!("{b:02x}").as_bytes());
-                }
+                k.extend_from_slice(crate::digest::sha256_hex(v.as_bytes()).as_bytes());
             }
         }
         k
