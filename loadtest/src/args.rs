@@ -10,6 +10,7 @@ use crate::mcp::Target;
 /// Help text of rg-fixture.
 pub const FIXTURE_USAGE: &str = "usage: rg-fixture [--listen ADDR (127.0.0.1:0)] [--tools N (8)] [--body-bytes N (5)]
                   [--notify-ms N (1000)] [--llm-chunks N (8)] [--llm-chunk-ms N (0)] [--delay-us N (0)]
+       rg-fixture stdio [--tools N (8)]   (the MCP server on stdin/stdout, legacy era)
 Serves /mcp... (MCP, legacy sessions and 2026-07-28; a path segment delay-<us> delays tools/* answers),
 /v1/chat/completions (OpenAI stub, JSON or stream: true SSE) and anything else as plain HTTP
 (GET: N bytes, POST: echo). Prints `listening ADDR` once ready.";

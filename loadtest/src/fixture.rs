@@ -239,7 +239,14 @@ impl Fixture {
         if let Err(r) = self.session_check(head) {
             return r;
         }
-        let answer = match method {
+        let answer = self.legacy_answer(id, method, params);
+        let delay = if method.starts_with("tools/") { delay } else { Duration::ZERO };
+        Reply::Full { bytes: json_response(200, &[], &answer), delay }
+    }
+
+    /// The answer to a legacy-era request other than `initialize`.
+    fn legacy_answer(&self, id: &Value, method: &str, params: Option<&Value>) -> Vec<u8> {
+        match method {
             "ping" => rpc_result(id, "{}"),
             "tools/list" => rpc_result(id, &self.tools_legacy),
             "tools/call" => match echo(params) {
@@ -247,9 +254,30 @@ impl Fixture {
                 Err(e) => rpc_error(Some(id), -32602, &e),
             },
             _ => rpc_error(Some(id), -32601, &format!("Method not found: {method}")),
+        }
+    }
+
+    /// The answer to one line of the stdio transport (legacy era, no sessions): `None` for
+    /// notifications and the client's responses.
+    pub fn stdio(&self, line: &[u8]) -> Option<Vec<u8>> {
+        let Ok(msg) = serde_json::from_slice::<Value>(line) else {
+            return Some(rpc_error(None, -32700, "Parse error"));
         };
-        let delay = if method.starts_with("tools/") { delay } else { Duration::ZERO };
-        Reply::Full { bytes: json_response(200, &[], &answer), delay }
+        let (Some(method), Some(id)) = (msg.get("method").and_then(Value::as_str), msg.get("id")) else {
+            return None;
+        };
+        let params = msg.get("params");
+        if method == "initialize" {
+            let asked = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+            let version = asked.filter(|v| LEGACY_VERSIONS.contains(v)).unwrap_or(LEGACY_VERSION);
+            let result = json!({
+                "protocolVersion": version,
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "rg-fixture", "version": env!("CARGO_PKG_VERSION")},
+            });
+            return Some(rpc_result(id, &result.to_string()));
+        }
+        Some(self.legacy_answer(id, method, params))
     }
 
     /// Legacy requests other than `initialize` need a live session: 400 without one, 404 for an unknown one.
@@ -539,6 +567,26 @@ mod tests {
         let get = b"GET /mcp HTTP/1.1\r\nmcp-protocol-version: 2026-07-28\r\n\r\n";
         assert_eq!(send(&mut f, get).0, 405);
         assert_eq!(f.sessions(), 0);
+    }
+
+    #[test]
+    fn stdio_lines_are_answered_without_sessions() {
+        let f = Fixture::new(FixtureConfig { tools: 2, ..FixtureConfig::default() });
+        let init =
+            f.stdio(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#);
+        let init: Value = serde_json::from_slice(&init.unwrap()).unwrap();
+        assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+        assert_eq!(f.stdio(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#), None);
+        let call = f.stdio(
+            br#"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#,
+        );
+        let call: Value = serde_json::from_slice(&call.unwrap()).unwrap();
+        assert_eq!((call["id"].as_str(), call["result"]["content"][0]["text"].as_str()), (Some("c"), Some("hi")));
+        let list: Value =
+            serde_json::from_slice(&f.stdio(br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).unwrap()).unwrap();
+        assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(2));
+        let bad: Value = serde_json::from_slice(&f.stdio(b"{oops").unwrap()).unwrap();
+        assert_eq!(bad["error"]["code"], -32700);
     }
 
     #[test]
