@@ -39,6 +39,8 @@ fn main() {
 
 /// One JSON-RPC message per line in, one answer per line out, flushed per answer (a stdio MCP
 /// upstream for gateways that spawn one, e.g. ringgate's `stdio` target or supergateway).
+// One thread owns stdout for the whole process, so its lock is never contended.
+#[allow(clippy::disallowed_methods)]
 fn serve_stdio(cfg: ringgate_loadtest::fixture::FixtureConfig) {
     let fixture = ringgate_loadtest::fixture::Fixture::new(cfg);
     let stdin = std::io::stdin().lock();
