@@ -531,7 +531,7 @@ mod tests {
         check_rpc(status, false, &body, 0, &Expect::Initialize).unwrap();
         let sid = sid.unwrap();
         assert_eq!(f.sessions(), 1);
-        assert_eq!(send(&mut f, &mcp::initialized(&t, &sid)).0, 202);
+        assert_eq!(send(&mut f, &mcp::initialized(&t, Some(&sid))).0, 202);
         let (s, _, b) = send(&mut f, &mcp::call(&t, Era::Legacy, Some(&sid), 4, "echo", "hello"));
         check_rpc(s, false, &b, 4, &Expect::Echo("hello".into())).unwrap();
         let (s, _, b) = send(&mut f, &mcp::list(&t, Era::Legacy, Some(&sid), 5));

@@ -172,6 +172,8 @@ struct Client<'a> {
     cfg: &'a LoadConfig,
     conn: Option<Conn>,
     session: Option<String>,
+    /// The legacy-era `initialize` was done (`session` may still be `None`: a sessionless server).
+    initialized: bool,
     id: u64,
 }
 
@@ -195,14 +197,21 @@ impl Client<'_> {
 
     /// `initialize` + `notifications/initialized`; the new session id.
     async fn open_session(&mut self) -> Result<String, Fail> {
+        let (sid, body) = self.initialize().await?;
+        sid.ok_or_else(|| fail(ErrorKind::NoSession, &body))
+    }
+
+    /// `initialize` + `notifications/initialized`; the session id, `None` from a legacy-era
+    /// server that runs without sessions (the spec lets it), and the `initialize` answer.
+    async fn initialize(&mut self) -> Result<(Option<String>, Vec<u8>), Fail> {
         let (head, body) = self.roundtrip(mcp::initialize(&self.cfg.target, 0)).await?;
         check_rpc(head.status, head.is_sse(), &body, 0, &Expect::Initialize).map_err(|k| fail(k, &body))?;
-        let sid = head.session.ok_or_else(|| fail(ErrorKind::NoSession, &body))?;
-        let (head, body) = self.roundtrip(mcp::initialized(&self.cfg.target, &sid)).await?;
+        let sid = head.session;
+        let (head, notified) = self.roundtrip(mcp::initialized(&self.cfg.target, sid.as_deref())).await?;
         if head.status != 202 {
-            return Err(fail(ErrorKind::Status(head.status), &body));
+            return Err(fail(ErrorKind::Status(head.status), &notified));
         }
-        Ok(sid)
+        Ok((sid, body))
     }
 
     /// One request of the run's mode, checked.
@@ -220,8 +229,9 @@ impl Client<'_> {
                 check_http(head.status, body.len(), cfg.expect_bytes).map_err(|k| fail(k, &body))
             }
             Mode::Call(era) | Mode::List(era) => {
-                if era == Era::Legacy && self.session.is_none() {
-                    self.session = Some(self.open_session().await?);
+                if era == Era::Legacy && !self.initialized {
+                    self.session = self.initialize().await?.0;
+                    self.initialized = true;
                 }
                 self.id += 1;
                 let (id, s) = (self.id, self.session.as_deref());
@@ -234,7 +244,7 @@ impl Client<'_> {
                 let (head, body) = self.roundtrip(req).await?;
                 if head.status == 404 {
                     // the session is gone: the next request starts a new one
-                    self.session = None;
+                    self.initialized = false;
                 }
                 check_rpc(head.status, head.is_sse(), &body, id, &expect).map(|_| ()).map_err(|k| fail(k, &body))
             }
@@ -285,7 +295,7 @@ impl Run {
 
 async fn request_loop(run: Rc<Run>, k: usize) {
     let cfg = &run.cfg;
-    let mut client = Client { cfg, conn: None, session: None, id: 0 };
+    let mut client = Client { cfg, conn: None, session: None, initialized: false, id: 0 };
     let mut prev_done = Instant::now();
     for i in 0u64.. {
         let due = run.schedule.map(|s| s.intended(k, i));
@@ -350,7 +360,7 @@ async fn open_stream(client: &mut Client<'_>) -> Result<crate::http::ResponseHea
 
 async fn stream_loop(run: Rc<Run>, started: Instant) {
     let cfg = &run.cfg;
-    let mut client = Client { cfg, conn: None, session: None, id: 0 };
+    let mut client = Client { cfg, conn: None, session: None, initialized: false, id: 0 };
     let head = match monoio::time::timeout(cfg.timeout, open_stream(&mut client)).await {
         Ok(Ok(h)) => h,
         Ok(Err(f)) => return run.stats.borrow_mut().error(f),

@@ -86,10 +86,10 @@ pub fn initialize(t: &Target, id: u64) -> Vec<u8> {
     post(t, Era::Legacy, None, "initialize", None, &rpc(id, "initialize", Era::Legacy, &params))
 }
 
-/// `notifications/initialized` on a session.
-pub fn initialized(t: &Target, session: &str) -> Vec<u8> {
+/// `notifications/initialized` on a session (`None`: a server that runs without sessions).
+pub fn initialized(t: &Target, session: Option<&str>) -> Vec<u8> {
     let body = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    post(t, Era::Legacy, Some(session), "notifications/initialized", None, body)
+    post(t, Era::Legacy, session, "notifications/initialized", None, body)
 }
 
 /// `tools/call` of `tool` with `{"message": message}`.
@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(head.protocol_version.as_deref(), Some(LEGACY_VERSION));
         assert_eq!(head.mcp_method, None);
         assert!(body["params"].get("_meta").is_none());
-        let (head, body) = split(&initialized(&t, "s1"));
+        let (head, body) = split(&initialized(&t, Some("s1")));
         assert_eq!((head.session.as_deref(), body.get("id")), (Some("s1"), None));
         let (head, n) = parse_request_head(&delete(&t, "s1")).unwrap().unwrap();
         assert_eq!(
