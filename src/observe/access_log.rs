@@ -86,9 +86,11 @@ pub struct Entry<'a> {
     pub removed: &'a [String],
 }
 
-/// Per-shard buffer; flushed when large and by a periodic task.
+/// Per-shard buffer; flushed when large and by a task that wakes only when lines wait.
 pub struct AccessLog {
     buf: RefCell<Vec<u8>>,
+    /// The flusher task, parked while the buffer is empty (an idle shard does not wake for it).
+    flusher: std::cell::Cell<Option<std::task::Waker>>,
     /// Line format.
     pub format: std::cell::Cell<LogFormat>,
     /// Whether lines are written at all.
@@ -102,6 +104,7 @@ impl AccessLog {
     pub fn new(format: LogFormat, enabled: bool) -> Self {
         AccessLog {
             buf: RefCell::new(Vec::with_capacity(FLUSH_AT * 2)),
+            flusher: std::cell::Cell::new(None),
             format: format.into(),
             enabled: enabled.into(),
         }
@@ -172,14 +175,32 @@ impl AccessLog {
             }
         }
         line.push('\n');
-        let full = {
+        let (was_empty, full) = {
             let mut b = self.buf.borrow_mut();
+            let was_empty = b.is_empty();
             b.extend_from_slice(line.as_bytes());
-            b.len() >= FLUSH_AT
+            (was_empty, b.len() >= FLUSH_AT)
         };
         if full {
             self.flush();
+        } else if was_empty {
+            if let Some(w) = self.flusher.take() {
+                w.wake();
+            }
         }
+    }
+
+    /// Resolves once lines wait in the buffer.
+    pub async fn pending(&self) {
+        std::future::poll_fn(|cx| {
+            if self.buf.borrow().is_empty() {
+                self.flusher.set(Some(cx.waker().clone()));
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
     }
 
     /// Write buffered lines to stdout.

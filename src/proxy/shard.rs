@@ -177,9 +177,10 @@ pub async fn run(
     }
     let flusher = ctx.clone();
     monoio::spawn(async move {
-        let mut tick = monoio::time::interval(Duration::from_millis(100));
+        // lines wait at most 100 ms; an idle shard is not woken for an empty buffer
         loop {
-            tick.tick().await;
+            flusher.log.pending().await;
+            monoio::time::sleep(Duration::from_millis(100)).await;
             flusher.log.flush();
         }
     });
