@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark scenario, one after another: http-proxy, mcp-call (rg-fixture + server-everything),
-# mcp-list-fanout, mcp-session-setup, mcp-streams, mcp-idle-sessions. Results in bench/results/.
+# mcp-list-fanout, mcp-session-setup, mcp-streams, mcp-idle-sessions, mcp-peers (ContextForge,
+# supergateway). Results in bench/results/.
 # Knobs are passed through the environment (see each script); run as root on an idle machine.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +28,7 @@ run() { log "=== $* (${BENCH_SCHED})"; "${PREFIX[@]}" "$@" || { log "FAILED: $*"
 run bench/http-proxy.sh
 run bench/mcp-call.sh
 run bench/mcp.py mcp-list-fanout mcp-session-setup mcp-streams mcp-idle-sessions
+run bench/mcp-peers.py
 if [ ${#failed[@]} -gt 0 ]; then
     log "failed: ${failed[*]}"
     exit 1
