@@ -12,6 +12,7 @@ use super::load::ConfigError;
 use super::mcp::{GuardMode, McpBackend, McpShorthand, PrefixMode, StatefulMode, ToolGuard};
 use super::model::{self, Config, PathMatch, StringMatch};
 use super::security::{AuthLocation, AwsAuth, BackendAuth, BackendKey, Secret, SecretSource};
+use super::targeted;
 use crate::auth::cel::RuleSet;
 use crate::mcp::plan::{GuardPlan, HttpTargetPlan, McpPlan, TargetKind, TargetPlan, ToolFilterPlan};
 use crate::mcp::poison::{parse_hex, Scanner};
@@ -367,6 +368,22 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
     }
     crate::tls::alpn(&config.frontend_policies.tls.alpn).map_err(|e| cx.err("frontendPolicies.tls.alpn", e))?;
     let shorthand = config.mcp.as_ref().map(mcp_shorthand_bind);
+    let all_binds: Vec<&model::Bind> = config.binds.iter().chain(shorthand.as_ref()).collect();
+    let route_names: Vec<&str> = all_binds
+        .iter()
+        .flat_map(|b| b.listeners.iter().flat_map(|l| l.routes.iter().filter_map(|r| r.name.as_deref())))
+        .collect();
+    let backend_names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+    targeted::check(&config.policies, &all_binds, &route_names, &backend_names).map_err(|(p, m)| cx.err(p, m))?;
+    let named: Vec<model::NamedBackend> = config
+        .backends
+        .iter()
+        .map(|b| model::NamedBackend {
+            policies: targeted::backend_policies(&config.policies, b.policies.as_ref(), &b.name),
+            ..b.clone()
+        })
+        .collect();
+    let cx = Ctx { source, backends: &named };
     let mut binds = Vec::with_capacity(config.binds.len() + 1);
     let mut seen = std::collections::HashSet::new();
     for (bi, bind) in config.binds.iter().chain(shorthand.as_ref()).enumerate() {
@@ -392,7 +409,12 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
                 let rname = r.name.clone().unwrap_or_else(|| format!("route{ri}"));
                 let full = format!("{}/{lname}/{rname}", bind.port);
                 let stats = registry.route(&full);
-                routes.push(compile_route(&cx, &format!("{lp}.routes[{ri}]"), r, &config.config, stats, full)?);
+                let rp = format!("{lp}.routes[{ri}]");
+                let merged =
+                    targeted::route_policies(&config.policies, &r.policies, bind, l.name.as_deref(), r.name.as_deref())
+                        .map_err(|(_, m)| cx.err(format!("{rp}.policies"), m))?
+                        .map(|policies| model::Route { policies, ..r.clone() });
+                routes.push(compile_route(&cx, &rp, merged.as_ref().unwrap_or(r), &config.config, stats, full)?);
             }
             let order = precedence(&routes);
             listeners.push(ListenerPlan { name: lname.into(), hostname, routes, order, tls });
@@ -579,10 +601,14 @@ fn compile_route(
     let mut mcp = None;
     for (bi, b) in r.backends.iter().enumerate() {
         let bp = format!("{p}.backends[{bi}]");
-        let (host, mcp_backend) = match (&b.backend, &b.host, &b.mcp) {
-            (None, host, m) => (host, m),
-            (Some(name), None, None) => match cx.backends.iter().find(|n| n.name == *name) {
-                Some(n) => (&n.host, &n.mcp),
+        let (host, mcp_backend, named_policies) = match (&b.backend, &b.host, &b.mcp) {
+            (None, host, m) => (host, m, None),
+            (Some(name), None, None) => match cx.backends.iter().position(|n| n.name == *name) {
+                Some(i) => {
+                    let n = &cx.backends[i];
+                    let tls = n.policies.as_ref().and_then(|x| x.backend_tls.as_ref());
+                    (&n.host, &n.mcp, tls.map(|t| (format!("backends[{i}].policies.backendTLS"), t)))
+                }
                 None => return Err(cx.err(format!("{bp}.backend"), format!("no top-level backend is named `{name}`"))),
             },
             (Some(_), _, _) => {
@@ -603,7 +629,7 @@ fn compile_route(
                     .and_then(|x| x.backend_tls.as_ref())
                     .map(|t| (format!("{bp}.policies.backendTLS"), t));
                 let route = r.policies.backend_tls.as_ref().map(|t| (format!("{p}.policies.backendTLS"), t));
-                let policy = own.or(route);
+                let policy = own.or(named_policies).or(route);
                 let tls = backend_tls(
                     cx,
                     &format!("{bp}.host"),
@@ -624,6 +650,7 @@ fn compile_route(
                 }
                 let credential = policies.backend_key.as_ref();
                 let route_tls = r.policies.backend_tls.as_ref().map(|t| (format!("{p}.policies.backendTLS"), t));
+                let route_tls = named_policies.or(route_tls);
                 let route_tls = route_tls.as_ref().map(|(a, t)| (a.as_str(), *t));
                 mcp = Some(Arc::new(compile_mcp(cx, &format!("{bp}.mcp"), m, process, &name, credential, route_tls)?));
             }
@@ -1232,6 +1259,47 @@ mod tests {
             routes.replace("{backend: tools}", "{backend: tools, host: 127.0.0.1:4}")
         ));
         assert!(e.contains("cannot have `host` or `mcp` too"), "{e}");
+    }
+
+    #[test]
+    fn targeted_policies_reach_their_routes_and_named_backends() {
+        let yaml = "backends:
+- name: api
+  host: https://127.0.0.1:1
+  policies: {backendTLS: {insecure: true}}
+binds:
+- port: 0
+  listeners:
+  - name: main
+    routes:
+    - name: a
+      policies: {timeout: {requestTimeout: 1s}}
+      backends: [{backend: api}]
+    - name: b
+      backends: [{host: 127.0.0.1:2}]
+policies:
+- name: all
+  target: {gateway: {listenerName: main}}
+  policy: {timeout: {requestTimeout: 9s}, directResponse: {body: gw, status: 200}}
+- name: {name: only-b, namespace: default}
+  target: {route: {name: b, namespace: default}}
+  policy: {directResponse: {body: route, status: 201}}
+";
+        let snap = compiled(yaml).unwrap();
+        let r = &snap.binds[0].listeners[0].routes;
+        let secs = |i: usize| r[i].policies.request_timeout.map(|d| d.as_secs());
+        let body = |i: usize| r[i].policies.direct.as_ref().map(|d| (d.status, d.body.clone()));
+        // inline wins over the gateway's timeout; the route target wins over the gateway's answer
+        assert_eq!((secs(0), secs(1)), (Some(1), Some(9)));
+        assert_eq!(body(0), Some((200, "gw".to_string())));
+        assert_eq!(body(1), Some((201, "route".to_string())));
+        // the named backend's own backendTLS is used by the route that names it
+        assert!(r[0].backends[0].tls.is_some());
+
+        let e = compile_err(&yaml.replace("route: {name: b,", "route: {name: c,"));
+        assert!(e.contains("policies[1].target.route.name") && e.contains("`c`"), "{e}");
+        let e = compile_err(&yaml.replace("listenerName: main", "listenerName: other"));
+        assert!(e.contains("policies[0].target.gateway"), "{e}");
     }
 
     #[test]

@@ -835,6 +835,7 @@ mod tests {
         "ext-authz.yaml",
         "global-rate-limit.yaml",
         "tls.yaml",
+        "targeted-policies.yaml",
     ];
 
     #[test]

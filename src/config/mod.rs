@@ -8,6 +8,7 @@ pub mod load;
 pub mod mcp;
 pub mod model;
 pub mod security;
+pub mod targeted;
 pub mod tls;
 
 pub use compile::Snapshot;

@@ -32,6 +32,10 @@ pub struct Config {
     /// Named backends that routes refer to with `backend: <name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<NamedBackend>,
+    /// Policies attached to gateways (binds, listeners), routes or named backends from outside;
+    /// inline `policies` of the same kind win over them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<super::targeted::TargetedPolicy>,
 }
 
 /// A reusable backend (agentgateway's top-level `backends`).
@@ -46,6 +50,10 @@ pub struct NamedBackend {
     /// An MCP backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<McpBackend>,
+    /// Policies of this backend (`backendTLS`), used by every route that names it unless the
+    /// route's reference has its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<BackendPolicies>,
 }
 
 /// Static process settings.
