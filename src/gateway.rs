@@ -1,6 +1,5 @@
 //! The control thread: start shards and admin, then serve reloads (file change, SIGHUP) and drain on SIGTERM/SIGINT.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -72,12 +71,12 @@ pub fn run(opts: Options) -> Result<(), String> {
     let snap = Arc::new(compile(config, &source, &registry).map_err(|e| e.to_string())?);
 
     // sockets are bound here so port 0 resolves once and a busy port fails before any shard starts
-    let mut bound: HashMap<SocketAddr, SocketAddr> = HashMap::new();
+    let mut bound: Vec<(SocketAddr, SocketAddr)> = Vec::new();
     let mut per_shard: Vec<Vec<(SocketAddr, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
     for b in &snap.binds {
         let socks = bind_shared(b.addr, workers, 4096).map_err(|e| e.to_string())?;
         let actual = socks[0].local_addr().map_err(|e| e.to_string())?;
-        bound.insert(b.addr, actual);
+        bound.push((b.addr, actual));
         for (i, s) in socks.into_iter().enumerate() {
             per_shard[i].push((b.addr, s));
         }
@@ -118,7 +117,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         ready: false.into(),
         registry: registry.clone(),
         current: snap.clone().into(),
-        listeners: bound.iter().map(|(a, b)| (*a, *b)).collect::<Vec<_>>().into(),
+        listeners: bound.into(),
         source: source.clone(),
     });
     // every shard has bound its listeners by now
@@ -132,7 +131,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     if let Some(p) = &opts.config {
         watch_file(p.clone(), baseline.flatten(), tx);
     }
-    let mut control = Control { opts, mailboxes, registry, admin, bound, current: snap, workers };
+    let mut control = Control { opts, mailboxes, registry, admin, current: snap, workers };
     while let Ok(ev) = rx.recv() {
         match ev {
             Event::Reload(why) => control.reload(why),
@@ -155,13 +154,19 @@ struct Control {
     opts: Options,
     mailboxes: Vec<flume::Sender<ShardMsg>>,
     registry: Arc<Registry>,
+    /// Also the owner of the bound-listener list (configured address → bound address), which
+    /// `/listeners` shows and reloads update.
     admin: Arc<AdminState>,
-    bound: HashMap<SocketAddr, SocketAddr>,
     current: Arc<Snapshot>,
     workers: usize,
 }
 
 impl Control {
+    /// The bound listeners (the control thread's and the admin server's one copy).
+    fn bound(&self) -> std::sync::MutexGuard<'_, Vec<(SocketAddr, SocketAddr)>> {
+        self.admin.listeners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn reload(&mut self, why: &str) {
         let snap = match load(&self.opts)
             .and_then(|(c, source)| compile(c, &source, &self.registry).map_err(|e| e.to_string()))
@@ -169,7 +174,7 @@ impl Control {
             Ok(mut s) => {
                 // a bind naming the port we already serve (e.g. the one `port: 0` got) is the same bind
                 for b in &mut s.binds {
-                    if let Some((key, _)) = self.bound.iter().find(|(_, actual)| **actual == b.addr) {
+                    if let Some((key, _)) = self.bound().iter().find(|(_, actual)| *actual == b.addr) {
                         b.addr = *key;
                     }
                 }
@@ -190,7 +195,7 @@ impl Control {
         let mut fresh: Vec<Vec<(SocketAddr, std::net::TcpListener)>> = (0..self.workers).map(|_| Vec::new()).collect();
         let mut fresh_bound = Vec::new();
         for b in &snap.binds {
-            if self.bound.contains_key(&b.addr) {
+            if self.bound().iter().any(|(k, _)| *k == b.addr) {
                 continue;
             }
             match bind_shared(b.addr, self.workers, 4096) {
@@ -233,10 +238,10 @@ impl Control {
                 }
                 self.registry.count_reload(ReloadResult::Success);
                 let keep: Vec<SocketAddr> = snap.binds.iter().map(|b| b.addr).collect();
-                self.bound.retain(|k, _| keep.contains(k));
-                self.bound.extend(fresh_bound);
-                *self.admin.listeners.lock().unwrap_or_else(|p| p.into_inner()) =
-                    self.bound.iter().map(|(a, b)| (*a, *b)).collect();
+                let mut bound = self.bound();
+                bound.retain(|(k, _)| keep.contains(k));
+                bound.extend(fresh_bound);
+                drop(bound);
                 *self.admin.current.lock().unwrap_or_else(|p| p.into_inner()) = snap.clone();
                 self.current = snap;
                 log(&format!("reload applied trigger={why}"));
