@@ -1108,3 +1108,69 @@ fn clients_before_2025_11_25_get_event_ids_but_no_priming_event() {
     let p = py_ok(&url(&gw), "legacy", &["progress", "slow", r#"{"steps": 3}"#]);
     assert_eq!(p["progress_events"], 3, "{p}");
 }
+
+#[test]
+fn mcp_param_headers_reach_the_target_as_the_client_wrote_them() {
+    use std::sync::{Arc, Mutex};
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = calls.clone();
+    // a Streamable HTTP target that records the heads of the calls it gets
+    let up = serve_requests(move |head, body| {
+        let v: Value = serde_json::from_slice(body).unwrap_or_default();
+        let method = v["method"].as_str().unwrap_or("");
+        if method == "tools/call" {
+            seen.lock().unwrap().push(head.to_string());
+        }
+        let (status, body) = match v.get("id") {
+            None => (202, String::new()),
+            Some(id) => {
+                let result = match method {
+                    "initialize" => {
+                        json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "rec", "version": "1"}})
+                    }
+                    "tools/call" => json!({"content": [{"type": "text", "text": "ok"}]}),
+                    _ => json!({}),
+                };
+                (200, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
+            }
+        };
+        Some(
+            format!(
+                "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\nmcp-session-id: up-1\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    });
+    let gw = gateway(&format!("          - name: rec\n            mcp: {{ host: \"{up}\" }}\n"), "");
+    let addr = gw.addr();
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"region":"eu-west"}},{meta}}}}}"#
+    );
+    let unicode = "=?base64?w7xiZXI=?=";
+    let r = post(
+        addr,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+            ("Mcp-Param-Region", "eu-west"),
+            ("mcp-param-city", unicode),
+        ],
+        &call,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(json_body(&r)["result"]["content"][0]["text"], "ok");
+    // a legacy-era session's call forwards them too
+    let sid = initialize_version(addr, "2025-11-25");
+    let legacy = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    let r = post(addr, &[("mcp-session-id", &sid), ("Mcp-Param-Region", "us")], legacy);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let heads = calls.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(heads[0].contains("\r\nMcp-Param-Region: eu-west\r\n"), "{}", heads[0]);
+    assert!(heads[0].contains(&format!("\r\nmcp-param-city: {unicode}\r\n")), "{}", heads[0]);
+    assert!(heads[1].contains("\r\nMcp-Param-Region: us\r\n"), "{}", heads[1]);
+    assert_eq!(head_header(&heads[1], "mcp-session-id").as_deref(), Some("up-1"));
+}

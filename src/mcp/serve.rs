@@ -102,7 +102,15 @@ pub async fn serve(
     if let (Some(id), Some(s)) = (session_id, &session) {
         out.resumable(ctx, id, resume::Kind::Post, &s.v, plan.resume);
     }
-    let mut ex = Exchange { relay: Relay { ctx, plan, idle: TARGET_IDLE }, out, access, modern, session, tail: None };
+    let mut ex = Exchange {
+        relay: Relay { ctx, plan, idle: TARGET_IDLE },
+        out,
+        access,
+        modern,
+        session,
+        tail: None,
+        param_headers: param_headers(head),
+    };
     ex.handle(msg).await?;
     // a client that left a resumable answer has nothing more to read here
     Ok(Done::local(ex.out.status, ex.out.bytes, keep && !ex.out.gone))
@@ -152,6 +160,7 @@ pub(super) async fn on_stream(ctx: &Rc<ShardCtx>, plan: &McpPlan, s: &SseSession
         modern: false,
         session: before.clone(),
         tail: None,
+        param_headers: Vec::new(),
     };
     // the one way to fail once the POST was accepted is the stream being gone
     ex.handle(msg).await.ok()?;
@@ -245,6 +254,19 @@ fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<
         }
     }
     Ok(())
+}
+
+/// The request's `Mcp-Param-*` headers as header lines: intermediaries must forward them (2026-07-28;
+/// a tool's `x-mcp-header` parameters), whether or not they know them, so they go to the target
+/// as the client wrote them.
+fn param_headers(head: &RequestHead) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in head.headers() {
+        if name.len() > 10 && name[..10].eq_ignore_ascii_case("mcp-param-") {
+            codec::write_header(&mut out, name, value);
+        }
+    }
+    out
 }
 
 /// Header values that are not safe ASCII travel as `=?base64?<b64>?=`.
@@ -574,6 +596,8 @@ struct Exchange<'a> {
     session: Option<Sealed>,
     /// A target answer whose stream still has to be read to its end after the client has its response.
     tail: Option<InFlight>,
+    /// The client's `Mcp-Param-*` header lines, for the target the request goes to.
+    param_headers: Vec<u8>,
 }
 
 /// A target's answer to a fanned-out request.
@@ -813,7 +837,7 @@ impl Exchange<'_> {
             )));
         };
         let token = params.as_ref().and_then(|p| p.get("_meta")).and_then(|m| m.get("progressToken")).cloned();
-        let mut f = match self.relay.start(ti, via, id, method, params.as_ref()).await {
+        let mut f = match self.relay.start_with(ti, via, id, method, params.as_ref(), &self.param_headers).await {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
