@@ -1174,3 +1174,36 @@ fn mcp_param_headers_reach_the_target_as_the_client_wrote_them() {
     assert!(heads[1].contains("\r\nMcp-Param-Region: us\r\n"), "{}", heads[1]);
     assert_eq!(head_header(&heads[1], "mcp-session-id").as_deref(), Some("up-1"));
 }
+
+#[test]
+fn subscriptions_listen_carries_the_targets_list_changes_and_resource_updates() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let log = tempdir().join("py.log");
+    let _py = start_peer_logged(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--notify"],
+        &[],
+        py_port,
+        Some(&log),
+    );
+    let targets =
+        format!("{}          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    // the real client listens through the gateway, then calls a tool that makes the target
+    // notify every session that subscribed: the listen stream's own upstream session is one
+    let out =
+        py_ok(&url(&gw), "2026-07-28", &["listen", "py_touch", r#"{"uri": "test://static"}"#, "py+test://static"]);
+    assert_eq!(out["protocol"], "2026-07-28");
+    assert_eq!(out["honored"]["toolsListChanged"], true, "{out}");
+    let events = out["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["type"] == "ToolsListChanged"), "{out}");
+    // the target's URI comes back prefixed, as the client subscribed to it
+    assert!(events.iter().any(|e| e["type"] == "ResourceUpdated" && e["uri"] == "py+test://static"), "{out}");
+    // the client closed the stream: its upstream session is deleted
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("\"DELETE /mcp") {
+        assert!(Instant::now() < deadline, "no DELETE reached the target: {}", std::fs::read_to_string(&log).unwrap());
+        std::thread::yield_now();
+    }
+}
