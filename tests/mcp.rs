@@ -1207,3 +1207,82 @@ fn subscriptions_listen_carries_the_targets_list_changes_and_resource_updates() 
         std::thread::yield_now();
     }
 }
+
+/// A TCP proxy in front of `to` that cuts a connection (both ways) once it has carried a request
+/// naming `cut_after` and then `events` progress notifications back: a network failure mid-call.
+fn cutting_proxy(to: SocketAddr, cut_after: &'static str, events: usize) -> SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let Ok(s) = TcpStream::connect(to) else { continue };
+            let armed = Arc::new(AtomicBool::new(false));
+            let (mut c_in, mut s_out) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            let arm = armed.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0; 16384];
+                while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                    if String::from_utf8_lossy(&buf[..n]).contains(cut_after) {
+                        arm.store(true, Ordering::SeqCst);
+                    }
+                    if s_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_out.shutdown(Shutdown::Write);
+            });
+            let (mut s_in, mut c_out) = (s, c);
+            std::thread::spawn(move || {
+                let mut buf = [0; 16384];
+                let mut seen = 0;
+                while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                    if armed.load(Ordering::SeqCst) {
+                        seen += String::from_utf8_lossy(&buf[..n]).matches("notifications/progress").count();
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if seen >= events {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(Shutdown::Both);
+                let _ = s_in.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_python_client_resumes_a_call_whose_connection_broke() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string()],
+        &[],
+        py_port,
+    );
+    let targets =
+        format!("{}          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    let proxy = cutting_proxy(gw.addr(), "py_slow", 3);
+    // the client sees its POST stream break after 3 progress notifications, reconnects with GET
+    // and Last-Event-ID (after the SDK's 1 s delay), and must see every notification and the
+    // result once
+    let p = py_ok(&format!("http://{proxy}/mcp"), "legacy", &["progress", "py_slow", r#"{"steps": 40}"#]);
+    let progress: Vec<u64> =
+        p["progress"].as_array().unwrap().iter().map(|e| e["progress"].as_f64().unwrap() as u64).collect();
+    assert_eq!(progress, (1..=40).collect::<Vec<_>>(), "{p}");
+    assert_eq!(p["result"]["content"][0]["text"], "done after 40 steps");
+    assert_eq!(
+        metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"),
+        1.0,
+        "it was resumed, not sent again"
+    );
+}
