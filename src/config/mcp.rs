@@ -270,14 +270,16 @@ pub struct Resumption {
     /// Events kept per stream (default 256); 0 turns resumption off (no event ids, no priming).
     #[serde(default = "d_max_events")]
     pub max_events: usize,
-    /// Bytes kept per stream (default 1048576); the newest event is kept whatever its size.
+    /// Bytes kept per stream (default 262144); the newest event is kept whatever its size. At most
+    /// `maxStreams × maxBytes` per shard (plus one event per stream).
     #[serde(default = "d_max_bytes")]
     pub max_bytes: usize,
     /// How long a stream nobody reads (the client left), or a POST answer that has ended, stays
     /// resumable (default 60s).
     #[serde(default = "d_retention")]
     pub retention: Duration,
-    /// Resumable streams per shard (default 4096); past it, new answers carry no event ids.
+    /// Resumable streams per shard (default 1024). When full, finished answers make room; past
+    /// that, new answers carry no event ids.
     #[serde(default = "d_max_streams")]
     pub max_streams: usize,
 }
@@ -287,7 +289,7 @@ fn d_max_events() -> usize {
 }
 
 fn d_max_bytes() -> usize {
-    1 << 20
+    256 << 10
 }
 
 fn d_retention() -> Duration {
@@ -295,7 +297,7 @@ fn d_retention() -> Duration {
 }
 
 fn d_max_streams() -> usize {
-    4096
+    1024
 }
 
 impl Default for Resumption {

@@ -74,7 +74,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_events: 256, max_bytes: 1 << 20, retention: Duration::from_secs(60), max_streams: 4096 }
+        Limits { max_events: 256, max_bytes: 256 << 10, retention: Duration::from_secs(60), max_streams: 1024 }
     }
 }
 
@@ -146,7 +146,8 @@ pub enum Refused {
     Gap,
 }
 
-/// Events past this many waiting for a resumed connection's writer detach it (it can resume again).
+/// Live events past this many (after a replay) waiting for a resumed connection's writer detach it
+/// (it can resume again).
 const CONSUMER_BACKLOG: usize = 1024;
 
 /// A resumable stream, on the shard that produces its events.
@@ -179,6 +180,8 @@ impl Resumable {
         let mut ev = Vec::with_capacity(data.len() + id.len() + 32);
         sse::write_event(&mut ev, Some(&id), Some("message"), data);
         let before = tape.bytes();
+        // a resumed connection may hold a whole replay before it reads live events
+        let backlog = tape.max_events + CONSUMER_BACKLOG;
         let evicted = tape.push(ev.clone());
         let stats = &self.reg.shards[self.id.shard];
         stats.mcp_replay_bytes.fetch_add(tape.bytes() as i64 - before as i64, Relaxed);
@@ -186,7 +189,7 @@ impl Resumable {
         drop(tape);
         let mut consumer = self.consumer.borrow_mut();
         if let Some(tx) = consumer.as_ref() {
-            if tx.len() > CONSUMER_BACKLOG || tx.send(ev.clone()).is_err() {
+            if tx.len() > backlog || tx.send(ev.clone()).is_err() {
                 *consumer = None;
                 self.unattended.set(Some(Instant::now()));
             }
@@ -265,8 +268,9 @@ pub struct Streams {
 
 impl Streams {
     /// Start a resumable stream of `session` on shard `shard`; `None` when resumption is off or
-    /// the shard keeps `max_streams` already (finished and abandoned streams past their
-    /// retention are dropped first).
+    /// the shard keeps `max_streams` live ones already. To make room, streams nobody read for
+    /// `retention` go first, then finished ones (the longest finished first): under load a
+    /// finished answer's replay is worth less than a running one's.
     pub fn open(
         &self,
         reg: &Arc<Registry>,
@@ -279,13 +283,15 @@ impl Streams {
             return None;
         }
         let mut map = self.map.borrow_mut();
-        if map.len() >= limits.max_streams / 2 {
+        let n = self.next.get() + 1;
+        if map.len() >= limits.max_streams / 2 || n.is_multiple_of(64) {
             map.retain(|_, s| s.unattended_for().is_none_or(|d| d < limits.retention));
         }
         if map.len() >= limits.max_streams {
-            return None;
+            let oldest =
+                map.iter().filter(|(_, s)| s.done.get()).max_by_key(|(_, s)| s.unattended_for()).map(|(k, _)| *k);
+            map.remove(&oldest?);
         }
-        let n = self.next.get() + 1;
         self.next.set(n);
         let s = Rc::new(Resumable {
             id: EventId { shard, kind, stream: n, seq: 0 },
@@ -433,8 +439,14 @@ mod tests {
         let a = streams.open(&reg, 0, Kind::Post, "s", &limits).unwrap();
         let _b = streams.open(&reg, 0, Kind::Get, "s", &limits).unwrap();
         assert!(streams.open(&reg, 0, Kind::Post, "s", &limits).is_none());
-        // a finished stream past its retention makes room
+        // a finished stream makes room
         a.finish();
+        let c = streams.open(&reg, 0, Kind::Post, "s", &limits).unwrap();
+        let id = EventId { shard: 0, kind: Kind::Post, stream: a.stream(), seq: 0 };
+        let (tx, _rx) = flume::unbounded();
+        assert_eq!(streams.attach("s", id, limits.retention, tx), Err(Refused::Unknown), "it made room");
+        // and one nobody read for its retention
+        c.detach();
         let quick = Limits { retention: Duration::ZERO, ..limits };
         assert!(streams.open(&reg, 0, Kind::Post, "s", &quick).is_some());
         let off = Limits { max_events: 0, ..limits };
