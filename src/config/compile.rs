@@ -1154,6 +1154,15 @@ fn compile_mcp(
         origin_check: m.dns_rebinding_protection != Some(false),
         sealer: sealer(cx, process)?,
         session_ttl: process.mcp.session_ttl.get(),
+        resume: {
+            let r = &process.mcp.resumption;
+            crate::mcp::resume::Limits {
+                max_events: r.max_events,
+                max_bytes: r.max_bytes,
+                retention: r.retention.get(),
+                max_streams: r.max_streams,
+            }
+        },
     })
 }
 

@@ -245,6 +245,10 @@ pub struct McpSettings {
     /// How long a client session may go unused before its id stops being accepted (default 30m).
     #[serde(default = "d_session_ttl")]
     pub session_ttl: Duration,
+    /// Replay buffers that let a legacy-era (session) client resume a dropped SSE stream with
+    /// `GET` + `Last-Event-ID` (MCP 2025-11-25).
+    #[serde(default)]
+    pub resumption: Resumption,
 }
 
 fn d_session_ttl() -> Duration {
@@ -253,7 +257,57 @@ fn d_session_ttl() -> Duration {
 
 impl Default for McpSettings {
     fn default() -> Self {
-        McpSettings { session_ttl: d_session_ttl() }
+        McpSettings { session_ttl: d_session_ttl(), resumption: Resumption::default() }
+    }
+}
+
+/// SSE stream resumption (`config.mcp.resumption`). Every SSE answer to a session's POST and its
+/// GET stream carry event ids; the newest events of each are kept on the shard that produces
+/// them, so a client that lost its connection gets exactly what it missed on that stream.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resumption {
+    /// Events kept per stream (default 256); 0 turns resumption off (no event ids, no priming).
+    #[serde(default = "d_max_events")]
+    pub max_events: usize,
+    /// Bytes kept per stream (default 262144); the newest event is kept whatever its size. At most
+    /// `maxStreams × maxBytes` per shard (plus one event per stream).
+    #[serde(default = "d_max_bytes")]
+    pub max_bytes: usize,
+    /// How long a stream nobody reads (the client left), or a POST answer that has ended, stays
+    /// resumable (default 60s).
+    #[serde(default = "d_retention")]
+    pub retention: Duration,
+    /// Resumable streams per shard (default 1024). When full, finished answers make room; past
+    /// that, new answers carry no event ids.
+    #[serde(default = "d_max_streams")]
+    pub max_streams: usize,
+}
+
+fn d_max_events() -> usize {
+    256
+}
+
+fn d_max_bytes() -> usize {
+    256 << 10
+}
+
+fn d_retention() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn d_max_streams() -> usize {
+    1024
+}
+
+impl Default for Resumption {
+    fn default() -> Self {
+        Resumption {
+            max_events: d_max_events(),
+            max_bytes: d_max_bytes(),
+            retention: d_retention(),
+            max_streams: d_max_streams(),
+        }
     }
 }
 

@@ -59,7 +59,18 @@ pub struct Post<'a> {
 
 /// POST `msg` to `t` and wait for the response head.
 pub async fn post(ctx: &ShardCtx, t: &HttpTargetPlan, p: &Post<'_>, idle: Duration) -> Result<Reply, HttpError> {
-    let mut head = Vec::with_capacity(256 + p.body.len());
+    post_with_headers(ctx, t, p, &[], idle).await
+}
+
+/// [`post`] with more header lines (`name: value\r\n` each), e.g. the client's `Mcp-Param-*`.
+pub async fn post_with_headers(
+    ctx: &ShardCtx,
+    t: &HttpTargetPlan,
+    p: &Post<'_>,
+    extra: &[u8],
+    idle: Duration,
+) -> Result<Reply, HttpError> {
+    let mut head = Vec::with_capacity(256 + extra.len() + p.body.len());
     head.extend_from_slice(b"POST ");
     head.extend_from_slice(t.path.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
@@ -73,6 +84,7 @@ pub async fn post(ctx: &ShardCtx, t: &HttpTargetPlan, p: &Post<'_>, idle: Durati
     if let Some(v) = p.version {
         codec::write_header(&mut head, "mcp-protocol-version", v.as_bytes());
     }
+    head.extend_from_slice(extra);
     codec::write_header(&mut head, "content-length", p.body.len().to_string().as_bytes());
     head.extend_from_slice(b"\r\n");
     head.extend_from_slice(p.body);

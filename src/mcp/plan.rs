@@ -29,6 +29,8 @@ pub struct McpPlan {
     pub sealer: Arc<Sealer>,
     /// Idle lifetime of a client session.
     pub session_ttl: Duration,
+    /// What is kept so clients can resume dropped SSE streams.
+    pub resume: super::resume::Limits,
 }
 
 /// One target.

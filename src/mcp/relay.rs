@@ -106,6 +106,19 @@ impl Relay<'_> {
         method: &str,
         params: Option<&Value>,
     ) -> Result<InFlight, RpcError> {
+        self.start_with(ti, via, id, method, params, &[]).await
+    }
+
+    /// [`Relay::start`], with header lines for an HTTP target (the client's `Mcp-Param-*`).
+    pub async fn start_with(
+        &self,
+        ti: usize,
+        via: Via<'_>,
+        id: &Value,
+        method: &str,
+        params: Option<&Value>,
+        headers: &[u8],
+    ) -> Result<InFlight, RpcError> {
         match &self.plan.targets[ti].kind {
             TargetKind::Demo => {
                 let m = match demo::handle(method, params) {
@@ -140,7 +153,7 @@ impl Relay<'_> {
                 };
                 let body = jsonrpc::request(rewritten.as_ref().unwrap_or(id), method, params);
                 let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
-                match http_client::post(self.ctx, h, &post, self.idle).await {
+                match http_client::post_with_headers(self.ctx, h, &post, headers, self.idle).await {
                     Ok(reply) => Ok(InFlight::Http(Box::new(reply))),
                     Err(HttpError::Status(404, _)) if matches!(via, Via::Pooled) => {
                         // the shared upstream session expired: start a new one, once
@@ -148,8 +161,9 @@ impl Relay<'_> {
                         let p = self.pooled_session(h).await?;
                         let s = Some(p.session.as_str()).filter(|s| !s.is_empty());
                         let post = Post { session: s, version: Some(&p.version), body: &body };
-                        let reply =
-                            http_client::post(self.ctx, h, &post, self.idle).await.map_err(|e| upstream_error(&e))?;
+                        let reply = http_client::post_with_headers(self.ctx, h, &post, headers, self.idle)
+                            .await
+                            .map_err(|e| upstream_error(&e))?;
                         Ok(InFlight::Http(Box::new(reply)))
                     }
                     Err(e) => Err(upstream_error(&e)),

@@ -1,6 +1,7 @@
 //! The client side of an MCP route: Streamable HTTP POST and DELETE for both protocol eras, sessions, fan-out and merge, answers as JSON or SSE.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,9 @@ use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
 use super::plan::{McpPlan, TargetKind};
 use super::relay::{InFlight, Relay, Via};
+use super::resume::{self, Resumable};
 use super::session::{now_secs, Sealed, SseSession, Upstream};
-use super::{cursor, legacy_sse, sse};
+use super::{cursor, legacy_sse, sse, subscriptions};
 use crate::config::compile::PolicyPlan;
 use crate::config::model::HttpLimits;
 use crate::error::{McpReject, ProxyError};
@@ -72,9 +74,16 @@ pub async fn serve(
     let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
     let mut modern = false;
     let mut session = None;
+    let mut session_id = None;
     if meta_version.is_some() || modern_header {
         check_modern_headers(head, &msg, meta_version).map_err(refuse)?;
         modern = true;
+        if let Message::Request { id, method, params } = &msg {
+            if method == "subscriptions/listen" {
+                let (id, params) = (id.clone(), params.clone());
+                return subscriptions::listen(ctx, plan, pol, client, head, id, params).await;
+            }
+        }
     } else {
         if let Some(v) = head.header_str("mcp-protocol-version") {
             if !LEGACY_VERSIONS.contains(&v) {
@@ -83,20 +92,28 @@ pub async fn serve(
         }
         let is_init = msg.method() == Some("initialize");
         if plan.stateful && !is_init {
-            session = Some(self::session(ctx, plan, head).map_err(refuse)?.1);
+            let (id, s) = self::session(ctx, plan, head).map_err(refuse)?;
+            session_id = Some(id);
+            session = Some(s);
         }
     }
     let keep = head.keep_alive && !ctx.draining.is_fired();
+    let mut out = Out::http(pol, head, client, keep);
+    if let (Some(id), Some(s)) = (session_id, &session) {
+        out.resumable(ctx, id, resume::Kind::Post, &s.v, plan.resume);
+    }
     let mut ex = Exchange {
         relay: Relay { ctx, plan, idle: TARGET_IDLE },
-        out: Out::http(pol, head, client, keep),
+        out,
         access,
         modern,
         session,
         tail: None,
+        param_headers: param_headers(head),
     };
     ex.handle(msg).await?;
-    Ok(Done::local(ex.out.status, ex.out.bytes, keep))
+    // a client that left a resumable answer has nothing more to read here
+    Ok(Done::local(ex.out.status, ex.out.bytes, keep && !ex.out.gone))
 }
 
 /// Read and parse a POSTed JSON-RPC message (one, not a batch).
@@ -143,6 +160,7 @@ pub(super) async fn on_stream(ctx: &Rc<ShardCtx>, plan: &McpPlan, s: &SseSession
         modern: false,
         session: before.clone(),
         tail: None,
+        param_headers: Vec::new(),
     };
     // the one way to fail once the POST was accepted is the stream being gone
     ex.handle(msg).await.ok()?;
@@ -238,6 +256,19 @@ fn check_modern_headers(head: &RequestHead, msg: &Message, meta_version: Option<
     Ok(())
 }
 
+/// The request's `Mcp-Param-*` headers as header lines: intermediaries must forward them (2026-07-28;
+/// a tool's `x-mcp-header` parameters), whether or not they know them, so they go to the target
+/// as the client wrote them.
+fn param_headers(head: &RequestHead) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in head.headers() {
+        if name.len() > 10 && name[..10].eq_ignore_ascii_case("mcp-param-") {
+            codec::write_header(&mut out, name, value);
+        }
+    }
+    out
+}
+
 /// Header values that are not safe ASCII travel as `=?base64?<b64>?=`.
 fn decode_header_value(v: &str) -> String {
     use base64::Engine;
@@ -272,6 +303,40 @@ pub(super) struct Out<'a> {
     sse: bool,
     status: u16,
     bytes: u64,
+    /// Event ids and the replay buffer of a resumable stream (a legacy-era session's).
+    resume: Option<Resume<'a>>,
+    /// The client stopped reading, or a client that resumed took the stream over: events only go
+    /// to the replay buffer (and on to that client).
+    gone: bool,
+}
+
+/// What makes a stream resumable: its events are numbered and kept on this shard.
+struct Resume<'a> {
+    ctx: &'a ShardCtx,
+    session: &'a str,
+    kind: resume::Kind,
+    /// The client negotiated 2025-11-25 or later, so it expects (and copes with) a priming event.
+    priming: bool,
+    limits: resume::Limits,
+    /// Opened with the stream; `None` when the shard keeps too many streams already.
+    tape: Option<Rc<Resumable>>,
+    opened: bool,
+}
+
+impl Resume<'_> {
+    /// Open the replay buffer when the stream starts, with a priming event (an id, no data) for
+    /// clients that know it: older ones would choke on an empty message.
+    fn open(&mut self, out: &mut Vec<u8>) {
+        if self.opened {
+            return;
+        }
+        self.opened = true;
+        let ctx = self.ctx;
+        self.tape = ctx.mcp.resume.open(&ctx.registry, ctx.index, self.kind, self.session, &self.limits);
+        if let (Some(t), true) = (&self.tape, self.priming) {
+            sse::write_event(out, Some(&t.priming_id().to_string()), None, b"");
+        }
+    }
 }
 
 impl<'a> Out<'a> {
@@ -285,11 +350,55 @@ impl<'a> Out<'a> {
             sse: false,
             status: 200,
             bytes: 0,
+            resume: None,
+            gone: false,
         }
     }
 
     fn stream(tx: flume::Sender<Vec<u8>>) -> Self {
-        Out { pol: None, origin: None, session: None, sink: Sink::Stream(tx), sse: true, status: 200, bytes: 0 }
+        Out {
+            pol: None,
+            origin: None,
+            session: None,
+            sink: Sink::Stream(tx),
+            sse: true,
+            status: 200,
+            bytes: 0,
+            resume: None,
+            gone: false,
+        }
+    }
+
+    /// Make the event stream of session `session` (negotiated `version`) resumable.
+    fn resumable(
+        &mut self,
+        ctx: &'a ShardCtx,
+        session: &'a str,
+        kind: resume::Kind,
+        version: &str,
+        limits: resume::Limits,
+    ) {
+        // versions are dates, so they compare as strings
+        let priming = version >= "2025-11-25";
+        self.resume = Some(Resume { ctx, session, kind, priming, limits, tape: None, opened: false });
+    }
+
+    /// The replay buffer of a resumable stream, once open.
+    fn tape(&self) -> Option<&Rc<Resumable>> {
+        self.resume.as_ref()?.tape.as_ref()
+    }
+
+    /// Start the event stream: a priming event where the client expects one, else a comment, so
+    /// the client sees the stream open at once.
+    async fn prime(&mut self) -> Result<(), Failed> {
+        let mut ev = Vec::new();
+        if let Some(r) = self.resume.as_mut() {
+            r.open(&mut ev);
+        }
+        if ev.is_empty() {
+            sse::write_comment(&mut ev, "stream open");
+        }
+        self.event_raw(ev).await
     }
 
     fn keep(&self) -> bool {
@@ -358,18 +467,32 @@ impl<'a> Out<'a> {
         self.write(out).await
     }
 
-    /// Write one message as an SSE event, starting the stream if needed.
-    async fn event(&mut self, data: &[u8]) -> Result<(), Failed> {
+    /// Write one message as an SSE event, starting the stream if needed (with its id and kept
+    /// for replay when the stream is resumable).
+    pub(super) async fn event(&mut self, data: &[u8]) -> Result<(), Failed> {
         let mut ev = Vec::with_capacity(data.len() + 32);
-        sse::write_event(&mut ev, None, Some("message"), data);
+        if let Some(r) = self.resume.as_mut() {
+            r.open(&mut ev);
+        }
+        match self.tape() {
+            Some(t) => ev.extend_from_slice(&t.frame(data)),
+            None => sse::write_event(&mut ev, None, Some("message"), data),
+        }
         self.event_raw(ev).await
     }
 
-    /// Write already framed SSE text as one chunk, starting the stream if needed.
+    /// Write already framed SSE text as one chunk, starting the stream if needed. On a
+    /// resumable stream a client that is gone is no failure: its events wait for it to resume.
     pub(super) async fn event_raw(&mut self, ev: Vec<u8>) -> Result<(), Failed> {
         self.bytes += ev.len() as u64;
         if let Sink::Stream(_) = self.sink {
             return self.write(ev).await;
+        }
+        if self.tape().is_some_and(|t| t.taken()) {
+            self.gone = true;
+        }
+        if self.gone {
+            return Ok(());
         }
         let mut out = self.buf();
         if !self.sse {
@@ -383,11 +506,31 @@ impl<'a> Out<'a> {
         out.extend_from_slice(format!("{:x}\r\n", ev.len()).as_bytes());
         out.extend_from_slice(&ev);
         out.extend_from_slice(b"\r\n");
-        self.write(out).await
+        let sent = self.write(out).await;
+        match self.tape() {
+            Some(t) if sent.is_err() => {
+                t.detach();
+                self.gone = true;
+                Ok(())
+            }
+            _ => sent,
+        }
+    }
+
+    /// How long nobody has read this resumable stream (`None` while someone does, or when it is
+    /// not resumable).
+    fn unattended_for(&self) -> Option<Duration> {
+        if !self.gone {
+            return None;
+        }
+        self.tape()?.unattended_for()
     }
 
     /// End a chunked event stream of an HTTP response.
     pub(super) async fn end_stream(&mut self) -> Result<(), Failed> {
+        if self.gone {
+            return Ok(());
+        }
         match &mut self.sink {
             Sink::Http { client, .. } if self.sse => client
                 .send(bytes::Bytes::from_static(b"0\r\n\r\n"))
@@ -420,7 +563,24 @@ impl<'a> Out<'a> {
             return self.json(200, data).await;
         }
         self.event(data).await?;
+        if let Some(t) = self.tape() {
+            // a client that resumed has it all now
+            t.finish();
+        }
         self.end_stream().await
+    }
+}
+
+impl Drop for Out<'_> {
+    fn drop(&mut self) {
+        let Some(r) = &self.resume else { return };
+        if let Some(t) = &r.tape {
+            t.finish();
+            // a GET stream goes on only as long as its loop runs; a POST answer stays for replay
+            if t.kind() == resume::Kind::Get {
+                r.ctx.mcp.resume.remove(t.stream());
+            }
+        }
     }
 }
 
@@ -436,6 +596,8 @@ struct Exchange<'a> {
     session: Option<Sealed>,
     /// A target answer whose stream still has to be read to its end after the client has its response.
     tail: Option<InFlight>,
+    /// The client's `Mcp-Param-*` header lines, for the target the request goes to.
+    param_headers: Vec<u8>,
 }
 
 /// A target's answer to a fanned-out request.
@@ -675,7 +837,7 @@ impl Exchange<'_> {
             )));
         };
         let token = params.as_ref().and_then(|p| p.get("_meta")).and_then(|m| m.get("progressToken")).cloned();
-        let mut f = match self.relay.start(ti, via, id, method, params.as_ref()).await {
+        let mut f = match self.relay.start_with(ti, via, id, method, params.as_ref(), &self.param_headers).await {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
@@ -892,38 +1054,123 @@ async fn listen(
     if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
         return Err(McpReject::NotAcceptable.into());
     }
-    let (_, sealed) = session(ctx, plan, head)?;
+    let (id, sealed) = session(ctx, plan, head)?;
+    if let Some(last) = head.header_str("last-event-id") {
+        if let Some(done) = resume_stream(ctx, plan, pol, client, head, id, last).await? {
+            return Ok(done);
+        }
+    }
     let mut merged = unprompted(ctx, plan, &sealed).await;
     // the client sends nothing more on this connection: its read buffer would only sit there
     client.park();
     let mut out = Out::http(pol, head, client, false);
-    let mut first = Vec::new();
-    sse::write_comment(&mut first, "stream open");
-    out.event_raw(first).await?;
+    out.resumable(ctx, id, resume::Kind::Get, &sealed.v, plan.resume);
+    out.prime().await?;
     loop {
-        let mut ev = Vec::new();
+        let mut message = None;
+        let mut tick = false;
         monoio::select! {
             // without any upstream stream, the client still gets an open stream (keep-alives
             // only), so it does not reconnect in a loop
             m = next_unprompted(&mut merged), if merged.is_some() => match m {
-                Some((ti, msg)) => {
-                    if let Some(bytes) = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg) {
-                        sse::write_event(&mut ev, None, Some("message"), &bytes);
-                    }
-                }
+                Some((ti, msg)) => message = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg),
                 // every upstream ended its stream (e.g. the session was deleted): so do we
                 None => break,
             },
-            _ = monoio::time::sleep(KEEPALIVE) => sse::write_comment(&mut ev, "keep-alive"),
+            _ = monoio::time::sleep(KEEPALIVE) => tick = true,
             _ = ctx.draining.fired() => break,
         }
-        if !ev.is_empty() && out.event_raw(ev).await.is_err() {
-            // the client left: nothing more to send
+        let sent = match message {
+            Some(bytes) => out.event(&bytes).await,
+            // a client that resumed gets its keep-alives from the connection it resumed on
+            None if tick && !out.gone => {
+                let mut ev = Vec::new();
+                sse::write_comment(&mut ev, "keep-alive");
+                out.event_raw(ev).await
+            }
+            None => Ok(()),
+        };
+        if sent.is_err() {
+            // the client left a stream it cannot resume: nothing more to send
             return Ok(Done::local(200, out.bytes, false));
+        }
+        if out.unattended_for().is_some_and(|d| d >= plan.resume.retention) {
+            // nobody came back for it
+            break;
         }
     }
     let _ = out.end_stream().await;
     Ok(Done::local(200, out.bytes, false))
+}
+
+/// A GET with `Last-Event-ID`: the shard that produces the stream (named in the id) replays what
+/// the client missed on that stream and goes on feeding this connection, until the stream ends.
+/// `None` for a GET stream that cannot be resumed: the caller opens a fresh one, as a server
+/// without resumption would (the spec lets a server ignore the header). A POST answer that
+/// cannot be resumed is a 400: a fresh GET stream would leave the client waiting for its
+/// response forever, while an error lets it give up and send the request again.
+async fn resume_stream(
+    ctx: &ShardCtx,
+    plan: &McpPlan,
+    pol: &PolicyPlan,
+    client: &mut Peer,
+    head: &RequestHead,
+    session: &str,
+    last: &str,
+) -> Result<Option<Done>, Failed> {
+    let stats = &ctx.registry.shards[ctx.index];
+    let last = resume::EventId::parse(last.trim());
+    let (tx, rx) = flume::unbounded();
+    let attached = match last.and_then(|l| Some((l, ctx.siblings.get(l.shard)?))) {
+        Some((last, mailbox)) => {
+            let (ack, acked) = flume::bounded(1);
+            let retention = plan.resume.retention;
+            let msg = ShardMsg::Resume { session: session.into(), last, retention, tx, ack };
+            match mailbox.send_async(msg).await {
+                Ok(()) => acked.recv_async().await.unwrap_or(Err(resume::Refused::Unknown)),
+                Err(_) => Err(resume::Refused::Unknown),
+            }
+        }
+        None => Err(resume::Refused::Unknown),
+    };
+    let replayed = match attached {
+        Ok(n) => n,
+        Err(why) => {
+            stats.mcp_resumes[if why == resume::Refused::Gap { 2 } else { 1 }].fetch_add(1, Relaxed);
+            if last.is_some_and(|l| l.kind == resume::Kind::Get) {
+                return Ok(None);
+            }
+            return Err(McpReject::ResumeUnknown.into());
+        }
+    };
+    stats.mcp_resumes[0].fetch_add(1, Relaxed);
+    stats.mcp_replayed.fetch_add(replayed as u64, Relaxed);
+    client.park();
+    let mut out = Out::http(pol, head, client, false);
+    let mut first = Vec::new();
+    sse::write_comment(&mut first, "resumed");
+    out.event_raw(first).await?;
+    loop {
+        let ev = monoio::select! {
+            ev = rx.recv_async() => match ev {
+                Ok(ev) => ev,
+                // the stream ended (its response is out), or another connection resumed it
+                Err(_) => break,
+            },
+            _ = monoio::time::sleep(KEEPALIVE) => {
+                let mut c = Vec::new();
+                sse::write_comment(&mut c, "keep-alive");
+                c
+            }
+            _ = ctx.draining.fired() => break,
+        };
+        if out.event_raw(ev).await.is_err() {
+            // gone again: the producing shard notices the closed channel and keeps the events
+            return Ok(Some(Done::local(200, out.bytes, false)));
+        }
+    }
+    let _ = out.end_stream().await;
+    Ok(Some(Done::local(200, out.bytes, false)))
 }
 
 /// What the targets of a session send unprompted, merged: the GET streams of its upstream
@@ -984,7 +1231,7 @@ async fn delete(
 }
 
 /// Delete a session's upstream sessions with HTTP targets (best effort).
-async fn delete_upstreams(ctx: &ShardCtx, plan: &McpPlan, sealed: &Sealed) {
+pub(super) async fn delete_upstreams(ctx: &ShardCtx, plan: &McpPlan, sealed: &Sealed) {
     let deletes = plan.targets.iter().filter_map(|t| {
         let TargetKind::Http(h) = &t.kind else { return None };
         let s = sealed.target(&t.name)?.s.clone()?;

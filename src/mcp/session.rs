@@ -95,6 +95,8 @@ pub struct ShardSessions {
     sse_conns: RefCell<HashMap<String, Rc<SseConn>>>,
     next_id: Cell<u64>,
     sweeps: Cell<u32>,
+    /// Resumable SSE streams this shard produces.
+    pub resume: super::resume::Streams,
 }
 
 /// A legacy HTTP+SSE session, kept by the shard its stream lives on for as long as the stream is open.
@@ -248,6 +250,7 @@ mod tests {
             origin_check: true,
             sealer: Arc::new(Sealer::new([7; 32])),
             session_ttl: ttl,
+            resume: Default::default(),
         }
     }
 

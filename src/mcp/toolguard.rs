@@ -421,6 +421,7 @@ mod tests {
             origin_check: true,
             sealer: Arc::new(Sealer::new([7; 32])),
             session_ttl: Duration::from_secs(60),
+            resume: Default::default(),
         }
     }
 

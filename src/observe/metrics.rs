@@ -29,6 +29,16 @@ pub const MCP_TOOL_FINDINGS_TOTAL: &str = "ringgate_mcp_tool_findings_total";
 pub const TLS_HANDSHAKES_TOTAL: &str = "ringgate_tls_handshakes_total";
 /// TLS handshakes refused or failed on `HTTPS` listeners, by reason (`crate::tls::HANDSHAKE_ERROR_REASONS`).
 pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "ringgate_tls_handshake_errors_total";
+/// Bytes held in MCP replay buffers (resumable SSE streams), by shard.
+pub const MCP_REPLAY_BUFFER_BYTES: &str = "ringgate_mcp_replay_buffer_bytes";
+/// Events dropped from MCP replay buffers to stay within their limits.
+pub const MCP_REPLAY_EVICTED_TOTAL: &str = "ringgate_mcp_replay_evicted_events_total";
+/// GET requests with `Last-Event-ID`, by result (`resumed`, `unknown`, `gap`).
+pub const MCP_STREAM_RESUMES_TOTAL: &str = "ringgate_mcp_stream_resumes_total";
+/// Events replayed to clients that resumed a stream.
+pub const MCP_REPLAYED_EVENTS_TOTAL: &str = "ringgate_mcp_replayed_events_total";
+/// The `result` labels of [`MCP_STREAM_RESUMES_TOTAL`].
+pub const RESUME_RESULTS: [&str; 3] = ["resumed", "unknown", "gap"];
 /// 1 per shard, labelled with the I/O driver it runs (`io_uring` or `epoll`).
 pub const RUNTIME_DRIVER_INFO: &str = "ringgate_runtime_driver_info";
 
@@ -37,7 +47,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 68] = [
+pub const ERROR_REASONS: [&str; 69] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -79,6 +89,7 @@ pub const ERROR_REASONS: [&str; 68] = [
     "mcp_invalid_params",
     "mcp_denied",
     "mcp_tool_blocked",
+    "mcp_resume_unknown",
     "auth_missing",
     "jwt_missing",
     "jwt_too_large",
@@ -196,6 +207,14 @@ pub struct ShardStats {
     pub tls_errors: [AtomicU64; crate::tls::HANDSHAKE_ERROR_REASONS.len()],
     /// Driver name, set once at start.
     pub driver: Mutex<&'static str>,
+    /// Bytes in this shard's MCP replay buffers.
+    pub mcp_replay_bytes: AtomicI64,
+    /// Events evicted from them.
+    pub mcp_replay_evicted: AtomicU64,
+    /// Resume attempts answered by this shard, by index into [`RESUME_RESULTS`].
+    pub mcp_resumes: [AtomicU64; RESUME_RESULTS.len()],
+    /// Events replayed by this shard.
+    pub mcp_replayed: AtomicU64,
 }
 
 impl Default for ShardStats {
@@ -209,6 +228,10 @@ impl Default for ShardStats {
             tls_handshakes: AtomicU64::new(0),
             tls_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             driver: Mutex::new(""),
+            mcp_replay_bytes: AtomicI64::new(0),
+            mcp_replay_evicted: AtomicU64::new(0),
+            mcp_resumes: Default::default(),
+            mcp_replayed: AtomicU64::new(0),
         }
     }
 }
@@ -344,6 +367,31 @@ impl Registry {
             let n = self.tool_findings[i].load(Relaxed);
             let _ = writeln!(out, "{MCP_TOOL_FINDINGS_TOTAL}{{kind=\"{kind}\"}} {n}");
         }
+        header(&mut out, MCP_REPLAY_BUFFER_BYTES, "gauge", "Bytes held in MCP replay buffers, by shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "{MCP_REPLAY_BUFFER_BYTES}{{shard=\"{i}\"}} {}", s.mcp_replay_bytes.load(Relaxed));
+        }
+        let evicted: u64 = self.shards.iter().map(|s| s.mcp_replay_evicted.load(Relaxed)).sum();
+        header(
+            &mut out,
+            MCP_REPLAY_EVICTED_TOTAL,
+            "counter",
+            "Events dropped from MCP replay buffers at their limits.",
+        );
+        let _ = writeln!(out, "{MCP_REPLAY_EVICTED_TOTAL} {evicted}");
+        header(&mut out, MCP_STREAM_RESUMES_TOTAL, "counter", "MCP stream resumptions (Last-Event-ID), by result.");
+        for (i, res) in RESUME_RESULTS.iter().enumerate() {
+            let n: u64 = self.shards.iter().map(|s| s.mcp_resumes[i].load(Relaxed)).sum();
+            let _ = writeln!(out, "{MCP_STREAM_RESUMES_TOTAL}{{result=\"{res}\"}} {n}");
+        }
+        let replayed: u64 = self.shards.iter().map(|s| s.mcp_replayed.load(Relaxed)).sum();
+        header(
+            &mut out,
+            MCP_REPLAYED_EVENTS_TOTAL,
+            "counter",
+            "Events replayed to clients that resumed an MCP stream.",
+        );
+        let _ = writeln!(out, "{MCP_REPLAYED_EVENTS_TOTAL} {replayed}");
         let ok: u64 = self.shards.iter().map(|s| s.tls_handshakes.load(Relaxed)).sum();
         header(&mut out, TLS_HANDSHAKES_TOTAL, "counter", "TLS handshakes completed by HTTPS listeners.");
         let _ = writeln!(out, "{TLS_HANDSHAKES_TOTAL} {ok}");
@@ -446,6 +494,7 @@ mod tests {
                     M::UnsupportedVersion("x".into()),
                     M::MethodNotFound("x".into()),
                     M::InvalidParams("x".into()),
+                    M::ResumeUnknown,
                 ]
                 .map(|m| P::Mcp(m, None)),
             );

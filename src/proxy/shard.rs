@@ -59,6 +59,20 @@ pub enum ShardMsg {
         /// Where to answer.
         ack: flume::Sender<Result<(), McpReject>>,
     },
+    /// A client resumes a stream this shard produces (`Last-Event-ID`): replay what it missed
+    /// into `tx` and keep feeding it; `ack` learns how many events were replayed, or why not.
+    Resume {
+        /// The client's session id (the stream must be one of this session's).
+        session: Arc<str>,
+        /// The last event the client saw.
+        last: crate::mcp::resume::EventId,
+        /// How long an unread stream stays resumable.
+        retention: Duration,
+        /// The resuming connection's events.
+        tx: flume::Sender<Vec<u8>>,
+        /// Where to answer.
+        ack: flume::Sender<Result<usize, crate::mcp::resume::Refused>>,
+    },
     /// Stop accepting, finish in-flight requests within `deadline`, then exit; answer with the
     /// number of connections that had to be cut.
     Drain {
@@ -232,6 +246,9 @@ pub async fn run(
             ShardMsg::EndSession { id, ttl } => ctx.mcp.revoke(&id, ttl),
             ShardMsg::SseMessage { id, plan, msg, ack } => {
                 let _ = ack.send(crate::mcp::legacy_sse::deliver(&ctx, &id, plan, msg));
+            }
+            ShardMsg::Resume { session, last, retention, tx, ack } => {
+                let _ = ack.send(ctx.mcp.resume.attach(&session, last, retention, tx));
             }
             ShardMsg::Drain { deadline, done } => {
                 let cut = drain(&ctx, deadline).await;

@@ -15,6 +15,9 @@ Scenarios (each prints ONE JSON object on stdout; logs go to stderr):
     progress TOOL JSON_ARGS   {"protocol", "progress_events", "progress", "result"}
     sample TOOL JSON_ARGS     declares sampling; answers each sampling/createMessage with the text
                               "sampled: <last user text>"; {"protocol", "samples", "result"}
+    listen TOOL JSON_ARGS URI 2026-07-28 only: opens `subscriptions/listen` for tool list changes
+                              and updates of URI, calls TOOL (which should cause both), and waits
+                              for both events; {"protocol", "honored", "events"}
 
 Exit status: 0 success; 1 the server answered with a JSON-RPC error (stdout has
 {"error": {"code", "message", "data"}}); 2 usage; 3 any other failure (connection, timeout,
@@ -74,7 +77,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=30.0, help="whole-run limit in seconds (default 30)")
     p.add_argument("--cafile", help="PEM file of CAs trusted for https URLs (default: the system's)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs of the SDK on stderr")
-    p.add_argument("scenario", choices=("info", "list", "call", "read", "prompt", "progress", "sample"))
+    p.add_argument("scenario", choices=("info", "list", "call", "read", "prompt", "progress", "sample", "listen"))
     p.add_argument("args", nargs="*")
     return p.parse_args(argv)
 
@@ -248,6 +251,16 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
                     "progress": events,
                     "result": call_result(result),
                 }
+            if opts.scenario == "listen":
+                need(args, 3, "listen TOOL JSON_ARGS URI")
+                seen: list[dict[str, Any]] = []
+                async with c.listen(tools_list_changed=True, resource_subscriptions=[args[2]]) as sub:
+                    await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
+                    async for event in sub:
+                        seen.append({"type": type(event).__name__, **{k: str(v) for k, v in vars(event).items()}})
+                        if {"ToolsListChanged", "ResourceUpdated"} <= {e["type"] for e in seen}:
+                            break
+                    return {"protocol": proto, "honored": dump(sub.honored), "events": seen}
             if opts.scenario == "sample":
                 need(args, 1, "sample TOOL [JSON_ARGS]")
                 result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))

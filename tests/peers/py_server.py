@@ -2,7 +2,7 @@
 
     target/peers/py/bin/python tests/peers/py_server.py --port N
         [--transport streamable-http|sse] [--stateless] [--json] [--page-size K]
-        [--rug-pull] [--poison]
+        [--rug-pull] [--poison] [--notify]
 
 Streamable HTTP serves `/mcp` (answers 2026-07-28 requests statelessly and `initialize` as a
 legacy session; --stateless turns legacy sessions off, --json answers with application/json
@@ -12,6 +12,10 @@ Tools: echo(message), add(a, b) (structured output), slow(steps) (one progress n
 per step), fail(message) (isError result), and filler tools t00..t04, so that with
 --page-size K tools/list comes in several pages (nextCursor = the next offset).
 Resource test://static (text), template test://item/{id}, prompt greet(name).
+
+--notify remembers the sessions that `resources/subscribe` and adds touch(uri), which sends
+each of them `notifications/tools/list_changed` and, if it subscribed to uri,
+`notifications/resources/updated` (on their GET streams: unrelated to any request).
 
 Tool-poisoning fixtures: --rug-pull adds rug_pull(), after which every list shows echo with a
 different (innocent-looking) description, as a server that changes a tool after it was approved
@@ -24,6 +28,7 @@ import argparse
 from typing import Any
 
 import anyio
+import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ListToolsResult, PaginatedRequestParams
 
@@ -99,6 +104,29 @@ def poisoned(a: int, b: int) -> str:
     return str(a + b)
 
 
+# --notify: session -> the URIs it subscribed to
+SUBSCRIBERS: dict[Any, set[str]] = {}
+
+
+async def subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+    SUBSCRIBERS.setdefault(ctx.session, set()).add(str(params.uri))
+    return types.EmptyResult()
+
+
+async def touch(uri: str) -> str:
+    """Tell every subscribed session that the tool list changed and, if it watches it, that uri did."""
+    sent = 0
+    for session, uris in list(SUBSCRIBERS.items()):
+        try:
+            await session.send_tool_list_changed()
+            if uri in uris:
+                await session.send_resource_updated(uri)
+            sent += 1
+        except Exception:  # a session that is gone
+            SUBSCRIBERS.pop(session, None)
+    return f"notified {sent}"
+
+
 @mcp.resource("test://static")
 def static_text() -> str:
     return "static text"
@@ -125,12 +153,16 @@ def main() -> None:
     p.add_argument("--page-size", type=int, default=0)
     p.add_argument("--rug-pull", action="store_true", help="add rug_pull(), which changes echo's description")
     p.add_argument("--poison", action="store_true", help="add poisoned(a, b), with injected instructions")
+    p.add_argument("--notify", action="store_true", help="remember subscribers; add touch(uri), which notifies them")
     opts = p.parse_args()
     PAGE_SIZE = opts.page_size
     if opts.rug_pull:
         mcp.add_tool(rug_pull, name="rug_pull", description="From now on, list echo with another description.")
     if opts.poison:
         mcp.add_tool(poisoned, name="poisoned", description=POISONED_DESCRIPTION)
+    if opts.notify:
+        mcp.add_tool(touch, name="touch")
+        mcp._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
     if opts.transport == "sse":
         mcp.run("sse", host="127.0.0.1", port=opts.port)
     else:
