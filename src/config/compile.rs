@@ -1013,10 +1013,10 @@ fn sealer(cx: &Ctx, process: &model::ProcessConfig) -> Result<Arc<Sealer>, Confi
 }
 
 /// Stdio servers keep running across reloads while their configuration is unchanged.
-fn stdio_server(name: &str, cfg: &super::mcp::StdioTarget) -> Arc<StdioServer> {
+fn stdio_server(name: &str, cfg: &super::mcp::StdioTarget, per_session: bool, max: usize) -> Arc<StdioServer> {
     static LIVE: Live<StdioServer> = Live::new();
-    let made = LIVE.get_or_make(format!("{name} {cfg:?}"), || {
-        Ok::<_, std::convert::Infallible>(Arc::new(StdioServer::new(name, cfg.clone())))
+    let made = LIVE.get_or_make(format!("{name} {cfg:?} {per_session} {max}"), || {
+        Ok::<_, std::convert::Infallible>(Arc::new(StdioServer::new(name, cfg.clone(), per_session, max)))
     });
     let Ok(s) = made;
     s
@@ -1067,6 +1067,9 @@ fn guard_plan(
     Ok(Some(GuardPlan { pinning, scan, scanner, pins, fp: h.finish() }))
 }
 
+/// Per-session processes a stdio target may run at once unless `maxSessions` says otherwise.
+const DEFAULT_MAX_SESSIONS: usize = 100;
+
 fn compile_mcp(
     cx: &Ctx,
     p: &str,
@@ -1100,7 +1103,14 @@ fn compile_mcp(
         let own_at = format!("{tp}.policies.backendTLS");
         let tls = own_tls.map(|x| (own_at.as_str(), x)).or(route_tls);
         let kind = match (&t.stdio, &t.mcp, &t.sse, &t.demo) {
-            (Some(s), None, None, None) => TargetKind::Stdio(stdio_server(&t.name, s)),
+            (Some(s), None, None, None) => {
+                let per_session = t.upstream_mode != Some(super::mcp::UpstreamMode::Shared);
+                let max = t.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+                if max == 0 {
+                    return Err(cx.err(format!("{tp}.maxSessions"), "must be at least 1"));
+                }
+                TargetKind::Stdio(stdio_server(&t.name, s, per_session, max))
+            }
             (None, Some(h), None, None) => {
                 TargetKind::Http(http_target(cx, &format!("{tp}.mcp.host"), &h.host, "/mcp", credential, tls)?)
             }
@@ -1110,6 +1120,9 @@ fn compile_mcp(
             (None, None, None, Some(_)) => TargetKind::Demo,
             _ => return Err(cx.err(tp, "a target needs exactly one of `stdio`, `mcp`, `sse` or `demo`")),
         };
+        if t.stdio.is_none() && (t.upstream_mode.is_some() || t.max_sessions.is_some()) {
+            return Err(cx.err(tp, "`upstreamMode` and `maxSessions` apply to `stdio` targets"));
+        }
         let tools = t.tools.as_ref().map(|f| ToolFilterPlan {
             include: f.include.iter().cloned().collect(),
             exclude: f.exclude.iter().cloned().collect(),

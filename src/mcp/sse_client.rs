@@ -30,6 +30,9 @@ pub struct SseConn {
     post_to: RefCell<Option<Rc<HttpTargetPlan>>>,
     /// Callers waiting for messages about their request, by the id it has on this session.
     pending: RefCell<HashMap<u64, flume::Sender<Message>>>,
+    /// Requests forwarded for clients, by `<client session>\n<client's id>`, so that a client's
+    /// `notifications/cancelled` finds the id its request has here.
+    origins: RefCell<HashMap<String, u64>>,
     /// The target's `initialize` result, once the handshake is done.
     init: RefCell<Option<Value>>,
     /// Protocol version the target negotiated.
@@ -50,11 +53,22 @@ pub struct SseCall {
     /// The id the request has on the upstream session.
     pub upstream_id: u64,
     conn: Rc<SseConn>,
+    origin: Option<String>,
 }
 
 impl Drop for SseCall {
     fn drop(&mut self) {
         self.conn.pending.borrow_mut().remove(&self.upstream_id);
+        if let Some(o) = &self.origin {
+            self.conn.origins.borrow_mut().remove(o);
+        }
+    }
+}
+
+impl SseCall {
+    /// Tell the target the request is cancelled (best effort).
+    pub async fn cancel(&self, ctx: &ShardCtx, reason: &str) {
+        self.conn.cancelled(ctx, self.upstream_id, Some(reason)).await;
     }
 }
 
@@ -79,6 +93,7 @@ pub async fn shared(
         name: name.clone(),
         post_to: RefCell::new(None),
         pending: RefCell::new(HashMap::new()),
+        origins: RefCell::new(HashMap::new()),
         init: RefCell::new(None),
         version: RefCell::new(None),
         dead: Cell::new(false),
@@ -116,6 +131,7 @@ impl SseConn {
         method: &str,
         params: Option<&Value>,
         idle: Duration,
+        origin: Option<String>,
     ) -> Result<SseCall, RpcError> {
         if self.dead.get() {
             return Err(self.down("lost its session"));
@@ -130,13 +146,32 @@ impl SseConn {
         let (tx, rx) = flume::unbounded();
         self.pending.borrow_mut().insert(id, tx);
         // made before the POST, so that a failed POST leaves nothing pending
-        let call = SseCall { rx, upstream_id: id, conn: self.clone() };
+        if let Some(o) = &origin {
+            self.origins.borrow_mut().insert(o.clone(), id);
+        }
+        let call = SseCall { rx, upstream_id: id, conn: self.clone(), origin };
         self.post(ctx, &jsonrpc::request(&json!(id), method, params.as_ref()), idle).await?;
         Ok(call)
     }
 
     fn down(&self, what: &str) -> RpcError {
         RpcError::new(INTERNAL_ERROR, format!("sse target `{}` {what}", self.name))
+    }
+
+    /// Cancel the request a client knows as `origin`, if it waits on this session.
+    pub async fn cancel(&self, ctx: &ShardCtx, origin: &str, reason: Option<&str>) {
+        let id = self.origins.borrow().get(origin).copied();
+        if let Some(id) = id {
+            self.cancelled(ctx, id, reason).await;
+        }
+    }
+
+    async fn cancelled(&self, ctx: &ShardCtx, id: u64, reason: Option<&str>) {
+        let mut p = json!({"requestId": id});
+        if let Some(r) = reason {
+            p["reason"] = json!(r);
+        }
+        let _ = self.post(ctx, &jsonrpc::notification("notifications/cancelled", Some(&p)), ANSWER_WAIT).await;
     }
 
     /// Mark the session unusable and stop its reader.
@@ -176,7 +211,7 @@ impl SseConn {
             "capabilities": {},
             "clientInfo": {"name": "ringgate", "version": env!("CARGO_PKG_VERSION")},
         });
-        let call = self.call(ctx, "initialize", Some(&params), idle).await?;
+        let call = self.call(ctx, "initialize", Some(&params), idle, None).await?;
         let init = loop {
             match monoio::time::timeout(idle, call.rx.recv_async()).await {
                 Ok(Ok(Message::Response { result, .. })) => break result,

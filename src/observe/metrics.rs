@@ -37,7 +37,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 68] = [
+pub const ERROR_REASONS: [&str; 69] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -79,6 +79,7 @@ pub const ERROR_REASONS: [&str; 68] = [
     "mcp_invalid_params",
     "mcp_denied",
     "mcp_tool_blocked",
+    "mcp_session_limit",
     "auth_missing",
     "jwt_missing",
     "jwt_too_large",
