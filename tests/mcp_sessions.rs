@@ -363,3 +363,25 @@ fn server_everything_over_stdio_samples_and_elicits_through_the_gateway() {
     let all = r["result"]["content"].to_string();
     assert!(all.contains("accept") && all.contains("Ada"), "{all}");
 }
+
+#[test]
+fn sse_targets_in_per_session_mode_relay_sampling_and_elicitation() {
+    let port = free_port();
+    let _ev = start_peer(&everything(), &["sse"], &[("PORT", port.to_string())], port);
+    let targets = format!(
+        "          - name: evs\n            sse: {{ host: \"http://127.0.0.1:{port}/sse\" }}\n            upstreamMode: perSession\n{}",
+        session_target("s", "")
+    );
+    let gw = gateway(&targets);
+    let url = format!("http://{}/mcp", gw.addr());
+    // the upstream session was initialized with the client's capabilities (the tools below
+    // exist only for clients that declare them), and what it asks reaches this client
+    let r = py_ok(&url, &["sample", "evs_trigger-sampling-request", r#"{"prompt": "over sse", "maxTokens": 20}"#]);
+    assert_eq!(r["samples"].as_array().unwrap().len(), 1, "{r}");
+    assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("over sse"), "{r}");
+    let content = r#"{"name": "Ada", "check": true, "email": "ada@example.com"}"#;
+    let r = py_ok(&url, &["elicit", "evs_trigger-elicitation-request", "{}", content]);
+    assert_eq!(r["elicitations"].as_array().unwrap().len(), 1, "{r}");
+    // each client session had an upstream session of its own, ended with it (the client DELETEs)
+    nth_line(&gw, "mcp target evs: session stream ended", 1);
+}

@@ -137,11 +137,13 @@ pub struct McpTarget {
     /// keeps one upstream session with it, shared by every client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse: Option<HttpTarget>,
-    /// For `stdio` targets: `perSession` (default) runs one process for each stateful client
-    /// session, started at its `initialize` and ended with it (DELETE, idle expiry, gateway
-    /// shutdown), so what the server asks or tells (sampling, elicitation, roots, logging,
-    /// list changes) reaches that client; `shared` runs one process for every client, which
-    /// cannot relay such traffic. Stateless and 2026-07-28 clients use the shared process.
+    /// `perSession` gives each stateful client session an upstream of its own, started at its
+    /// `initialize` and ended with it (DELETE, idle expiry, gateway shutdown), so what the server
+    /// asks or tells (sampling, elicitation, roots, logging, list changes) reaches that client:
+    /// a process for `stdio` targets (their default), an upstream session for `sse` targets.
+    /// `shared` (the default for `sse`) serves every client with one process, or one upstream
+    /// session per shard, which cannot relay such traffic. Stateless and 2026-07-28 clients
+    /// always use the shared one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_mode: Option<UpstreamMode>,
     /// In `perSession` mode: at most this many processes of this target run at once (default

@@ -18,3 +18,4 @@ pub mod sse;
 pub mod sse_client;
 pub mod stdio;
 pub mod toolguard;
+pub mod waiters;

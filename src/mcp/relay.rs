@@ -12,7 +12,7 @@ use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
 use super::merge;
 use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
 use super::session::{Pooled, Upstream};
-use super::sse_client::{self, SseCall};
+use super::sse_client::{self, SessionSse, SessionSseCall, SseCall};
 use super::stdio::{SessionProc, StdioCall, SESSION_LIMIT};
 use crate::proxy::shard::ShardCtx;
 
@@ -45,6 +45,8 @@ pub enum InFlight {
     Stdio(StdioCall),
     /// Legacy HTTP+SSE (answers come on the target's stream).
     Sse(SseCall),
+    /// Legacy HTTP+SSE on the client session's own upstream session.
+    SseOwn(SessionSseCall),
 }
 
 impl InFlight {
@@ -58,11 +60,13 @@ impl InFlight {
                 Ok(Err(_)) => Ok(None),
                 Err(_) => Err(RpcError::new(INTERNAL_ERROR, "stdio target did not answer in time")),
             },
-            InFlight::Sse(call) => match monoio::time::timeout(r.idle, call.rx.recv_async()).await {
-                Ok(Ok(m)) => Ok(Some(m)),
-                Ok(Err(_)) => Ok(None),
-                Err(_) => Err(RpcError::new(INTERNAL_ERROR, "sse target did not answer in time")),
-            },
+            InFlight::Sse(SseCall { rx, .. }) | InFlight::SseOwn(SessionSseCall { rx, .. }) => {
+                match monoio::time::timeout(r.idle, rx.recv_async()).await {
+                    Ok(Ok(m)) => Ok(Some(m)),
+                    Ok(Err(_)) => Ok(None),
+                    Err(_) => Err(RpcError::new(INTERNAL_ERROR, "sse target did not answer in time")),
+                }
+            }
         }
     }
 
@@ -72,6 +76,7 @@ impl InFlight {
         match self {
             InFlight::Stdio(c) => Some(c.upstream_id),
             InFlight::Sse(c) => Some(c.upstream_id),
+            InFlight::SseOwn(c) => Some(c.upstream_id),
             _ => None,
         }
     }
@@ -91,7 +96,7 @@ impl InFlight {
         match self {
             InFlight::Ready(_) => false,
             InFlight::Http(reply, _) => reply.is_event_stream(),
-            InFlight::Stdio(_) | InFlight::Sse(_) => true,
+            InFlight::Stdio(_) | InFlight::Sse(_) | InFlight::SseOwn(_) => true,
         }
     }
 
@@ -102,6 +107,7 @@ impl InFlight {
             InFlight::Ready(_) => {}
             InFlight::Stdio(call) => call.cancel(reason),
             InFlight::Sse(call) => call.cancel(r.ctx, reason).await,
+            InFlight::SseOwn(call) => call.cancel(r.ctx, reason).await,
             InFlight::Http(_, id) => {
                 let body =
                     jsonrpc::notification("notifications/cancelled", Some(&json!({"requestId": id, "reason": reason})));
@@ -160,20 +166,26 @@ impl Relay<'_> {
                 }
                 Via::Pooled => Ok(InFlight::Stdio(s.call(method, params, origin).await?)),
             },
-            TargetKind::Sse(h) => {
-                let name = &self.plan.targets[ti].name;
-                let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
-                match conn.call(self.ctx, method, params, self.idle, origin.clone()).await {
-                    Ok(call) => Ok(InFlight::Sse(call)),
-                    // the target refused the POST, so its session is gone (it restarted before
-                    // its stream's end reached us): once more on a new one
-                    Err(_) if conn.is_dead() => {
-                        let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
-                        Ok(InFlight::Sse(conn.call(self.ctx, method, params, self.idle, origin).await?))
-                    }
-                    Err(e) => Err(e),
+            TargetKind::Sse(h) => match via {
+                Via::Own(u) => {
+                    let conn = self.sse_session(ti, u)?;
+                    Ok(InFlight::SseOwn(conn.call(self.ctx, method, params, self.idle, origin).await?))
                 }
-            }
+                Via::Pooled => {
+                    let name = &self.plan.targets[ti].name;
+                    let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
+                    match conn.call(self.ctx, method, params, self.idle, origin.clone()).await {
+                        Ok(call) => Ok(InFlight::Sse(call)),
+                        // the target refused the POST, so its session is gone (it restarted
+                        // before its stream's end reached us): once more on a new one
+                        Err(_) if conn.is_dead() => {
+                            let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
+                            Ok(InFlight::Sse(conn.call(self.ctx, method, params, self.idle, origin).await?))
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            },
             TargetKind::Http(h) => {
                 let (session, version, rewritten) = match via {
                     Via::Own(u) => (u.s.clone(), u.v.clone(), None),
@@ -243,8 +255,24 @@ impl Relay<'_> {
                     p.send(body.to_vec());
                 }
             }
-            _ => {}
+            TargetKind::Sse(_) => {
+                if let Ok(c) = self.sse_session(ti, u) {
+                    c.send(self.ctx, body, self.idle).await;
+                }
+            }
+            TargetKind::Demo => {}
         }
+    }
+
+    /// The session's own upstream session with HTTP+SSE target `ti`.
+    pub fn sse_session(&self, ti: usize, u: &Upstream) -> Result<Arc<SessionSse>, RpcError> {
+        u.s.as_deref().and_then(|k| self.ctx.mcp.sse_session(k)).ok_or_else(|| {
+            let name = &self.plan.targets[ti].name;
+            RpcError::new(
+                INTERNAL_ERROR,
+                format!("this session's upstream session with sse target `{name}` has ended; initialize a new session"),
+            )
+        })
     }
 
     /// The session's own process of stdio target `ti`.
@@ -266,18 +294,21 @@ impl Relay<'_> {
         let asked = params.get("protocolVersion").and_then(Value::as_str);
         let (result, session) = match &t.kind {
             TargetKind::Demo => (demo::handle("initialize", Some(params))?, None),
-            TargetKind::Stdio(s) if own && s.per_session() => {
-                match s.open_session(params, self.plan.session_ttl).await {
-                    Ok((result, key)) => (result, Some(key)),
-                    Err(e) => {
-                        if e.code == SESSION_LIMIT {
-                            self.ctx.registry.shards[self.ctx.index].count_error("mcp_session_limit");
-                        }
-                        return Err(e);
+            TargetKind::Stdio(s) if own && t.per_session => match s.open_session(params, self.plan.session_ttl).await {
+                Ok((result, key)) => (result, Some(key)),
+                Err(e) => {
+                    if e.code == SESSION_LIMIT {
+                        self.ctx.registry.shards[self.ctx.index].count_error("mcp_session_limit");
                     }
+                    return Err(e);
                 }
-            }
+            },
             TargetKind::Stdio(s) => (s.initialize().await?, None),
+            TargetKind::Sse(h) if own && t.per_session => {
+                let ttl = self.plan.session_ttl;
+                let (result, key) = sse_client::open_session(self.ctx, &t.name, h, params, ttl, self.idle).await?;
+                (result, Some(key))
+            }
             TargetKind::Sse(h) => (sse_client::shared(self.ctx, &t.name, h, self.idle).await?.init(), None),
             TargetKind::Http(h) if own => self.http_initialize(h, params).await?,
             TargetKind::Http(h) => (self.pooled_session(h).await?.init.clone(), None),

@@ -86,7 +86,7 @@ pub async fn serve(
         if plan.stateful && !is_init {
             let (id, s) = self::session(ctx, plan, head).map_err(refuse)?;
             ctx.mcp.touch_procs(&s);
-            sid = Some(id.to_string());
+            sid = Some(id);
             session = Some(s);
         }
     }
@@ -156,7 +156,7 @@ pub(super) async fn on_stream(
         access: s.caller.access(),
         modern: false,
         session: before.clone(),
-        sid: Some(sid.to_string()),
+        sid: Some(sid),
         tail: None,
     };
     // the one way to fail once the POST was accepted is the stream being gone
@@ -467,7 +467,7 @@ struct Exchange<'a> {
     /// The client's session (stateful legacy era).
     session: Option<Sealed>,
     /// Its id, which with a request's id names the request for cancellation.
-    sid: Option<String>,
+    sid: Option<&'a str>,
     /// A target answer whose stream still has to be read to its end after the client has its response.
     tail: Option<InFlight>,
 }
@@ -488,8 +488,8 @@ impl Exchange<'_> {
         let t = &self.plan().targets[ti];
         match t.kind {
             TargetKind::Http(_) => {}
-            // a session's own process, if it has one (a session without: the shared one)
-            TargetKind::Stdio(_) => {
+            // a session's own process or session, if it has one (else: the shared one)
+            TargetKind::Stdio(_) | TargetKind::Sse(_) => {
                 return Some(
                     self.session
                         .as_ref()
@@ -720,7 +720,9 @@ impl Exchange<'_> {
             )));
         };
         let token = params.as_ref().and_then(|p| p.get("_meta")).and_then(|m| m.get("progressToken")).cloned();
-        let origin = self.sid.as_deref().map(|s| origin(s, id));
+        // only stdio and HTTP+SSE targets run requests under the gateway's ids
+        let rewrites = matches!(self.plan().targets[ti].kind, TargetKind::Stdio(_) | TargetKind::Sse(_));
+        let origin = self.sid.filter(|_| rewrites).map(|s| origin(s, id));
         let mut f = match self.relay.start(ti, via, id, method, params.as_ref(), origin).await {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
@@ -824,7 +826,7 @@ impl Exchange<'_> {
     /// (ids pass unchanged there); to stdio and HTTP+SSE targets with `requestId` rewritten to
     /// the id the request got there, found by the client's session and id.
     async fn cancelled(&self, params: Option<&Value>) {
-        let (Some(sid), Some(rid)) = (self.sid.as_deref(), params.and_then(|p| p.get("requestId"))) else { return };
+        let (Some(sid), Some(rid)) = (self.sid, params.and_then(|p| p.get("requestId"))) else { return };
         let key = origin(sid, rid);
         let reason = params.and_then(|p| p.get("reason")).and_then(Value::as_str);
         let body = jsonrpc::notification("notifications/cancelled", params);
@@ -842,7 +844,12 @@ impl Exchange<'_> {
                         }
                     }
                     (TargetKind::Stdio(s), Via::Pooled) => s.cancel(key, reason),
-                    (TargetKind::Sse(h), _) => {
+                    (TargetKind::Sse(_), Via::Own(up)) => {
+                        if let Ok(c) = self.relay.sse_session(ti, up) {
+                            c.cancel(ctx, key, reason).await;
+                        }
+                    }
+                    (TargetKind::Sse(h), Via::Pooled) => {
                         // the shard's session with it: a request forwarded on another shard is
                         // not found here
                         if let Some(c) = ctx.mcp.sse_conn(&h.session_key()) {
@@ -978,7 +985,7 @@ pub(super) fn route_answer(
     let ti: usize = ti.parse().map_err(|_| unknown())?;
     let orig: Value = serde_json::from_str(orig).map_err(|_| unknown())?;
     let t = plan.targets.get(ti).ok_or_else(unknown)?;
-    if !matches!(t.kind, TargetKind::Http(_) | TargetKind::Stdio(_)) {
+    if matches!(t.kind, TargetKind::Demo) {
         return Err(unknown());
     }
     let up = session.and_then(|s| s.target(&t.name)).filter(|u| u.s.is_some()).ok_or_else(unknown)?;
@@ -1070,6 +1077,18 @@ pub(super) async fn unprompted<'a>(ctx: &'a ShardCtx, plan: &'a McpPlan, sealed:
                 .boxed_local(),
         );
     }
+    // and own HTTP+SSE sessions
+    for (ti, t) in plan.targets.iter().enumerate() {
+        let TargetKind::Sse(_) = &t.kind else { continue };
+        let Some(c) = sealed.target(&t.name).and_then(|u| u.s.as_deref()).and_then(|k| ctx.mcp.sse_session(k)) else {
+            continue;
+        };
+        let rx = c.listen();
+        streams.push(
+            stream::unfold(rx, move |rx| async move { rx.recv_async().await.ok().map(|m| ((ti, m), rx)) })
+                .boxed_local(),
+        );
+    }
     for (ti, r) in join_all(opens).await {
         match r {
             Ok(reply) => streams.push(
@@ -1112,10 +1131,14 @@ async fn delete(
     Ok(Done::local(200, 0, keep))
 }
 
-/// End the per-session stdio processes among a session's upstreams.
+/// End the stdio processes and HTTP+SSE sessions of its own among a session's upstreams.
 fn end_procs(ups: &[Upstream]) {
-    for key in ups.iter().filter_map(|u| u.s.as_deref()).filter(|k| k.starts_with(super::stdio::KEY_PREFIX)) {
-        super::stdio::end_session_proc(key);
+    for key in ups.iter().filter_map(|u| u.s.as_deref()) {
+        if key.starts_with(super::stdio::KEY_PREFIX) {
+            super::stdio::end_session_proc(key);
+        } else if key.starts_with(super::sse_client::KEY_PREFIX) {
+            super::sse_client::end_session_sse(key);
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::McpPlan;
-use super::sse_client::SseConn;
+use super::sse_client::{self, SessionSse, SseConn};
 use super::stdio::{self, SessionProc};
 
 /// What a gateway session id seals: fixed at `initialize`, so any shard or replica holding the
@@ -98,6 +98,8 @@ pub struct ShardSessions {
     /// Handles of the per-session stdio processes this shard has served, by key: the
     /// process-wide table is consulted once per shard and session, not on each request.
     procs: RefCell<HashMap<String, Arc<SessionProc>>>,
+    /// The same for client sessions' own upstream sessions with HTTP+SSE targets.
+    own_sse: RefCell<HashMap<String, Arc<SessionSse>>>,
     next_id: Cell<u64>,
     sweeps: Cell<u32>,
 }
@@ -174,6 +176,7 @@ impl ShardSessions {
         self.seen.borrow_mut().retain(|_, t| now.duration_since(*t) < ttl);
         self.revoked.borrow_mut().retain(|_, until| *until > now);
         self.procs.borrow_mut().retain(|_, p| p.is_live());
+        self.own_sse.borrow_mut().retain(|_, c| c.is_live());
     }
 
     /// The live per-session stdio process under `key` (a session's upstream session id with a
@@ -191,12 +194,32 @@ impl ShardSessions {
         p
     }
 
-    /// Note a session's use on its per-session stdio processes, which end when it goes idle.
+    /// A client session's own upstream session with an HTTP+SSE target, by key, from this
+    /// shard's cache or else the process-wide table.
+    pub fn sse_session(&self, key: &str) -> Option<Arc<SessionSse>> {
+        if let Some(c) = self.own_sse.borrow().get(key).filter(|c| c.is_live()) {
+            return Some(c.clone());
+        }
+        let c = sse_client::session_sse(key);
+        let mut cache = self.own_sse.borrow_mut();
+        match &c {
+            Some(c) => cache.insert(key.to_string(), c.clone()),
+            None => cache.remove(key),
+        };
+        c
+    }
+
+    /// Note a session's use on its own stdio processes and HTTP+SSE sessions, which end when it
+    /// goes idle.
     pub fn touch_procs(&self, s: &Sealed) {
-        for u in &s.t {
-            if let Some(key) = u.s.as_deref().filter(|k| k.starts_with(stdio::KEY_PREFIX)) {
+        for key in s.t.iter().filter_map(|u| u.s.as_deref()) {
+            if key.starts_with(stdio::KEY_PREFIX) {
                 if let Some(p) = self.stdio_proc(key) {
                     p.touch();
+                }
+            } else if key.starts_with(sse_client::KEY_PREFIX) {
+                if let Some(c) = self.sse_session(key) {
+                    c.touch();
                 }
             }
         }

@@ -8,7 +8,7 @@
 //! the table's lock is taken when a session starts or ends, the first time a shard serves it,
 //! and by the idle reaper, not on each request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
+use super::waiters::Waiters;
 use crate::config::mcp::StdioTarget;
 
 /// Longest line accepted from a child (a message is one line).
@@ -30,8 +31,6 @@ const INIT_VERSION: &str = "2025-11-25";
 const TERM_GRACE: Duration = Duration::from_secs(2);
 /// How often per-session processes are checked for idleness and death.
 const REAP_EVERY: Duration = Duration::from_secs(1);
-/// How many unprompted messages may wait for a session's slow GET stream before more are dropped.
-const LISTEN_BACKLOG: usize = 64;
 /// JSON-RPC error code of an `initialize` refused because the target runs `maxSessions` processes.
 pub const SESSION_LIMIT: i64 = -32000;
 /// JSON-RPC error code ending a request the client cancelled (LSP's `RequestCancelled`).
@@ -43,7 +42,6 @@ pub const KEY_PREFIX: &str = "stdio~";
 pub struct StdioServer {
     name: Arc<str>,
     cfg: StdioTarget,
-    per_session: bool,
     max_sessions: usize,
     /// Per-session processes running now.
     live: AtomicUsize,
@@ -67,28 +65,14 @@ struct Running {
 
 /// What the reader thread and callers share.
 struct Shared {
-    /// Requests waiting for messages about them, by upstream id (ascending: newest last).
-    pending: Mutex<BTreeMap<u64, Waiter>>,
+    /// Requests waiting for messages about them; a session's own process relays what it asks
+    /// and tells to its client, a shared one refuses it (it cannot know whom to ask).
+    waiters: Waiters,
     /// The child's `initialize` result, or why the handshake failed.
     init: OnceLock<Result<Value, String>>,
     /// Dropped (disconnected) when `init` is set, waking every waiter.
     ready: flume::Receiver<()>,
     alive: AtomicBool,
-    next_id: AtomicU64,
-    /// A session's own process relays server→client requests and notifications to its client;
-    /// a shared one refuses them (it cannot know whom to ask).
-    relays: bool,
-    /// The session's GET stream, for what the process sends while no relaying request waits.
-    listener: Mutex<Option<flume::Sender<Message>>>,
-}
-
-/// One request waiting on the process.
-struct Waiter {
-    tx: flume::Sender<Message>,
-    /// Forwarded for a client, whose stream takes what the process asks and tells meanwhile.
-    relays: bool,
-    /// `<client session>\n<client's id>`: how the client's `notifications/cancelled` finds it.
-    origin: Option<String>,
 }
 
 impl Drop for Running {
@@ -113,9 +97,7 @@ pub struct StdioCall {
 
 impl Drop for StdioCall {
     fn drop(&mut self) {
-        if let Ok(mut p) = self.server.shared.pending.lock() {
-            p.remove(&self.upstream_id);
-        }
+        self.server.shared.waiters.remove(self.upstream_id);
     }
 }
 
@@ -127,13 +109,12 @@ impl StdioCall {
 }
 
 impl StdioServer {
-    /// A server for `cfg`; nothing runs yet. With `per_session`, stateful client sessions get
-    /// processes of their own, at most `max_sessions` at once.
-    pub fn new(name: &str, cfg: StdioTarget, per_session: bool, max_sessions: usize) -> Self {
+    /// A server for `cfg`; nothing runs yet. Client sessions may get processes of their own
+    /// (`open_session`), at most `max_sessions` at once.
+    pub fn new(name: &str, cfg: StdioTarget, max_sessions: usize) -> Self {
         StdioServer {
             name: name.into(),
             cfg,
-            per_session,
             max_sessions,
             live: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
@@ -148,11 +129,6 @@ impl StdioServer {
     /// The configuration it runs (reloads reuse a server whose configuration is unchanged).
     pub fn config(&self) -> &StdioTarget {
         &self.cfg
-    }
-
-    /// Whether stateful client sessions get a process of their own.
-    pub fn per_session(&self) -> bool {
-        self.per_session
     }
 
     /// The shared process's `initialize` result, starting it if needed.
@@ -242,10 +218,7 @@ impl StdioServer {
         if let Ok(mut t) = PROCS.lock() {
             t.insert(key.clone(), proc);
         }
-        static REAPER: Once = Once::new();
-        REAPER.call_once(|| {
-            let _ = std::thread::Builder::new().name("mcp-stdio-reaper".into()).spawn(reap);
-        });
+        ensure_reaper();
         Ok((result, key))
     }
 
@@ -312,16 +285,15 @@ impl Running {
         relays: bool,
         origin: Option<String>,
     ) -> Result<StdioCall, RpcError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = flume::unbounded();
+        let down = || RpcError::new(INTERNAL_ERROR, format!("stdio target `{}` is unusable", self.name));
+        let id = self.shared.waiters.add(tx, relays, origin).ok_or_else(down)?;
         let mut params = params.cloned();
         if let Some(meta) = params.as_mut().and_then(|p| p.get_mut("_meta")).and_then(Value::as_object_mut) {
             if meta.contains_key("progressToken") {
                 meta.insert("progressToken".into(), json!(id));
             }
         }
-        let (tx, rx) = flume::unbounded();
-        let down = || RpcError::new(INTERNAL_ERROR, format!("stdio target `{}` is unusable", self.name));
-        self.shared.pending.lock().map_err(|_| down())?.insert(id, Waiter { tx, relays, origin });
         // made before the write, so that a failed one leaves nothing pending
         let call = StdioCall { rx, upstream_id: id, server: self.clone() };
         let line = jsonrpc::request(&json!(id), method, params.as_ref());
@@ -335,10 +307,7 @@ impl Running {
     /// The server will not answer it, so its client's POST is ended with an error (which the
     /// client, having cancelled, ignores) rather than left open.
     fn cancel(&self, origin: &str, reason: Option<&str>) {
-        let found = self.shared.pending.lock().ok().and_then(|p| {
-            p.iter().find(|(_, w)| w.origin.as_deref() == Some(origin)).map(|(id, w)| (*id, w.tx.clone()))
-        });
-        if let Some((id, tx)) = found {
+        if let Some((id, tx)) = self.shared.waiters.find(origin) {
             self.cancelled(id, reason);
             let e = RpcError::new(REQUEST_CANCELLED, "request cancelled by the client");
             let _ = tx.send(Message::Error { id: json!(id), error: e.to_value() });
@@ -374,7 +343,8 @@ impl Running {
 
 /// Signal a child's whole process group (each child leads its own), so helpers it started go too.
 fn kill_group(pid: u32, sig: i32) {
-    let Ok(pid) = i32::try_from(pid) else { return };
+    // pid 0 would name the gateway's own group
+    let Ok(pid @ 1..) = i32::try_from(pid) else { return };
     // SAFETY: kill(2) has no memory effects; a negative pid names the child's own group
     unsafe {
         libc::kill(-pid, sig);
@@ -429,11 +399,11 @@ impl SessionProc {
     /// The session's GET stream: what the process sends while no relaying request waits. A new
     /// stream replaces an earlier one; the receiver ends when the process does.
     pub fn listen(&self) -> flume::Receiver<Message> {
-        let (tx, rx) = flume::bounded(LISTEN_BACKLOG);
-        if let Ok(mut l) = self.running.shared.listener.lock() {
-            if self.running.shared.alive.load(Ordering::Acquire) {
-                *l = Some(tx);
-            }
+        let sh = &self.running.shared;
+        let rx = sh.waiters.listen();
+        if !sh.alive.load(Ordering::Acquire) {
+            // it exited meanwhile: the stream ends at once instead of never
+            sh.waiters.close();
         }
         rx
     }
@@ -506,7 +476,15 @@ fn expired(now: u64, t: &mut HashMap<String, Arc<SessionProc>>) -> Vec<Arc<Sessi
     gone
 }
 
-/// The reaper thread: per-session processes end with their session's idle lifetime.
+/// Start the reaper thread (once): per-session processes and HTTP+SSE sessions end with their
+/// client session's idle lifetime.
+pub fn ensure_reaper() {
+    static REAPER: Once = Once::new();
+    REAPER.call_once(|| {
+        let _ = std::thread::Builder::new().name("mcp-session-reaper".into()).spawn(reap);
+    });
+}
+
 fn reap() {
     loop {
         std::thread::sleep(REAP_EVERY);
@@ -514,6 +492,7 @@ fn reap() {
         for p in gone {
             p.end();
         }
+        super::sse_client::expire_idle();
     }
 }
 
@@ -550,13 +529,10 @@ fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::
     let (stdin_tx, stdin_rx) = flume::unbounded::<Vec<u8>>();
     let (ready_tx, ready_rx) = flume::bounded::<()>(1);
     let shared = Arc::new(Shared {
-        pending: Mutex::new(BTreeMap::new()),
+        waiters: Waiters::new(relays),
         init: OnceLock::new(),
         ready: ready_rx,
         alive: AtomicBool::new(true),
-        next_id: AtomicU64::new(1),
-        relays,
-        listener: Mutex::new(None),
     });
     std::thread::Builder::new().name(format!("mcp-{name}-in")).spawn(move || write_loop(stdin, stdin_rx))?;
     let (sh, tx, n) = (shared.clone(), stdin_tx.clone(), name.clone());
@@ -624,23 +600,22 @@ fn read_loop(
                 break;
             }
             Message::Response { ref id, .. } | Message::Error { ref id, .. } => {
-                if let Some(tx) = id.as_u64().and_then(|n| Some(sh.pending.lock().ok()?.get(&n)?.tx.clone())) {
-                    let _ = tx.send(msg);
+                if let Some(n) = id.as_u64() {
+                    sh.waiters.answer(n, msg);
                 }
             }
             Message::Notification { ref method, ref params } if method == "notifications/progress" => {
-                let token = params.as_ref().and_then(|p| p.get("progressToken")).and_then(Value::as_u64);
-                if let Some(tx) = token.and_then(|n| Some(sh.pending.lock().ok()?.get(&n)?.tx.clone())) {
-                    let _ = tx.send(msg);
+                if let Some(n) = params.as_ref().and_then(|p| p.get("progressToken")).and_then(Value::as_u64) {
+                    sh.waiters.about(n, msg);
                 }
             }
             // what nobody can take: a request is answered here, a notification dropped
             msg => {
-                if let Some(Message::Request { id, method, .. }) = relay_unprompted(sh, msg) {
+                if let Some(Message::Request { id, method, .. }) = sh.waiters.relay(msg) {
                     let answer = if method == "ping" {
                         jsonrpc::response(&id, &json!({}))
                     } else {
-                        let why = if sh.relays {
+                        let why = if sh.waiters.relays() {
                             "has no client stream open to relay it to"
                         } else {
                             "is not relayed to clients by a shared stdio target"
@@ -661,36 +636,10 @@ fn read_loop(
     let _ = child.wait();
     let _ = sh.init.set(Err(format!("stdio target `{name}` exited during its handshake")));
     drop(ready);
-    if let Ok(mut l) = sh.listener.lock() {
-        l.take();
-    }
     eprintln!("mcp target {name}: process exited (pid {})", child.id());
-    let waiting = sh.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
-    for (id, w) in waiting {
+    for (id, tx) in sh.waiters.close() {
         let e = RpcError::new(INTERNAL_ERROR, format!("stdio target `{name}` exited before answering"));
-        let _ = w.tx.send(Message::Error { id: json!(id), error: e.to_value() });
-    }
-}
-
-/// Hand a server→client request or a notification (other than progress) of a session's own
-/// process to its client: on the stream of the newest request forwarded for it, else on its
-/// GET stream. Returns the message when nobody can take it.
-fn relay_unprompted(sh: &Shared, msg: Message) -> Option<Message> {
-    if !sh.relays {
-        return Some(msg);
-    }
-    let waiting = sh.pending.lock().ok().and_then(|p| p.values().rev().find(|w| w.relays).map(|w| w.tx.clone()));
-    let msg = match waiting {
-        Some(tx) => match tx.send(msg) {
-            Ok(()) => return None,
-            Err(e) => e.0,
-        },
-        None => msg,
-    };
-    let listener = sh.listener.lock().ok().and_then(|l| l.clone());
-    match listener {
-        Some(tx) => tx.try_send(msg).err().map(|e| e.into_inner()),
-        None => Some(msg),
+        let _ = tx.send(Message::Error { id: json!(id), error: e.to_value() });
     }
 }
 
@@ -715,5 +664,49 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
         if buf.len() > MAX_LINE_BYTES {
             return Err(std::io::Error::other("line too long"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(relays: bool) -> Shared {
+        let (_, ready) = flume::bounded(1);
+        Shared { waiters: Waiters::new(relays), init: OnceLock::new(), ready, alive: AtomicBool::new(true) }
+    }
+
+    #[test]
+    fn idle_and_exited_session_processes_expire() {
+        let cfg = StdioTarget { cmd: "true".into(), args: vec![], env: Default::default(), cwd: None };
+        let server = Arc::new(StdioServer::new("t", cfg, 10));
+        let proc = |last_used: u64, alive: bool| {
+            let sh = shared(true);
+            sh.alive.store(alive, Ordering::Release);
+            let (stdin, _) = flume::unbounded();
+            let running = Arc::new(Running { pid: 0, stdin, shared: Arc::new(sh), name: "t".into() });
+            server.live.fetch_add(1, Ordering::AcqRel);
+            Arc::new(SessionProc {
+                server: server.clone(),
+                running,
+                ttl: Duration::from_secs(10),
+                last_used: AtomicU64::new(last_used),
+                ended: AtomicBool::new(false),
+            })
+        };
+        let mut t = HashMap::new();
+        t.insert("fresh".to_string(), proc(95_000, true));
+        t.insert("idle".to_string(), proc(80_000, true));
+        t.insert("exited".to_string(), proc(99_000, false));
+        let mut gone: Vec<_> =
+            expired(100_000, &mut t).into_iter().map(|p| p.last_used.load(Ordering::Relaxed)).collect();
+        gone.sort();
+        assert_eq!(gone, [80_000, 99_000]);
+        assert_eq!(t.keys().collect::<Vec<_>>(), ["fresh"]);
+        let fresh = &t["fresh"];
+        fresh.end();
+        fresh.end();
+        assert_eq!(server.live.load(Ordering::Acquire), 2, "ended once");
+        assert!(!fresh.is_live());
     }
 }
