@@ -439,7 +439,8 @@ impl<'a> Out<'a> {
     /// unread) it is there, and this never completes.
     async fn client_left(&mut self) {
         if let Sink::Http { client, .. } = &mut self.sink {
-            if matches!(client.fill().await, Ok(0) | Err(_)) {
+            // what a client sent stays unread, never in a read that may be cancelled
+            if client.buf.is_empty() && matches!(client.fill().await, Ok(0) | Err(_)) {
                 return;
             }
         }
