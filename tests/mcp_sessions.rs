@@ -176,10 +176,11 @@ fn idle_sessions_lose_their_process() {
     );
     let gw = Gateway::start(&yaml);
     let sid = initialize(gw.addr(), "{}").unwrap();
+    // the session's last use is at the gateway, between these two instants
+    let before = Instant::now();
     let pid = text(&call(gw.addr(), &sid, "pid"));
-    let used = Instant::now();
     gw.wait_line(&format!("session process {pid} ended"));
-    assert!(used.elapsed() >= Duration::from_secs(2), "ended before the session's TTL");
+    assert!(before.elapsed() >= Duration::from_secs(2), "ended before the session's TTL");
     gw.wait_line(&format!("process exited (pid {pid})"));
     assert!(!alive(&pid));
 }

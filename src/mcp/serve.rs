@@ -1066,29 +1066,21 @@ pub(super) async fn unprompted<'a>(ctx: &'a ShardCtx, plan: &'a McpPlan, sealed:
         Some(async move { (ti, super::http_client::get(ctx, h, Some(&s), Some(&v), TARGET_IDLE).await) })
     });
     let mut streams = Vec::new();
-    // the session's own stdio processes: what they send while no request of the client waits
+    // the session's own stdio processes and HTTP+SSE sessions: what they send while no request
+    // of the client waits
     for (ti, t) in plan.targets.iter().enumerate() {
-        let TargetKind::Stdio(_) = &t.kind else { continue };
-        let Some(p) = sealed.target(&t.name).and_then(|u| u.s.as_deref()).and_then(|k| ctx.mcp.stdio_proc(k)) else {
-            continue;
+        let Some(key) = sealed.target(&t.name).and_then(|u| u.s.as_deref()) else { continue };
+        let rx = match &t.kind {
+            TargetKind::Stdio(_) => ctx.mcp.stdio_proc(key).map(|p| p.listen()),
+            TargetKind::Sse(_) => ctx.mcp.sse_session(key).map(|c| c.listen()),
+            _ => None,
         };
-        let rx = p.listen();
-        streams.push(
-            stream::unfold(rx, move |rx| async move { rx.recv_async().await.ok().map(|m| ((ti, m), rx)) })
-                .boxed_local(),
-        );
-    }
-    // and own HTTP+SSE sessions
-    for (ti, t) in plan.targets.iter().enumerate() {
-        let TargetKind::Sse(_) = &t.kind else { continue };
-        let Some(c) = sealed.target(&t.name).and_then(|u| u.s.as_deref()).and_then(|k| ctx.mcp.sse_session(k)) else {
-            continue;
-        };
-        let rx = c.listen();
-        streams.push(
-            stream::unfold(rx, move |rx| async move { rx.recv_async().await.ok().map(|m| ((ti, m), rx)) })
-                .boxed_local(),
-        );
+        if let Some(rx) = rx {
+            streams.push(
+                stream::unfold(rx, move |rx| async move { rx.recv_async().await.ok().map(|m| ((ti, m), rx)) })
+                    .boxed_local(),
+            );
+        }
     }
     for (ti, r) in join_all(opens).await {
         match r {
@@ -1143,8 +1135,8 @@ fn end_procs(ups: &[Upstream]) {
     }
 }
 
-/// Delete a session's upstream sessions with HTTP targets and end its own stdio processes
-/// (best effort).
+/// Delete a session's upstream sessions with HTTP targets and end its own stdio processes and
+/// HTTP+SSE sessions (best effort).
 async fn delete_upstreams(ctx: &ShardCtx, plan: &McpPlan, sealed: &Sealed) {
     end_procs(&sealed.t);
     let deletes = plan.targets.iter().filter_map(|t| {
