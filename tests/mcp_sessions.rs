@@ -202,6 +202,28 @@ fn the_process_cap_refuses_sessions_with_a_json_rpc_error() {
 }
 
 #[test]
+fn a_reload_changes_the_cap_and_keeps_running_processes() {
+    let config = |max: usize| {
+        format!(
+            "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n{}",
+            session_target("s", &format!("            maxSessions: {max}\n"))
+        )
+    };
+    let gw = Gateway::start(&config(1));
+    let addr = gw.addr();
+    let a = initialize(addr, "{}").unwrap();
+    let pid = text(&call(addr, &a, "pid"));
+    assert!(initialize(addr, "{}").is_err());
+    gw.rewrite_config(&config(2));
+    gw.wait_line("reload applied");
+    // the running process counts against the new cap, and its session keeps it
+    let b = initialize(addr, "{}").unwrap();
+    assert!(initialize(addr, "{}").is_err(), "two running, cap two");
+    assert_eq!(text(&call(addr, &a, "pid")), pid);
+    assert_ne!(text(&call(addr, &b, "pid")), pid);
+}
+
+#[test]
 fn a_crashed_session_process_fails_its_calls_until_the_client_starts_over() {
     let gw = gateway(&session_target("s", ""));
     let addr = gw.addr();

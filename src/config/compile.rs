@@ -1012,13 +1012,15 @@ fn sealer(cx: &Ctx, process: &model::ProcessConfig) -> Result<Arc<Sealer>, Confi
     }
 }
 
-/// Stdio servers keep running across reloads while their configuration is unchanged.
+/// Stdio servers (their shared process, and the count of per-session ones) live across reloads
+/// while their command is unchanged; `maxSessions` follows the configuration.
 fn stdio_server(name: &str, cfg: &super::mcp::StdioTarget, max: usize) -> Arc<StdioServer> {
     static LIVE: Live<StdioServer> = Live::new();
-    let made = LIVE.get_or_make(format!("{name} {cfg:?} {max}"), || {
+    let made = LIVE.get_or_make(format!("{name} {cfg:?}"), || {
         Ok::<_, std::convert::Infallible>(Arc::new(StdioServer::new(name, cfg.clone(), max)))
     });
     let Ok(s) = made;
+    s.set_max_sessions(max);
     s
 }
 

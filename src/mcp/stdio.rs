@@ -42,7 +42,9 @@ pub const KEY_PREFIX: &str = "stdio~";
 pub struct StdioServer {
     name: Arc<str>,
     cfg: StdioTarget,
-    max_sessions: usize,
+    /// `maxSessions`, set by the latest configuration (which keeps this server, and the count of
+    /// its processes, while the command is unchanged).
+    max_sessions: AtomicUsize,
     /// Per-session processes running now.
     live: AtomicUsize,
     state: Mutex<State>,
@@ -115,10 +117,15 @@ impl StdioServer {
         StdioServer {
             name: name.into(),
             cfg,
-            max_sessions,
+            max_sessions: AtomicUsize::new(max_sessions),
             live: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Change the cap on per-session processes (a reload); running ones are not ended.
+    pub fn set_max_sessions(&self, max: usize) {
+        self.max_sessions.store(max, Ordering::Relaxed);
     }
 
     /// The target name it serves.
@@ -170,13 +177,14 @@ impl StdioServer {
     /// params (so the server sees its capabilities, and offers what needs them); its result
     /// and the key the session finds it by.
     pub async fn open_session(self: &Arc<Self>, params: &Value, ttl: Duration) -> Result<(Value, String), RpcError> {
-        if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_sessions {
+        let max = self.max_sessions.load(Ordering::Relaxed);
+        if self.live.fetch_add(1, Ordering::AcqRel) >= max {
             self.live.fetch_sub(1, Ordering::AcqRel);
             return Err(RpcError::new(
                 SESSION_LIMIT,
                 format!(
                     "stdio target `{}` runs {} per-session processes already (its maxSessions); end idle sessions or try later",
-                    self.name, self.max_sessions
+                    self.name, max
                 ),
             ));
         }
