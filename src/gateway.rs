@@ -267,10 +267,13 @@ impl Control {
                 Err(_) => break,
             }
         }
+        // in-flight requests are done: the sessions' own stdio processes end (the shared ones
+        // die with the shard threads that started them)
+        let ended = crate::mcp::stdio::end_all();
         for s in shards {
             let _ = s.thread.join();
         }
-        log(&format!("drained connections_cut={cut}"));
+        log(&format!("drained connections_cut={cut} stdio_sessions_ended={ended}"));
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Each client connects once and checks, per target: its prefixed tools in `tools/list`, a
 //! `tools/call`, `prompts/get`, `resources/read`, and the server→client features it supports
-//! (progress; sampling in the legacy era, from the target with a per-session upstream). The
+//! (progress; sampling and, for the Python 2.x client, elicitation in the legacy era, from targets
+//! with a per-session upstream; cancellation by the Python 2.x client in both eras). The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
 //! `tests/peers/install.sh` and `tests/peers/install_interop.sh` (run by `test.sh`).
 
@@ -32,17 +33,24 @@ struct Target {
     progress: Option<(&'static str, Value, usize)>,
     /// A tool that asks the client for a sampling round trip, and its arguments.
     sample: Option<(&'static str, Value)>,
+    /// A tool that asks the client to fill in a form (elicitation), and its arguments.
+    elicit: Option<(&'static str, Value)>,
+    /// It has `wait` (cancellable, with progress) and `cancelled` (whether a `wait` was) tools.
+    cancel: bool,
 }
 
 fn targets() -> Vec<Target> {
-    let everything = |name, label, sample: bool| Target {
+    // what it asks the client reaches one client only from an upstream of the client's own
+    let everything = |name, label, own: bool| Target {
         name,
         label,
         call: ("echo", json!({"message": "hi"}), "Echo: hi"),
         prompt: ("args-prompt", json!({"city": "Paris"}), "Paris"),
         read: ("demo://resource/static/document/features.md", "# Everything Server - Features"),
         progress: Some(("trigger-long-running-operation", json!({"duration": 0.3, "steps": 3}), 3)),
-        sample: sample.then(|| ("trigger-sampling-request", json!({"prompt": "hello there", "maxTokens": 20}))),
+        sample: own.then(|| ("trigger-sampling-request", json!({"prompt": "hello there", "maxTokens": 20}))),
+        elicit: own.then(|| ("trigger-elicitation-request", json!({}))),
+        cancel: false,
     };
     let python = |name, label, text| Target {
         name,
@@ -52,6 +60,8 @@ fn targets() -> Vec<Target> {
         read: ("test://static", text),
         progress: Some(("slow", json!({"steps": 3}), 3)),
         sample: None,
+        elicit: None,
+        cancel: false,
     };
     vec![
         Target {
@@ -62,11 +72,25 @@ fn targets() -> Vec<Target> {
             read: ("demo://readme", "# ringgate demo"),
             progress: None,
             sample: None,
+            elicit: None,
+            cancel: false,
         },
-        // shared stdio and SSE upstreams cannot carry one client's sampling (issue 3 notes)
-        everything("ev", "everything stdio", false),
+        // a process per session (stdio's default) and an upstream session per session (sse's
+        // `upstreamMode: perSession`); 2026-07-28 clients get the shared ones
+        everything("ev", "everything stdio", true),
         everything("evh", "everything Streamable HTTP", true),
-        everything("evs", "everything HTTP+SSE", false),
+        everything("evs", "everything HTTP+SSE", true),
+        Target {
+            name: "ss",
+            label: "session_server.py stdio",
+            call: ("echo", json!({"message": "hi"}), "Echo: hi"),
+            prompt: ("greet", json!({"name": "Ada"}), "Hello, Ada!"),
+            read: ("test://session", "session server"),
+            progress: None,
+            sample: None,
+            elicit: Some(("ask", json!({}))),
+            cancel: true,
+        },
         python("py", "python mcp 2.3.0 stateful", "static text"),
         python("pyl", "python mcp 2.3.0 stateless", "static text"),
         python("py1", "python mcp 1.30.0 (legacy only)", "static text from mcp 1.x"),
@@ -74,7 +98,7 @@ fn targets() -> Vec<Target> {
 }
 
 /// The operations a scripted client runs, as JSON for tests/peers/interop_{py.py,ts.cjs}.
-fn spec(targets: &[Target], sampling: bool) -> String {
+fn spec(targets: &[Target], row: &Row, tag: &str) -> String {
     let mut spec = serde_json::Map::new();
     for t in targets {
         let p = |tool: &str| format!("{}_{tool}", t.name);
@@ -86,8 +110,14 @@ fn spec(targets: &[Target], sampling: bool) -> String {
         if let Some((tool, args, _)) = &t.progress {
             ops["progress"] = json!([p(tool), args]);
         }
-        if let (true, Some((tool, args))) = (sampling, &t.sample) {
+        if let (true, Some((tool, args))) = (row.sampling, &t.sample) {
             ops["sample"] = json!([p(tool), args]);
+        }
+        if let (true, Some((tool, args))) = (row.elicitation, &t.elicit) {
+            ops["elicit"] = json!([p(tool), args, {"name": "Ada"}]);
+        }
+        if row.cancels && t.cancel {
+            ops["cancel"] = json!([p("wait"), p("cancelled"), tag]);
         }
         spec.insert(t.name.into(), ops);
     }
@@ -101,6 +131,10 @@ struct Row {
     protocol: Option<&'static str>,
     /// It answers sampling requests (legacy era only: modern servers ask through results).
     sampling: bool,
+    /// It answers elicitation requests (legacy era only, like sampling).
+    elicitation: bool,
+    /// It cancels a call (a notification in the legacy era, closing the stream in 2026-07-28).
+    cancels: bool,
     /// It may miss progress notifications: the TypeScript SDK's SSE transport handles a response
     /// before the notifications that arrived in the same read (seen against the servers directly
     /// as well; on a loaded machine, where events bunch up, it may miss them all).
@@ -128,20 +162,27 @@ fn rows(http: &str, sse: &str) -> Vec<Row> {
         How::Script(c)
     };
     let (v1, v2) = (peer("node/node_modules"), peer("node22/node_modules"));
+    const LEGACY: Option<&str> = Some("2025-11-25");
+    const MODERN: Option<&str> = Some("2026-07-28");
     let row = |label: &str, protocol, sampling, lossy_progress, how| Row {
         label: label.into(),
         protocol,
         sampling,
+        elicitation: false,
+        cancels: false,
         lossy_progress,
         how,
     };
-    const LEGACY: Option<&str> = Some("2025-11-25");
-    const MODERN: Option<&str> = Some("2026-07-28");
+    // the Python 2.x client also elicits (legacy era) and cancels (both eras)
+    let py2 = |label: &str, protocol: Option<&'static str>, args: &[&str]| {
+        let legacy = protocol == LEGACY;
+        Row { elicitation: legacy, cancels: true, ..row(label, protocol, legacy, false, py("py", args)) }
+    };
     vec![
-        row("python mcp 2.3.0, auto", MODERN, false, false, py("py", &["--url", http, "--mode", "auto"])),
-        row("python mcp 2.3.0, legacy", LEGACY, true, false, py("py", &["--url", http, "--mode", "legacy"])),
-        row("python mcp 2.3.0, 2026-07-28", MODERN, false, false, py("py", &["--url", http, "--mode", "2026-07-28"])),
-        row("python mcp 2.3.0, HTTP+SSE", LEGACY, true, false, py("py", &["--url", sse, "--transport", "sse"])),
+        py2("python mcp 2.3.0, auto", MODERN, &["--url", http, "--mode", "auto"]),
+        py2("python mcp 2.3.0, legacy", LEGACY, &["--url", http, "--mode", "legacy"]),
+        py2("python mcp 2.3.0, 2026-07-28", MODERN, &["--url", http, "--mode", "2026-07-28"]),
+        py2("python mcp 2.3.0, HTTP+SSE", LEGACY, &["--url", sse, "--transport", "sse"]),
         row("python mcp 1.30.0", LEGACY, true, false, py("py1", &["--url", http])),
         row("python mcp 1.30.0, HTTP+SSE", LEGACY, true, false, py("py1", &["--url", sse, "--transport", "sse"])),
         row("TS SDK 1.32.2", LEGACY, true, false, ts("v1", v1.clone(), &["--url", http])),
@@ -306,6 +347,20 @@ fn cell(row: &Row, out: &Value, t: &Target) -> Result<String, String> {
         }
         done.push("S".into());
     }
+    if let (true, Some(_)) = (row.elicitation, &t.elicit) {
+        let e = op("elicit")?;
+        if e["elicitations"] != 1 || text(e).is_empty() {
+            return Err(format!("elicitation: {e}"));
+        }
+        done.push("E".into());
+    }
+    if row.cancels && t.cancel {
+        let x = op("cancel")?;
+        if text(x) != "cancelled" {
+            return Err(format!("cancellation: {x}"));
+        }
+        done.push("X".into());
+    }
     Ok(done.join(" "))
 }
 
@@ -329,13 +384,14 @@ fn interop_matrix() {
         ),
     ];
     let gw = Gateway::start(&format!(
-        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: demo\n    demo: {{}}\n  - name: ev\n    stdio: {{ cmd: \"{}\", args: [stdio] }}\n  - name: evh\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: evs\n    sse: {{ host: \"127.0.0.1:{}\" }}\n  - name: py\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: pyl\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: py1\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n",
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: demo\n    demo: {{}}\n  - name: ev\n    stdio: {{ cmd: \"{}\", args: [stdio] }}\n  - name: evh\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: evs\n    sse: {{ host: \"127.0.0.1:{}\" }}\n    upstreamMode: perSession\n  - name: py\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: pyl\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: py1\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: ss\n    stdio: {{ cmd: python3, args: [\"{}\"] }}\n",
         everything().display(),
         ports[0],
         ports[1],
         ports[2],
         ports[3],
-        ports[4]
+        ports[4],
+        root().join("tests/peers/session_server.py").display()
     ));
     let http = format!("http://{}/mcp", gw.addr());
     let sse = format!("http://{}/sse", gw.addr());
@@ -347,7 +403,7 @@ fn interop_matrix() {
         let out = match &row.how {
             How::Script(cmd) => {
                 let mut cmd = clone_command(cmd);
-                cmd.arg(spec(&targets, row.sampling));
+                cmd.arg(spec(&targets, row, &row.label));
                 run_json(cmd, Duration::from_secs(120))
             }
             How::Inspector { url } => inspector(url, &targets),
@@ -404,7 +460,8 @@ fn interop_matrix() {
     md.push_str(&format!(
         "\nL: `tools/list` has the target's prefixed tools; C: `tools/call`; P: `prompts/get`; R: \
          `resources/read` (URI prefixed back); pN/M: N of M progress notifications relayed; S: a sampling \
-         round trip. The inspector CLI reports no negotiated version and no progress. The TS SDK's HTTP+SSE \
+         round trip; E: an elicitation round trip; X: a cancelled call reached the server (a notification \
+         in the legacy era, the closed stream in 2026-07-28). The inspector CLI reports no negotiated version and no progress. The TS SDK's HTTP+SSE \
          transport may drop progress notifications (it handles a response before the notifications that \
          arrived in the same read; it does so against the servers directly too). {} rows × {} targets, \
          one gateway (`workers: 2`, debug build), {:.0} s in all. {} failing cells.\n",

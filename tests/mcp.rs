@@ -278,8 +278,11 @@ for line in sys.stdin:
 "#,
     )
     .unwrap();
-    let targets =
-        format!("          - name: crashy\n            stdio: {{ cmd: python3, args: [\"{}\"] }}\n", script.display());
+    // the shared process is restarted; a session's own one is not (tests/mcp_sessions.rs)
+    let targets = format!(
+        "          - name: crashy\n            stdio: {{ cmd: python3, args: [\"{}\"] }}\n            upstreamMode: shared\n",
+        script.display()
+    );
     let gw = gateway(&targets, "");
     let addr = gw.addr();
     let sid = initialize(addr);

@@ -1039,13 +1039,15 @@ fn sealer(cx: &Ctx, process: &model::ProcessConfig) -> Result<Arc<Sealer>, Confi
     }
 }
 
-/// Stdio servers keep running across reloads while their configuration is unchanged.
-fn stdio_server(name: &str, cfg: &super::mcp::StdioTarget) -> Arc<StdioServer> {
+/// Stdio servers (their shared process, and the count of per-session ones) live across reloads
+/// while their command is unchanged; `maxSessions` follows the configuration.
+fn stdio_server(name: &str, cfg: &super::mcp::StdioTarget, max: usize) -> Arc<StdioServer> {
     static LIVE: Live<StdioServer> = Live::new();
     let made = LIVE.get_or_make(format!("{name} {cfg:?}"), || {
-        Ok::<_, std::convert::Infallible>(Arc::new(StdioServer::new(name, cfg.clone())))
+        Ok::<_, std::convert::Infallible>(Arc::new(StdioServer::new(name, cfg.clone(), max)))
     });
     let Ok(s) = made;
+    s.set_max_sessions(max);
     s
 }
 
@@ -1094,6 +1096,9 @@ fn guard_plan(
     Ok(Some(GuardPlan { pinning, scan, scanner, pins, fp: h.finish() }))
 }
 
+/// Per-session processes a stdio target may run at once unless `maxSessions` says otherwise.
+const DEFAULT_MAX_SESSIONS: usize = 100;
+
 fn compile_mcp(
     cx: &Ctx,
     p: &str,
@@ -1126,8 +1131,19 @@ fn compile_mcp(
         let own_tls = t.policies.as_ref().and_then(|x| x.backend_tls.as_ref());
         let own_at = format!("{tp}.policies.backendTLS");
         let tls = own_tls.map(|x| (own_at.as_str(), x)).or(route_tls);
+        // stdio targets default to a process per session, sse targets to a shared session
+        let per_session = match t.upstream_mode {
+            Some(m) => m == super::mcp::UpstreamMode::PerSession,
+            None => t.stdio.is_some(),
+        };
         let kind = match (&t.stdio, &t.mcp, &t.sse, &t.demo) {
-            (Some(s), None, None, None) => TargetKind::Stdio(stdio_server(&t.name, s)),
+            (Some(s), None, None, None) => {
+                let max = t.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+                if max == 0 {
+                    return Err(cx.err(format!("{tp}.maxSessions"), "must be at least 1"));
+                }
+                TargetKind::Stdio(stdio_server(&t.name, s, max))
+            }
             (None, Some(h), None, None) => {
                 TargetKind::Http(http_target(cx, &format!("{tp}.mcp.host"), &h.host, "/mcp", credential, tls)?)
             }
@@ -1137,12 +1153,18 @@ fn compile_mcp(
             (None, None, None, Some(_)) => TargetKind::Demo,
             _ => return Err(cx.err(tp, "a target needs exactly one of `stdio`, `mcp`, `sse` or `demo`")),
         };
+        if t.stdio.is_none() && t.sse.is_none() && t.upstream_mode.is_some() {
+            return Err(cx.err(tp, "`upstreamMode` applies to `stdio` and `sse` targets"));
+        }
+        if t.stdio.is_none() && t.max_sessions.is_some() {
+            return Err(cx.err(tp, "`maxSessions` applies to `stdio` targets"));
+        }
         let tools = t.tools.as_ref().map(|f| ToolFilterPlan {
             include: f.include.iter().cloned().collect(),
             exclude: f.exclude.iter().cloned().collect(),
         });
         let guard = guard_plan(cx, p, &tp, m.tool_guard.as_ref(), t)?;
-        targets.push(TargetPlan { name: t.name.as_str().into(), kind, tools, guard });
+        targets.push(TargetPlan { name: t.name.as_str().into(), kind, tools, guard, per_session });
     }
     let prefixed = m.prefix_mode == PrefixMode::Always || targets.len() > 1;
     Ok(McpPlan {

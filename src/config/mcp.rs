@@ -137,6 +137,20 @@ pub struct McpTarget {
     /// keeps one upstream session with it, shared by every client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse: Option<HttpTarget>,
+    /// `perSession` gives each stateful client session an upstream of its own, started at its
+    /// `initialize` and ended with it (DELETE, idle expiry, gateway shutdown), so what the server
+    /// asks or tells (sampling, elicitation, roots, logging, list changes) reaches that client:
+    /// a process for `stdio` targets (their default), an upstream session for `sse` targets.
+    /// `shared` (the default for `sse`) serves every client with one process, or one upstream
+    /// session per shard, which cannot relay such traffic. Stateless and 2026-07-28 clients
+    /// always use the shared one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_mode: Option<UpstreamMode>,
+    /// In `perSession` mode: at most this many processes of this target run at once (default
+    /// 100); an `initialize` beyond it fails with JSON-RPC error -32000, counted as
+    /// `mcp_session_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<usize>,
     /// ringgate's built-in demo server (a few tools, a prompt, resources), run in-process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demo: Option<DemoTarget>,
@@ -154,6 +168,16 @@ pub struct McpTarget {
     /// Policies of this target (`backendTLS` for an `https://` or TLS-only server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<super::tls::BackendPolicies>,
+}
+
+/// Whether a target's upstream (a stdio process) belongs to one client session or is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum UpstreamMode {
+    /// One per stateful client session.
+    PerSession,
+    /// One for every client.
+    Shared,
 }
 
 /// A child-process target.

@@ -124,6 +124,7 @@ pub async fn post(
 pub fn deliver(ctx: &Rc<ShardCtx>, id: &str, plan: Arc<McpPlan>, msg: Message) -> Result<(), McpReject> {
     let s = ctx.mcp.stream(id).ok_or(McpReject::SessionUnknown)?;
     let ctx = ctx.clone();
+    let id = id.to_string();
     if let Message::Response { .. } | Message::Error { .. } = msg {
         let (ti, up, body) = serve::route_answer(&plan, s.upstreams.borrow().as_ref(), msg)?;
         monoio::spawn(async move {
@@ -132,7 +133,7 @@ pub fn deliver(ctx: &Rc<ShardCtx>, id: &str, plan: Arc<McpPlan>, msg: Message) -
         return Ok(());
     }
     monoio::spawn(async move {
-        if let Some(upstreams) = serve::on_stream(&ctx, &plan, &s, msg).await {
+        if let Some(upstreams) = serve::on_stream(&ctx, &plan, &id, &s, msg).await {
             serve::pump(&ctx, &plan, &s, &upstreams).await;
         }
     });

@@ -20,3 +20,4 @@ pub mod sse_client;
 pub mod stdio;
 pub mod subscriptions;
 pub mod toolguard;
+pub mod waiters;

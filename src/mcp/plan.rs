@@ -43,6 +43,9 @@ pub struct TargetPlan {
     pub tools: Option<ToolFilterPlan>,
     /// Tool-poisoning defence; `None` when both of its checks are off.
     pub guard: Option<GuardPlan>,
+    /// Stateful client sessions get an upstream of their own (a stdio process, an HTTP+SSE
+    /// session) rather than the shared one (`upstreamMode: perSession`).
+    pub per_session: bool,
 }
 
 /// A target's tool-poisoning defence, resolved from the backend's and the target's `toolGuard`.
@@ -67,7 +70,7 @@ pub enum TargetKind {
     Http(HttpTargetPlan),
     /// Legacy HTTP+SSE (the plan's path is the GET stream's).
     Sse(HttpTargetPlan),
-    /// A child process (shared by every session).
+    /// A child process (shared, and one per session in `perSession` mode).
     Stdio(Arc<StdioServer>),
 }
 

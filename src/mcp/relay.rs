@@ -1,6 +1,7 @@
 //! Talking to targets on behalf of one client request: start a request on a target of any kind, read what it sends back, and set up upstream sessions.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -11,8 +12,8 @@ use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
 use super::merge;
 use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
 use super::session::{Pooled, Upstream};
-use super::sse_client::{self, SseCall};
-use super::stdio::StdioCall;
+use super::sse_client::{self, SessionSse, SessionSseCall, SseCall};
+use super::stdio::{SessionProc, StdioCall, SESSION_LIMIT};
 use crate::proxy::shard::ShardCtx;
 
 /// Which upstream session a request to an HTTP target uses.
@@ -38,12 +39,14 @@ pub struct Relay<'a> {
 pub enum InFlight {
     /// Answered already (demo target, or a local error).
     Ready(Option<Message>),
-    /// Streamable HTTP answer.
-    Http(Box<Reply>),
+    /// Streamable HTTP answer, and the id the request has upstream.
+    Http(Box<Reply>, Value),
     /// Stdio.
     Stdio(StdioCall),
     /// Legacy HTTP+SSE (answers come on the target's stream).
     Sse(SseCall),
+    /// Legacy HTTP+SSE on the client session's own upstream session.
+    SseOwn(SessionSseCall),
 }
 
 impl InFlight {
@@ -51,17 +54,19 @@ impl InFlight {
     pub async fn next(&mut self, r: &Relay<'_>) -> Result<Option<Message>, RpcError> {
         match self {
             InFlight::Ready(m) => Ok(m.take()),
-            InFlight::Http(reply) => reply.next(r.ctx, r.idle).await.map_err(|e| upstream_error(&e)),
+            InFlight::Http(reply, _) => reply.next(r.ctx, r.idle).await.map_err(|e| upstream_error(&e)),
             InFlight::Stdio(call) => match monoio::time::timeout(r.idle, call.rx.recv_async()).await {
                 Ok(Ok(m)) => Ok(Some(m)),
                 Ok(Err(_)) => Ok(None),
                 Err(_) => Err(RpcError::new(INTERNAL_ERROR, "stdio target did not answer in time")),
             },
-            InFlight::Sse(call) => match monoio::time::timeout(r.idle, call.rx.recv_async()).await {
-                Ok(Ok(m)) => Ok(Some(m)),
-                Ok(Err(_)) => Ok(None),
-                Err(_) => Err(RpcError::new(INTERNAL_ERROR, "sse target did not answer in time")),
-            },
+            InFlight::Sse(SseCall { rx, .. }) | InFlight::SseOwn(SessionSseCall { rx, .. }) => {
+                match monoio::time::timeout(r.idle, rx.recv_async()).await {
+                    Ok(Ok(m)) => Ok(Some(m)),
+                    Ok(Err(_)) => Ok(None),
+                    Err(_) => Err(RpcError::new(INTERNAL_ERROR, "sse target did not answer in time")),
+                }
+            }
         }
     }
 
@@ -71,6 +76,7 @@ impl InFlight {
         match self {
             InFlight::Stdio(c) => Some(c.upstream_id),
             InFlight::Sse(c) => Some(c.upstream_id),
+            InFlight::SseOwn(c) => Some(c.upstream_id),
             _ => None,
         }
     }
@@ -80,8 +86,44 @@ impl InFlight {
     /// After the response: read the rest of an HTTP answer (the end of its SSE stream), briefly,
     /// so the connection goes back to the pool instead of being dropped.
     pub async fn close(self, r: &Relay<'_>) {
-        if let InFlight::Http(reply) = self {
+        if let InFlight::Http(reply, _) = self {
             let _ = monoio::time::timeout(TAIL_WAIT, reply.finish(r.ctx, r.idle)).await;
+        }
+    }
+
+    /// Whether the answer may take long: anything but a ready answer or a plain JSON one.
+    pub fn streams(&self) -> bool {
+        match self {
+            InFlight::Ready(_) => false,
+            InFlight::Http(reply, _) => reply.is_event_stream(),
+            InFlight::Stdio(_) | InFlight::Sse(_) | InFlight::SseOwn(_) => true,
+        }
+    }
+
+    /// Tell target `ti` that the client gave up on this request (`notifications/cancelled`
+    /// with the id the request has there), best effort.
+    pub async fn cancel(&self, r: &Relay<'_>, ti: usize, via: Via<'_>, reason: &str) {
+        match self {
+            InFlight::Ready(_) => {}
+            InFlight::Stdio(call) => call.cancel(reason),
+            InFlight::Sse(call) => call.cancel(r.ctx, reason).await,
+            InFlight::SseOwn(call) => call.cancel(r.ctx, reason).await,
+            InFlight::Http(_, id) => {
+                let body =
+                    jsonrpc::notification("notifications/cancelled", Some(&json!({"requestId": id, "reason": reason})));
+                let TargetKind::Http(h) = &r.plan.targets[ti].kind else { return };
+                let (session, version) = match via {
+                    Via::Own(u) => (u.s.clone(), u.v.clone()),
+                    Via::Pooled => match r.ctx.mcp.pooled(&pool_key(h)) {
+                        Some(p) => (Some(p.session.clone()).filter(|s| !s.is_empty()), p.version.clone()),
+                        None => return,
+                    },
+                };
+                let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
+                if let Ok(reply) = http_client::post(r.ctx, h, &post, r.idle).await {
+                    reply.finish(r.ctx, r.idle).await;
+                }
+            }
         }
     }
 }
@@ -97,7 +139,9 @@ pub fn upstream_error(e: &HttpError) -> RpcError {
 
 impl Relay<'_> {
     /// Send a request to target `ti`. The response keeps the target's id; callers restore the
-    /// client's id.
+    /// client's id. A request forwarded for a client has an `origin` (its session and id): on
+    /// stdio targets the client may cancel it, and a session's own process relays to the
+    /// client what it asks and tells meanwhile.
     pub async fn start(
         &self,
         ti: usize,
@@ -105,11 +149,13 @@ impl Relay<'_> {
         id: &Value,
         method: &str,
         params: Option<&Value>,
+        origin: Option<String>,
     ) -> Result<InFlight, RpcError> {
-        self.start_with(ti, via, id, method, params, &[]).await
+        self.start_with(ti, via, id, method, params, origin, &[]).await
     }
 
     /// [`Relay::start`], with header lines for an HTTP target (the client's `Mcp-Param-*`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn start_with(
         &self,
         ti: usize,
@@ -117,6 +163,7 @@ impl Relay<'_> {
         id: &Value,
         method: &str,
         params: Option<&Value>,
+        origin: Option<String>,
         headers: &[u8],
     ) -> Result<InFlight, RpcError> {
         match &self.plan.targets[ti].kind {
@@ -127,21 +174,33 @@ impl Relay<'_> {
                 };
                 Ok(InFlight::Ready(Some(m)))
             }
-            TargetKind::Stdio(s) => Ok(InFlight::Stdio(s.call(method, params).await?)),
-            TargetKind::Sse(h) => {
-                let name = &self.plan.targets[ti].name;
-                let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
-                match conn.call(self.ctx, method, params, self.idle).await {
-                    Ok(call) => Ok(InFlight::Sse(call)),
-                    // the target refused the POST, so its session is gone (it restarted before
-                    // its stream's end reached us): once more on a new one
-                    Err(_) if conn.is_dead() => {
-                        let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
-                        Ok(InFlight::Sse(conn.call(self.ctx, method, params, self.idle).await?))
-                    }
-                    Err(e) => Err(e),
+            TargetKind::Stdio(s) => match via {
+                Via::Own(u) => {
+                    let p = self.stdio_proc(ti, u)?;
+                    Ok(InFlight::Stdio(p.call(method, params, origin)?))
                 }
-            }
+                Via::Pooled => Ok(InFlight::Stdio(s.call(method, params, origin).await?)),
+            },
+            TargetKind::Sse(h) => match via {
+                Via::Own(u) => {
+                    let conn = self.sse_session(ti, u)?;
+                    Ok(InFlight::SseOwn(conn.call(self.ctx, method, params, self.idle, origin).await?))
+                }
+                Via::Pooled => {
+                    let name = &self.plan.targets[ti].name;
+                    let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
+                    match conn.call(self.ctx, method, params, self.idle, origin.clone()).await {
+                        Ok(call) => Ok(InFlight::Sse(call)),
+                        // the target refused the POST, so its session is gone (it restarted
+                        // before its stream's end reached us): once more on a new one
+                        Err(_) if conn.is_dead() => {
+                            let conn = sse_client::shared(self.ctx, name, h, self.idle).await?;
+                            Ok(InFlight::Sse(conn.call(self.ctx, method, params, self.idle, origin).await?))
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            },
             TargetKind::Http(h) => {
                 let (session, version, rewritten) = match via {
                     Via::Own(u) => (u.s.clone(), u.v.clone(), None),
@@ -151,10 +210,11 @@ impl Relay<'_> {
                         (session, p.version.clone(), Some(json!(self.ctx.mcp.next_id())))
                     }
                 };
-                let body = jsonrpc::request(rewritten.as_ref().unwrap_or(id), method, params);
+                let up_id = rewritten.unwrap_or_else(|| id.clone());
+                let body = jsonrpc::request(&up_id, method, params);
                 let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
                 match http_client::post_with_headers(self.ctx, h, &post, headers, self.idle).await {
-                    Ok(reply) => Ok(InFlight::Http(Box::new(reply))),
+                    Ok(reply) => Ok(InFlight::Http(Box::new(reply), up_id)),
                     Err(HttpError::Status(404, _)) if matches!(via, Via::Pooled) => {
                         // the shared upstream session expired: start a new one, once
                         self.ctx.mcp.set_pooled(&pool_key(h), None);
@@ -164,7 +224,7 @@ impl Relay<'_> {
                         let reply = http_client::post_with_headers(self.ctx, h, &post, headers, self.idle)
                             .await
                             .map_err(|e| upstream_error(&e))?;
-                        Ok(InFlight::Http(Box::new(reply)))
+                        Ok(InFlight::Http(Box::new(reply), up_id))
                     }
                     Err(e) => Err(upstream_error(&e)),
                 }
@@ -175,7 +235,7 @@ impl Relay<'_> {
     /// Send a request and wait for its result, ignoring notifications on the way.
     pub async fn call(&self, ti: usize, via: Via<'_>, method: &str, params: Option<&Value>) -> Result<Value, RpcError> {
         let id = json!(format!("rg-{}", self.ctx.mcp.next_id()));
-        let mut f = self.start(ti, via, &id, method, params).await?;
+        let mut f = self.start(ti, via, &id, method, params, None).await?;
         while let Some(m) = f.next(self).await? {
             match m {
                 Message::Response { result, .. } => {
@@ -196,15 +256,50 @@ impl Relay<'_> {
     }
 
     /// Send a notification or a client's answer on the client's own upstream session with an
-    /// HTTP target (best effort). Shared sessions and stdio processes never get them: their ids
-    /// and tokens belong to the gateway.
+    /// HTTP target, or to its own stdio process (best effort). Shared sessions and processes
+    /// never get them: their ids and tokens belong to the gateway.
     pub async fn post_message(&self, ti: usize, u: &Upstream, body: &[u8]) {
-        if let TargetKind::Http(h) = &self.plan.targets[ti].kind {
-            let post = Post { session: u.s.as_deref(), version: Some(&u.v), body };
-            if let Ok(reply) = http_client::post(self.ctx, h, &post, self.idle).await {
-                reply.finish(self.ctx, self.idle).await;
+        match &self.plan.targets[ti].kind {
+            TargetKind::Http(h) => {
+                let post = Post { session: u.s.as_deref(), version: Some(&u.v), body };
+                if let Ok(reply) = http_client::post(self.ctx, h, &post, self.idle).await {
+                    reply.finish(self.ctx, self.idle).await;
+                }
             }
+            TargetKind::Stdio(_) => {
+                if let Ok(p) = self.stdio_proc(ti, u) {
+                    p.send(body.to_vec());
+                }
+            }
+            TargetKind::Sse(_) => {
+                if let Ok(c) = self.sse_session(ti, u) {
+                    c.send(self.ctx, body, self.idle).await;
+                }
+            }
+            TargetKind::Demo => {}
         }
+    }
+
+    /// The session's own upstream session with HTTP+SSE target `ti`.
+    pub fn sse_session(&self, ti: usize, u: &Upstream) -> Result<Arc<SessionSse>, RpcError> {
+        u.s.as_deref().and_then(|k| self.ctx.mcp.sse_session(k)).ok_or_else(|| {
+            let name = &self.plan.targets[ti].name;
+            RpcError::new(
+                INTERNAL_ERROR,
+                format!("this session's upstream session with sse target `{name}` has ended; initialize a new session"),
+            )
+        })
+    }
+
+    /// The session's own process of stdio target `ti`.
+    pub fn stdio_proc(&self, ti: usize, u: &Upstream) -> Result<Arc<SessionProc>, RpcError> {
+        u.s.as_deref().and_then(|k| self.ctx.mcp.stdio_proc(k)).ok_or_else(|| {
+            let name = &self.plan.targets[ti].name;
+            RpcError::new(
+                INTERNAL_ERROR,
+                format!("this session's process of stdio target `{name}` has ended; initialize a new session"),
+            )
+        })
     }
 
     /// Initialize target `ti` for a client: its `initialize` result and its part of the sealed
@@ -215,7 +310,21 @@ impl Relay<'_> {
         let asked = params.get("protocolVersion").and_then(Value::as_str);
         let (result, session) = match &t.kind {
             TargetKind::Demo => (demo::handle("initialize", Some(params))?, None),
+            TargetKind::Stdio(s) if own && t.per_session => match s.open_session(params, self.plan.session_ttl).await {
+                Ok((result, key)) => (result, Some(key)),
+                Err(e) => {
+                    if e.code == SESSION_LIMIT {
+                        self.ctx.registry.shards[self.ctx.index].count_error("mcp_session_limit");
+                    }
+                    return Err(e);
+                }
+            },
             TargetKind::Stdio(s) => (s.initialize().await?, None),
+            TargetKind::Sse(h) if own && t.per_session => {
+                let ttl = self.plan.session_ttl;
+                let (result, key) = sse_client::open_session(self.ctx, &t.name, h, params, ttl, self.idle).await?;
+                (result, Some(key))
+            }
             TargetKind::Sse(h) => (sse_client::shared(self.ctx, &t.name, h, self.idle).await?.init(), None),
             TargetKind::Http(h) if own => self.http_initialize(h, params).await?,
             TargetKind::Http(h) => (self.pooled_session(h).await?.init.clone(), None),
@@ -232,7 +341,7 @@ impl Relay<'_> {
         loop {
             match reply.next(self.ctx, self.idle).await.map_err(|e| upstream_error(&e))? {
                 Some(Message::Response { result, .. }) => {
-                    InFlight::Http(Box::new(reply)).close(self).await;
+                    InFlight::Http(Box::new(reply), json!(0)).close(self).await;
                     return Ok((result, session));
                 }
                 Some(Message::Error { error, .. }) => return Err(RpcError::from_value(&error)),

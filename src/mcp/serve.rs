@@ -74,7 +74,7 @@ pub async fn serve(
     let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
     let mut modern = false;
     let mut session = None;
-    let mut session_id = None;
+    let mut sid = None;
     if meta_version.is_some() || modern_header {
         check_modern_headers(head, &msg, meta_version).map_err(refuse)?;
         modern = true;
@@ -93,13 +93,14 @@ pub async fn serve(
         let is_init = msg.method() == Some("initialize");
         if plan.stateful && !is_init {
             let (id, s) = self::session(ctx, plan, head).map_err(refuse)?;
-            session_id = Some(id);
+            ctx.mcp.touch_procs(&s);
+            sid = Some(id);
             session = Some(s);
         }
     }
     let keep = head.keep_alive && !ctx.draining.is_fired();
     let mut out = Out::http(pol, head, client, keep);
-    if let (Some(id), Some(s)) = (session_id, &session) {
+    if let (Some(id), Some(s)) = (sid, &session) {
         out.resumable(ctx, id, resume::Kind::Post, &s.v, plan.resume);
     }
     let mut ex = Exchange {
@@ -108,6 +109,7 @@ pub async fn serve(
         access,
         modern,
         session,
+        sid,
         tail: None,
         param_headers: param_headers(head),
     };
@@ -150,15 +152,25 @@ fn session<'h>(ctx: &ShardCtx, plan: &McpPlan, head: &'h RequestHead) -> Result<
 /// Serve a message POSTed to a legacy HTTP+SSE session, on the shard its stream lives on: what a
 /// Streamable HTTP client would get as the POST's answer goes on the stream instead. Returns the
 /// session's new upstream sessions when the message was an `initialize` that made some.
-pub(super) async fn on_stream(ctx: &Rc<ShardCtx>, plan: &McpPlan, s: &SseSession, msg: Message) -> Option<Sealed> {
+pub(super) async fn on_stream(
+    ctx: &Rc<ShardCtx>,
+    plan: &McpPlan,
+    sid: &str,
+    s: &SseSession,
+    msg: Message,
+) -> Option<Sealed> {
     let init = msg.method() == Some("initialize");
     let before = s.upstreams.borrow().clone();
+    if let Some(b) = &before {
+        ctx.mcp.touch_procs(b);
+    }
     let mut ex = Exchange {
         relay: Relay { ctx, plan, idle: TARGET_IDLE },
         out: Out::stream(s.tx.clone()),
         access: s.caller.access(),
         modern: false,
         session: before.clone(),
+        sid: Some(sid),
         tail: None,
         param_headers: Vec::new(),
     };
@@ -557,6 +569,24 @@ impl<'a> Out<'a> {
         }
     }
 
+    /// Whether `client_left` can watch the connection: a request's answer on a connection with
+    /// nothing unread (a read cancelled midway must not lose what the client sent).
+    fn can_watch(&self) -> bool {
+        matches!(&self.sink, Sink::Http { client, .. } if client.buf.is_empty())
+    }
+
+    /// Completes when the client closes its connection; once it sends anything (which stays
+    /// unread) it is there, and this never completes.
+    async fn client_left(&mut self) {
+        if let Sink::Http { client, .. } = &mut self.sink {
+            // what a client sent stays unread, never in a read that may be cancelled
+            if client.buf.is_empty() && matches!(client.fill().await, Ok(0) | Err(_)) {
+                return;
+            }
+        }
+        std::future::pending().await
+    }
+
     /// Send a final message: as JSON, or as the last event of the stream.
     async fn finish(&mut self, data: &[u8]) -> Result<(), Failed> {
         if !self.sse {
@@ -594,6 +624,8 @@ struct Exchange<'a> {
     modern: bool,
     /// The client's session (stateful legacy era).
     session: Option<Sealed>,
+    /// Its id, which with a request's id names the request for cancellation.
+    sid: Option<&'a str>,
     /// A target answer whose stream still has to be read to its end after the client has its response.
     tail: Option<InFlight>,
     /// The client's `Mcp-Param-*` header lines, for the target the request goes to.
@@ -614,8 +646,19 @@ impl Exchange<'_> {
     /// part of the session, and is reached without an id.
     fn via(&self, ti: usize) -> Option<Via<'_>> {
         let t = &self.plan().targets[ti];
-        if !matches!(t.kind, TargetKind::Http(_)) {
-            return Some(Via::Pooled);
+        match t.kind {
+            TargetKind::Http(_) => {}
+            // a session's own process or session, if it has one (else: the shared one)
+            TargetKind::Stdio(_) | TargetKind::Sse(_) => {
+                return Some(
+                    self.session
+                        .as_ref()
+                        .and_then(|s| s.target(&t.name))
+                        .filter(|u| u.s.is_some())
+                        .map_or(Via::Pooled, Via::Own),
+                )
+            }
+            _ => return Some(Via::Pooled),
         }
         match &self.session {
             Some(s) => s.target(&t.name).map(Via::Own),
@@ -837,15 +880,37 @@ impl Exchange<'_> {
             )));
         };
         let token = params.as_ref().and_then(|p| p.get("_meta")).and_then(|m| m.get("progressToken")).cloned();
-        let mut f = match self.relay.start_with(ti, via, id, method, params.as_ref(), &self.param_headers).await {
+        // only stdio and HTTP+SSE targets run requests under the gateway's ids
+        let rewrites = matches!(self.plan().targets[ti].kind, TargetKind::Stdio(_) | TargetKind::Sse(_));
+        let origin = self.sid.filter(|_| rewrites).map(|s| origin(s, id));
+        let mut f = match self.relay.start_with(ti, via, id, method, params.as_ref(), origin, &self.param_headers).await
+        {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
         let progress_id = f.progress_id();
         let target = self.plan().targets[ti].name.clone();
         let prefixed = self.plan().prefixed;
+        // 2026-07-28: a client closing the POST's response stream cancels the request (a legacy
+        // client cancels with a notification instead). Watched only while an answer may take
+        // long, and only with nothing unread from the client (a pipelined request stays intact).
+        let watch = self.modern && f.streams() && self.out.can_watch();
         loop {
-            let m = match f.next(&self.relay).await {
+            let next = if watch {
+                monoio::select! {
+                    m = f.next(&self.relay) => Some(m),
+                    _ = self.out.client_left() => None,
+                }
+            } else {
+                Some(f.next(&self.relay).await)
+            };
+            let Some(next) = next else {
+                if let Some(via) = self.via(ti) {
+                    f.cancel(&self.relay, ti, via, "the client closed the stream").await;
+                }
+                return Err(Failed::started(ProxyError::ClientClosed));
+            };
+            let m = match next {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     return Ok(Err(RpcError::new(INTERNAL_ERROR, format!("target `{target}` ended without answering"))))
@@ -895,15 +960,66 @@ impl Exchange<'_> {
         Ok(())
     }
 
-    /// Client notifications go to the targets that have a session of this client's.
+    /// Client notifications go to the targets that have a session of this client's, except
+    /// `initialized` to stdio processes (the gateway did their handshake). A cancellation also
+    /// reaches the shared processes and sessions where the request runs under the gateway's id.
     async fn notification(&self, method: &str, params: Option<&Value>) {
         if self.modern {
             return;
         }
+        if method == "notifications/cancelled" {
+            return self.cancelled(params).await;
+        }
         let body = jsonrpc::notification(method, params);
         let sends = (0..self.plan().targets.len()).filter_map(|ti| match self.via(ti)? {
+            Via::Own(_) if method == "notifications/initialized" && !self.is_http(ti) => None,
             Via::Own(up) => Some(self.relay.post_message(ti, up, &body)),
             Via::Pooled => None,
+        });
+        join_all(sends).await;
+    }
+
+    fn is_http(&self, ti: usize) -> bool {
+        matches!(self.plan().targets[ti].kind, TargetKind::Http(_))
+    }
+
+    /// `notifications/cancelled`: to HTTP targets on the client's own upstream session as is
+    /// (ids pass unchanged there); to stdio and HTTP+SSE targets with `requestId` rewritten to
+    /// the id the request got there, found by the client's session and id.
+    async fn cancelled(&self, params: Option<&Value>) {
+        let (Some(sid), Some(rid)) = (self.sid, params.and_then(|p| p.get("requestId"))) else { return };
+        let key = origin(sid, rid);
+        let reason = params.and_then(|p| p.get("reason")).and_then(Value::as_str);
+        let body = jsonrpc::notification("notifications/cancelled", params);
+        let ctx = self.relay.ctx;
+        let sends = (0..self.plan().targets.len()).filter_map(|ti| {
+            let via = self.via(ti)?;
+            let body = &body;
+            let key = &key;
+            Some(async move {
+                match (&self.plan().targets[ti].kind, via) {
+                    (TargetKind::Http(_), Via::Own(up)) => self.relay.post_message(ti, up, body).await,
+                    (TargetKind::Stdio(_), Via::Own(up)) => {
+                        if let Ok(p) = self.relay.stdio_proc(ti, up) {
+                            p.cancel(key, reason);
+                        }
+                    }
+                    (TargetKind::Stdio(s), Via::Pooled) => s.cancel(key, reason),
+                    (TargetKind::Sse(_), Via::Own(up)) => {
+                        if let Ok(c) = self.relay.sse_session(ti, up) {
+                            c.cancel(ctx, key, reason).await;
+                        }
+                    }
+                    (TargetKind::Sse(h), Via::Pooled) => {
+                        // the shard's session with it: a request forwarded on another shard is
+                        // not found here
+                        if let Some(c) = ctx.mcp.sse_conn(&h.session_key()) {
+                            c.cancel(ctx, key, reason).await;
+                        }
+                    }
+                    _ => {}
+                }
+            })
         });
         join_all(sends).await;
     }
@@ -962,7 +1078,14 @@ impl Exchange<'_> {
                 }),
             ));
         }
-        Ok((self.settle(answers)?, ups))
+        match self.settle(answers) {
+            Ok(parts) => Ok((parts, ups)),
+            Err(e) => {
+                // the session is not made: processes started for it end now
+                end_procs(&ups);
+                Err(e)
+            }
+        }
     }
 
     /// What the client gets for a result: in the 2026-07-28 era with `resultType` and, for
@@ -1023,7 +1146,7 @@ pub(super) fn route_answer(
     let ti: usize = ti.parse().map_err(|_| unknown())?;
     let orig: Value = serde_json::from_str(orig).map_err(|_| unknown())?;
     let t = plan.targets.get(ti).ok_or_else(unknown)?;
-    if !matches!(t.kind, TargetKind::Http(_)) {
+    if matches!(t.kind, TargetKind::Demo) {
         return Err(unknown());
     }
     let up = session.and_then(|s| s.target(&t.name)).filter(|u| u.s.is_some()).ok_or_else(unknown)?;
@@ -1188,6 +1311,22 @@ pub(super) async fn unprompted<'a>(ctx: &'a ShardCtx, plan: &'a McpPlan, sealed:
         Some(async move { (ti, super::http_client::get(ctx, h, Some(&s), Some(&v), TARGET_IDLE).await) })
     });
     let mut streams = Vec::new();
+    // the session's own stdio processes and HTTP+SSE sessions: what they send while no request
+    // of the client waits
+    for (ti, t) in plan.targets.iter().enumerate() {
+        let Some(key) = sealed.target(&t.name).and_then(|u| u.s.as_deref()) else { continue };
+        let rx = match &t.kind {
+            TargetKind::Stdio(_) => ctx.mcp.stdio_proc(key).map(|p| p.listen()),
+            TargetKind::Sse(_) => ctx.mcp.sse_session(key).map(|c| c.listen()),
+            _ => None,
+        };
+        if let Some(rx) = rx {
+            streams.push(
+                stream::unfold(rx, move |rx| async move { rx.recv_async().await.ok().map(|m| ((ti, m), rx)) })
+                    .boxed_local(),
+            );
+        }
+    }
     for (ti, r) in join_all(opens).await {
         match r {
             Ok(reply) => streams.push(
@@ -1230,8 +1369,21 @@ async fn delete(
     Ok(Done::local(200, 0, keep))
 }
 
-/// Delete a session's upstream sessions with HTTP targets (best effort).
+/// End the stdio processes and HTTP+SSE sessions of its own among a session's upstreams.
+fn end_procs(ups: &[Upstream]) {
+    for key in ups.iter().filter_map(|u| u.s.as_deref()) {
+        if key.starts_with(super::stdio::KEY_PREFIX) {
+            super::stdio::end_session_proc(key);
+        } else if key.starts_with(super::sse_client::KEY_PREFIX) {
+            super::sse_client::end_session_sse(key);
+        }
+    }
+}
+
+/// Delete a session's upstream sessions with HTTP targets and end its own stdio processes and
+/// HTTP+SSE sessions (best effort).
 pub(super) async fn delete_upstreams(ctx: &ShardCtx, plan: &McpPlan, sealed: &Sealed) {
+    end_procs(&sealed.t);
     let deletes = plan.targets.iter().filter_map(|t| {
         let TargetKind::Http(h) = &t.kind else { return None };
         let s = sealed.target(&t.name)?.s.clone()?;
@@ -1251,6 +1403,11 @@ pub(super) async fn end_session(ctx: &ShardCtx, plan: &McpPlan, id: &str, upstre
         let _ = s.send_async(ShardMsg::EndSession { id: id.clone(), ttl: plan.session_ttl }).await;
     }
     ctx.mcp.revoke(&id, plan.session_ttl);
+}
+
+/// How a client's request is known for cancellation: its session and its id.
+fn origin(sid: &str, id: &Value) -> String {
+    format!("{sid}\n{id}")
 }
 
 fn param_str<'a>(params: &'a Option<Value>, field: &str) -> &'a str {

@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ringgate_runtime::Signal;
@@ -10,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::McpPlan;
-use super::sse_client::SseConn;
+use super::sse_client::{self, SessionSse, SseConn};
+use super::stdio::{self, SessionProc};
 
 /// What a gateway session id seals: fixed at `initialize`, so any shard or replica holding the
 /// key can serve the session's POSTs without a lookup.
@@ -93,6 +95,11 @@ pub struct ShardSessions {
     streams: RefCell<HashMap<String, Rc<SseSession>>>,
     /// Upstream sessions with HTTP+SSE targets, shared by every client of this shard, by target endpoint.
     sse_conns: RefCell<HashMap<String, Rc<SseConn>>>,
+    /// Handles of the per-session stdio processes this shard has served, by key: the
+    /// process-wide table is consulted once per shard and session, not on each request.
+    procs: RefCell<HashMap<String, Arc<SessionProc>>>,
+    /// The same for client sessions' own upstream sessions with HTTP+SSE targets.
+    own_sse: RefCell<HashMap<String, Arc<SessionSse>>>,
     next_id: Cell<u64>,
     sweeps: Cell<u32>,
     /// Resumable SSE streams this shard produces.
@@ -170,6 +177,54 @@ impl ShardSessions {
         let now = Instant::now();
         self.seen.borrow_mut().retain(|_, t| now.duration_since(*t) < ttl);
         self.revoked.borrow_mut().retain(|_, until| *until > now);
+        self.procs.borrow_mut().retain(|_, p| p.is_live());
+        self.own_sse.borrow_mut().retain(|_, c| c.is_live());
+    }
+
+    /// The live per-session stdio process under `key` (a session's upstream session id with a
+    /// `perSession` stdio target), from this shard's cache or else the process-wide table.
+    pub fn stdio_proc(&self, key: &str) -> Option<Arc<SessionProc>> {
+        if let Some(p) = self.procs.borrow().get(key).filter(|p| p.is_live()) {
+            return Some(p.clone());
+        }
+        let p = stdio::session_proc(key);
+        let mut cache = self.procs.borrow_mut();
+        match &p {
+            Some(p) => cache.insert(key.to_string(), p.clone()),
+            None => cache.remove(key),
+        };
+        p
+    }
+
+    /// A client session's own upstream session with an HTTP+SSE target, by key, from this
+    /// shard's cache or else the process-wide table.
+    pub fn sse_session(&self, key: &str) -> Option<Arc<SessionSse>> {
+        if let Some(c) = self.own_sse.borrow().get(key).filter(|c| c.is_live()) {
+            return Some(c.clone());
+        }
+        let c = sse_client::session_sse(key);
+        let mut cache = self.own_sse.borrow_mut();
+        match &c {
+            Some(c) => cache.insert(key.to_string(), c.clone()),
+            None => cache.remove(key),
+        };
+        c
+    }
+
+    /// Note a session's use on its own stdio processes and HTTP+SSE sessions, which end when it
+    /// goes idle.
+    pub fn touch_procs(&self, s: &Sealed) {
+        for key in s.t.iter().filter_map(|u| u.s.as_deref()) {
+            if key.starts_with(stdio::KEY_PREFIX) {
+                if let Some(p) = self.stdio_proc(key) {
+                    p.touch();
+                }
+            } else if key.starts_with(sse_client::KEY_PREFIX) {
+                if let Some(c) = self.sse_session(key) {
+                    c.touch();
+                }
+            }
+        }
     }
 
     /// Register the stream of a new legacy HTTP+SSE session; the receiver yields its events.

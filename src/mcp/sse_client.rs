@@ -1,10 +1,16 @@
-//! Legacy HTTP+SSE targets (2024-11-05): one upstream session per target and shard, shared by every client on that shard; its GET stream is read by a task of its own that hands each answer to the request waiting for it.
+//! Legacy HTTP+SSE targets (2024-11-05): one upstream session per target and shard shared by every client on that shard, or one per client session (`upstreamMode: perSession`); a session's GET stream is read by a task of its own that hands each answer to the request waiting for it.
+//!
+//! A client session's own upstream session is reached from any shard, like a per-session stdio
+//! process: its message endpoint is a plain URL any shard can POST to, and its waiting requests
+//! are behind locks (`Waiters`), so only the reader of its stream stays on the shard that
+//! opened it. It is found by a key sealed into the client's session id, in a process-wide table.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use ringgate_runtime::Signal;
 use serde_json::{json, Value};
@@ -14,6 +20,7 @@ use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
 use super::merge;
 use super::plan::HttpTargetPlan;
 use super::relay::upstream_error;
+use super::waiters::Waiters;
 use crate::proxy::shard::ShardCtx;
 
 /// How long the target may take to accept the gateway's answer to its own request.
@@ -30,6 +37,9 @@ pub struct SseConn {
     post_to: RefCell<Option<Rc<HttpTargetPlan>>>,
     /// Callers waiting for messages about their request, by the id it has on this session.
     pending: RefCell<HashMap<u64, flume::Sender<Message>>>,
+    /// Requests forwarded for clients, by `<client session>\n<client's id>`, so that a client's
+    /// `notifications/cancelled` finds the id its request has here.
+    origins: RefCell<HashMap<String, u64>>,
     /// The target's `initialize` result, once the handshake is done.
     init: RefCell<Option<Value>>,
     /// Protocol version the target negotiated.
@@ -50,11 +60,22 @@ pub struct SseCall {
     /// The id the request has on the upstream session.
     pub upstream_id: u64,
     conn: Rc<SseConn>,
+    origin: Option<String>,
 }
 
 impl Drop for SseCall {
     fn drop(&mut self) {
         self.conn.pending.borrow_mut().remove(&self.upstream_id);
+        if let Some(o) = &self.origin {
+            self.conn.origins.borrow_mut().remove(o);
+        }
+    }
+}
+
+impl SseCall {
+    /// Tell the target the request is cancelled (best effort).
+    pub async fn cancel(&self, ctx: &ShardCtx, reason: &str) {
+        self.conn.cancelled(ctx, self.upstream_id, Some(reason)).await;
     }
 }
 
@@ -79,6 +100,7 @@ pub async fn shared(
         name: name.clone(),
         post_to: RefCell::new(None),
         pending: RefCell::new(HashMap::new()),
+        origins: RefCell::new(HashMap::new()),
         init: RefCell::new(None),
         version: RefCell::new(None),
         dead: Cell::new(false),
@@ -116,6 +138,7 @@ impl SseConn {
         method: &str,
         params: Option<&Value>,
         idle: Duration,
+        origin: Option<String>,
     ) -> Result<SseCall, RpcError> {
         if self.dead.get() {
             return Err(self.down("lost its session"));
@@ -130,13 +153,32 @@ impl SseConn {
         let (tx, rx) = flume::unbounded();
         self.pending.borrow_mut().insert(id, tx);
         // made before the POST, so that a failed POST leaves nothing pending
-        let call = SseCall { rx, upstream_id: id, conn: self.clone() };
+        if let Some(o) = &origin {
+            self.origins.borrow_mut().insert(o.clone(), id);
+        }
+        let call = SseCall { rx, upstream_id: id, conn: self.clone(), origin };
         self.post(ctx, &jsonrpc::request(&json!(id), method, params.as_ref()), idle).await?;
         Ok(call)
     }
 
     fn down(&self, what: &str) -> RpcError {
         RpcError::new(INTERNAL_ERROR, format!("sse target `{}` {what}", self.name))
+    }
+
+    /// Cancel the request a client knows as `origin`, if it waits on this session.
+    pub async fn cancel(&self, ctx: &ShardCtx, origin: &str, reason: Option<&str>) {
+        let id = self.origins.borrow().get(origin).copied();
+        if let Some(id) = id {
+            self.cancelled(ctx, id, reason).await;
+        }
+    }
+
+    async fn cancelled(&self, ctx: &ShardCtx, id: u64, reason: Option<&str>) {
+        let mut p = json!({"requestId": id});
+        if let Some(r) = reason {
+            p["reason"] = json!(r);
+        }
+        let _ = self.post(ctx, &jsonrpc::notification("notifications/cancelled", Some(&p)), ANSWER_WAIT).await;
     }
 
     /// Mark the session unusable and stop its reader.
@@ -176,7 +218,7 @@ impl SseConn {
             "capabilities": {},
             "clientInfo": {"name": "ringgate", "version": env!("CARGO_PKG_VERSION")},
         });
-        let call = self.call(ctx, "initialize", Some(&params), idle).await?;
+        let call = self.call(ctx, "initialize", Some(&params), idle, None).await?;
         let init = loop {
             match monoio::time::timeout(idle, call.rx.recv_async()).await {
                 Ok(Ok(Message::Response { result, .. })) => break result,
@@ -272,6 +314,350 @@ impl SseConn {
         let tx = about.and_then(|id| self.pending.borrow().get(&id).cloned());
         if let Some(tx) = tx {
             let _ = tx.send(msg);
+        }
+    }
+}
+
+/// Prefix of the keys of client sessions' own upstream sessions.
+pub const KEY_PREFIX: &str = "sse~";
+
+/// A client session's own upstream session with an HTTP+SSE target.
+pub struct SessionSse {
+    name: Arc<str>,
+    key: OnceLock<String>,
+    /// The target's address with the `endpoint` event's path.
+    post_to: HttpTargetPlan,
+    version: OnceLock<String>,
+    waiters: Waiters,
+    dead: AtomicBool,
+    /// Dropped to stop the stream's reader.
+    stop: Mutex<Option<flume::Sender<()>>>,
+    ttl: Duration,
+    /// Last use by its session, in ms since `EPOCH`.
+    last_used: AtomicU64,
+}
+
+/// A request in flight on a client session's own upstream session.
+pub struct SessionSseCall {
+    /// Messages about this request.
+    pub rx: flume::Receiver<Message>,
+    /// The id the request has on the upstream session.
+    pub upstream_id: u64,
+    conn: Arc<SessionSse>,
+}
+
+impl Drop for SessionSseCall {
+    fn drop(&mut self) {
+        self.conn.waiters.remove(self.upstream_id);
+    }
+}
+
+impl SessionSseCall {
+    /// Tell the target the request is cancelled (best effort).
+    pub async fn cancel(&self, ctx: &ShardCtx, reason: &str) {
+        self.conn.cancelled(ctx, self.upstream_id, Some(reason)).await;
+    }
+}
+
+static SESSIONS: LazyLock<Mutex<HashMap<String, Arc<SessionSse>>>> = LazyLock::new(Default::default);
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64
+}
+
+/// Open an upstream session with `t` for one client session, initialized with the client's own
+/// `initialize` params (so the target sees its capabilities): the target's result and the key
+/// the session finds it by. Its stream is read on this shard.
+pub async fn open_session(
+    ctx: &Rc<ShardCtx>,
+    name: &Arc<str>,
+    t: &HttpTargetPlan,
+    params: &Value,
+    ttl: Duration,
+    idle: Duration,
+) -> Result<(Value, String), RpcError> {
+    let down = |what: &str| RpcError::new(INTERNAL_ERROR, format!("sse target `{name}` {what}"));
+    let mut reply = http_client::get(ctx, t, None, None, idle).await.map_err(|e| upstream_error(&e))?;
+    if !reply.is_event_stream() {
+        return Err(down("answered its GET without an event stream"));
+    }
+    let endpoint = loop {
+        match reply.next_event(ctx, idle).await {
+            Ok(Some(ev)) if ev.event.as_deref() == Some("endpoint") => break ev.data,
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(down("ended its stream before naming its endpoint")),
+            Err(e) => return Err(upstream_error(&e)),
+        }
+    };
+    let path = resolve_endpoint(&t.path, &t.authority, endpoint.trim()).map_err(|e| down(&e))?;
+    let (stop_tx, stop_rx) = flume::bounded::<()>(1);
+    let conn = Arc::new(SessionSse {
+        name: name.clone(),
+        key: OnceLock::new(),
+        post_to: HttpTargetPlan {
+            authority: t.authority.clone(),
+            path,
+            addrs: t.addrs.clone(),
+            credential: t.credential.clone(),
+            tls: t.tls.clone(),
+        },
+        version: OnceLock::new(),
+        waiters: Waiters::new(true),
+        dead: AtomicBool::new(false),
+        stop: Mutex::new(Some(stop_tx)),
+        ttl,
+        last_used: AtomicU64::new(now_ms()),
+    });
+    let (me, cx) = (conn.clone(), ctx.clone());
+    monoio::spawn(async move { me.read(&cx, reply, stop_rx).await });
+    let init = json!({
+        "protocolVersion": params.get("protocolVersion").cloned().unwrap_or_else(|| json!(merge::negotiate(None))),
+        "capabilities": params.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+        "clientInfo": params.get("clientInfo").cloned()
+            .unwrap_or_else(|| json!({"name": "ringgate", "version": env!("CARGO_PKG_VERSION")})),
+    });
+    let started = conn.handshake(ctx, &init, idle).await;
+    let result = match started {
+        Ok(r) => r,
+        Err(e) => {
+            conn.end();
+            return Err(e);
+        }
+    };
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).map_err(|e| down(&format!("cannot make a session key: {e}")))?;
+    let key = format!("{KEY_PREFIX}{}", crate::digest::hex(&b));
+    let _ = conn.key.set(key.clone());
+    if let Ok(mut t) = SESSIONS.lock() {
+        t.insert(key.clone(), conn.clone());
+    }
+    super::stdio::ensure_reaper();
+    Ok((result, key))
+}
+
+/// The client session's own upstream session under `key`, unless it ended.
+pub fn session_sse(key: &str) -> Option<Arc<SessionSse>> {
+    SESSIONS.lock().ok()?.get(key).filter(|c| c.is_live()).cloned()
+}
+
+/// End the upstream session under `key` (its client session ended or initialized again).
+pub fn end_session_sse(key: &str) {
+    let c = SESSIONS.lock().ok().and_then(|mut t| t.remove(key));
+    if let Some(c) = c {
+        c.end();
+    }
+}
+
+/// End the upstream sessions whose client session went idle, or whose stream ended (called by
+/// the reaper thread).
+pub fn expire_idle() {
+    let now = now_ms();
+    let mut gone = Vec::new();
+    if let Ok(mut t) = SESSIONS.lock() {
+        t.retain(|_, c| {
+            let idle = now.saturating_sub(c.last_used.load(Ordering::Relaxed));
+            let keep = c.is_live() && u128::from(idle) < c.ttl.as_millis();
+            if !keep {
+                gone.push(c.clone());
+            }
+            keep
+        });
+    }
+    for c in gone {
+        c.end();
+    }
+}
+
+impl SessionSse {
+    /// Whether it can still serve.
+    pub fn is_live(&self) -> bool {
+        !self.dead.load(Ordering::Acquire)
+    }
+
+    /// Note that its client session was used, which postpones its idle end.
+    pub fn touch(&self) {
+        self.last_used.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Stop its reader; the reader fails what still waits.
+    fn end(&self) {
+        self.dead.store(true, Ordering::Release);
+        if let Ok(mut s) = self.stop.lock() {
+            s.take();
+        }
+    }
+
+    fn down(&self, what: &str) -> RpcError {
+        RpcError::new(INTERNAL_ERROR, format!("sse target `{}` {what}", self.name))
+    }
+
+    async fn handshake(self: &Arc<Self>, ctx: &ShardCtx, init: &Value, idle: Duration) -> Result<Value, RpcError> {
+        let call = self.start(ctx, "initialize", Some(init), idle, None).await?;
+        let result = loop {
+            match monoio::time::timeout(idle, call.rx.recv_async()).await {
+                Ok(Ok(Message::Response { result, .. })) => break result,
+                Ok(Ok(Message::Error { error, .. })) => return Err(RpcError::from_value(&error)),
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(self.down("ended its stream during initialize")),
+                Err(_) => return Err(self.down("did not answer initialize in time")),
+            }
+        };
+        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or("2024-11-05");
+        let _ = self.version.set(version.to_string());
+        self.post(ctx, &jsonrpc::notification("notifications/initialized", None), idle).await?;
+        Ok(result)
+    }
+
+    /// Send a request forwarded for the client (which gets what the target asks and tells while
+    /// it runs) or, without `origin`, one of the gateway's own; progress tokens become its id.
+    pub async fn call(
+        self: &Arc<Self>,
+        ctx: &ShardCtx,
+        method: &str,
+        params: Option<&Value>,
+        idle: Duration,
+        origin: Option<String>,
+    ) -> Result<SessionSseCall, RpcError> {
+        self.touch();
+        self.start(ctx, method, params, idle, origin).await
+    }
+
+    async fn start(
+        self: &Arc<Self>,
+        ctx: &ShardCtx,
+        method: &str,
+        params: Option<&Value>,
+        idle: Duration,
+        origin: Option<String>,
+    ) -> Result<SessionSseCall, RpcError> {
+        if !self.is_live() {
+            return Err(self.down("lost this session's upstream session; initialize a new session"));
+        }
+        let (tx, rx) = flume::unbounded();
+        let id = self.waiters.add(tx, origin.is_some(), origin).ok_or_else(|| self.down("is unusable"))?;
+        // made before the POST, so that a failed POST leaves nothing waiting
+        let call = SessionSseCall { rx, upstream_id: id, conn: self.clone() };
+        let mut params = params.cloned();
+        if let Some(meta) = params.as_mut().and_then(|p| p.get_mut("_meta")).and_then(Value::as_object_mut) {
+            if meta.contains_key("progressToken") {
+                meta.insert("progressToken".into(), json!(id));
+            }
+        }
+        self.post(ctx, &jsonrpc::request(&json!(id), method, params.as_ref()), idle).await?;
+        Ok(call)
+    }
+
+    /// POST one message from the client (a notification, or its answer to the target's request).
+    pub async fn send(&self, ctx: &ShardCtx, body: &[u8], idle: Duration) {
+        self.touch();
+        let _ = self.post(ctx, body, idle).await;
+    }
+
+    /// Cancel the request the client knows as `origin`; the target will not answer it, so its
+    /// client's POST is ended with an error the client ignores.
+    pub async fn cancel(&self, ctx: &ShardCtx, origin: &str, reason: Option<&str>) {
+        if let Some((id, tx)) = self.waiters.find(origin) {
+            self.cancelled(ctx, id, reason).await;
+            let e = RpcError::new(-32800, "request cancelled by the client");
+            let _ = tx.send(Message::Error { id: json!(id), error: e.to_value() });
+        }
+    }
+
+    async fn cancelled(&self, ctx: &ShardCtx, id: u64, reason: Option<&str>) {
+        let mut p = json!({"requestId": id});
+        if let Some(r) = reason {
+            p["reason"] = json!(r);
+        }
+        let _ = self.post(ctx, &jsonrpc::notification("notifications/cancelled", Some(&p)), ANSWER_WAIT).await;
+    }
+
+    /// The session's GET stream: what the target sends while no request of the client waits.
+    pub fn listen(&self) -> flume::Receiver<Message> {
+        let rx = self.waiters.listen();
+        if !self.is_live() {
+            self.waiters.close();
+        }
+        rx
+    }
+
+    async fn post(&self, ctx: &ShardCtx, body: &[u8], idle: Duration) -> Result<(), RpcError> {
+        let p = Post { session: None, version: self.version.get().map(String::as_str), body };
+        match http_client::post(ctx, &self.post_to, &p, idle).await {
+            Ok(reply) => {
+                reply.finish(ctx, idle).await;
+                Ok(())
+            }
+            Err(e) => Err(upstream_error(&e)),
+        }
+    }
+
+    /// Read the stream until it ends or the session is ended, handing each message to the
+    /// request it is about or to the client; then fail whatever still waits.
+    async fn read(self: Arc<Self>, ctx: &ShardCtx, mut reply: Reply, stop: flume::Receiver<()>) {
+        loop {
+            let ev = monoio::select! {
+                ev = reply.next_event(ctx, STREAM_IDLE) => ev,
+                _ = stop.recv_async() => break,
+            };
+            let ev = match ev {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("mcp target {}: session stream failed: {e}", self.name);
+                    break;
+                }
+            };
+            if ev.data.is_empty() || ev.event.as_deref().is_some_and(|e| e != "message") {
+                continue;
+            }
+            let msg = match jsonrpc::parse(ev.data.as_bytes()) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("mcp target {}: ignoring an event that is not JSON-RPC: {}", self.name, e.message);
+                    continue;
+                }
+            };
+            match msg {
+                Message::Response { ref id, .. } | Message::Error { ref id, .. } => {
+                    if let Some(n) = id.as_u64() {
+                        self.waiters.answer(n, msg);
+                    }
+                }
+                Message::Notification { ref method, ref params } if method == "notifications/progress" => {
+                    if let Some(n) = params.as_ref().and_then(|p| p.get("progressToken")).and_then(Value::as_u64) {
+                        self.waiters.about(n, msg);
+                    }
+                }
+                msg => {
+                    // what nobody can take: a request is answered here, a notification dropped
+                    if let Some(Message::Request { id, method, .. }) = self.waiters.relay(msg) {
+                        let answer = if method == "ping" {
+                            jsonrpc::response(&id, &json!({}))
+                        } else {
+                            let e = RpcError::new(
+                                jsonrpc::METHOD_NOT_FOUND,
+                                format!("`{method}` has no client stream open to relay it to"),
+                            );
+                            jsonrpc::error_response(Some(&id), &e)
+                        };
+                        let _ = self.post(ctx, &answer, ANSWER_WAIT).await;
+                    }
+                }
+            }
+        }
+        self.dead.store(true, Ordering::Release);
+        eprintln!("mcp target {}: session stream ended", self.name);
+        if let Some(key) = self.key.get() {
+            if let Ok(mut t) = SESSIONS.lock() {
+                t.remove(key);
+            }
+        }
+        for (id, tx) in self.waiters.close() {
+            let _ = tx.send(Message::Error {
+                id: json!(id),
+                error: self.down("lost its stream before answering").to_value(),
+            });
         }
     }
 }

@@ -413,6 +413,7 @@ mod tests {
                     kind: TargetKind::Demo,
                     tools: Some(ToolFilterPlan { include: Default::default(), exclude: ["secret".into()].into() }),
                     guard,
+                    per_session: false,
                 })
                 .collect(),
             prefixed: true,

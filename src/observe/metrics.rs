@@ -47,7 +47,7 @@ pub const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 
 /// Error reasons we count; `ProxyError::reason` and head errors map into this list.
-pub const ERROR_REASONS: [&str; 69] = [
+pub const ERROR_REASONS: [&str; 70] = [
     "head_too_large",
     "too_many_headers",
     "malformed",
@@ -90,6 +90,7 @@ pub const ERROR_REASONS: [&str; 69] = [
     "mcp_denied",
     "mcp_tool_blocked",
     "mcp_resume_unknown",
+    "mcp_session_limit",
     "auth_missing",
     "jwt_missing",
     "jwt_too_large",

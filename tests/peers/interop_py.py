@@ -5,7 +5,11 @@
 
 Works with mcp 2.x (`Client`, with --mode) and mcp 1.x (`ClientSession`, legacy era only). SPEC is
 JSON: {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
-"progress": [TOOL, ARGS], "sample": [TOOL, ARGS]}, ...}, every key optional. The client connects
+"progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "elicit": [TOOL, ARGS, CONTENT],
+"cancel": [WAIT_TOOL, CHECK_TOOL, TAG]}, ...}, every key optional. `elicit` accepts each
+elicitation/create with CONTENT; `cancel` calls WAIT_TOOL {"tag": TAG}, cancels it at its first
+progress notification, then calls CHECK_TOOL {"tag": TAG} until it answers "yes" (the server saw
+the cancellation). The client connects
 once, lists every page of tools, prompts and resources, then runs each operation; a failing
 operation is reported in its cell and does not stop the others. Prints one JSON object:
 {"sdk", "protocol", "tools", "prompts", "resources", "pages", "cells": {TARGET: {OP: {...}}}},
@@ -66,6 +70,13 @@ async def sampled(context: Any, params: Any) -> Any:
 
 
 SAMPLES: list[Any] = []
+ELICITED: list[Any] = []
+ELICIT_CONTENT: dict[str, Any] = {}
+
+
+async def elicited(context: Any, params: Any) -> Any:
+    ELICITED.append(params.message)
+    return types.ElicitResult(action="accept", content=ELICIT_CONTENT)
 
 
 async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any, str]:
@@ -75,7 +86,9 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
             read, write = await stack.enter_async_context(sse_client(opts.url, timeout=opts.timeout))
         else:
             read, write, _ = await stack.enter_async_context(streamablehttp_client(opts.url, timeout=opts.timeout))
-        session = await stack.enter_async_context(ClientSession(read, write, sampling_callback=sampled))
+        session = await stack.enter_async_context(
+            ClientSession(read, write, sampling_callback=sampled, elicitation_callback=elicited)
+        )
         init = await session.initialize()
         return session, init.protocolVersion
     if opts.transport == "sse":
@@ -87,7 +100,14 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
     else:
         http = await stack.enter_async_context(httpx2.AsyncClient(timeout=opts.timeout, trust_env=False))
         transport = streamable_http_client(opts.url, http_client=http)
-    client = Client(transport, mode=opts.mode, cache=None, read_timeout_seconds=opts.timeout, sampling_callback=sampled)
+    client = Client(
+        transport,
+        mode=opts.mode,
+        cache=None,
+        read_timeout_seconds=opts.timeout,
+        sampling_callback=sampled,
+        elicitation_callback=elicited,
+    )
     client = await stack.enter_async_context(client)
     return client, client.protocol_version
 
@@ -126,6 +146,34 @@ async def operation(c: Any, op: str, arg: Any) -> dict[str, Any]:
         before = len(SAMPLES)
         r = await c.call_tool(arg[0], arg[1])
         return {"text": first_text(r.content), "samples": len(SAMPLES) - before}
+    if op == "elicit":
+        before = len(ELICITED)
+        ELICIT_CONTENT.clear()
+        ELICIT_CONTENT.update(arg[2])
+        r = await c.call_tool(arg[0], arg[1])
+        return {"text": first_text(r.content), "elicitations": len(ELICITED) - before}
+    if op == "cancel":
+        wait_tool, check_tool, tag = arg
+        started = anyio.Event()
+
+        async def on_first(progress: float, total: float | None, message: str | None) -> None:
+            started.set()
+
+        async with anyio.create_task_group() as tg:
+
+            async def call() -> None:
+                await c.call_tool(wait_tool, {"tag": tag}, progress_callback=on_first)
+
+            tg.start_soon(call)
+            await started.wait()
+            tg.cancel_scope.cancel()
+        # the cancellation travels on its own (a notification, or the closed stream)
+        with anyio.fail_after(10):
+            while True:
+                r = await c.call_tool(check_tool, {"tag": tag})
+                if first_text(r.content) == "yes":
+                    return {"text": "cancelled"}
+                await anyio.sleep(0.05)
     raise ValueError(f"unknown operation {op}")
 
 

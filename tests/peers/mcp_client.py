@@ -18,6 +18,9 @@ Scenarios (each prints ONE JSON object on stdout; logs go to stderr):
     listen TOOL JSON_ARGS URI 2026-07-28 only: opens `subscriptions/listen` for tool list changes
                               and updates of URI, calls TOOL (which should cause both), and waits
                               for both events; {"protocol", "honored", "events"}
+    elicit TOOL JSON_ARGS CONTENT
+                              declares elicitation; accepts each elicitation/create with the JSON
+                              object CONTENT; {"protocol", "elicitations", "result"}
 
 Exit status: 0 success; 1 the server answered with a JSON-RPC error (stdout has
 {"error": {"code", "message", "data"}}); 2 usage; 3 any other failure (connection, timeout,
@@ -77,7 +80,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=30.0, help="whole-run limit in seconds (default 30)")
     p.add_argument("--cafile", help="PEM file of CAs trusted for https URLs (default: the system's)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs of the SDK on stderr")
-    p.add_argument("scenario", choices=("info", "list", "call", "read", "prompt", "progress", "sample", "listen"))
+    p.add_argument(
+        "scenario", choices=("info", "list", "call", "read", "prompt", "progress", "sample", "listen", "elicit")
+    )
     p.add_argument("args", nargs="*")
     return p.parse_args(argv)
 
@@ -134,7 +139,16 @@ def make_client(opts: argparse.Namespace) -> Client:
             role="assistant", content=types.TextContent(type="text", text=f"sampled: {texts[-1] if texts else ''}"), model="fake"
         )
 
-    sampling = {"sampling_callback": on_sampling} if opts.scenario == "sample" else {}
+    sampling: dict[str, Any] = {"sampling_callback": on_sampling} if opts.scenario == "sample" else {}
+    elicitations: list[Any] = []
+    opts.elicitations = elicitations
+
+    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        elicitations.append(params.message)
+        return types.ElicitResult(action="accept", content=json_args(opts.args, 2, "CONTENT"))
+
+    if opts.scenario == "elicit":
+        sampling["elicitation_callback"] = on_elicit
     return Client(transport, mode=opts.mode, cache=None, read_timeout_seconds=opts.timeout, **sampling)
 
 
@@ -265,6 +279,10 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
                 need(args, 1, "sample TOOL [JSON_ARGS]")
                 result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
                 return {"protocol": proto, "samples": opts.samples, "result": call_result(result)}
+            if opts.scenario == "elicit":
+                need(args, 3, "elicit TOOL JSON_ARGS CONTENT")
+                result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
+                return {"protocol": proto, "elicitations": opts.elicitations, "result": call_result(result)}
             raise UsageError(f"unknown scenario {opts.scenario}")
 
 
