@@ -12,8 +12,8 @@ use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, ME
 use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
 use super::plan::{McpPlan, TargetKind};
-use super::relay::{InFlight, Relay, Via};
-use super::session::{now_secs, Sealed, SseSession, Upstream};
+use super::relay::{InFlight, Relay, Renewal, Via};
+use super::session::{now_secs, Refused, Sealed, SseSession, Upstream};
 use super::{cursor, legacy_sse, sse};
 use crate::config::compile::PolicyPlan;
 use crate::config::model::HttpLimits;
@@ -72,6 +72,7 @@ pub async fn serve(
     let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
     let mut modern = false;
     let mut session = None;
+    let mut renewal = None;
     if meta_version.is_some() || modern_header {
         check_modern_headers(head, &msg, meta_version).map_err(refuse)?;
         modern = true;
@@ -83,12 +84,14 @@ pub async fn serve(
         }
         let is_init = msg.method() == Some("initialize");
         if plan.stateful && !is_init {
-            session = Some(self::session(ctx, plan, head).map_err(refuse)?.1);
+            let (id, s) = self::session(ctx, plan, head).await.map_err(refuse)?;
+            renewal = renewal_of(Some(id.into()), &s);
+            session = Some(s);
         }
     }
     let keep = head.keep_alive && !ctx.draining.is_fired();
     let mut ex = Exchange {
-        relay: Relay { ctx, plan, idle: TARGET_IDLE },
+        relay: Relay { ctx, plan, idle: TARGET_IDLE, renew: renewal.as_ref() },
         out: Out::http(pol, head, client, keep),
         access,
         modern,
@@ -122,12 +125,48 @@ pub(super) async fn read_message(
 
 /// The request's session: its id must be present (400) and one of ours, live (404). Ids of
 /// legacy HTTP+SSE sessions only work on their message endpoint.
-fn session<'h>(ctx: &ShardCtx, plan: &McpPlan, head: &'h RequestHead) -> Result<(&'h str, Sealed), McpReject> {
+async fn session<'h>(ctx: &ShardCtx, plan: &McpPlan, head: &'h RequestHead) -> Result<(&'h str, Sealed), McpReject> {
     let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired("the Mcp-Session-Id header"))?;
-    match ctx.mcp.admit(plan, id) {
-        Ok(s) if s.h.is_none() => Ok((id, s)),
+    match admit(ctx, plan, id).await {
+        Some(s) if s.h.is_none() => Ok((id, s)),
         _ => Err(McpReject::SessionUnknown),
     }
+}
+
+/// How long a shard waits for the others to say whether they served a session lately.
+const ASK_SHARDS: Duration = Duration::from_secs(1);
+
+/// Check a session id. One issued longer than the TTL ago that this shard has not served
+/// lately is live if another shard has: they are asked over their mailboxes (rare: once per
+/// session and shard and TTL, and only for sessions older than the TTL).
+pub(super) async fn admit(ctx: &ShardCtx, plan: &McpPlan, id: &str) -> Option<Sealed> {
+    let s = match ctx.mcp.admit(plan, id) {
+        Ok(s) => return Some(s),
+        Err(Refused::Unknown) => return None,
+        Err(Refused::Unseen(s)) => s,
+    };
+    let (reply, replies) = flume::bounded(ctx.siblings.len());
+    let shared: Arc<str> = id.into();
+    let ask = async {
+        for (_, mb) in ctx.siblings.iter().enumerate().filter(|(i, _)| *i != ctx.index) {
+            let _ = mb.send_async(ShardMsg::SessionSeen { id: shared.clone(), reply: reply.clone() }).await;
+        }
+        drop(reply);
+        let mut last = None;
+        while let Ok(t) = replies.recv_async().await {
+            last = last.max(t);
+        }
+        last
+    };
+    // a shard that does not answer in time (draining) has not served it
+    let last = monoio::time::timeout(ASK_SHARDS, ask).await.ok().flatten();
+    ctx.mcp.seen_elsewhere(id, last, plan.session_ttl).then_some(*s)
+}
+
+/// What renewing `s`'s upstream sessions needs; `None` for an id sealed before ids carried the
+/// client's params.
+fn renewal_of(id: Option<Arc<str>>, s: &Sealed) -> Option<Renewal> {
+    Some(Renewal { id, params: s.c.clone()?, fresh: Default::default() })
 }
 
 /// Serve a message POSTed to a legacy HTTP+SSE session, on the shard its stream lives on: what a
@@ -136,8 +175,9 @@ fn session<'h>(ctx: &ShardCtx, plan: &McpPlan, head: &'h RequestHead) -> Result<
 pub(super) async fn on_stream(ctx: &Rc<ShardCtx>, plan: &McpPlan, s: &SseSession, msg: Message) -> Option<Sealed> {
     let init = msg.method() == Some("initialize");
     let before = s.upstreams.borrow().clone();
+    let renewal = before.as_ref().and_then(|b| renewal_of(None, b));
     let mut ex = Exchange {
-        relay: Relay { ctx, plan, idle: TARGET_IDLE },
+        relay: Relay { ctx, plan, idle: TARGET_IDLE, renew: renewal.as_ref() },
         out: Out::stream(s.tx.clone()),
         access: s.caller.access(),
         modern: false,
@@ -147,6 +187,10 @@ pub(super) async fn on_stream(ctx: &Rc<ShardCtx>, plan: &McpPlan, s: &SseSession
     // the one way to fail once the POST was accepted is the stream being gone
     ex.handle(msg).await.ok()?;
     let after = ex.session.take();
+    // upstream sessions renewed on the way are the session's from now on
+    if let (Some(r), Some(u)) = (&renewal, s.upstreams.borrow_mut().as_mut()) {
+        r.fresh.borrow().iter().for_each(|up| u.replace(up));
+    }
     if !init || after.is_none() || after == before {
         return None;
     }
@@ -754,7 +798,14 @@ impl Exchange<'_> {
         let result =
             merge::merge_initialize(&view, self.plan().prefixed, version, SERVER_NAME, env!("CARGO_PKG_VERSION"));
         if own {
-            let sealed = Sealed { v: version.to_string(), t: ups, iat: now_secs(), h: None };
+            // what a renewed upstream session is initialized with (nothing else of the params)
+            let keep = ["protocolVersion", "capabilities", "clientInfo"];
+            let c = params.as_object().map(|o| {
+                Value::Object(
+                    o.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                )
+            });
+            let sealed = Sealed { v: version.to_string(), t: ups, iat: now_secs(), h: None, c };
             // a Streamable HTTP client learns its session from the answer's header; a legacy
             // HTTP+SSE session keeps it next to its stream
             if let Sink::Http { .. } = self.out.sink {
@@ -892,7 +943,7 @@ async fn listen(
     if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
         return Err(McpReject::NotAcceptable.into());
     }
-    let (_, sealed) = session(ctx, plan, head)?;
+    let (_, sealed) = session(ctx, plan, head).await?;
     let mut merged = unprompted(ctx, plan, &sealed).await;
     // the client sends nothing more on this connection: its read buffer would only sit there
     client.park();
@@ -975,7 +1026,7 @@ async fn delete(
     client: &mut Peer,
     head: &RequestHead,
 ) -> Result<Done, Failed> {
-    let (id, sealed) = session(ctx, plan, head)?;
+    let (id, sealed) = session(ctx, plan, head).await?;
     end_session(ctx, plan, id, Some(&sealed)).await;
     let keep = head.keep_alive && head.framing == codec::Framing::None;
     let mut out = Out::http(pol, head, client, keep);
