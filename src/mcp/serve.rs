@@ -547,10 +547,6 @@ impl Exchange<'_> {
             return Err(refused(McpReject::MethodNotFound(method.to_string()), Some(id)));
         }
         let names = self.plan().names();
-        let owner = |field: &str, by_uri: bool| -> Result<(usize, String), RpcError> {
-            let key = params.as_ref().and_then(|p| p.get(field)).and_then(Value::as_str).unwrap_or("");
-            self.owner(key, by_uri, &names)
-        };
         Ok(match method {
             "initialize" => self.initialize(params.unwrap_or_else(|| json!({}))).await,
             "server/discover" if self.modern => self.discover().await,
@@ -567,7 +563,7 @@ impl Exchange<'_> {
             }
             "tools/call" | "prompts/get" => {
                 let kind = if method == "tools/call" { Kind::Tool } else { Kind::Prompt };
-                match owner("name", false) {
+                match self.locate(kind, param_str(&params, "name")).await {
                     Ok((ti, name)) if !self.access.allows(self.plan(), ti, kind, &name) => {
                         Err(self.hidden(kind, &params))
                     }
@@ -580,14 +576,16 @@ impl Exchange<'_> {
                     Err(e) => Err(e),
                 }
             }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => match owner("uri", true) {
-                Ok((ti, uri)) if !self.access.allows(self.plan(), ti, Kind::Resource, &uri) => {
-                    Err(self.hidden(Kind::Resource, &params))
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                match self.locate(Kind::Resource, param_str(&params, "uri")).await {
+                    Ok((ti, uri)) if !self.access.allows(self.plan(), ti, Kind::Resource, &uri) => {
+                        Err(self.hidden(Kind::Resource, &params))
+                    }
+                    Ok((ti, uri)) => self.forward(ti, id, method, with_field(params, "uri", uri)).await?,
+                    Err(e) => Err(e),
                 }
-                Ok((ti, uri)) => self.forward(ti, id, method, with_field(params, "uri", uri)).await?,
-                Err(e) => Err(e),
-            },
-            "completion/complete" => match self.completion_owner(params.as_ref(), &names) {
+            }
+            "completion/complete" => match self.completion_owner(params.as_ref()).await {
                 Ok((ti, params)) => self.forward(ti, id, method, Some(params)).await?,
                 Err(e) => Err(e),
             },
@@ -601,26 +599,95 @@ impl Exchange<'_> {
 
     /// The target owning a (possibly prefixed) tool/prompt name or resource URI, and the name
     /// it knows it by.
-    fn owner(&self, key: &str, by_uri: bool, names: &[&str]) -> Result<(usize, String), RpcError> {
+    async fn locate(&self, kind: Kind, key: &str) -> Result<(usize, String), RpcError> {
+        if self.plan().resolve {
+            return self.resolve(kind, key).await;
+        }
+        let by_uri = matches!(kind, Kind::Resource | Kind::ResourceTemplate);
         if !self.plan().prefixed {
             return Ok((0, key.to_string()));
         }
-        let split = if by_uri { names::split_uri(key, names) } else { names::split_name(key, names) };
+        let names = self.plan().names();
+        let split = if by_uri { names::split_uri(key, &names) } else { names::split_name(key, &names) };
         let what = if by_uri { "resource" } else { "name" };
         split
             .map(|(ti, k)| (ti, k.to_string()))
             .ok_or_else(|| RpcError::new(INVALID_PARAMS, format!("Unknown {what}: {key} (no target has that prefix)")))
     }
 
-    fn completion_owner(&self, params: Option<&Value>, names: &[&str]) -> Result<(usize, Value), RpcError> {
+    /// `prefixMode: never`: the one target whose complete list (as this caller sees it) has
+    /// `key`; a resource URI no list names may match one target's templates instead. A name of
+    /// several targets is refused, as it is left out of lists.
+    async fn resolve(&self, kind: Kind, key: &str) -> Result<(usize, String), RpcError> {
+        let mut found = merge::owners(kind, key, &self.list_everywhere(kind).await?);
+        if found.is_empty() && kind == Kind::Resource {
+            found = merge::owners(Kind::ResourceTemplate, key, &self.list_everywhere(Kind::ResourceTemplate).await?);
+        }
+        let what = match kind {
+            Kind::Tool => "tool",
+            Kind::Prompt => "prompt",
+            Kind::Resource => "resource",
+            Kind::ResourceTemplate => "resource template",
+        };
+        match found[..] {
+            [ti] => Ok((ti, key.to_string())),
+            [] => Err(RpcError::new(INVALID_PARAMS, format!("Unknown {what}: {key}"))),
+            _ => Err(RpcError::new(
+                INVALID_PARAMS,
+                format!("Ambiguous {what}: {key} is served by more than one target (prefixMode: never)"),
+            )),
+        }
+    }
+
+    /// Every reachable target's complete list of `kind` (all its pages, up to a bound), filtered
+    /// as this caller sees it; targets failing to list count as the failure mode says.
+    async fn list_everywhere(&self, kind: Kind) -> Result<Vec<(usize, Value)>, RpcError> {
+        /// Pages read per target before the rest of a list is ignored (agentgateway's bound).
+        const MAX_PAGES: usize = 64;
+        let method = kind.list_method();
+        let lists = (0..self.plan().targets.len()).filter_map(|ti| {
+            let via = self.via(ti)?;
+            Some(async move {
+                let mut items = Vec::new();
+                let mut cursor = None;
+                for _ in 0..MAX_PAGES {
+                    let params = cursor.take().map(|c: String| json!({"cursor": c}));
+                    let mut page = match self.relay.call(ti, via, method, params.as_ref()).await {
+                        Ok(p) => p,
+                        Err(e) => return (ti, Err(e)),
+                    };
+                    if let Some(Value::Array(a)) = page.get_mut(kind.items_field()).map(Value::take) {
+                        items.extend(a);
+                    }
+                    match page.get("nextCursor").and_then(Value::as_str) {
+                        Some(c) => cursor = Some(c.to_string()),
+                        None => break,
+                    }
+                }
+                (ti, Ok(json!({ kind.items_field(): items })))
+            })
+        });
+        let mut pages = self.settle(join_all(lists).await)?;
+        for (ti, page) in &mut pages {
+            self.access.filter_page(self.plan(), *ti, kind, page);
+        }
+        Ok(pages)
+    }
+
+    async fn completion_owner(&self, params: Option<&Value>) -> Result<(usize, Value), RpcError> {
         let mut params = params.cloned().unwrap_or_else(|| json!({}));
         let r = params.get_mut("ref").and_then(Value::as_object_mut);
         let Some(r) = r else { return Err(RpcError::new(INVALID_PARAMS, "completion/complete needs params.ref")) };
-        let (field, by_uri) =
-            if r.get("type").and_then(Value::as_str) == Some("ref/resource") { ("uri", true) } else { ("name", false) };
+        let (field, kind) = if r.get("type").and_then(Value::as_str) == Some("ref/resource") {
+            ("uri", Kind::ResourceTemplate)
+        } else {
+            ("name", Kind::Prompt)
+        };
         let key = r.get(field).and_then(Value::as_str).unwrap_or("").to_string();
-        let (ti, local) = self.owner(&key, by_uri, names)?;
-        r.insert(field.into(), Value::String(local));
+        let (ti, local) = self.locate(kind, &key).await?;
+        if let Some(r) = params.get_mut("ref").and_then(Value::as_object_mut) {
+            r.insert(field.into(), Value::String(local));
+        }
         Ok((ti, params))
     }
 
@@ -698,6 +765,9 @@ impl Exchange<'_> {
         }
         for (ti, page) in &mut parts {
             self.access.filter_page(self.plan(), *ti, kind, page);
+        }
+        if self.plan().resolve {
+            merge::drop_clashes(kind, &mut parts);
         }
         let plan = self.plan();
         Ok(merge::merge_list(kind, parts.into_iter().map(|(ti, page)| (&*plan.targets[ti].name, page)), plan.prefixed))
@@ -943,6 +1013,9 @@ async fn listen(
     if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
         return Err(McpReject::NotAcceptable.into());
     }
+    // a reload committed from here on is seen below; one committed since this request's
+    // configuration was taken shows as a difference right away
+    let mut committed = ctx.committed.borrow().clone();
     let (_, sealed) = session(ctx, plan, head).await?;
     let mut merged = unprompted(ctx, plan, &sealed).await;
     // the client sends nothing more on this connection: its read buffer would only sit there
@@ -950,6 +1023,10 @@ async fn listen(
     let mut out = Out::http(pol, head, client, false);
     let mut first = Vec::new();
     sse::write_comment(&mut first, "stream open");
+    let mut view = current_view(ctx, &plan.scope);
+    for method in list_changes(plan.view, view) {
+        sse::write_event(&mut first, None, Some("message"), &jsonrpc::notification(method, None));
+    }
     out.event_raw(first).await?;
     loop {
         let mut ev = Vec::new();
@@ -966,6 +1043,14 @@ async fn listen(
                 None => break,
             },
             _ = monoio::time::sleep(KEEPALIVE) => sse::write_comment(&mut ev, "keep-alive"),
+            _ = committed.fired() => {
+                committed = ctx.committed.borrow().clone();
+                let now = current_view(ctx, &plan.scope);
+                for method in list_changes(view, now) {
+                    sse::write_event(&mut ev, None, Some("message"), &jsonrpc::notification(method, None));
+                }
+                view = now;
+            }
             _ = ctx.draining.fired() => break,
         }
         if !ev.is_empty() && out.event_raw(ev).await.is_err() {
@@ -975,6 +1060,27 @@ async fn listen(
     }
     let _ = out.end_stream().await;
     Ok(Done::local(200, out.bytes, false))
+}
+
+/// What clients of the MCP route `scope` can see under the configuration now in use (a route
+/// that is gone shows nothing, which differs from any real view).
+fn current_view(ctx: &ShardCtx, scope: &str) -> (u64, u64) {
+    let state = ctx.current();
+    let routes = state.snap.binds.iter().flat_map(|b| &b.listeners).flat_map(|l| &l.routes);
+    routes.filter_map(|r| r.mcp.as_ref()).find(|m| &*m.scope == scope).map_or((0, 0), |m| m.view)
+}
+
+/// The `list_changed` notifications a client gets when what it can see changes from `was` to
+/// `now` (fingerprints of tools, and of prompts and resources).
+fn list_changes(was: (u64, u64), now: (u64, u64)) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if was.0 != now.0 {
+        out.push("notifications/tools/list_changed");
+    }
+    if was.1 != now.1 {
+        out.extend(["notifications/prompts/list_changed", "notifications/resources/list_changed"]);
+    }
+    out
 }
 
 /// What the targets of a session send unprompted, merged: the GET streams of its upstream
@@ -1095,4 +1201,23 @@ fn strip_modern_meta(params: Option<Value>) -> Option<Value> {
         }
     }
     Some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_announces_the_lists_whose_view_changed() {
+        assert!(list_changes((1, 2), (1, 2)).is_empty());
+        assert_eq!(list_changes((1, 2), (3, 2)), ["notifications/tools/list_changed"]);
+        assert_eq!(
+            list_changes((1, 2), (3, 4)),
+            [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed"
+            ]
+        );
+    }
 }

@@ -298,6 +298,8 @@ mod tests {
             scope: "test".into(),
             targets: vec![],
             prefixed: false,
+            resolve: false,
+            view: (0, 0),
             stateful: true,
             fail_open: false,
             origin_check: true,

@@ -110,6 +110,9 @@ pub struct ShardCtx {
     pub pool: Pool,
     /// Fired when the shard starts draining.
     pub draining: Signal,
+    /// Fired (and replaced) whenever a new configuration is committed, for long-lived streams
+    /// that tell their clients what the reload changed.
+    pub committed: RefCell<Signal>,
     /// Open client connections.
     pub connections: Cell<usize>,
     /// Requests being served right now.
@@ -180,6 +183,7 @@ pub async fn run(
         redis: crate::ratelimit::redis_client::RedisClients::new(info.index),
         siblings,
         draining: Signal::new(),
+        committed: RefCell::new(Signal::new()),
         connections: Cell::new(0),
         in_flight: Cell::new(0),
         conn_closed: RefCell::new(Signal::new()),
@@ -240,6 +244,8 @@ pub async fn run(
                     for (key, l) in p.listeners {
                         start_accepting(&ctx, key, l);
                     }
+                    let committed = std::mem::take(&mut *ctx.committed.borrow_mut());
+                    committed.fire();
                 }
                 let _ = done.send(());
             }
