@@ -868,9 +868,11 @@ impl Exchange<'_> {
         let result =
             merge::merge_initialize(&view, self.plan().prefixed, version, SERVER_NAME, env!("CARGO_PKG_VERSION"));
         if own {
-            // what a renewed upstream session is initialized with (nothing else of the params)
+            // what a renewed upstream session is initialized with (nothing else of the params),
+            // sealed only when there is an upstream session to renew
             let keep = ["protocolVersion", "capabilities", "clientInfo"];
-            let c = params.as_object().map(|o| {
+            let renewable = ups.iter().any(|u| u.s.is_some());
+            let c = params.as_object().filter(|_| renewable).map(|o| {
                 Value::Object(
                     o.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
                 )

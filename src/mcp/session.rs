@@ -152,9 +152,12 @@ impl ShardSessions {
         let now = Instant::now();
         let ttl = plan.session_ttl;
         let fresh = now_secs().saturating_sub(s.iat) < ttl.as_secs().max(1);
-        if let Some(r) = self.renewed.borrow().get(id) {
+        let renewed = self.renewed.borrow();
+        // most shards never renew anything: no lookup then
+        if let Some(r) = (!renewed.is_empty()).then(|| renewed.get(id)).flatten() {
             r.iter().for_each(|u| s.replace(u));
         }
+        drop(renewed);
         let mut seen = self.seen.borrow_mut();
         if !fresh && seen.get(id).is_none_or(|t| now.duration_since(*t) >= ttl) {
             return Err(Refused::Unseen(Box::new(s)));
