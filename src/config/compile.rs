@@ -652,7 +652,9 @@ fn compile_route(
                 let route_tls = r.policies.backend_tls.as_ref().map(|t| (format!("{p}.policies.backendTLS"), t));
                 let route_tls = named_policies.or(route_tls);
                 let route_tls = route_tls.as_ref().map(|(a, t)| (a.as_str(), *t));
-                mcp = Some(Arc::new(compile_mcp(cx, &format!("{bp}.mcp"), m, process, &name, credential, route_tls)?));
+                let mut plan = compile_mcp(cx, &format!("{bp}.mcp"), m, process, &name, credential, route_tls)?;
+                plan.view = mcp_view(m, r.policies.mcp_authorization.as_ref());
+                mcp = Some(Arc::new(plan));
             }
             (None, Some(_)) => return Err(cx.err(bp, "an `mcp` backend must be the route's only backend")),
             _ => return Err(cx.err(bp, "a backend needs exactly one of `host` or `mcp`")),
@@ -1099,6 +1101,25 @@ fn guard_plan(
 /// Per-session processes a stdio target may run at once unless `maxSessions` says otherwise.
 const DEFAULT_MAX_SESSIONS: usize = 100;
 
+/// Fingerprints of what an MCP backend's clients can see: of its tools, and of its prompts and
+/// resources (targets, names, filters, tool guard, `mcpAuthorization`).
+fn mcp_view(m: &McpBackend, authz: Option<&model::Rules>) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let fp = |v: serde_json::Value| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        v.to_string().hash(&mut h);
+        h.finish()
+    };
+    let targets: Vec<_> = m
+        .targets
+        .iter()
+        .map(|t| serde_json::json!([t.name, t.stdio, t.mcp, t.sse, t.demo.is_some(), t.policies]))
+        .collect();
+    let base = serde_json::json!([targets, m.prefix_mode, authz]);
+    let tools: Vec<_> = m.targets.iter().map(|t| serde_json::json!([t.tools, t.tool_guard, t.tool_pins])).collect();
+    (fp(serde_json::json!([base, tools, m.tool_guard])), fp(base))
+}
+
 fn compile_mcp(
     cx: &Ctx,
     p: &str,
@@ -1166,11 +1187,14 @@ fn compile_mcp(
         let guard = guard_plan(cx, p, &tp, m.tool_guard.as_ref(), t)?;
         targets.push(TargetPlan { name: t.name.as_str().into(), kind, tools, guard, per_session });
     }
-    let prefixed = m.prefix_mode == PrefixMode::Always || targets.len() > 1;
+    let prefixed = m.prefix_mode == PrefixMode::Always || m.prefix_mode == PrefixMode::Conditional && targets.len() > 1;
+    let resolve = m.prefix_mode == PrefixMode::Never && targets.len() > 1;
     Ok(McpPlan {
         scope: route.into(),
         targets,
         prefixed,
+        resolve,
+        view: (0, 0),
         stateful: m.stateful_mode == StatefulMode::Stateful,
         fail_open: m.failure_mode == super::mcp::FailureMode::FailOpen,
         origin_check: m.dns_rebinding_protection != Some(false),
@@ -1483,6 +1507,42 @@ mod guard_tests {
         assert_eq!(a.scanner.scan(&tool).len(), 2);
         assert_eq!(b.scanner.scan(&tool).len(), 1);
         assert_ne!(a.fp, b.fp);
+    }
+
+    #[test]
+    fn prefix_modes_decide_prefixing_and_name_resolution() {
+        let two = "          - name: a\n            demo: {}\n          - name: b\n            demo: {}\n";
+        let one = "          - name: a\n            demo: {}\n";
+        for (mode, targets, prefixed, resolve) in [
+            ("conditional", one, false, false),
+            ("conditional", two, true, false),
+            ("always", one, true, false),
+            ("never", one, false, false),
+            ("never", two, false, true),
+        ] {
+            let snap = compile_yaml(&backend(&format!("          prefixMode: {mode}\n"), targets)).unwrap();
+            let mcp = snap.binds[0].listeners[0].routes[0].mcp.as_ref().unwrap();
+            assert_eq!((mcp.prefixed, mcp.resolve), (prefixed, resolve), "{mode} with {} targets", mcp.targets.len());
+        }
+    }
+
+    #[test]
+    fn the_mcp_view_changes_with_what_clients_can_see_only() {
+        let view = |guard: &str, targets: &str| {
+            let snap = compile_yaml(&backend(guard, targets)).unwrap();
+            snap.binds[0].listeners[0].routes[0].mcp.as_ref().unwrap().view
+        };
+        let a = "          - name: a\n            demo: {}\n";
+        let ab = format!("{a}          - name: b\n            demo: {{}}\n");
+        let base = view("", &ab);
+        assert_eq!(view("", &ab), base, "same config, same view");
+        assert_eq!(view("          failureMode: failOpen\n", &ab), base, "failure handling is not visible");
+        let filtered = view("", &format!("{ab}            tools: {{exclude: [add]}}\n"));
+        assert!(filtered.0 != base.0 && filtered.1 == base.1, "a tool filter changes tools only");
+        let fewer = view("", a);
+        assert!(fewer.0 != base.0 && fewer.1 != base.1, "a removed target changes every list");
+        let never = view("          prefixMode: never\n", &ab);
+        assert!(never.0 != base.0 && never.1 != base.1, "names change with the prefix mode");
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub enum PrefixMode {
     Conditional,
     /// Always prefix (`target_tool`, `target+uri`).
     Always,
+    /// Never prefix: a call is routed to the one target listing that name (every target is
+    /// listed to find it); names more than one target serves are left out of lists and refused.
+    Never,
 }
 
 /// Failure handling across targets.

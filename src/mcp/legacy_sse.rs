@@ -128,7 +128,7 @@ pub fn deliver(ctx: &Rc<ShardCtx>, id: &str, plan: Arc<McpPlan>, msg: Message) -
     if let Message::Response { .. } | Message::Error { .. } = msg {
         let (ti, up, body) = serve::route_answer(&plan, s.upstreams.borrow().as_ref(), msg)?;
         monoio::spawn(async move {
-            Relay { ctx: &ctx, plan: &plan, idle: TARGET_IDLE }.post_message(ti, &up, &body).await;
+            Relay { ctx: &ctx, plan: &plan, idle: TARGET_IDLE, renew: None }.post_message(ti, &up, &body).await;
         });
         return Ok(());
     }

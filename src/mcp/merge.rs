@@ -117,6 +117,72 @@ pub fn merge_capabilities(parts: &[Part<'_>]) -> Value {
     Value::Object(out)
 }
 
+/// Unprefixed names (`prefixMode: never`): drop from list pages `(target, page)` every item whose
+/// key another target's page also has, so a name in a list is one a call can be routed by.
+pub fn drop_clashes<T: PartialEq + Copy>(kind: Kind, parts: &mut [(T, Value)]) {
+    use std::collections::HashMap;
+    let field = kind.key_field();
+    let key = |it: &Value| it.get(field).and_then(Value::as_str).map(str::to_owned);
+    let items = |page: &Value| page.get(kind.items_field()).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut seen: HashMap<String, Option<T>> = HashMap::new();
+    for (t, page) in parts.iter() {
+        for k in items(page).iter().filter_map(key) {
+            // `None`: served by more than one target
+            seen.entry(k).and_modify(|o| *o = o.filter(|o| o == t)).or_insert(Some(*t));
+        }
+    }
+    for (_, page) in parts.iter_mut() {
+        if let Some(items) = page.get_mut(kind.items_field()).and_then(Value::as_array_mut) {
+            items.retain(|it| key(it).is_none_or(|k| seen.get(&k).is_some_and(Option::is_some)));
+        }
+    }
+}
+
+/// The targets among complete lists `(target, page)` that serve `key` (by `kind`'s key field;
+/// resource templates by matching the URI against each `uriTemplate`), each once.
+pub fn owners<T: PartialEq + Copy>(kind: Kind, key: &str, pages: &[(T, Value)]) -> Vec<T> {
+    let mut out = Vec::new();
+    for (t, page) in pages {
+        let items = page.get(kind.items_field()).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let serves = items.iter().filter_map(|it| it.get(kind.key_field())?.as_str()).any(|k| match kind {
+            Kind::ResourceTemplate => k == key || template_matches(k, key),
+            _ => k == key,
+        });
+        if serves && !out.contains(t) {
+            out.push(*t);
+        }
+    }
+    out
+}
+
+/// Whether `uri` could be an expansion of the RFC 6570 `template`: its literal parts appear in
+/// order, the first as a prefix and the last as a suffix (each expression matches anything).
+pub fn template_matches(template: &str, uri: &str) -> bool {
+    let mut literals = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        literals.push(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => rest = &rest[open + close + 1..],
+            None => return false,
+        }
+    }
+    literals.push(rest);
+    let (first, last) = (literals[0], literals[literals.len() - 1]);
+    if literals.len() == 1 {
+        return first == uri;
+    }
+    let Some(mut tail) = uri.strip_prefix(first) else { return false };
+    for lit in &literals[1..literals.len() - 1] {
+        match tail.find(lit) {
+            Some(at) if !lit.is_empty() => tail = &tail[at + lit.len()..],
+            Some(_) => {}
+            None => return false,
+        }
+    }
+    tail.ends_with(last)
+}
+
 fn prefix_uri_field(target: &str, obj: &mut Value) {
     if let Some(Value::String(uri)) = obj.get_mut("uri") {
         *uri = prefix_uri(target, uri);
@@ -170,6 +236,51 @@ mod tests {
 
         let unprefixed = merge_list(Kind::Tool, parts(), false);
         assert_eq!(unprefixed["tools"], json!([{"name":"x"},{"name":"y"},{"name":"x"}]));
+    }
+
+    #[test]
+    fn unprefixed_names_of_two_targets_are_dropped_from_lists() {
+        let mut parts = vec![
+            (0, json!({"tools":[{"name":"echo"},{"name":"add"},{"name":"echo"}]})),
+            (1, json!({"tools":[{"name":"echo"},{"name":"now"}]})),
+            (2, json!({"tools":"garbage"})),
+        ];
+        drop_clashes(Kind::Tool, &mut parts);
+        // a name listed twice by one target is still that target's
+        assert_eq!(parts[0].1, json!({"tools":[{"name":"add"}]}));
+        assert_eq!(parts[1].1, json!({"tools":[{"name":"now"}]}));
+        let mut res = vec![(0, json!({"resources":[{"uri":"a://x"}]})), (1, json!({"resources":[{"uri":"a://y"}]}))];
+        drop_clashes(Kind::Resource, &mut res);
+        assert_eq!(res[1].1["resources"][0]["uri"], "a://y", "different URIs do not clash");
+        assert_eq!(res[0].1["resources"][0]["uri"], "a://x");
+    }
+
+    #[test]
+    fn owners_find_every_target_serving_a_name() {
+        let pages = [
+            (0, json!({"tools":[{"name":"echo"},{"name":"add"}]})),
+            (1, json!({"tools":[{"name":"echo"}]})),
+            (2, json!({})),
+        ];
+        assert_eq!(owners(Kind::Tool, "add", &pages), [0]);
+        assert_eq!(owners(Kind::Tool, "echo", &pages), [0, 1]);
+        assert!(owners(Kind::Tool, "missing", &pages).is_empty());
+        let templates = [(5, json!({"resourceTemplates":[{"uriTemplate":"test://item/{id}"}]}))];
+        assert_eq!(owners(Kind::ResourceTemplate, "test://item/42", &templates), [5]);
+        assert_eq!(owners(Kind::ResourceTemplate, "test://item/{id}", &templates), [5], "completion refs");
+        assert!(owners(Kind::ResourceTemplate, "test://other/1", &templates).is_empty());
+    }
+
+    #[test]
+    fn uri_templates_match_their_expansions() {
+        assert!(template_matches("test://item/{id}", "test://item/7"));
+        assert!(template_matches("file:///{dir}/{name}.txt", "file:///a/b.txt"));
+        assert!(!template_matches("file:///{dir}/{name}.txt", "file:///a/b.md"));
+        assert!(template_matches("{+path}", "anything"));
+        assert!(template_matches("plain://x", "plain://x"));
+        assert!(!template_matches("plain://x", "plain://xy"));
+        assert!(!template_matches("broken://{id", "broken://1"));
+        assert!(!template_matches("a://{x}/b/{y}", "a://1/c/2"));
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub struct McpPlan {
     pub targets: Vec<TargetPlan>,
     /// Whether names carry the `target_`/`target+` prefix.
     pub prefixed: bool,
+    /// Whether unprefixed names of several targets share one namespace (`prefixMode: never`):
+    /// the owner of a name is found by listing, and names of more than one target are refused.
+    pub resolve: bool,
+    /// Fingerprints of what clients can see of its tools, and of its prompts and resources: a
+    /// reload that changes one tells the clients' open GET streams that the list changed.
+    pub view: (u64, u64),
     /// Whether clients get sessions.
     pub stateful: bool,
     /// Whether failing targets are skipped rather than failing the request.

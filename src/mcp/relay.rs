@@ -1,5 +1,6 @@
 //! Talking to targets on behalf of one client request: start a request on a target of any kind, read what it sends back, and set up upstream sessions.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
 use super::session::{Pooled, Upstream};
 use super::sse_client::{self, SessionSse, SessionSseCall, SseCall};
 use super::stdio::{SessionProc, StdioCall, SESSION_LIMIT};
-use crate::proxy::shard::ShardCtx;
+use crate::proxy::shard::{ShardCtx, ShardMsg};
 
 /// Which upstream session a request to an HTTP target uses.
 #[derive(Clone, Copy)]
@@ -33,7 +34,23 @@ pub struct Relay<'a> {
     pub plan: &'a McpPlan,
     /// Idle limit while waiting on a target.
     pub idle: Duration,
+    /// The client session whose upstream sessions a request may renew, if any.
+    pub renew: Option<&'a Renewal>,
 }
+
+/// What a client session needs to renew an upstream session its target forgot (answered 404).
+pub struct Renewal {
+    /// The client session id, under which every shard learns of the renewal; `None` for a
+    /// legacy HTTP+SSE session, whose upstream sessions live next to its stream on one shard.
+    pub id: Option<Arc<str>>,
+    /// The client's `initialize` params, which the new upstream session is initialized with.
+    pub params: Value,
+    /// Upstream sessions renewed while serving this request.
+    pub fresh: RefCell<Vec<Upstream>>,
+}
+
+/// How long a shard waits for the others to take in a renewed upstream session before it goes on.
+const RENEW_ACK: Duration = Duration::from_secs(1);
 
 /// A request in flight on one target.
 pub enum InFlight {
@@ -226,10 +243,62 @@ impl Relay<'_> {
                             .map_err(|e| upstream_error(&e))?;
                         Ok(InFlight::Http(Box::new(reply), up_id))
                     }
+                    Err(e @ HttpError::Status(404, _)) => match (via, self.renew) {
+                        // the target forgot the client's upstream session: a new one, once
+                        (Via::Own(old), Some(r)) if old.s.is_some() => {
+                            let up = self.renew_own(ti, h, old, r).await?;
+                            let post = Post { session: up.s.as_deref(), version: Some(&up.v), body: &body };
+                            let reply = http_client::post_with_headers(self.ctx, h, &post, headers, self.idle)
+                                .await
+                                .map_err(|e| upstream_error(&e))?;
+                            Ok(InFlight::Http(Box::new(reply), up_id))
+                        }
+                        _ => Err(upstream_error(&e)),
+                    },
                     Err(e) => Err(upstream_error(&e)),
                 }
             }
         }
+    }
+
+    /// A new upstream session of the client's with target `ti` in place of `old`, which the
+    /// target forgot: one another request renewed already, or a new one initialized with the
+    /// client's own params. Every shard learns of it before the client's answer is sent, so its
+    /// next request uses it wherever it lands (a replica renews on its own).
+    async fn renew_own(
+        &self,
+        ti: usize,
+        h: &HttpTargetPlan,
+        old: &Upstream,
+        r: &Renewal,
+    ) -> Result<Upstream, RpcError> {
+        let name = &self.plan.targets[ti].name;
+        let known = r.id.as_deref().and_then(|id| self.ctx.mcp.renewed(id, name)).filter(|u| u.s != old.s);
+        if let Some(up) = known {
+            r.fresh.borrow_mut().push(up.clone());
+            return Ok(up);
+        }
+        let (_, session, v) = self.http_session(h, &r.params).await?;
+        let up = Upstream { n: name.to_string(), s: session, v };
+        eprintln!("mcp target {name}: upstream session expired, re-initialized for its client session");
+        if let Some(id) = &r.id {
+            self.ctx.mcp.renew(id, up.clone());
+            let (ack, acked) = flume::bounded(self.ctx.siblings.len());
+            let tell = async {
+                for (i, s) in self.ctx.siblings.iter().enumerate().filter(|(i, _)| *i != self.ctx.index) {
+                    let msg = ShardMsg::Renewed { id: id.clone(), up: up.clone(), ack: ack.clone() };
+                    if s.send_async(msg).await.is_err() {
+                        eprintln!("mcp: shard {i} stopped; it will renew on its own");
+                    }
+                }
+                drop(ack);
+                while acked.recv_async().await.is_ok() {}
+            };
+            // a shard that does not answer in time (draining) renews on its own if it must
+            let _ = monoio::time::timeout(RENEW_ACK, tell).await;
+        }
+        r.fresh.borrow_mut().push(up.clone());
+        Ok(up)
     }
 
     /// Send a request and wait for its result, ignoring notifications on the way.
@@ -351,6 +420,25 @@ impl Relay<'_> {
         }
     }
 
+    /// A new upstream session with `h` (initialize, then initialized): its `initialize` result,
+    /// its id (none from a stateless target) and the version it negotiated.
+    async fn http_session(
+        &self,
+        h: &HttpTargetPlan,
+        params: &Value,
+    ) -> Result<(Value, Option<String>, String), RpcError> {
+        let (init, session) = self.http_initialize(h, params).await?;
+        let asked = params.get("protocolVersion").and_then(Value::as_str);
+        let version =
+            init.get("protocolVersion").and_then(Value::as_str).unwrap_or(merge::negotiate(asked)).to_string();
+        let note = jsonrpc::notification("notifications/initialized", None);
+        let post = Post { session: session.as_deref(), version: Some(&version), body: &note };
+        if let Ok(r) = http_client::post(self.ctx, h, &post, self.idle).await {
+            r.finish(self.ctx, self.idle).await;
+        }
+        Ok((init, session, version))
+    }
+
     /// This shard's shared upstream session with `h`, set up on first use.
     async fn pooled_session(&self, h: &HttpTargetPlan) -> Result<Rc<Pooled>, RpcError> {
         let key = pool_key(h);
@@ -362,18 +450,8 @@ impl Relay<'_> {
             "capabilities": {},
             "clientInfo": {"name": "ringgate", "version": env!("CARGO_PKG_VERSION")},
         });
-        let (init, session) = self.http_initialize(h, &params).await?;
-        let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("2025-03-26").to_string();
+        let (init, session, version) = self.http_session(h, &params).await?;
         let session = session.unwrap_or_default();
-        let note = jsonrpc::notification("notifications/initialized", None);
-        let post = Post {
-            session: Some(&session).filter(|s| !s.is_empty()).map(String::as_str),
-            version: Some(&version),
-            body: &note,
-        };
-        if let Ok(r) = http_client::post(self.ctx, h, &post, self.idle).await {
-            r.finish(self.ctx, self.idle).await;
-        }
         let p = Rc::new(Pooled { session, version, init });
         self.ctx.mcp.set_pooled(&key, Some(p.clone()));
         Ok(p)

@@ -13,9 +13,9 @@ use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, ME
 use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
 use super::plan::{McpPlan, TargetKind};
-use super::relay::{InFlight, Relay, Via};
+use super::relay::{InFlight, Relay, Renewal, Via};
 use super::resume::{self, Resumable};
-use super::session::{now_secs, Sealed, SseSession, Upstream};
+use super::session::{now_secs, Refused, Sealed, SseSession, Upstream};
 use super::{cursor, legacy_sse, sse, subscriptions};
 use crate::config::compile::PolicyPlan;
 use crate::config::model::HttpLimits;
@@ -75,6 +75,7 @@ pub async fn serve(
     let mut modern = false;
     let mut session = None;
     let mut sid = None;
+    let mut renewal = None;
     if meta_version.is_some() || modern_header {
         check_modern_headers(head, &msg, meta_version).map_err(refuse)?;
         modern = true;
@@ -92,8 +93,9 @@ pub async fn serve(
         }
         let is_init = msg.method() == Some("initialize");
         if plan.stateful && !is_init {
-            let (id, s) = self::session(ctx, plan, head).map_err(refuse)?;
+            let (id, s) = self::session(ctx, plan, head).await.map_err(refuse)?;
             ctx.mcp.touch_procs(&s);
+            renewal = renewal_of(Some(id.into()), &s);
             sid = Some(id);
             session = Some(s);
         }
@@ -104,7 +106,7 @@ pub async fn serve(
         out.resumable(ctx, id, resume::Kind::Post, &s.v, plan.resume);
     }
     let mut ex = Exchange {
-        relay: Relay { ctx, plan, idle: TARGET_IDLE },
+        relay: Relay { ctx, plan, idle: TARGET_IDLE, renew: renewal.as_ref() },
         out,
         access,
         modern,
@@ -141,12 +143,48 @@ pub(super) async fn read_message(
 
 /// The request's session: its id must be present (400) and one of ours, live (404). Ids of
 /// legacy HTTP+SSE sessions only work on their message endpoint.
-fn session<'h>(ctx: &ShardCtx, plan: &McpPlan, head: &'h RequestHead) -> Result<(&'h str, Sealed), McpReject> {
+async fn session<'h>(ctx: &ShardCtx, plan: &McpPlan, head: &'h RequestHead) -> Result<(&'h str, Sealed), McpReject> {
     let id = head.header_str("mcp-session-id").ok_or(McpReject::SessionRequired("the Mcp-Session-Id header"))?;
-    match ctx.mcp.admit(plan, id) {
-        Ok(s) if s.h.is_none() => Ok((id, s)),
+    match admit(ctx, plan, id).await {
+        Some(s) if s.h.is_none() => Ok((id, s)),
         _ => Err(McpReject::SessionUnknown),
     }
+}
+
+/// How long a shard waits for the others to say whether they served a session lately.
+const ASK_SHARDS: Duration = Duration::from_secs(1);
+
+/// Check a session id. One issued longer than the TTL ago that this shard has not served
+/// lately is live if another shard has: they are asked over their mailboxes (rare: once per
+/// session and shard and TTL, and only for sessions older than the TTL).
+pub(super) async fn admit(ctx: &ShardCtx, plan: &McpPlan, id: &str) -> Option<Sealed> {
+    let s = match ctx.mcp.admit(plan, id) {
+        Ok(s) => return Some(s),
+        Err(Refused::Unknown) => return None,
+        Err(Refused::Unseen(s)) => s,
+    };
+    let (reply, replies) = flume::bounded(ctx.siblings.len());
+    let shared: Arc<str> = id.into();
+    let ask = async {
+        for (_, mb) in ctx.siblings.iter().enumerate().filter(|(i, _)| *i != ctx.index) {
+            let _ = mb.send_async(ShardMsg::SessionSeen { id: shared.clone(), reply: reply.clone() }).await;
+        }
+        drop(reply);
+        let mut last = None;
+        while let Ok(t) = replies.recv_async().await {
+            last = last.max(t);
+        }
+        last
+    };
+    // a shard that does not answer in time (draining) has not served it
+    let last = monoio::time::timeout(ASK_SHARDS, ask).await.ok().flatten();
+    ctx.mcp.seen_elsewhere(id, last, plan.session_ttl).then_some(*s)
+}
+
+/// What renewing `s`'s upstream sessions needs; `None` for an id sealed before ids carried the
+/// client's params.
+fn renewal_of(id: Option<Arc<str>>, s: &Sealed) -> Option<Renewal> {
+    Some(Renewal { id, params: s.c.clone()?, fresh: Default::default() })
 }
 
 /// Serve a message POSTed to a legacy HTTP+SSE session, on the shard its stream lives on: what a
@@ -164,8 +202,9 @@ pub(super) async fn on_stream(
     if let Some(b) = &before {
         ctx.mcp.touch_procs(b);
     }
+    let renewal = before.as_ref().and_then(|b| renewal_of(None, b));
     let mut ex = Exchange {
-        relay: Relay { ctx, plan, idle: TARGET_IDLE },
+        relay: Relay { ctx, plan, idle: TARGET_IDLE, renew: renewal.as_ref() },
         out: Out::stream(s.tx.clone()),
         access: s.caller.access(),
         modern: false,
@@ -177,6 +216,10 @@ pub(super) async fn on_stream(
     // the one way to fail once the POST was accepted is the stream being gone
     ex.handle(msg).await.ok()?;
     let after = ex.session.take();
+    // upstream sessions renewed on the way are the session's from now on
+    if let (Some(r), Some(u)) = (&renewal, s.upstreams.borrow_mut().as_mut()) {
+        r.fresh.borrow().iter().for_each(|up| u.replace(up));
+    }
     if !init || after.is_none() || after == before {
         return None;
     }
@@ -708,10 +751,6 @@ impl Exchange<'_> {
             return Err(refused(McpReject::MethodNotFound(method.to_string()), Some(id)));
         }
         let names = self.plan().names();
-        let owner = |field: &str, by_uri: bool| -> Result<(usize, String), RpcError> {
-            let key = params.as_ref().and_then(|p| p.get(field)).and_then(Value::as_str).unwrap_or("");
-            self.owner(key, by_uri, &names)
-        };
         Ok(match method {
             "initialize" => self.initialize(params.unwrap_or_else(|| json!({}))).await,
             "server/discover" if self.modern => self.discover().await,
@@ -728,7 +767,7 @@ impl Exchange<'_> {
             }
             "tools/call" | "prompts/get" => {
                 let kind = if method == "tools/call" { Kind::Tool } else { Kind::Prompt };
-                match owner("name", false) {
+                match self.locate(kind, param_str(&params, "name")).await {
                     Ok((ti, name)) if !self.access.allows(self.plan(), ti, kind, &name) => {
                         Err(self.hidden(kind, &params))
                     }
@@ -741,14 +780,16 @@ impl Exchange<'_> {
                     Err(e) => Err(e),
                 }
             }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => match owner("uri", true) {
-                Ok((ti, uri)) if !self.access.allows(self.plan(), ti, Kind::Resource, &uri) => {
-                    Err(self.hidden(Kind::Resource, &params))
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                match self.locate(Kind::Resource, param_str(&params, "uri")).await {
+                    Ok((ti, uri)) if !self.access.allows(self.plan(), ti, Kind::Resource, &uri) => {
+                        Err(self.hidden(Kind::Resource, &params))
+                    }
+                    Ok((ti, uri)) => self.forward(ti, id, method, with_field(params, "uri", uri)).await?,
+                    Err(e) => Err(e),
                 }
-                Ok((ti, uri)) => self.forward(ti, id, method, with_field(params, "uri", uri)).await?,
-                Err(e) => Err(e),
-            },
-            "completion/complete" => match self.completion_owner(params.as_ref(), &names) {
+            }
+            "completion/complete" => match self.completion_owner(params.as_ref()).await {
                 Ok((ti, params)) => self.forward(ti, id, method, Some(params)).await?,
                 Err(e) => Err(e),
             },
@@ -762,26 +803,95 @@ impl Exchange<'_> {
 
     /// The target owning a (possibly prefixed) tool/prompt name or resource URI, and the name
     /// it knows it by.
-    fn owner(&self, key: &str, by_uri: bool, names: &[&str]) -> Result<(usize, String), RpcError> {
+    async fn locate(&self, kind: Kind, key: &str) -> Result<(usize, String), RpcError> {
+        if self.plan().resolve {
+            return self.resolve(kind, key).await;
+        }
+        let by_uri = matches!(kind, Kind::Resource | Kind::ResourceTemplate);
         if !self.plan().prefixed {
             return Ok((0, key.to_string()));
         }
-        let split = if by_uri { names::split_uri(key, names) } else { names::split_name(key, names) };
+        let names = self.plan().names();
+        let split = if by_uri { names::split_uri(key, &names) } else { names::split_name(key, &names) };
         let what = if by_uri { "resource" } else { "name" };
         split
             .map(|(ti, k)| (ti, k.to_string()))
             .ok_or_else(|| RpcError::new(INVALID_PARAMS, format!("Unknown {what}: {key} (no target has that prefix)")))
     }
 
-    fn completion_owner(&self, params: Option<&Value>, names: &[&str]) -> Result<(usize, Value), RpcError> {
+    /// `prefixMode: never`: the one target whose complete list (as this caller sees it) has
+    /// `key`; a resource URI no list names may match one target's templates instead. A name of
+    /// several targets is refused, as it is left out of lists.
+    async fn resolve(&self, kind: Kind, key: &str) -> Result<(usize, String), RpcError> {
+        let mut found = merge::owners(kind, key, &self.list_everywhere(kind).await?);
+        if found.is_empty() && kind == Kind::Resource {
+            found = merge::owners(Kind::ResourceTemplate, key, &self.list_everywhere(Kind::ResourceTemplate).await?);
+        }
+        let what = match kind {
+            Kind::Tool => "tool",
+            Kind::Prompt => "prompt",
+            Kind::Resource => "resource",
+            Kind::ResourceTemplate => "resource template",
+        };
+        match found[..] {
+            [ti] => Ok((ti, key.to_string())),
+            [] => Err(RpcError::new(INVALID_PARAMS, format!("Unknown {what}: {key}"))),
+            _ => Err(RpcError::new(
+                INVALID_PARAMS,
+                format!("Ambiguous {what}: {key} is served by more than one target (prefixMode: never)"),
+            )),
+        }
+    }
+
+    /// Every reachable target's complete list of `kind` (all its pages, up to a bound), filtered
+    /// as this caller sees it; targets failing to list count as the failure mode says.
+    async fn list_everywhere(&self, kind: Kind) -> Result<Vec<(usize, Value)>, RpcError> {
+        /// Pages read per target before the rest of a list is ignored (agentgateway's bound).
+        const MAX_PAGES: usize = 64;
+        let method = kind.list_method();
+        let lists = (0..self.plan().targets.len()).filter_map(|ti| {
+            let via = self.via(ti)?;
+            Some(async move {
+                let mut items = Vec::new();
+                let mut cursor = None;
+                for _ in 0..MAX_PAGES {
+                    let params = cursor.take().map(|c: String| json!({"cursor": c}));
+                    let mut page = match self.relay.call(ti, via, method, params.as_ref()).await {
+                        Ok(p) => p,
+                        Err(e) => return (ti, Err(e)),
+                    };
+                    if let Some(Value::Array(a)) = page.get_mut(kind.items_field()).map(Value::take) {
+                        items.extend(a);
+                    }
+                    match page.get("nextCursor").and_then(Value::as_str) {
+                        Some(c) => cursor = Some(c.to_string()),
+                        None => break,
+                    }
+                }
+                (ti, Ok(json!({ kind.items_field(): items })))
+            })
+        });
+        let mut pages = self.settle(join_all(lists).await)?;
+        for (ti, page) in &mut pages {
+            self.access.filter_page(self.plan(), *ti, kind, page);
+        }
+        Ok(pages)
+    }
+
+    async fn completion_owner(&self, params: Option<&Value>) -> Result<(usize, Value), RpcError> {
         let mut params = params.cloned().unwrap_or_else(|| json!({}));
         let r = params.get_mut("ref").and_then(Value::as_object_mut);
         let Some(r) = r else { return Err(RpcError::new(INVALID_PARAMS, "completion/complete needs params.ref")) };
-        let (field, by_uri) =
-            if r.get("type").and_then(Value::as_str) == Some("ref/resource") { ("uri", true) } else { ("name", false) };
+        let (field, kind) = if r.get("type").and_then(Value::as_str) == Some("ref/resource") {
+            ("uri", Kind::ResourceTemplate)
+        } else {
+            ("name", Kind::Prompt)
+        };
         let key = r.get(field).and_then(Value::as_str).unwrap_or("").to_string();
-        let (ti, local) = self.owner(&key, by_uri, names)?;
-        r.insert(field.into(), Value::String(local));
+        let (ti, local) = self.locate(kind, &key).await?;
+        if let Some(r) = params.get_mut("ref").and_then(Value::as_object_mut) {
+            r.insert(field.into(), Value::String(local));
+        }
         Ok((ti, params))
     }
 
@@ -859,6 +969,9 @@ impl Exchange<'_> {
         }
         for (ti, page) in &mut parts {
             self.access.filter_page(self.plan(), *ti, kind, page);
+        }
+        if self.plan().resolve {
+            merge::drop_clashes(kind, &mut parts);
         }
         let plan = self.plan();
         Ok(merge::merge_list(kind, parts.into_iter().map(|(ti, page)| (&*plan.targets[ti].name, page)), plan.prefixed))
@@ -1032,7 +1145,16 @@ impl Exchange<'_> {
         let result =
             merge::merge_initialize(&view, self.plan().prefixed, version, SERVER_NAME, env!("CARGO_PKG_VERSION"));
         if own {
-            let sealed = Sealed { v: version.to_string(), t: ups, iat: now_secs(), h: None };
+            // what a renewed upstream session is initialized with (nothing else of the params),
+            // sealed only when there is an upstream session to renew
+            let keep = ["protocolVersion", "capabilities", "clientInfo"];
+            let renewable = ups.iter().any(|u| u.s.is_some());
+            let c = params.as_object().filter(|_| renewable).map(|o| {
+                Value::Object(
+                    o.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                )
+            });
+            let sealed = Sealed { v: version.to_string(), t: ups, iat: now_secs(), h: None, c };
             // a Streamable HTTP client learns its session from the answer's header; a legacy
             // HTTP+SSE session keeps it next to its stream
             if let Sink::Http { .. } = self.out.sink {
@@ -1177,7 +1299,10 @@ async fn listen(
     if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
         return Err(McpReject::NotAcceptable.into());
     }
-    let (id, sealed) = session(ctx, plan, head)?;
+    // a reload committed from here on is seen below; one committed since this request's
+    // configuration was taken shows as a difference right away
+    let mut committed = ctx.committed.borrow().clone();
+    let (id, sealed) = session(ctx, plan, head).await?;
     if let Some(last) = head.header_str("last-event-id") {
         if let Some(done) = resume_stream(ctx, plan, pol, client, head, id, last).await? {
             return Ok(done);
@@ -1189,37 +1314,45 @@ async fn listen(
     let mut out = Out::http(pol, head, client, false);
     out.resumable(ctx, id, resume::Kind::Get, &sealed.v, plan.resume);
     out.prime().await?;
+    let mut view = current_view(ctx, &plan.scope);
+    let mut messages: Vec<Vec<u8>> =
+        list_changes(plan.view, view).into_iter().map(|m| jsonrpc::notification(m, None)).collect();
     loop {
-        let mut message = None;
+        for m in messages.drain(..) {
+            if out.event(&m).await.is_err() {
+                // the client left a stream it cannot resume: nothing more to send
+                return Ok(Done::local(200, out.bytes, false));
+            }
+        }
+        if out.unattended_for().is_some_and(|d| d >= plan.resume.retention) {
+            // nobody came back for it
+            break;
+        }
         let mut tick = false;
         monoio::select! {
             // without any upstream stream, the client still gets an open stream (keep-alives
             // only), so it does not reconnect in a loop
             m = next_unprompted(&mut merged), if merged.is_some() => match m {
-                Some((ti, msg)) => message = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg),
+                Some((ti, msg)) => messages.extend(outbound(ti, &plan.targets[ti].name, plan.prefixed, msg)),
                 // every upstream ended its stream (e.g. the session was deleted): so do we
                 None => break,
             },
             _ = monoio::time::sleep(KEEPALIVE) => tick = true,
+            _ = committed.fired() => {
+                committed = ctx.committed.borrow().clone();
+                let now = current_view(ctx, &plan.scope);
+                messages.extend(list_changes(view, now).into_iter().map(|m| jsonrpc::notification(m, None)));
+                view = now;
+            }
             _ = ctx.draining.fired() => break,
         }
-        let sent = match message {
-            Some(bytes) => out.event(&bytes).await,
-            // a client that resumed gets its keep-alives from the connection it resumed on
-            None if tick && !out.gone => {
-                let mut ev = Vec::new();
-                sse::write_comment(&mut ev, "keep-alive");
-                out.event_raw(ev).await
+        // a client that resumed gets its keep-alives from the connection it resumed on
+        if tick && !out.gone {
+            let mut ev = Vec::new();
+            sse::write_comment(&mut ev, "keep-alive");
+            if out.event_raw(ev).await.is_err() {
+                return Ok(Done::local(200, out.bytes, false));
             }
-            None => Ok(()),
-        };
-        if sent.is_err() {
-            // the client left a stream it cannot resume: nothing more to send
-            return Ok(Done::local(200, out.bytes, false));
-        }
-        if out.unattended_for().is_some_and(|d| d >= plan.resume.retention) {
-            // nobody came back for it
-            break;
         }
     }
     let _ = out.end_stream().await;
@@ -1296,6 +1429,27 @@ async fn resume_stream(
     Ok(Some(Done::local(200, out.bytes, false)))
 }
 
+/// What clients of the MCP route `scope` can see under the configuration now in use (a route
+/// that is gone shows nothing, which differs from any real view).
+fn current_view(ctx: &ShardCtx, scope: &str) -> (u64, u64) {
+    let state = ctx.current();
+    let routes = state.snap.binds.iter().flat_map(|b| &b.listeners).flat_map(|l| &l.routes);
+    routes.filter_map(|r| r.mcp.as_ref()).find(|m| &*m.scope == scope).map_or((0, 0), |m| m.view)
+}
+
+/// The `list_changed` notifications a client gets when what it can see changes from `was` to
+/// `now` (fingerprints of tools, and of prompts and resources).
+fn list_changes(was: (u64, u64), now: (u64, u64)) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if was.0 != now.0 {
+        out.push("notifications/tools/list_changed");
+    }
+    if was.1 != now.1 {
+        out.extend(["notifications/prompts/list_changed", "notifications/resources/list_changed"]);
+    }
+    out
+}
+
 /// What the targets of a session send unprompted, merged: the GET streams of its upstream
 /// sessions with HTTP targets (`None` when it has none).
 type Unprompted<'a> = Option<futures_util::stream::LocalBoxStream<'a, (usize, Message)>>;
@@ -1361,7 +1515,7 @@ async fn delete(
     client: &mut Peer,
     head: &RequestHead,
 ) -> Result<Done, Failed> {
-    let (id, sealed) = session(ctx, plan, head)?;
+    let (id, sealed) = session(ctx, plan, head).await?;
     end_session(ctx, plan, id, Some(&sealed)).await;
     let keep = head.keep_alive && head.framing == codec::Framing::None;
     let mut out = Out::http(pol, head, client, keep);
@@ -1448,4 +1602,23 @@ fn strip_modern_meta(params: Option<Value>) -> Option<Value> {
         }
     }
     Some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_announces_the_lists_whose_view_changed() {
+        assert!(list_changes((1, 2), (1, 2)).is_empty());
+        assert_eq!(list_changes((1, 2), (3, 2)), ["notifications/tools/list_changed"]);
+        assert_eq!(
+            list_changes((1, 2), (3, 4)),
+            [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed"
+            ]
+        );
+    }
 }

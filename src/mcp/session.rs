@@ -29,6 +29,10 @@ pub struct Sealed {
     /// stream instead (`v` and `t` stay empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h: Option<usize>,
+    /// The client's `initialize` params (version, capabilities, client info): a target that
+    /// forgets its upstream session is initialized again with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<Value>,
 }
 
 /// One target's part of a session.
@@ -57,12 +61,19 @@ impl Sealed {
 
     /// A legacy HTTP+SSE session whose stream lives on shard `home`.
     pub fn stream(home: usize) -> Sealed {
-        Sealed { v: String::new(), t: Vec::new(), iat: now_secs(), h: Some(home) }
+        Sealed { v: String::new(), t: Vec::new(), iat: now_secs(), h: Some(home), c: None }
     }
 
     /// This target's entry, by name (targets may have been added or removed by a reload).
     pub fn target(&self, name: &str) -> Option<&Upstream> {
         self.t.iter().find(|u| u.n == name)
+    }
+
+    /// Put `up` in place of its target's entry (a renewed upstream session).
+    pub fn replace(&mut self, up: &Upstream) {
+        if let Some(u) = self.t.iter_mut().find(|u| u.n == up.n) {
+            *u = up.clone();
+        }
     }
 }
 
@@ -89,6 +100,9 @@ pub struct ShardSessions {
     revoked: RefCell<HashMap<String, Instant>>,
     /// Last time this shard served each session, to extend its idle lifetime past `iat + ttl`.
     seen: RefCell<HashMap<String, Instant>>,
+    /// Upstream sessions renewed after their target forgot the sealed ones, by client session
+    /// id: the sealed id cannot change under the client, so every shard applies these to it.
+    renewed: RefCell<HashMap<String, Vec<Upstream>>>,
     /// Upstream sessions shared by stateless requests, by target endpoint.
     pooled: RefCell<HashMap<String, Rc<Pooled>>>,
     /// Legacy HTTP+SSE sessions whose stream is open on this shard, by session id.
@@ -121,19 +135,21 @@ pub struct SseSession {
 /// How many events may wait for a slow client before the targets feeding its stream are held back.
 const STREAM_BACKLOG: usize = 64;
 
-/// Why a session id is refused.
-#[derive(Debug, PartialEq, Eq)]
+/// Why a session id is not admitted on its own word.
+#[derive(Debug, PartialEq)]
 pub enum Refused {
     /// Not made with our key, malformed, or ended by DELETE.
     Unknown,
-    /// Unused for longer than the session TTL.
-    Expired,
+    /// Issued longer than the session TTL ago and not used on this shard since: only another
+    /// shard can tell whether it is still in use (see [`ShardSessions::seen_elsewhere`]).
+    Unseen(Box<Sealed>),
 }
 
 impl ShardSessions {
-    /// Check `id` and note its use.
+    /// Check `id` and note its use; the sealed upstream sessions come with the renewals this
+    /// shard knows of applied.
     pub fn admit(&self, plan: &McpPlan, id: &str) -> Result<Sealed, Refused> {
-        let s = Sealed::open(plan, id).ok_or(Refused::Unknown)?;
+        let mut s = Sealed::open(plan, id).ok_or(Refused::Unknown)?;
         if self.revoked.borrow().contains_key(id) {
             return Err(Refused::Unknown);
         }
@@ -145,9 +161,15 @@ impl ShardSessions {
         let now = Instant::now();
         let ttl = plan.session_ttl;
         let fresh = now_secs().saturating_sub(s.iat) < ttl.as_secs().max(1);
+        let renewed = self.renewed.borrow();
+        // most shards never renew anything: no lookup then
+        if let Some(r) = (!renewed.is_empty()).then(|| renewed.get(id)).flatten() {
+            r.iter().for_each(|u| s.replace(u));
+        }
+        drop(renewed);
         let mut seen = self.seen.borrow_mut();
         if !fresh && seen.get(id).is_none_or(|t| now.duration_since(*t) >= ttl) {
-            return Err(Refused::Expired);
+            return Err(Refused::Unseen(Box::new(s)));
         }
         match seen.get_mut(id) {
             Some(t) => *t = now,
@@ -160,9 +182,41 @@ impl ShardSessions {
         Ok(s)
     }
 
+    /// When this shard last served session `id`, if it remembers.
+    pub fn last_seen(&self, id: &str) -> Option<Instant> {
+        self.seen.borrow().get(id).copied()
+    }
+
+    /// Admit a session another shard served within the TTL (`last`, its answer to
+    /// [`ShardSessions::last_seen`]): it is in use, and this shard now knows it too.
+    pub fn seen_elsewhere(&self, id: &str, last: Option<Instant>, ttl: Duration) -> bool {
+        let now = Instant::now();
+        if last.is_none_or(|t| now.saturating_duration_since(t) >= ttl) || self.revoked.borrow().contains_key(id) {
+            return false;
+        }
+        self.seen.borrow_mut().insert(id.to_string(), now);
+        true
+    }
+
+    /// Note that session `id` now reaches target `up.n` on a new upstream session.
+    pub fn renew(&self, id: &str, up: Upstream) {
+        let mut r = self.renewed.borrow_mut();
+        let ups = r.entry(id.to_string()).or_default();
+        match ups.iter_mut().find(|u| u.n == up.n) {
+            Some(u) => *u = up,
+            None => ups.push(up),
+        }
+    }
+
+    /// The upstream session that replaced the sealed one of session `id` with target `name`.
+    pub fn renewed(&self, id: &str, name: &str) -> Option<Upstream> {
+        self.renewed.borrow().get(id)?.iter().find(|u| u.n == name).cloned()
+    }
+
     /// End a session on this shard.
     pub fn revoke(&self, id: &str, ttl: Duration) {
         self.seen.borrow_mut().remove(id);
+        self.renewed.borrow_mut().remove(id);
         // keep the tombstone as long as the id could otherwise still be accepted
         self.revoked.borrow_mut().insert(id.to_string(), Instant::now() + ttl * 2);
     }
@@ -175,7 +229,11 @@ impl ShardSessions {
             return;
         }
         let now = Instant::now();
-        self.seen.borrow_mut().retain(|_, t| now.duration_since(*t) < ttl);
+        let mut seen = self.seen.borrow_mut();
+        seen.retain(|_, t| now.duration_since(*t) < ttl);
+        // a renewal outlives the session's use on this shard only as long as the session
+        // could still be fresh here
+        self.renewed.borrow_mut().retain(|id, _| seen.contains_key(id));
         self.revoked.borrow_mut().retain(|_, until| *until > now);
         self.procs.borrow_mut().retain(|_, p| p.is_live());
         self.own_sse.borrow_mut().retain(|_, c| c.is_live());
@@ -300,6 +358,8 @@ mod tests {
             scope: "test".into(),
             targets: vec![],
             prefixed: false,
+            resolve: false,
+            view: (0, 0),
             stateful: true,
             fail_open: false,
             origin_check: true,
@@ -315,6 +375,7 @@ mod tests {
             t: vec![Upstream { n: "a".into(), s: Some("up-1".into()), v: "2025-06-18".into() }],
             iat,
             h: None,
+            c: Some(serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}}})),
         }
     }
 
@@ -336,11 +397,57 @@ mod tests {
         let id = sealed(now_secs()).seal(&p).unwrap();
         assert!(shard.admit(&p, &id).is_ok());
         assert_eq!(shard.admit(&p, "garbage").unwrap_err(), Refused::Unknown);
-        // issued long ago and never seen here: expired
+        // issued long ago and never seen here: only another shard can vouch for it
         let old = sealed(now_secs() - 3600).seal(&p).unwrap();
-        assert_eq!(shard.admit(&p, &old).unwrap_err(), Refused::Expired);
+        assert!(matches!(shard.admit(&p, &old), Err(Refused::Unseen(s)) if s.iat < now_secs() - 60));
+        assert_eq!(shard.last_seen(&old), None);
         shard.revoke(&id, p.session_ttl);
         assert_eq!(shard.admit(&p, &id).unwrap_err(), Refused::Unknown);
+    }
+
+    #[test]
+    fn a_session_served_by_another_shard_within_the_ttl_is_admitted_here_too() {
+        let ttl = Duration::from_secs(60);
+        let p = plan(ttl);
+        let (here, there) = (ShardSessions::default(), ShardSessions::default());
+        let old = sealed(now_secs() - 3600).seal(&p).unwrap();
+        // nobody vouches, or only for a use longer ago than the TTL: refused
+        assert!(!here.seen_elsewhere(&old, None, ttl));
+        assert!(!here.seen_elsewhere(&old, Instant::now().checked_sub(ttl * 2), ttl));
+        assert!(here.admit(&p, &old).is_err());
+        // the other shard served it (as a fresh id, then kept alive there)
+        let fresh = sealed(now_secs()).seal(&p).unwrap();
+        there.admit(&p, &fresh).unwrap();
+        let last = there.last_seen(&fresh);
+        assert!(last.is_some());
+        assert!(here.seen_elsewhere(&old, last, ttl));
+        assert!(here.admit(&p, &old).is_ok(), "known here from now on");
+        // an ended session is not revived by another shard's word
+        here.revoke(&old, ttl);
+        assert!(!here.seen_elsewhere(&old, last, ttl));
+    }
+
+    #[test]
+    fn renewed_upstream_sessions_replace_the_sealed_ones_until_the_session_ends() {
+        let p = plan(Duration::from_secs(60));
+        let shard = ShardSessions::default();
+        let mut s = sealed(now_secs());
+        s.t.push(Upstream { n: "b".into(), s: Some("b-1".into()), v: "2025-06-18".into() });
+        let id = s.seal(&p).unwrap();
+        let up = Upstream { n: "a".into(), s: Some("up-2".into()), v: "2025-11-25".into() };
+        shard.renew(&id, up.clone());
+        assert_eq!(shard.renewed(&id, "a"), Some(up.clone()));
+        assert_eq!(shard.renewed(&id, "b"), None);
+        let admitted = shard.admit(&p, &id).unwrap();
+        assert_eq!(admitted.target("a"), Some(&up));
+        assert_eq!(admitted.target("b").and_then(|u| u.s.as_deref()), Some("b-1"), "other targets untouched");
+        assert_eq!(admitted.c, s.c, "the client's params travel in the id");
+        // renewed again (it expired once more): the latest wins
+        let again = Upstream { s: Some("up-3".into()), ..up };
+        shard.renew(&id, again.clone());
+        assert_eq!(shard.admit(&p, &id).unwrap().target("a"), Some(&again));
+        shard.revoke(&id, p.session_ttl);
+        assert_eq!(shard.renewed(&id, "a"), None);
     }
 
     #[test]

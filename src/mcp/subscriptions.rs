@@ -140,7 +140,7 @@ pub(super) async fn listen(
     params: Option<Value>,
 ) -> Result<Done, Failed> {
     let filter = Filter::from_params(params.as_ref());
-    let relay = Relay { ctx, plan, idle: TARGET_IDLE };
+    let relay = Relay { ctx, plan, idle: TARGET_IDLE, renew: None };
     let init = json!({
         "protocolVersion": merge::negotiate(None),
         "capabilities": {},
@@ -156,7 +156,7 @@ pub(super) async fn listen(
             }
         });
     let ups: Vec<_> = join_all(opens).await.into_iter().flatten().collect();
-    let sealed = Sealed { v: String::new(), t: ups, iat: now_secs(), h: None };
+    let sealed = Sealed { v: String::new(), t: ups, iat: now_secs(), h: None, c: None };
     let names = plan.names();
     let subscribes = filter.uris.iter().filter_map(|uri| {
         let (ti, local) = if plan.prefixed { names::split_uri(uri, &names)? } else { (0, uri.as_str()) };

@@ -417,6 +417,8 @@ mod tests {
                 })
                 .collect(),
             prefixed: true,
+            resolve: false,
+            view: (0, 0),
             stateful: true,
             fail_open: false,
             origin_check: true,

@@ -47,6 +47,24 @@ pub enum ShardMsg {
         /// How long the id could otherwise still be accepted.
         ttl: Duration,
     },
+    /// Another shard asks when this one last served an MCP session, to keep a session alive that
+    /// is in use though not here.
+    SessionSeen {
+        /// The session id.
+        id: Arc<str>,
+        /// Where to answer.
+        reply: flume::Sender<Option<std::time::Instant>>,
+    },
+    /// A target forgot an upstream session of an MCP client session and another shard started a
+    /// new one: use it from now on; `ack` learns it is in place.
+    Renewed {
+        /// The client session id.
+        id: Arc<str>,
+        /// The target's new upstream session.
+        up: crate::mcp::session::Upstream,
+        /// Where to answer.
+        ack: flume::Sender<()>,
+    },
     /// A message a client POSTed to a legacy HTTP+SSE session whose stream lives on this shard;
     /// `ack` learns whether it was taken (the POST is answered 202) or refused.
     SseMessage {
@@ -106,6 +124,9 @@ pub struct ShardCtx {
     pub pool: Pool,
     /// Fired when the shard starts draining.
     pub draining: Signal,
+    /// Fired (and replaced) whenever a new configuration is committed, for long-lived streams
+    /// that tell their clients what the reload changed.
+    pub committed: RefCell<Signal>,
     /// Open client connections.
     pub connections: Cell<usize>,
     /// Requests being served right now.
@@ -176,6 +197,7 @@ pub async fn run(
         redis: crate::ratelimit::redis_client::RedisClients::new(info.index),
         siblings,
         draining: Signal::new(),
+        committed: RefCell::new(Signal::new()),
         connections: Cell::new(0),
         in_flight: Cell::new(0),
         conn_closed: RefCell::new(Signal::new()),
@@ -237,6 +259,8 @@ pub async fn run(
                     for (key, l) in p.listeners {
                         start_accepting(&ctx, key, l);
                     }
+                    let committed = std::mem::take(&mut *ctx.committed.borrow_mut());
+                    committed.fire();
                 }
                 let _ = done.send(());
             }
@@ -244,6 +268,13 @@ pub async fn run(
                 ctx.pending.borrow_mut().take();
             }
             ShardMsg::EndSession { id, ttl } => ctx.mcp.revoke(&id, ttl),
+            ShardMsg::SessionSeen { id, reply } => {
+                let _ = reply.try_send(ctx.mcp.last_seen(&id));
+            }
+            ShardMsg::Renewed { id, up, ack } => {
+                ctx.mcp.renew(&id, up);
+                let _ = ack.try_send(());
+            }
             ShardMsg::SseMessage { id, plan, msg, ack } => {
                 let _ = ack.send(crate::mcp::legacy_sse::deliver(&ctx, &id, plan, msg));
             }

@@ -1,6 +1,7 @@
 //! Test harness: runs the real `ringgate` binary on port-0 configs, small std upstreams, and a raw HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod mcp;
 pub mod peers;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,73 @@
+//! Raw MCP over Streamable HTTP for integration tests: POSTs on new connections, answers as JSON or SSE, sessions.
+
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+
+use super::{raw, Response};
+
+/// POST a JSON-RPC message to /mcp on a new connection (so SO_REUSEPORT spreads them over shards).
+pub fn post(addr: SocketAddr, session: Option<&str>, body: &str) -> Response {
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(s) = session {
+        req.push_str(&format!("mcp-session-id: {s}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    raw(addr, req.as_bytes())
+}
+
+/// The one JSON-RPC message of an answer, whether it came as JSON or as an SSE stream.
+pub fn message(r: &Response) -> Value {
+    let text = r.body_str();
+    let json = match text.lines().rev().find_map(|l| l.strip_prefix("data: ")) {
+        Some(data) => data.to_string(),
+        None => text.clone(),
+    };
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Initialize a session (and send `initialized`); returns its id.
+pub fn initialize(addr: SocketAddr) -> String {
+    let r = post(
+        addr,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"sampling":{}},"clientInfo":{"name":"sessions-test","version":"1"}}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let sid = r.header("mcp-session-id").expect("session id").to_string();
+    let n = post(addr, Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    assert_eq!(n.status, 202, "{}", n.body_str());
+    sid
+}
+
+/// `tools/call` of `tool` with a message; the answer's text (or the whole error).
+pub fn call(addr: SocketAddr, sid: &str, tool: &str, text: &str) -> Result<String, Value> {
+    let body =
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":tool,"arguments":{"message":text}}});
+    let r = post(addr, Some(sid), &body.to_string());
+    let v = message(&r);
+    match v["result"]["content"][0]["text"].as_str() {
+        Some(t) if r.status == 200 => Ok(t.to_string()),
+        _ => Err(json!({"status": r.status, "body": v})),
+    }
+}
+
+pub fn tool_names(addr: SocketAddr, sid: &str) -> Vec<String> {
+    let v = message(&post(addr, Some(sid), r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#));
+    v["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().into())
+        .collect()
+}
+
+/// A JSON-RPC request in session `sid`; the answer message.
+pub fn rpc(addr: SocketAddr, sid: &str, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params});
+    message(&post(addr, Some(sid), &body.to_string()))
+}
