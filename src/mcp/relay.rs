@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::demo;
 use super::http_client::{self, HttpError, Post, Reply};
-use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
+use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR};
 use super::merge;
 use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
 use super::session::{Pooled, Upstream};
@@ -62,6 +62,15 @@ impl InFlight {
                 Ok(Err(_)) => Ok(None),
                 Err(_) => Err(RpcError::new(INTERNAL_ERROR, "sse target did not answer in time")),
             },
+        }
+    }
+
+    /// [`InFlight::next`] with a response's result kept raw where the target's answer is read
+    /// here (HTTP); other targets answer with trees.
+    pub async fn next_answer(&mut self, r: &Relay<'_>) -> Result<Option<Answer>, RpcError> {
+        match self {
+            InFlight::Http(reply) => reply.next_answer(r.ctx, r.idle).await.map_err(|e| upstream_error(&e)),
+            _ => Ok(self.next(r).await?.map(Answer::Other)),
         }
     }
 
@@ -129,32 +138,53 @@ impl Relay<'_> {
                     Err(e) => Err(e),
                 }
             }
-            TargetKind::Http(h) => {
-                let (session, version, rewritten) = match via {
-                    Via::Own(u) => (u.s.clone(), u.v.clone(), None),
-                    Via::Pooled => {
-                        let p = self.pooled_session(h).await?;
-                        let session = Some(p.session.clone()).filter(|s| !s.is_empty());
-                        (session, p.version.clone(), Some(json!(self.ctx.mcp.next_id())))
-                    }
-                };
-                let body = jsonrpc::request(rewritten.as_ref().unwrap_or(id), method, params);
-                let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
-                match http_client::post(self.ctx, h, &post, self.idle).await {
-                    Ok(reply) => Ok(InFlight::Http(Box::new(reply))),
-                    Err(HttpError::Status(404, _)) if matches!(via, Via::Pooled) => {
-                        // the shared upstream session expired: start a new one, once
-                        self.ctx.mcp.set_pooled(&pool_key(h), None);
-                        let p = self.pooled_session(h).await?;
-                        let s = Some(p.session.as_str()).filter(|s| !s.is_empty());
-                        let post = Post { session: s, version: Some(&p.version), body: &body };
-                        let reply =
-                            http_client::post(self.ctx, h, &post, self.idle).await.map_err(|e| upstream_error(&e))?;
-                        Ok(InFlight::Http(Box::new(reply)))
-                    }
-                    Err(e) => Err(upstream_error(&e)),
-                }
+            TargetKind::Http(h) => self.post(h, via, id, |id| jsonrpc::request(id, method, params)).await,
+        }
+    }
+
+    /// [`Relay::start`] for an HTTP target with params that are JSON text already.
+    pub async fn start_raw(
+        &self,
+        h: &HttpTargetPlan,
+        via: Via<'_>,
+        id: &Value,
+        method: &str,
+        params: &[u8],
+    ) -> Result<InFlight, RpcError> {
+        self.post(h, via, id, |id| jsonrpc::request_raw(id, method, params)).await
+    }
+
+    /// POST a request to an HTTP target: `body` writes it with the id given (the client's on
+    /// its own upstream session, one of the gateway's on a pooled one).
+    async fn post(
+        &self,
+        h: &HttpTargetPlan,
+        via: Via<'_>,
+        id: &Value,
+        body: impl Fn(&Value) -> Vec<u8>,
+    ) -> Result<InFlight, RpcError> {
+        let (session, version, rewritten) = match via {
+            Via::Own(u) => (u.s.clone(), u.v.clone(), None),
+            Via::Pooled => {
+                let p = self.pooled_session(h).await?;
+                let session = Some(p.session.clone()).filter(|s| !s.is_empty());
+                (session, p.version.clone(), Some(json!(self.ctx.mcp.next_id())))
             }
+        };
+        let body = body(rewritten.as_ref().unwrap_or(id));
+        let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
+        match http_client::post(self.ctx, h, &post, self.idle).await {
+            Ok(reply) => Ok(InFlight::Http(Box::new(reply))),
+            Err(HttpError::Status(404, _)) if matches!(via, Via::Pooled) => {
+                // the shared upstream session expired: start a new one, once
+                self.ctx.mcp.set_pooled(&pool_key(h), None);
+                let p = self.pooled_session(h).await?;
+                let s = Some(p.session.as_str()).filter(|s| !s.is_empty());
+                let post = Post { session: s, version: Some(&p.version), body: &body };
+                let reply = http_client::post(self.ctx, h, &post, self.idle).await.map_err(|e| upstream_error(&e))?;
+                Ok(InFlight::Http(Box::new(reply)))
+            }
+            Err(e) => Err(upstream_error(&e)),
         }
     }
 
