@@ -49,8 +49,8 @@ pub async fn serve(
     let pol = &sel.route.policies;
     if legacy_sse::is_endpoint(head.path(), sel.prefix) {
         return match head.method() {
-            "GET" => legacy_sse::open(ctx, plan, pol, access, client, head).await,
-            "POST" => legacy_sse::post(ctx, plan, pol, client, head, max_body, idle).await,
+            "GET" => Box::pin(legacy_sse::open(ctx, plan, pol, access, client, head)).await,
+            "POST" => Box::pin(legacy_sse::post(ctx, plan, pol, client, head, max_body, idle)).await,
             _ => Err(McpReject::MethodNotAllowed("GET, POST").into()),
         };
     }
@@ -96,7 +96,9 @@ pub async fn serve(
         session,
         tail: None,
     };
-    ex.handle(msg).await?;
+    // boxed: this future is what a GET stream's connection keeps for its whole life, and the
+    // exchange's state is most of its size (8 of 9 KiB)
+    Box::pin(ex.handle(msg)).await?;
     Ok(Done::local(ex.out.status, ex.out.bytes, keep))
 }
 
