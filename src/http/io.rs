@@ -53,6 +53,9 @@ pub struct Peer {
     out: Vec<u8>,
     /// Room [`Peer::fill`] makes before a read.
     spare: usize,
+    /// The connection mostly waits ([`Peer::new_small`], [`Peer::park`]): it holds no buffers
+    /// while it does.
+    waits: bool,
 }
 
 /// Read room of a request-path connection, and the most a small-start connection grows to.
@@ -65,26 +68,41 @@ pub const SMALL_SPARE: usize = 1024;
 impl Peer {
     /// Wrap a connection.
     pub fn new(io: crate::tls::Stream, cap: usize) -> Self {
-        Peer { io, buf: BytesMut::with_capacity(cap), out: Vec::with_capacity(1024), spare: SPARE }
+        Peer { io, buf: BytesMut::with_capacity(cap), out: Vec::with_capacity(1024), spare: SPARE, waits: false }
     }
 
     /// Wrap a connection that will mostly wait for small messages (an upstream event stream): reads
     /// start with [`SMALL_SPARE`] of room and grow towards the request path's as reads come back full.
     pub fn new_small(io: crate::tls::Stream) -> Self {
-        Peer { io, buf: BytesMut::new(), out: Vec::new(), spare: SMALL_SPARE }
+        Peer { io, buf: BytesMut::new(), out: Vec::new(), spare: SMALL_SPARE, waits: true }
     }
 
     /// From now on this connection only waits (its response is a long-lived stream, or the client is
-    /// not expected to send more): give back an empty read buffer and read with [`SMALL_SPARE`] of room.
+    /// not expected to send more): give back an empty read buffer and the write scratch buffer, and
+    /// read with [`SMALL_SPARE`] of room.
     pub fn park(&mut self) {
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
         }
+        self.out = Vec::new();
         self.spare = SMALL_SPARE;
+        self.waits = true;
     }
 
-    /// Read more into `buf`; `Ok(0)` is end of stream.
+    /// Read more into `buf`; `Ok(0)` is end of stream. A waiting connection with nothing
+    /// buffered first waits until its socket is readable, so no buffer is lent to a read that
+    /// may wait for minutes (an idle event stream).
     pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.waits && self.buf.is_empty() {
+            // what is left of the last read's allocation is released too
+            self.buf = BytesMut::new();
+            // TLS may hold decrypted bytes already: only a plain socket's readiness says it all.
+            // Not relaxed: the epoll driver's remembered readiness may be stale, and a read
+            // started on it would wait holding its buffer
+            if let crate::tls::Stream::Plain(s) = &self.io {
+                s.readable(false).await?;
+            }
+        }
         let b = std::mem::take(&mut self.buf);
         let (r, b) = read_more(&mut self.io, b, self.spare).await;
         self.buf = b;
@@ -105,7 +123,9 @@ impl Peer {
     pub async fn send_out(&mut self, out: Vec<u8>) -> io::Result<()> {
         use monoio::io::AsyncWriteRentExt;
         let (r, v) = self.io.write_all(out).await;
-        self.out = v;
+        if !self.waits {
+            self.out = v;
+        }
         r.map(|_| ())
     }
 
@@ -119,6 +139,7 @@ impl Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn small_spare_grows_only_when_reads_fill_it() {
@@ -160,6 +181,34 @@ mod tests {
             writer.await;
             assert_eq!(got, want);
             assert_eq!(p.spare, SPARE, "full reads grew the room");
+        });
+    }
+
+    #[test]
+    fn a_parked_peer_reads_what_arrives_after_it_began_waiting() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        rt.block_on(async {
+            use monoio::io::AsyncWriteRentExt;
+            let l = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let c = monoio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let mut p = Peer::new(crate::tls::Stream::Plain(s), 8 * 1024);
+            p.park();
+            assert_eq!(p.take_out().capacity(), 0, "the write scratch buffer is given back");
+            // the writer runs only once the reader waits on its silent socket
+            let writer = monoio::spawn(async move {
+                let mut c = c;
+                c.write_all(b"event".to_vec()).await.0.unwrap();
+                c
+            });
+            let wait = Duration::from_secs(10);
+            assert_eq!(monoio::time::timeout(wait, p.fill()).await.unwrap().unwrap(), 5);
+            assert_eq!(&p.buf.split()[..], b"event");
+            drop(writer.await);
+            assert_eq!(monoio::time::timeout(wait, p.fill()).await.unwrap().unwrap(), 0, "end of stream");
+            let out = p.take_out();
+            p.send_out(out).await.ok();
+            assert_eq!(p.take_out().capacity(), 0, "a parked peer keeps no write buffer");
         });
     }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::jsonrpc::{self, Message};
+use super::jsonrpc::{self, Answer, Message, RpcError};
 use super::plan::HttpTargetPlan;
 use super::sse;
 use crate::error::ProxyError;
@@ -209,6 +209,20 @@ impl Reply {
     /// The next JSON-RPC message of the answer; `None` at its end. SSE events without data
     /// (priming) are skipped.
     pub async fn next(&mut self, ctx: &ShardCtx, idle: Duration) -> Result<Option<Message>, HttpError> {
+        self.next_as(ctx, idle, jsonrpc::parse).await
+    }
+
+    /// [`Reply::next`] with a response's result kept as the bytes the target sent.
+    pub async fn next_answer(&mut self, ctx: &ShardCtx, idle: Duration) -> Result<Option<Answer>, HttpError> {
+        self.next_as(ctx, idle, jsonrpc::parse_answer).await
+    }
+
+    async fn next_as<T>(
+        &mut self,
+        ctx: &ShardCtx,
+        idle: Duration,
+        parse: fn(&[u8]) -> Result<T, RpcError>,
+    ) -> Result<Option<T>, HttpError> {
         if self.sse.is_none() {
             let mut all = Vec::new();
             while let Some(b) = self.body.next(ctx, idle).await? {
@@ -220,14 +234,12 @@ impl Reply {
             if all.is_empty() {
                 return Ok(None);
             }
-            return jsonrpc::parse(&all).map(Some).map_err(|e| HttpError::Payload(e.message));
+            return parse(&all).map(Some).map_err(|e| HttpError::Payload(e.message));
         }
         loop {
             match self.next_event(ctx, idle).await? {
                 Some(ev) if ev.data.is_empty() => continue,
-                Some(ev) => {
-                    return jsonrpc::parse(ev.data.as_bytes()).map(Some).map_err(|e| HttpError::Payload(e.message))
-                }
+                Some(ev) => return parse(ev.data.as_bytes()).map(Some).map_err(|e| HttpError::Payload(e.message)),
                 None => return Ok(None),
             }
         }

@@ -1,6 +1,9 @@
 //! JSON-RPC 2.0 framing: parsing one message off the wire and serialising the ones the gateway sends.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use super::raw::RawObject;
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
@@ -57,10 +60,13 @@ impl RpcError {
 /// gateway does not touch are forwarded unchanged.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
+    /// With `raw` (see [`parse_call`]), `params` holds only the members the gateway reads
+    /// (`name`, `uri`, `_meta`), and `raw` the whole params as they came.
     Request {
         id: Value,
         method: String,
         params: Option<Value>,
+        raw: Option<RawObject>,
     },
     Notification {
         method: String,
@@ -77,6 +83,13 @@ pub enum Message {
     },
 }
 
+/// Methods whose params go to one owning target with only `name` or `uri` renamed: [`parse_call`]
+/// keeps their params raw.
+pub const RAW_PARAMS_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
+
+/// Members of the params of [`RAW_PARAMS_METHODS`] that the gateway reads.
+const READ_PARAMS: [&str; 3] = ["name", "uri", "_meta"];
+
 fn invalid(message: &str) -> RpcError {
     RpcError::new(INVALID_REQUEST, message)
 }
@@ -87,13 +100,84 @@ pub fn parse(body: &[u8]) -> Result<Message, RpcError> {
     // the common case, an object: only the members the gateway reads are built, the others are
     // skipped; anything unusual (another type, a duplicate member) goes the general way below,
     // which says precisely what is wrong
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-        if let Ok(w) = serde_json::from_slice::<Wire>(body) {
+    if is_object(body) {
+        if let Ok(w) = serde_json::from_slice::<Wire<Value, Value>>(body) {
             return classify(w.jsonrpc, w.id, w.method, w.params, w.result, w.error);
         }
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| RpcError::new(PARSE_ERROR, format!("parse error: {e}")))?;
+    parse_slow(body)
+}
+
+/// [`parse`] for a client's message: the params of a [`RAW_PARAMS_METHODS`] request stay raw
+/// (`Message::Request::raw`), and only the members the gateway reads are built.
+pub fn parse_call(body: &[u8]) -> Result<Message, RpcError> {
+    if is_object(body) {
+        if let Ok(w) = serde_json::from_slice::<Wire<&RawValue, Value>>(body) {
+            let hot = matches!(&w.method, Some(Value::String(m)) if RAW_PARAMS_METHODS.contains(&m.as_str()));
+            if let Some(raw) = w.params.filter(|_| hot).and_then(|p| RawObject::parse(p.get())) {
+                let mut read = Map::new();
+                for (k, v) in raw.iter().filter(|(k, _)| READ_PARAMS.contains(k)) {
+                    read.insert(k.to_owned(), serde_json::from_str(v).map_err(parse_error)?);
+                }
+                let msg = classify(w.jsonrpc, w.id, w.method, Some(Value::Object(read)), w.result, w.error)?;
+                return Ok(match msg {
+                    Message::Request { id, method, params, .. } => {
+                        Message::Request { id, method, params, raw: Some(raw) }
+                    }
+                    m => m,
+                });
+            }
+            let params = w.params.map(|p| serde_json::from_str(p.get())).transpose().map_err(parse_error)?;
+            return classify(w.jsonrpc, w.id, w.method, params, w.result, w.error);
+        }
+    }
+    parse_slow(body)
+}
+
+/// A target's message about a call: its result kept raw, or any other message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A successful response, its result (an object) as the text the target sent.
+    Result { id: Value, result: RawObject },
+    /// Anything else (errors, notifications, requests).
+    Other(Message),
+}
+
+/// [`parse`] for a target's answer to a call: a response's result stays raw.
+pub fn parse_answer(body: &[u8]) -> Result<Answer, RpcError> {
+    if is_object(body) {
+        if let Ok(w) = serde_json::from_slice::<Wire<Value, &RawValue>>(body) {
+            let Some(result) = w.result else {
+                return classify(w.jsonrpc, w.id, w.method, w.params, None, w.error).map(Answer::Other);
+            };
+            // classified with a stand-in: only the presence of a result counts there
+            return match classify(w.jsonrpc, w.id, w.method, w.params, Some(Value::Null), w.error)? {
+                Message::Response { id, .. } => Ok(match RawObject::parse(result.get()) {
+                    Some(result) => Answer::Result { id, result },
+                    // not an object whose members can be spliced: a tree
+                    None => Answer::Other(Message::Response {
+                        id,
+                        result: serde_json::from_str(result.get()).map_err(parse_error)?,
+                    }),
+                }),
+                m => Ok(Answer::Other(m)),
+            };
+        }
+    }
+    parse_slow(body).map(Answer::Other)
+}
+
+fn is_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+fn parse_error(e: serde_json::Error) -> RpcError {
+    RpcError::new(PARSE_ERROR, format!("parse error: {e}"))
+}
+
+/// The general way: a whole tree, then its members.
+fn parse_slow(body: &[u8]) -> Result<Message, RpcError> {
+    let value: Value = serde_json::from_slice(body).map_err(parse_error)?;
     let mut obj = match value {
         Value::Object(obj) => obj,
         Value::Array(_) => return Err(invalid("batches are not supported; send one JSON-RPC message at a time")),
@@ -105,25 +189,31 @@ pub fn parse(body: &[u8]) -> Result<Message, RpcError> {
 }
 
 /// The members of a message object that the gateway reads. `Some(Value::Null)` is a member that
-/// is present and null, which differs from an absent one for `id`, `params` and `result`.
+/// is present and null, which differs from an absent one for `id`, `params` and `result`. `P`
+/// and `R` are how `params` and `result` are read: as a tree, or raw.
 #[derive(serde::Deserialize)]
-struct Wire {
+#[serde(bound(deserialize = "P: serde::Deserialize<'de>, R: serde::Deserialize<'de>"))]
+struct Wire<P, R> {
     #[serde(default, deserialize_with = "present")]
     jsonrpc: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     method: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    params: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    result: Option<Value>,
+    #[serde(default = "none", deserialize_with = "present")]
+    params: Option<P>,
+    #[serde(default = "none", deserialize_with = "present")]
+    result: Option<R>,
     #[serde(default, deserialize_with = "present")]
     error: Option<Value>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    serde::Deserialize::deserialize(d).map(Some)
+fn none<T>() -> Option<T> {
+    None
+}
+
+fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 fn classify(
@@ -147,7 +237,7 @@ fn classify(
         (Some(Value::String(method)), None, None) => match id {
             None => Ok(Message::Notification { method, params }),
             Some(Value::Null) => Err(invalid("request id must not be null")),
-            Some(id) => Ok(Message::Request { id, method, params }),
+            Some(id) => Ok(Message::Request { id, method, params, raw: None }),
         },
         (Some(Value::String(_)), _, _) => Err(invalid("a message cannot have both method and result/error")),
         (Some(_), _, _) => Err(invalid("method must be a string")),
@@ -193,7 +283,12 @@ impl Message {
     /// Compact JSON with `"jsonrpc":"2.0"`.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
-            Message::Request { id, method, params } => request(id, method, params.as_ref()),
+            Message::Request { id, method, raw: Some(raw), .. } => {
+                let mut params = Vec::new();
+                raw.write(&mut params);
+                request_raw(id, method, &params)
+            }
+            Message::Request { id, method, params, raw: None } => request(id, method, params.as_ref()),
             Message::Notification { method, params } => notification(method, params.as_ref()),
             Message::Response { id, result } => response(id, result),
             Message::Error { id, error } => write(&Envelope { id: Some(id), error: Some(error), ..Envelope::EMPTY }),
@@ -237,6 +332,31 @@ pub fn notification(method: &str, params: Option<&Value>) -> Vec<u8> {
     write(&Envelope { method: Some(method), params, ..Envelope::EMPTY })
 }
 
+/// A request whose params are JSON text already.
+pub fn request_raw(id: &Value, method: &str, params: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(params.len() + method.len() + 48);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    // writing a Value into a Vec cannot fail
+    let _ = serde_json::to_writer(&mut out, id);
+    out.extend_from_slice(br#","method":"#);
+    let _ = serde_json::to_writer(&mut out, method);
+    out.extend_from_slice(br#","params":"#);
+    out.extend_from_slice(params);
+    out.push(b'}');
+    out
+}
+
+/// A successful response whose result is JSON text already.
+pub fn response_raw(id: &Value, result: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(result.len() + 40);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    let _ = serde_json::to_writer(&mut out, id);
+    out.extend_from_slice(br#","result":"#);
+    out.extend_from_slice(result);
+    out.push(b'}');
+    out
+}
+
 /// A successful response.
 pub fn response(id: &Value, result: &Value) -> Vec<u8> {
     write(&Envelope { id: Some(id), result: Some(result), ..Envelope::EMPTY })
@@ -267,11 +387,16 @@ mod tests {
         let cases = [
             (
                 json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":[1]}}),
-                Message::Request { id: json!(1), method: "tools/list".into(), params: Some(json!({"x":[1]})) },
+                Message::Request {
+                    id: json!(1),
+                    method: "tools/list".into(),
+                    params: Some(json!({"x":[1]})),
+                    raw: None,
+                },
             ),
             (
                 json!({"jsonrpc":"2.0","id":"a","method":"ping"}),
-                Message::Request { id: json!("a"), method: "ping".into(), params: None },
+                Message::Request { id: json!("a"), method: "ping".into(), params: None, raw: None },
             ),
             (
                 json!({"jsonrpc":"2.0","method":"notifications/initialized","params":[]}),
@@ -303,13 +428,68 @@ mod tests {
             r#"{"jsonrpc":"2.0","method":"m","params":{"a":1},"params":[2]}"#,
         ];
         let want = [
-            Message::Request { id: json!("7"), method: "m".into(), params: None },
+            Message::Request { id: json!("7"), method: "m".into(), params: None, raw: None },
             Message::Response { id: json!(1), result: Value::Null },
-            Message::Request { id: json!(2), method: "m".into(), params: None },
+            Message::Request { id: json!(2), method: "m".into(), params: None, raw: None },
             Message::Notification { method: "m".into(), params: Some(json!([2])) },
         ];
         for (body, want) in cases.iter().zip(want) {
             assert_eq!(parse(body.as_bytes()).unwrap(), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn parse_call_keeps_call_params_raw_and_builds_only_what_is_read() {
+        let body = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t_echo","arguments":{"n":1.50},"_meta":{"progressToken":7}}}"#;
+        let Message::Request { id, method, params, raw } = parse_call(body).unwrap() else { panic!("not a request") };
+        assert_eq!((id, method.as_str()), (json!(3), "tools/call"));
+        assert_eq!(params, Some(json!({"name":"t_echo","_meta":{"progressToken":7}})));
+        let raw = raw.unwrap();
+        assert_eq!(raw.get("arguments"), Some(r#"{"n":1.50}"#));
+        assert_eq!(raw.to_value(), json!({"name":"t_echo","arguments":{"n":1.5},"_meta":{"progressToken":7}}));
+        let again = Message::Request { id: json!(3), method, params: None, raw: Some(raw) };
+        assert_eq!(again.to_bytes(), body.to_vec());
+        // other methods, non-object params and duplicate members: the same message as parse
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"c"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#,
+        ] {
+            assert_eq!(parse_call(body.as_bytes()), parse(body.as_bytes()), "{body}");
+        }
+        // errors stay what parse says
+        for body in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x""#[..],
+            br#"{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{}}"#,
+            br#"{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"x"}"#,
+        ] {
+            assert_eq!(parse_call(body).unwrap_err(), parse(body).unwrap_err());
+        }
+    }
+
+    #[test]
+    fn parse_answer_keeps_results_raw() {
+        let body = br#" {"result":{"content":[],"x":1.0},"id":"rg-1","jsonrpc":"2.0"}"#;
+        let Answer::Result { id, result } = parse_answer(body).unwrap() else { panic!("not a result") };
+        assert_eq!((id, result.get("x")), (json!("rg-1"), Some("1.0")));
+        let mut text = Vec::new();
+        result.write(&mut text);
+        assert_eq!(response_raw(&json!(5), &text), br#"{"jsonrpc":"2.0","id":5,"result":{"content":[],"x":1.0}}"#);
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"m"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":[1]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"a":1,"a":2}}"#,
+        ] {
+            assert_eq!(parse_answer(body.as_bytes()), parse(body.as_bytes()).map(Answer::Other), "{body}");
+        }
+        for body in [&br#"{"jsonrpc":"2.0","result":{}}"#[..], br#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#] {
+            assert_eq!(parse_answer(body).unwrap_err(), parse(body).unwrap_err());
         }
     }
 
@@ -348,7 +528,10 @@ mod tests {
     fn writers_escape_and_omit_absent_params() {
         let method = "we\"ird\n\u{1F600}";
         let bytes = request(&json!("1"), method, None);
-        assert_eq!(parse(&bytes).unwrap(), Message::Request { id: json!("1"), method: method.into(), params: None });
+        assert_eq!(
+            parse(&bytes).unwrap(),
+            Message::Request { id: json!("1"), method: method.into(), params: None, raw: None }
+        );
         let v: Value = serde_json::from_slice(&notification("n", Some(&json!({"a":1})))).unwrap();
         assert_eq!(v, json!({"jsonrpc":"2.0","method":"n","params":{"a":1}}));
         assert_eq!(response(&json!(3), &json!({"ok":true})), br#"{"jsonrpc":"2.0","id":3,"result":{"ok":true}}"#);

@@ -95,7 +95,7 @@ pub async fn post(
     max_body: u64,
     idle: std::time::Duration,
 ) -> Result<Done, Failed> {
-    let msg = serve::read_message(client, head, max_body, idle).await?;
+    let msg = serve::read_message(plan, client, head, max_body, idle).await?;
     let id = route::query_param(head.query(), "sessionId")
         .filter(|id| !id.is_empty())
         .ok_or(McpReject::SessionRequired("the sessionId query parameter"))?;

@@ -10,6 +10,7 @@ pub mod merge;
 pub mod names;
 pub mod plan;
 pub mod poison;
+pub mod raw;
 pub mod relay;
 pub mod resume;
 pub mod seal;

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::demo;
 use super::http_client::{self, HttpError, Post, Reply};
-use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
+use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR};
 use super::merge;
 use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
 use super::session::{Pooled, Upstream};
@@ -84,6 +84,15 @@ impl InFlight {
                     Err(_) => Err(RpcError::new(INTERNAL_ERROR, "sse target did not answer in time")),
                 }
             }
+        }
+    }
+
+    /// [`InFlight::next`] with a response's result kept raw where the target's answer is read
+    /// here (HTTP); other targets answer with trees.
+    pub async fn next_answer(&mut self, r: &Relay<'_>) -> Result<Option<Answer>, RpcError> {
+        match self {
+            InFlight::Http(reply, _) => reply.next_answer(r.ctx, r.idle).await.map_err(|e| upstream_error(&e)),
+            _ => Ok(self.next(r).await?.map(Answer::Other)),
         }
     }
 
@@ -218,46 +227,74 @@ impl Relay<'_> {
                     }
                 }
             },
-            TargetKind::Http(h) => {
-                let (session, version, rewritten) = match via {
-                    Via::Own(u) => (u.s.clone(), u.v.clone(), None),
-                    Via::Pooled => {
-                        let p = self.pooled_session(h).await?;
-                        let session = Some(p.session.clone()).filter(|s| !s.is_empty());
-                        (session, p.version.clone(), Some(json!(self.ctx.mcp.next_id())))
-                    }
-                };
-                let up_id = rewritten.unwrap_or_else(|| id.clone());
-                let body = jsonrpc::request(&up_id, method, params);
-                let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
-                match http_client::post_with_headers(self.ctx, h, &post, headers, self.idle).await {
-                    Ok(reply) => Ok(InFlight::Http(Box::new(reply), up_id)),
-                    Err(HttpError::Status(404, _)) if matches!(via, Via::Pooled) => {
-                        // the shared upstream session expired: start a new one, once
-                        self.ctx.mcp.set_pooled(&pool_key(h), None);
-                        let p = self.pooled_session(h).await?;
-                        let s = Some(p.session.as_str()).filter(|s| !s.is_empty());
-                        let post = Post { session: s, version: Some(&p.version), body: &body };
-                        let reply = http_client::post_with_headers(self.ctx, h, &post, headers, self.idle)
-                            .await
-                            .map_err(|e| upstream_error(&e))?;
-                        Ok(InFlight::Http(Box::new(reply), up_id))
-                    }
-                    Err(e @ HttpError::Status(404, _)) => match (via, self.renew) {
-                        // the target forgot the client's upstream session: a new one, once
-                        (Via::Own(old), Some(r)) if old.s.is_some() => {
-                            let up = self.renew_own(ti, h, old, r).await?;
-                            let post = Post { session: up.s.as_deref(), version: Some(&up.v), body: &body };
-                            let reply = http_client::post_with_headers(self.ctx, h, &post, headers, self.idle)
-                                .await
-                                .map_err(|e| upstream_error(&e))?;
-                            Ok(InFlight::Http(Box::new(reply), up_id))
-                        }
-                        _ => Err(upstream_error(&e)),
-                    },
-                    Err(e) => Err(upstream_error(&e)),
-                }
+            TargetKind::Http(h) => self.post(ti, h, via, id, headers, |id| jsonrpc::request(id, method, params)).await,
+        }
+    }
+
+    /// [`Relay::start_with`] for an HTTP target with params that are JSON text already.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_raw(
+        &self,
+        ti: usize,
+        h: &HttpTargetPlan,
+        via: Via<'_>,
+        id: &Value,
+        method: &str,
+        params: &[u8],
+        headers: &[u8],
+    ) -> Result<InFlight, RpcError> {
+        self.post(ti, h, via, id, headers, |id| jsonrpc::request_raw(id, method, params)).await
+    }
+
+    /// POST a request to HTTP target `ti`: `body` writes it with the id given (the client's on
+    /// its own upstream session, one of the gateway's on a pooled one). A pooled session the
+    /// target forgot is replaced once; the client's own is renewed once (`Relay::renew`).
+    async fn post(
+        &self,
+        ti: usize,
+        h: &HttpTargetPlan,
+        via: Via<'_>,
+        id: &Value,
+        headers: &[u8],
+        body: impl Fn(&Value) -> Vec<u8>,
+    ) -> Result<InFlight, RpcError> {
+        let (session, version, rewritten) = match via {
+            Via::Own(u) => (u.s.clone(), u.v.clone(), None),
+            Via::Pooled => {
+                let p = self.pooled_session(h).await?;
+                let session = Some(p.session.clone()).filter(|s| !s.is_empty());
+                (session, p.version.clone(), Some(json!(self.ctx.mcp.next_id())))
             }
+        };
+        let up_id = rewritten.unwrap_or_else(|| id.clone());
+        let body = body(&up_id);
+        let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
+        match http_client::post_with_headers(self.ctx, h, &post, headers, self.idle).await {
+            Ok(reply) => Ok(InFlight::Http(Box::new(reply), up_id)),
+            Err(HttpError::Status(404, _)) if matches!(via, Via::Pooled) => {
+                // the shared upstream session expired: start a new one, once
+                self.ctx.mcp.set_pooled(&pool_key(h), None);
+                let p = self.pooled_session(h).await?;
+                let s = Some(p.session.as_str()).filter(|s| !s.is_empty());
+                let post = Post { session: s, version: Some(&p.version), body: &body };
+                let reply = http_client::post_with_headers(self.ctx, h, &post, headers, self.idle)
+                    .await
+                    .map_err(|e| upstream_error(&e))?;
+                Ok(InFlight::Http(Box::new(reply), up_id))
+            }
+            Err(e @ HttpError::Status(404, _)) => match (via, self.renew) {
+                // the target forgot the client's upstream session: a new one, once
+                (Via::Own(old), Some(r)) if old.s.is_some() => {
+                    let up = self.renew_own(ti, h, old, r).await?;
+                    let post = Post { session: up.s.as_deref(), version: Some(&up.v), body: &body };
+                    let reply = http_client::post_with_headers(self.ctx, h, &post, headers, self.idle)
+                        .await
+                        .map_err(|e| upstream_error(&e))?;
+                    Ok(InFlight::Http(Box::new(reply), up_id))
+                }
+                _ => Err(upstream_error(&e)),
+            },
+            Err(e) => Err(upstream_error(&e)),
         }
     }
 

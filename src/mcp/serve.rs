@@ -9,10 +9,11 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use super::access::Access;
-use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND};
+use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND};
 use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
 use super::plan::{McpPlan, TargetKind};
+use super::raw::RawObject;
 use super::relay::{InFlight, Relay, Renewal, Via};
 use super::resume::{self, Resumable};
 use super::session::{now_secs, Refused, Sealed, SseSession, Upstream};
@@ -50,8 +51,8 @@ pub async fn serve(
     let pol = &sel.route.policies;
     if legacy_sse::is_endpoint(head.path(), sel.prefix) {
         return match head.method() {
-            "GET" => legacy_sse::open(ctx, plan, pol, access, client, head).await,
-            "POST" => legacy_sse::post(ctx, plan, pol, client, head, max_body, idle).await,
+            "GET" => Box::pin(legacy_sse::open(ctx, plan, pol, access, client, head)).await,
+            "POST" => Box::pin(legacy_sse::post(ctx, plan, pol, client, head, max_body, idle)).await,
             _ => Err(McpReject::MethodNotAllowed("GET, POST").into()),
         };
     }
@@ -68,7 +69,7 @@ pub async fn serve(
     if !(any || accept.contains("application/json") && accept.contains("text/event-stream")) {
         return Err(McpReject::NotAcceptable.into());
     }
-    let msg = read_message(client, head, max_body, idle).await?;
+    let msg = read_message(plan, client, head, max_body, idle).await?;
     // from here on the request's id is known, and its error answer carries it
     let refuse = |r: McpReject| refused(r, msg.id());
     let meta_version = jsonrpc::meta(msg.params(), "io.modelcontextprotocol/protocolVersion").and_then(Value::as_str);
@@ -79,7 +80,7 @@ pub async fn serve(
     if meta_version.is_some() || modern_header {
         check_modern_headers(head, &msg, meta_version).map_err(refuse)?;
         modern = true;
-        if let Message::Request { id, method, params } = &msg {
+        if let Message::Request { id, method, params, .. } = &msg {
             if method == "subscriptions/listen" {
                 let (id, params) = (id.clone(), params.clone());
                 return subscriptions::listen(ctx, plan, pol, client, head, id, params).await;
@@ -115,13 +116,17 @@ pub async fn serve(
         tail: None,
         param_headers: param_headers(head),
     };
-    ex.handle(msg).await?;
+    // boxed: this future is what a GET stream's connection keeps for its whole life, and the
+    // exchange's state is most of its size (8 of 9 KiB)
+    Box::pin(ex.handle(msg)).await?;
     // a client that left a resumable answer has nothing more to read here
     Ok(Done::local(ex.out.status, ex.out.bytes, keep && !ex.out.gone))
 }
 
-/// Read and parse a POSTed JSON-RPC message (one, not a batch).
+/// Read and parse a POSTed JSON-RPC message (one, not a batch). With an HTTP target in `plan`,
+/// calls keep their params raw for it ([`jsonrpc::parse_call`]); other targets need trees.
 pub(super) async fn read_message(
+    plan: &McpPlan,
     client: &mut Peer,
     head: &RequestHead,
     max_body: u64,
@@ -131,7 +136,9 @@ pub(super) async fn read_message(
         return Err(McpReject::UnsupportedMediaType.into());
     }
     let body = upstream::read_body(client, head.framing, max_body, idle).await?;
-    let msg = jsonrpc::parse(&body).map_err(|e| {
+    let raw = plan.targets.iter().any(|t| matches!(t.kind, TargetKind::Http(_)));
+    let msg = if raw { jsonrpc::parse_call(&body) } else { jsonrpc::parse(&body) };
+    let msg = msg.map_err(|e| {
         if e.code == jsonrpc::PARSE_ERROR {
             McpReject::Parse(e.message)
         } else {
@@ -675,6 +682,46 @@ struct Exchange<'a> {
     param_headers: Vec<u8>,
 }
 
+/// A request's result on its way to the client: a tree, or the bytes its target sent.
+enum Served {
+    Tree(Value),
+    Raw(RawObject),
+}
+
+/// A request's params on their way to its one owning target.
+enum Outgoing {
+    /// Whole (or none).
+    Tree(Option<Value>),
+    /// As the client sent them ([`Message::Request`]'s `raw`), with member `field` to be set to
+    /// `value`; `token` is their `_meta.progressToken`.
+    Raw { raw: RawObject, field: &'static str, value: String, token: Option<Value> },
+}
+
+impl Outgoing {
+    /// `params` with `field` set to `value`; kept raw when the client's params were.
+    fn renamed(params: Option<Value>, raw: Option<RawObject>, field: &'static str, value: String) -> Self {
+        match raw {
+            Some(raw) => {
+                // the members the gateway reads (`_meta` among them) came as a tree next to raw
+                let token = jsonrpc::meta(params.as_ref(), "progressToken").cloned();
+                Outgoing::Raw { raw, field, value, token }
+            }
+            None => Outgoing::Tree(with_field(params, field, value)),
+        }
+    }
+
+    /// The whole params as a tree, for targets that need one (demo, stdio, legacy SSE).
+    fn tree(self, modern: bool) -> Option<Value> {
+        match self {
+            Outgoing::Tree(p) => p,
+            Outgoing::Raw { raw, field, value, .. } => {
+                let p = Some(raw.to_value());
+                with_field(if modern { strip_modern_meta(p) } else { p }, field, value)
+            }
+        }
+    }
+}
+
 /// A target's answer to a fanned-out request.
 type Answers = Vec<(usize, Result<Value, RpcError>)>;
 
@@ -712,9 +759,10 @@ impl Exchange<'_> {
 
     async fn handle(&mut self, msg: Message) -> Result<(), Failed> {
         match msg {
-            Message::Request { id, method, params } => {
-                let body = match self.request(&id, &method, params).await? {
-                    Ok(r) => jsonrpc::response(&id, &self.finish_result(&method, r)),
+            Message::Request { id, method, params, raw } => {
+                let body = match self.request(&id, &method, params, raw).await? {
+                    Ok(Served::Tree(r)) => jsonrpc::response(&id, &self.finish_result(&method, r)),
+                    Ok(Served::Raw(r)) => self.finish_raw(&id, &method, r),
                     Err(e) => jsonrpc::error_response(Some(&id), &e),
                 };
                 self.out.finish(&body).await?;
@@ -741,7 +789,8 @@ impl Exchange<'_> {
         id: &Value,
         method: &str,
         params: Option<Value>,
-    ) -> Result<Result<Value, RpcError>, Failed> {
+        raw: Option<RawObject>,
+    ) -> Result<Result<Served, RpcError>, Failed> {
         let params = if self.modern { strip_modern_meta(params) } else { params };
         let removed_in_modern = matches!(
             method,
@@ -751,7 +800,7 @@ impl Exchange<'_> {
             return Err(refused(McpReject::MethodNotFound(method.to_string()), Some(id)));
         }
         let names = self.plan().names();
-        Ok(match method {
+        let tree = match method {
             "initialize" => self.initialize(params.unwrap_or_else(|| json!({}))).await,
             "server/discover" if self.modern => self.discover().await,
             "ping" => Ok(json!({})),
@@ -776,7 +825,10 @@ impl Exchange<'_> {
                     {
                         Err(self.blocked(&params))
                     }
-                    Ok((ti, name)) => self.forward(ti, id, method, with_field(params, "name", name)).await?,
+                    Ok((ti, name)) => {
+                        let out = Outgoing::renamed(params, raw, "name", name);
+                        return self.forward(ti, id, method, out).await;
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -785,12 +837,14 @@ impl Exchange<'_> {
                     Ok((ti, uri)) if !self.access.allows(self.plan(), ti, Kind::Resource, &uri) => {
                         Err(self.hidden(Kind::Resource, &params))
                     }
-                    Ok((ti, uri)) => self.forward(ti, id, method, with_field(params, "uri", uri)).await?,
+                    Ok((ti, uri)) => {
+                        return self.forward(ti, id, method, Outgoing::renamed(params, raw, "uri", uri)).await
+                    }
                     Err(e) => Err(e),
                 }
             }
             "completion/complete" => match self.completion_owner(params.as_ref()).await {
-                Ok((ti, params)) => self.forward(ti, id, method, Some(params)).await?,
+                Ok((ti, params)) => return self.forward(ti, id, method, Outgoing::Tree(Some(params))).await,
                 Err(e) => Err(e),
             },
             m => match Kind::from_list_method(m) {
@@ -798,7 +852,8 @@ impl Exchange<'_> {
                 None if self.modern => return Err(refused(McpReject::MethodNotFound(m.to_string()), Some(id))),
                 None => Err(RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {m}"))),
             },
-        })
+        };
+        Ok(tree.map(Served::Tree))
     }
 
     /// The target owning a (possibly prefixed) tool/prompt name or resource URI, and the name
@@ -983,8 +1038,8 @@ impl Exchange<'_> {
         ti: usize,
         id: &Value,
         method: &str,
-        params: Option<Value>,
-    ) -> Result<Result<Value, RpcError>, Failed> {
+        params: Outgoing,
+    ) -> Result<Result<Served, RpcError>, Failed> {
         let Some(via) = self.via(ti) else {
             let name = &self.plan().targets[ti].name;
             return Ok(Err(RpcError::new(
@@ -992,12 +1047,32 @@ impl Exchange<'_> {
                 format!("target `{name}` is not part of this session; initialize a new session"),
             )));
         };
-        let token = params.as_ref().and_then(|p| p.get("_meta")).and_then(|m| m.get("progressToken")).cloned();
+        let token = match &params {
+            Outgoing::Tree(p) => jsonrpc::meta(p.as_ref(), "progressToken").cloned(),
+            Outgoing::Raw { token, .. } => token.clone(),
+        };
+        // an HTTP target gets the client's params as they came, with the name rewritten, and
+        // its result goes back the same way (unless the gateway rewrites it: resources/read)
+        let raw_body = match (&self.plan().targets[ti].kind, &params) {
+            (TargetKind::Http(h), Outgoing::Raw { raw, field, value, .. }) => {
+                let strip = self.modern.then_some(MODERN_META_PREFIX);
+                super::raw::rename_params(raw, field, value, strip).map(|b| (h, b))
+            }
+            _ => None,
+        };
+        let raw_answer = raw_body.is_some() && method != "resources/read";
         // only stdio and HTTP+SSE targets run requests under the gateway's ids
         let rewrites = matches!(self.plan().targets[ti].kind, TargetKind::Stdio(_) | TargetKind::Sse(_));
         let origin = self.sid.filter(|_| rewrites).map(|s| origin(s, id));
-        let mut f = match self.relay.start_with(ti, via, id, method, params.as_ref(), origin, &self.param_headers).await
-        {
+        let headers = &self.param_headers;
+        let started = match raw_body {
+            Some((h, body)) => self.relay.start_raw(ti, h, via, id, method, &body, headers).await,
+            None => {
+                let params = params.tree(self.modern);
+                self.relay.start_with(ti, via, id, method, params.as_ref(), origin, headers).await
+            }
+        };
+        let mut f = match started {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
@@ -1009,13 +1084,21 @@ impl Exchange<'_> {
         // long, and only with nothing unread from the client (a pipelined request stays intact).
         let watch = self.modern && f.streams() && self.out.can_watch();
         loop {
+            let relay = &self.relay;
+            let fetch = async {
+                if raw_answer {
+                    f.next_answer(relay).await
+                } else {
+                    f.next(relay).await.map(|m| m.map(Answer::Other))
+                }
+            };
             let next = if watch {
                 monoio::select! {
-                    m = f.next(&self.relay) => Some(m),
+                    m = fetch => Some(m),
                     _ = self.out.client_left() => None,
                 }
             } else {
-                Some(f.next(&self.relay).await)
+                Some(fetch.await)
             };
             let Some(next) = next else {
                 if let Some(via) = self.via(ti) {
@@ -1024,7 +1107,11 @@ impl Exchange<'_> {
                 return Err(Failed::started(ProxyError::ClientClosed));
             };
             let m = match next {
-                Ok(Some(m)) => m,
+                Ok(Some(Answer::Result { result, .. })) => {
+                    self.tail = Some(f);
+                    return Ok(Ok(Served::Raw(result)));
+                }
+                Ok(Some(Answer::Other(m))) => m,
                 Ok(None) => {
                     return Ok(Err(RpcError::new(INTERNAL_ERROR, format!("target `{target}` ended without answering"))))
                 }
@@ -1036,7 +1123,7 @@ impl Exchange<'_> {
                         merge::prefix_read_result(&target, &mut result, prefixed);
                     }
                     self.tail = Some(f);
-                    return Ok(Ok(result));
+                    return Ok(Ok(Served::Tree(result)));
                 }
                 Message::Error { error, .. } => {
                     self.tail = Some(f);
@@ -1210,6 +1297,28 @@ impl Exchange<'_> {
         }
     }
 
+    /// The client's answer with a target's raw result: as it came, or in the 2026-07-28 era with
+    /// what [`Exchange::finish_result`] adds, put in without parsing the rest.
+    fn finish_raw(&self, id: &Value, method: &str, result: RawObject) -> Vec<u8> {
+        if !self.modern {
+            let mut text = Vec::with_capacity(256);
+            result.write(&mut text);
+            return jsonrpc::response_raw(id, &text);
+        }
+        let cacheable = method == "resources/read" || Kind::from_list_method(method).is_some();
+        let set: &[(&str, &str)] = if cacheable { &[("ttlMs", "0"), ("cacheScope", r#""private""#)] } else { &[] };
+        let add = super::raw::Additions {
+            set,
+            defaults: &[("resultType", r#""complete""#)],
+            meta: &[("io.modelcontextprotocol/serverInfo", SERVER_INFO)],
+        };
+        match super::raw::add_to_result(&result, &add) {
+            Some(r) => jsonrpc::response_raw(id, &r),
+            // not a plain object: the tree way decides what it gets
+            None => jsonrpc::response(id, &self.finish_result(method, result.to_value())),
+        }
+    }
+
     /// What the client gets for a result: in the 2026-07-28 era with `resultType` and, for
     /// cacheable methods, cache hints (private: what a caller sees may depend on who it is).
     fn finish_result(&self, method: &str, mut result: Value) -> Value {
@@ -1236,6 +1345,9 @@ impl Exchange<'_> {
     }
 }
 
+/// `_meta.serverInfo` of the gateway's 2026-07-28 results, as JSON text.
+const SERVER_INFO: &str = concat!(r#"{"name":"ringgate","version":""#, env!("CARGO_PKG_VERSION"), r#""}"#);
+
 /// A target's message on its way to the client: notifications with names prefixed, requests
 /// with ids that route the client's answer back to the target.
 fn outbound(ti: usize, target: &str, prefixed: bool, m: Message) -> Option<Vec<u8>> {
@@ -1246,9 +1358,16 @@ fn outbound(ti: usize, target: &str, prefixed: bool, m: Message) -> Option<Vec<u
             }
             Some(jsonrpc::notification(&method, params.as_ref()))
         }
-        Message::Request { id, method, params } => {
+        Message::Request { id, method, params, raw } => {
             let relayed = json!(format!("{RELAYED_ID}{ti}~{id}"));
-            Some(jsonrpc::request(&relayed, &method, params.as_ref()))
+            Some(match raw {
+                Some(raw) => {
+                    let mut p = Vec::new();
+                    raw.write(&mut p);
+                    jsonrpc::request_raw(&relayed, &method, &p)
+                }
+                None => jsonrpc::request(&relayed, &method, params.as_ref()),
+            })
         }
         _ => None,
     }
@@ -1620,5 +1739,11 @@ mod tests {
                 "notifications/resources/list_changed"
             ]
         );
+    }
+
+    #[test]
+    fn raw_server_info_names_the_gateway_like_the_tree_one() {
+        let info: Value = serde_json::from_str(SERVER_INFO).unwrap();
+        assert_eq!(info, json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")}));
     }
 }

@@ -113,7 +113,7 @@ impl Parser {
             }
         }
         let from = self.pos + self.scanned;
-        let Some(offset) = self.buf[from..].iter().position(|&b| b == b'\n' || b == b'\r') else {
+        let Some(offset) = memchr::memchr2(b'\n', b'\r', &self.buf[from..]) else {
             self.scanned = self.buf.len() - self.pos;
             return self.check_size(self.scanned).map(|()| None);
         };
@@ -203,14 +203,19 @@ pub fn write_comment(out: &mut Vec<u8>, text: &str) {
 
 fn write_field(out: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
     out.extend_from_slice(prefix);
-    out.extend(value.iter().filter(|&&b| b != b'\r' && b != b'\n'));
+    let mut rest = value;
+    while let Some(i) = memchr::memchr2(b'\r', b'\n', rest) {
+        out.extend_from_slice(&rest[..i]);
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
     out.push(b'\n');
 }
 
 fn write_lines(out: &mut Vec<u8>, prefix: &[u8], text: &[u8]) {
     let mut rest = text;
     loop {
-        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(rest.len());
+        let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
         out.extend_from_slice(prefix);
         out.extend_from_slice(&rest[..end]);
         out.push(b'\n');

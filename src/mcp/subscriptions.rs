@@ -238,7 +238,7 @@ mod tests {
         let sub = json!(5);
         assert!(f.deliver("a", true, note("notifications/tools/list_changed", json!({})), &sub).is_none());
         assert!(f.deliver("a", true, note("notifications/message", json!({"level": "info"})), &sub).is_none());
-        let req = Message::Request { id: json!(1), method: "roots/list".into(), params: None };
+        let req = Message::Request { id: json!(1), method: "roots/list".into(), params: None, raw: None };
         assert!(f.deliver("a", true, req, &sub).is_none());
         let p: Value = serde_json::from_slice(
             &f.deliver("a", true, note("notifications/prompts/list_changed", json!({})), &sub).unwrap(),

@@ -151,7 +151,10 @@ async fn read_head(ctx: &ShardCtx, state: &ShardState, client: &mut Peer) -> Res
         if !client.buf.is_empty() {
             match codec::parse_request(&client.buf, &limits) {
                 Ok(Some(p)) => {
-                    let raw = client.buf.split_to(p.head_len).freeze();
+                    // a copy, not a split: a head kept for a long-lived response (an event
+                    // stream) must not pin the connection's whole read buffer
+                    let raw = Bytes::copy_from_slice(&client.buf[..p.head_len]);
+                    bytes::Buf::advance(&mut client.buf, p.head_len);
                     return Ok(p.into_head(raw));
                 }
                 Ok(None) => {}
@@ -512,7 +515,9 @@ async fn serve_route(
             }
         }
         let access = Access { rules: pol.mcp_authorization.as_ref(), id: identity, head: Some(head), peer };
-        return crate::mcp::serve::serve(ctx, sel, plan, access, client, head, limits).await;
+        // boxed: its state would otherwise size every connection's task, proxied ones and
+        // long-lived event streams included
+        return Box::pin(crate::mcp::serve::serve(ctx, sel, plan, access, client, head, limits)).await;
     }
 
     // forward

@@ -280,6 +280,25 @@ fn sse_cases(b: &Bench) {
     let n = stream.len();
     b.run("sse framing (64 events): parse, one push", n, || events(stream.len()));
     b.run("sse framing (64 events): parse, 1460-byte pushes", n, || events(1460));
+    // one 16 KB event (a tools/list answer on one data line): the line-end search dominates
+    let big = big_response();
+    let mut one = Vec::new();
+    write_event(&mut one, None, Some("message"), &big);
+    let parse_one = |chunk: usize| {
+        let mut p = Parser::new(1 << 20);
+        let mut n = 0;
+        for c in one.chunks(chunk) {
+            p.push(c);
+            while let Ok(Some(e)) = p.next_event() {
+                n += e.data.len();
+            }
+        }
+        n
+    };
+    assert_eq!(parse_one(one.len()), big.len());
+    assert_eq!(parse_one(1460), big.len());
+    b.run("sse framing (one 16 KB event): parse, one push", one.len(), || parse_one(one.len()));
+    b.run("sse framing (one 16 KB event): parse, 1460-byte pushes", one.len(), || parse_one(1460));
     let mut out = Vec::with_capacity(n);
     b.run("sse framing (64 events): write", n, || {
         out.clear();
