@@ -768,7 +768,13 @@ impl ConnectionFlags {
 
 /// Split an absolute-form target into (authority, rest starting at path/query).
 fn absolute_form_split(target: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = target.split_once("://")?;
+    // The scheme holds no ':', so its end is the first ':' and must be followed by "//": the same
+    // answer as searching for "://", without a substring searcher on every origin-form target.
+    if !target.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let (scheme, rest) = target.split_once(':')?;
+    let rest = rest.strip_prefix("//")?;
     let mut chars = scheme.bytes();
     if !chars.next()?.is_ascii_alphabetic()
         || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
@@ -1120,13 +1126,40 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
 }
 
 fn write_decimal(out: &mut Vec<u8>, n: u16) {
-    let mut started = false;
-    for div in [10000u16, 1000, 100, 10, 1] {
+    write_u64(out, u64::from(n));
+}
+
+/// Append `n` in decimal, without going through `fmt` or a temporary `String`.
+pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
         // Always < 10, so the cast is lossless.
-        let digit = ((n / div) % 10) as u8;
-        if digit != 0 || started || div == 1 {
-            started = true;
-            out.push(b'0' + digit);
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(i..).unwrap_or_default());
+}
+
+/// Append an IP address as text (dotted quad, or RFC 5952 for IPv6), without a temporary `String`.
+pub fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                write_u64(out, u64::from(octet));
+            }
+        }
+        // rare on this path; `fmt` into the buffer itself still allocates nothing
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -1177,17 +1210,22 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Append `"name: value\r\n"`. CR, LF and NUL are replaced by spaces so a
 /// value taken from elsewhere can never split the head (response splitting).
 pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    let clean = |b: u8| {
-        if matches!(b, b'\r' | b'\n' | 0) {
-            b' '
-        } else {
-            b
-        }
-    };
-    out.extend(name.bytes().map(clean));
+    write_clean(out, name.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend(value.iter().map(|&b| clean(b)));
+    write_clean(out, value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Append `bytes` with CR, LF and NUL replaced by spaces; bytes without them (all of a parsed
+/// head's) are copied whole.
+fn write_clean(out: &mut Vec<u8>, bytes: &[u8]) {
+    // no early exit, so the check runs over whole words
+    let dirty = bytes.iter().fold(false, |d, &b| d | matches!(b, b'\r' | b'\n' | 0));
+    if dirty {
+        out.extend(bytes.iter().map(|&b| if matches!(b, b'\r' | b'\n' | 0) { b' ' } else { b }));
+    } else {
+        out.extend_from_slice(bytes);
+    }
 }
 
 #[cfg(test)]
@@ -1498,6 +1536,71 @@ Content-Length: 13\r\n\
         let h = req(b"GET /r?u=http://x/ HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(h.path(), "/r");
         assert_eq!(h.host(), Some("a"));
+    }
+
+    #[test]
+    fn absolute_form_split_agrees_with_a_search_for_the_separator() {
+        // the search it replaced: first "://", then the scheme's characters
+        fn by_search(target: &str) -> Option<(&str, &str)> {
+            let (scheme, rest) = target.split_once("://")?;
+            let mut chars = scheme.bytes();
+            if !chars.next()?.is_ascii_alphabetic()
+                || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+            {
+                return None;
+            }
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            Some((rest.get(..end)?, rest.get(end..)?))
+        }
+        let fixed = [
+            "http://a/x",
+            "h://",
+            "://a",
+            "1http://a",
+            "a:b://c/",
+            "a:/b://c",
+            "a+b.c-d://h?q",
+            "/x://y",
+            "http:/x",
+            "http:",
+            "http",
+            "",
+            "*",
+            "HTTP://A:1#f",
+            "ht%tp://a/",
+            "a://b://c/d",
+        ];
+        for t in fixed {
+            assert_eq!(absolute_form_split(t), by_search(t), "{t:?}");
+        }
+        let alphabet = b"ab1:/?#+.%@";
+        let mut rng = XorShift(0x5eed);
+        for _ in 0..20_000 {
+            let len = (rng.next() % 12) as usize;
+            let t: String = (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize] as char).collect();
+            assert_eq!(absolute_form_split(&t), by_search(&t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_display_would() {
+        for n in [0u64, 7, 10, 99, 100, 65535, 1 << 40, u64::MAX] {
+            let mut out = b"x".to_vec();
+            write_u64(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+        let ips: [std::net::IpAddr; 5] = [
+            "127.0.0.1".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+            "255.10.0.99".parse().unwrap(),
+            "::1".parse().unwrap(),
+            "2001:db8::ff00:42:8329".parse().unwrap(),
+        ];
+        for ip in ips {
+            let mut out = Vec::new();
+            write_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().into_bytes());
+        }
     }
 
     #[test]
@@ -1954,6 +2057,9 @@ d\r\ndata: hello\n\n\r\n";
         out.clear();
         write_header(&mut out, "X-B", b"evil\r\nSet-Cookie: x\0");
         assert_eq!(out, b"X-B: evil  Set-Cookie: x \r\n");
+        out.clear();
+        write_header(&mut out, "X-\rC", b"\n");
+        assert_eq!(out, b"X- C:  \r\n");
     }
 
     // ---- property-style fuzzing ----------------------------------------
