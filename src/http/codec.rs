@@ -370,6 +370,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
     let mut conn = ConnectionFlags::default();
     let mut host_count = 0usize;
     let mut has_cl = false;
+    let mut cl = ContentLength::default();
     let mut has_te = false;
     let mut has_upgrade = false;
     let mut expect_continue = false;
@@ -383,6 +384,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
             has_cl = true;
+            cl.add(value);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -408,7 +410,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
             _ => return Err(HeadError::UnsupportedTransferEncoding),
         }
     } else if has_cl {
-        match content_length(header_values(head_buf, &headers, "content-length"))? {
+        match cl.get()? {
             Some(n) => Framing::Length(n),
             None => return Err(HeadError::InvalidContentLength),
         }
@@ -489,11 +491,13 @@ pub fn parse_response(
 
     let mut conn = ConnectionFlags::default();
     let mut has_cl = false;
+    let mut cl = ContentLength::default();
     let mut has_te = false;
     for h in &headers {
         let name = h.name.slice(head_buf);
         if name.eq_ignore_ascii_case(b"content-length") {
             has_cl = true;
+            cl.add(h.value.slice(head_buf));
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -517,7 +521,7 @@ pub fn parse_response(
             _ => Framing::CloseDelimited,
         }
     } else if has_cl {
-        match content_length(header_values(head_buf, &headers, "content-length"))? {
+        match cl.get()? {
             Some(n) => Framing::Length(n),
             None => return Err(HeadError::InvalidContentLength),
         }
@@ -536,18 +540,18 @@ pub fn parse_response(
 
 /// Hop-by-hop header names a proxy must not forward (RFC 9110 7.6.1). Case-insensitive.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 9] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    // by length first: most names are ruled out without comparing a byte
+    let candidates: &[&str] = match name.len() {
+        2 => &["te"],
+        7 => &["trailer", "upgrade"],
+        10 => &["connection", "keep-alive"],
+        16 => &["proxy-connection"],
+        17 => &["transfer-encoding"],
+        18 => &["proxy-authenticate"],
+        19 => &["proxy-authorization"],
+        _ => return false,
+    };
+    candidates.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Iterate comma-separated tokens of a Connection header value, trimmed, skipping empty elements.
@@ -576,7 +580,22 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadScan>, HeadError>
     let mut line_start = 0usize;
     let mut seen_start_line = false;
     let mut header_lines = 0usize;
-    for (i, &b) in scan.iter().enumerate() {
+    let mut i = 0;
+    while let Some(&b) = scan.get(i) {
+        // inside a line (past its first byte, not after a CR) only CR and LF matter: skip words
+        // without either, which is most of a head
+        if i > line_start && prev != b'\r' {
+            if let Some(word) = scan.get(i..i + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                let w = u64::from_le_bytes(w);
+                if !has_byte(w, b'\r') && !has_byte(w, b'\n') {
+                    prev = w.to_le_bytes()[7];
+                    i += 8;
+                    continue;
+                }
+            }
+        }
         if prev == b'\r' && b != b'\n' {
             return Err(HeadError::Malformed("bare CR in head"));
         }
@@ -605,11 +624,21 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadScan>, HeadError>
             _ => {}
         }
         prev = b;
+        i += 1;
     }
     if buf.len() > max {
         return Err(HeadError::HeadTooLarge);
     }
     Ok(None)
+}
+
+/// Whether any byte of `w` is `b` (exact: the classic zero-byte test on `w ^ bbbbbbbb`).
+#[inline]
+fn has_byte(w: u64, b: u8) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let x = w ^ (LO * u64::from(b));
+    x.wrapping_sub(LO) & !x & HI != 0
 }
 
 fn map_httparse_error(e: httparse::Error) -> HeadError {
@@ -714,19 +743,41 @@ fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// All Content-Length values must be 1*DIGIT and agree (RFC 9110 8.6);
 /// identical repeats collapse to one value.
-fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, HeadError> {
-    let mut found = None;
-    for value in values {
+/// Fed each Content-Length value in order during the one pass over the fields, so no second
+/// search for them is needed; the first fault is the answer, as if all were checked at the end.
+#[derive(Default)]
+struct ContentLength {
+    found: Option<u64>,
+    fault: Option<HeadError>,
+}
+
+impl ContentLength {
+    fn add(&mut self, value: &[u8]) {
+        if self.fault.is_some() {
+            return;
+        }
         for elem in value.split(|&b| b == b',') {
-            let n = parse_decimal(trim_ows(elem)).ok_or(HeadError::InvalidContentLength)?;
-            match found {
-                None => found = Some(n),
+            let Some(n) = parse_decimal(trim_ows(elem)) else {
+                self.fault = Some(HeadError::InvalidContentLength);
+                return;
+            };
+            match self.found {
+                None => self.found = Some(n),
                 Some(prev) if prev == n => {}
-                Some(_) => return Err(HeadError::DuplicateContentLength),
+                Some(_) => {
+                    self.fault = Some(HeadError::DuplicateContentLength);
+                    return;
+                }
             }
         }
     }
-    Ok(found)
+
+    fn get(&self) -> Result<Option<u64>, HeadError> {
+        match self.fault {
+            Some(e) => Err(e),
+            None => Ok(self.found),
+        }
+    }
 }
 
 fn parse_decimal(s: &[u8]) -> Option<u64> {
@@ -1149,12 +1200,25 @@ pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
 pub fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
+            let mut text = [0u8; 15];
+            let mut n = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[n] = b'.';
+                    n += 1;
                 }
-                write_u64(out, u64::from(octet));
+                if octet >= 100 {
+                    text[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    text[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                text[n] = b'0' + octet % 10;
+                n += 1;
             }
+            out.extend_from_slice(text.get(..n).unwrap_or_default());
         }
         // rare on this path; `fmt` into the buffer itself still allocates nothing
         std::net::IpAddr::V6(v6) => {
@@ -1579,6 +1643,80 @@ Content-Length: 13\r\n\
             let len = (rng.next() % 12) as usize;
             let t: String = (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize] as char).collect();
             assert_eq!(absolute_form_split(&t), by_search(&t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn scan_head_agrees_with_a_byte_at_a_time_scan() {
+        // the scan before words were skipped, kept as the reference
+        fn reference(buf: &[u8], limits: &Limits) -> Result<Option<(usize, usize)>, HeadError> {
+            let max = limits.max_head_bytes.min(u32::MAX as usize);
+            let scan = buf.get(..buf.len().min(max)).unwrap_or_default();
+            let (mut prev, mut line_start, mut seen_start_line, mut header_lines) = (0u8, 0usize, false, 0usize);
+            for (i, &b) in scan.iter().enumerate() {
+                if prev == b'\r' && b != b'\n' {
+                    return Err(HeadError::Malformed("bare CR in head"));
+                }
+                match b {
+                    b'\n' => {
+                        if prev != b'\r' {
+                            return Err(HeadError::BareLf);
+                        }
+                        if i + 1 - line_start == 2 {
+                            if seen_start_line {
+                                return Ok(Some((i + 1, header_lines)));
+                            }
+                        } else if seen_start_line {
+                            header_lines += 1;
+                            if header_lines > limits.max_headers {
+                                return Err(HeadError::TooManyHeaders);
+                            }
+                        } else {
+                            seen_start_line = true;
+                        }
+                        line_start = i + 1;
+                    }
+                    b' ' | b'\t' if seen_start_line && i == line_start => return Err(HeadError::ObsFold),
+                    _ => {}
+                }
+                prev = b;
+            }
+            if buf.len() > max {
+                return Err(HeadError::HeadTooLarge);
+            }
+            Ok(None)
+        }
+        let limits = Limits { max_head_bytes: 200, max_headers: 6 };
+        let check = |buf: &[u8]| {
+            let got = scan_head(buf, &limits).map(|o| o.map(|s| (s.head_len, s.header_lines)));
+            assert_eq!(got, reference(buf, &limits), "{:?}", String::from_utf8_lossy(buf));
+        };
+        let base: &[u8] =
+            b"GET /a/long/enough/path?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Longer-Name: a value\r\n\r\n";
+        check(base);
+        for cut in 0..base.len() {
+            check(&base[..cut]);
+        }
+        let pieces: [&[u8]; 10] =
+            [b"\r\n", b"\r", b"\n", b" ", b"\t", b"abcdefgh", b"x", b"Name: v", b"0123456789abcdef", b":"];
+        let mut rng = XorShift(0xfeed_f00d);
+        for _ in 0..30_000 {
+            let mut buf = Vec::new();
+            for _ in 0..rng.below(40) {
+                buf.extend_from_slice(pieces[rng.below(pieces.len())]);
+            }
+            check(&buf);
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_names_in_any_case_and_only_those() {
+        for n in ["connection", "Keep-Alive", "PROXY-CONNECTION", "te", "Trailer", "transfer-encoding", "Upgrade"] {
+            assert!(is_hop_by_hop(n), "{n}");
+        }
+        assert!(is_hop_by_hop("Proxy-Authenticate") && is_hop_by_hop("proxy-authorization"));
+        for n in ["tE2", "trailers", "upgrader", "connections", "keep_alive", "content-length", "host", ""] {
+            assert!(!is_hop_by_hop(n), "{n}");
         }
     }
 

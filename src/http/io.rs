@@ -306,7 +306,6 @@ mod tests {
     /// iovec), and the reader must still get every byte once, in order.
     fn head_and_big_body_arrive_whole<D: monoio::Driver + 'static>(mut rt: monoio::Runtime<D>) {
         rt.block_on(async {
-            use monoio::io::AsyncReadRentExt;
             let l = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = l.local_addr().unwrap();
             let body: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
