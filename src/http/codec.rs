@@ -196,7 +196,7 @@ impl RequestHead {
 
     /// Like [`RequestHead::header`], but `None` if the value is not valid UTF-8.
     pub fn header_str(&self, name: &str) -> Option<&str> {
-        std::str::from_utf8(self.header(name)?).ok()
+        as_str(self.header(name)?)
     }
 
     /// All header fields in order, names as written.
@@ -582,16 +582,15 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadScan>, HeadError>
     let mut header_lines = 0usize;
     let mut i = 0;
     while let Some(&b) = scan.get(i) {
-        // inside a line (past its first byte, not after a CR) only CR and LF matter: skip words
-        // without either, which is most of a head
+        // inside a line (past its first byte, not after a CR) only CR and LF matter: jump to the
+        // next one, up to 8 bytes at a time
         if i > line_start && prev != b'\r' {
-            if let Some(word) = scan.get(i..i + 8) {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(word);
-                let w = u64::from_le_bytes(w);
-                if !has_byte(w, b'\r') && !has_byte(w, b'\n') {
-                    prev = w.to_le_bytes()[7];
-                    i += 8;
+            // `first_chunk`: a fixed-size read, where copying from a slice would call memcpy
+            if let Some(w) = scan.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+                let skip = plain_prefix(u64::from_le_bytes(*w));
+                if skip > 0 {
+                    prev = w[skip - 1];
+                    i += skip;
                     continue;
                 }
             }
@@ -632,13 +631,17 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadScan>, HeadError>
     Ok(None)
 }
 
-/// Whether any byte of `w` is `b` (exact: the classic zero-byte test on `w ^ bbbbbbbb`).
+/// How many bytes of `w` (little-endian: its first bytes in memory are the low ones) come before
+/// the first CR or LF; 8 if there is none.
 #[inline]
-fn has_byte(w: u64, b: u8) -> bool {
+fn plain_prefix(w: u64) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let x = w ^ (LO * u64::from(b));
-    x.wrapping_sub(LO) & !x & HI != 0
+    // the classic zero-byte test on w ^ (byte repeated): borrows can only flag bytes above a
+    // real match, so the lowest flag is exact
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let hits = zero(w ^ (LO * u64::from(b'\r'))) | zero(w ^ (LO * u64::from(b'\n')));
+    (hits.trailing_zeros() / 8) as usize
 }
 
 fn map_httparse_error(e: httparse::Error) -> HeadError {
@@ -708,7 +711,19 @@ fn collect_spans(head: &[u8], parsed: &[httparse::Header<'_>]) -> Result<Vec<Hea
 }
 
 fn span_str(raw: &[u8], span: Span) -> &str {
-    std::str::from_utf8(span.slice(raw)).unwrap_or_default()
+    as_str(span.slice(raw)).unwrap_or_default()
+}
+
+/// `b` as text, or `None` if it is not UTF-8. Methods, targets, names and most values are ASCII,
+/// which a word-wise test confirms for less than full UTF-8 validation costs on short strings.
+#[inline]
+fn as_str(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
 }
 
 fn find_header<'a>(raw: &'a [u8], headers: &[HeaderSpan], name: &str) -> Option<&'a [u8]> {
@@ -1274,6 +1289,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Append `"name: value\r\n"`. CR, LF and NUL are replaced by spaces so a
 /// value taken from elsewhere can never split the head (response splitting).
 pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.reserve(name.len() + value.len() + 4);
     write_clean(out, name.as_bytes());
     out.extend_from_slice(b": ");
     write_clean(out, value);
@@ -1707,6 +1723,36 @@ Content-Length: 13\r\n\
             }
             check(&buf);
         }
+    }
+
+    #[test]
+    fn plain_prefix_finds_the_first_cr_or_lf() {
+        let at = |b: &[u8; 8]| plain_prefix(u64::from_le_bytes(*b));
+        assert_eq!(at(b"abcdefgh"), 8);
+        assert_eq!(at(b"\rbcdefgh"), 0);
+        assert_eq!(at(b"abc\ne\rgh"), 3);
+        assert_eq!(at(b"abcdefg\r"), 7);
+        // bytes next to CR/LF in value (0x0c, 0x0e, 0x0b) and high bytes are not matches
+        assert_eq!(at(&[0x0c, 0x0e, 0x0b, 0x0f, 0x8d, 0x8a, 0xff, b'\n']), 7);
+        let mut rng = XorShift(0x1234_5678);
+        for _ in 0..20_000 {
+            let mut w = [0u8; 8];
+            for b in &mut w {
+                *b = [b'\r', b'\n', 0x0c, 0x0b, 0x0e, 0x00, 0xff, b'a'][rng.below(8)];
+            }
+            assert_eq!(at(&w), w.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(8), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn text_views_accept_utf8_and_refuse_the_rest() {
+        assert_eq!(as_str(b"GET"), Some("GET"));
+        assert_eq!(as_str(b""), Some(""));
+        assert_eq!(as_str("caf\u{e9}".as_bytes()), Some("caf\u{e9}"));
+        assert_eq!(as_str(b"caf\xe9"), None);
+        let h = req(b"GET / HTTP/1.1\r\nHost: a\r\nX-Latin: caf\xe9\r\nX-Utf8: caf\xc3\xa9\r\n\r\n");
+        assert_eq!(h.header_str("x-latin"), None);
+        assert_eq!(h.header_str("x-utf8"), Some("caf\u{e9}"));
     }
 
     #[test]
