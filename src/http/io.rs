@@ -329,7 +329,7 @@ mod tests {
             let mut out = p.take_out();
             out.extend_from_slice(&head);
             p.send_out_with(out, Bytes::from(body)).await.unwrap();
-            assert_eq!(p.take_out().capacity() >= head.len(), true, "the head's buffer is kept");
+            assert!(p.take_out().capacity() >= head.len(), "the head's buffer is kept");
             drop(p);
             let got = reader.await;
             assert_eq!(got.len(), want.len());

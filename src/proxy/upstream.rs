@@ -106,10 +106,13 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// Idle connections by upstream, each with the time it was returned.
+type IdleMap = HashMap<PoolKey, Vec<(Stream, Instant)>, BuildHasherDefault<KeyHasher>>;
+
 /// Idle keep-alive connections per upstream, and spare exchange buffers; shard-local, so no lock.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<PoolKey, Vec<(Stream, Instant)>, BuildHasherDefault<KeyHasher>>>,
+    idle: RefCell<IdleMap>,
     spare: RefCell<Vec<(BytesMut, Vec<u8>)>>,
 }
 
