@@ -196,7 +196,7 @@ impl RequestHead {
 
     /// Like [`RequestHead::header`], but `None` if the value is not valid UTF-8.
     pub fn header_str(&self, name: &str) -> Option<&str> {
-        std::str::from_utf8(self.header(name)?).ok()
+        as_str(self.header(name)?)
     }
 
     /// All header fields in order, names as written.
@@ -370,6 +370,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
     let mut conn = ConnectionFlags::default();
     let mut host_count = 0usize;
     let mut has_cl = false;
+    let mut cl = ContentLength::default();
     let mut has_te = false;
     let mut has_upgrade = false;
     let mut expect_continue = false;
@@ -383,6 +384,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
             has_cl = true;
+            cl.add(value);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -408,7 +410,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
             _ => return Err(HeadError::UnsupportedTransferEncoding),
         }
     } else if has_cl {
-        match content_length(header_values(head_buf, &headers, "content-length"))? {
+        match cl.get()? {
             Some(n) => Framing::Length(n),
             None => return Err(HeadError::InvalidContentLength),
         }
@@ -489,11 +491,13 @@ pub fn parse_response(
 
     let mut conn = ConnectionFlags::default();
     let mut has_cl = false;
+    let mut cl = ContentLength::default();
     let mut has_te = false;
     for h in &headers {
         let name = h.name.slice(head_buf);
         if name.eq_ignore_ascii_case(b"content-length") {
             has_cl = true;
+            cl.add(h.value.slice(head_buf));
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -517,7 +521,7 @@ pub fn parse_response(
             _ => Framing::CloseDelimited,
         }
     } else if has_cl {
-        match content_length(header_values(head_buf, &headers, "content-length"))? {
+        match cl.get()? {
             Some(n) => Framing::Length(n),
             None => return Err(HeadError::InvalidContentLength),
         }
@@ -536,18 +540,18 @@ pub fn parse_response(
 
 /// Hop-by-hop header names a proxy must not forward (RFC 9110 7.6.1). Case-insensitive.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 9] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    // by length first: most names are ruled out without comparing a byte
+    let candidates: &[&str] = match name.len() {
+        2 => &["te"],
+        7 => &["trailer", "upgrade"],
+        10 => &["connection", "keep-alive"],
+        16 => &["proxy-connection"],
+        17 => &["transfer-encoding"],
+        18 => &["proxy-authenticate"],
+        19 => &["proxy-authorization"],
+        _ => return false,
+    };
+    candidates.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Iterate comma-separated tokens of a Connection header value, trimmed, skipping empty elements.
@@ -576,7 +580,21 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadScan>, HeadError>
     let mut line_start = 0usize;
     let mut seen_start_line = false;
     let mut header_lines = 0usize;
-    for (i, &b) in scan.iter().enumerate() {
+    let mut i = 0;
+    while let Some(&b) = scan.get(i) {
+        // inside a line (past its first byte, not after a CR) only CR and LF matter: jump to the
+        // next one, up to 8 bytes at a time
+        if i > line_start && prev != b'\r' {
+            // `first_chunk`: a fixed-size read, where copying from a slice would call memcpy
+            if let Some(w) = scan.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+                let skip = plain_prefix(u64::from_le_bytes(*w));
+                if skip > 0 {
+                    prev = w[skip - 1];
+                    i += skip;
+                    continue;
+                }
+            }
+        }
         if prev == b'\r' && b != b'\n' {
             return Err(HeadError::Malformed("bare CR in head"));
         }
@@ -605,11 +623,25 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadScan>, HeadError>
             _ => {}
         }
         prev = b;
+        i += 1;
     }
     if buf.len() > max {
         return Err(HeadError::HeadTooLarge);
     }
     Ok(None)
+}
+
+/// How many bytes of `w` (little-endian: its first bytes in memory are the low ones) come before
+/// the first CR or LF; 8 if there is none.
+#[inline]
+fn plain_prefix(w: u64) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // the classic zero-byte test on w ^ (byte repeated): borrows can only flag bytes above a
+    // real match, so the lowest flag is exact
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let hits = zero(w ^ (LO * u64::from(b'\r'))) | zero(w ^ (LO * u64::from(b'\n')));
+    (hits.trailing_zeros() / 8) as usize
 }
 
 fn map_httparse_error(e: httparse::Error) -> HeadError {
@@ -679,7 +711,19 @@ fn collect_spans(head: &[u8], parsed: &[httparse::Header<'_>]) -> Result<Vec<Hea
 }
 
 fn span_str(raw: &[u8], span: Span) -> &str {
-    std::str::from_utf8(span.slice(raw)).unwrap_or_default()
+    as_str(span.slice(raw)).unwrap_or_default()
+}
+
+/// `b` as text, or `None` if it is not UTF-8. Methods, targets, names and most values are ASCII,
+/// which a word-wise test confirms for less than full UTF-8 validation costs on short strings.
+#[inline]
+fn as_str(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
 }
 
 fn find_header<'a>(raw: &'a [u8], headers: &[HeaderSpan], name: &str) -> Option<&'a [u8]> {
@@ -714,19 +758,41 @@ fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// All Content-Length values must be 1*DIGIT and agree (RFC 9110 8.6);
 /// identical repeats collapse to one value.
-fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, HeadError> {
-    let mut found = None;
-    for value in values {
+/// Fed each Content-Length value in order during the one pass over the fields, so no second
+/// search for them is needed; the first fault is the answer, as if all were checked at the end.
+#[derive(Default)]
+struct ContentLength {
+    found: Option<u64>,
+    fault: Option<HeadError>,
+}
+
+impl ContentLength {
+    fn add(&mut self, value: &[u8]) {
+        if self.fault.is_some() {
+            return;
+        }
         for elem in value.split(|&b| b == b',') {
-            let n = parse_decimal(trim_ows(elem)).ok_or(HeadError::InvalidContentLength)?;
-            match found {
-                None => found = Some(n),
+            let Some(n) = parse_decimal(trim_ows(elem)) else {
+                self.fault = Some(HeadError::InvalidContentLength);
+                return;
+            };
+            match self.found {
+                None => self.found = Some(n),
                 Some(prev) if prev == n => {}
-                Some(_) => return Err(HeadError::DuplicateContentLength),
+                Some(_) => {
+                    self.fault = Some(HeadError::DuplicateContentLength);
+                    return;
+                }
             }
         }
     }
-    Ok(found)
+
+    fn get(&self) -> Result<Option<u64>, HeadError> {
+        match self.fault {
+            Some(e) => Err(e),
+            None => Ok(self.found),
+        }
+    }
 }
 
 fn parse_decimal(s: &[u8]) -> Option<u64> {
@@ -768,7 +834,13 @@ impl ConnectionFlags {
 
 /// Split an absolute-form target into (authority, rest starting at path/query).
 fn absolute_form_split(target: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = target.split_once("://")?;
+    // The scheme holds no ':', so its end is the first ':' and must be followed by "//": the same
+    // answer as searching for "://", without a substring searcher on every origin-form target.
+    if !target.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let (scheme, rest) = target.split_once(':')?;
+    let rest = rest.strip_prefix("//")?;
     let mut chars = scheme.bytes();
     if !chars.next()?.is_ascii_alphabetic()
         || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
@@ -1120,13 +1192,53 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
 }
 
 fn write_decimal(out: &mut Vec<u8>, n: u16) {
-    let mut started = false;
-    for div in [10000u16, 1000, 100, 10, 1] {
+    write_u64(out, u64::from(n));
+}
+
+/// Append `n` in decimal, without going through `fmt` or a temporary `String`.
+pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
         // Always < 10, so the cast is lossless.
-        let digit = ((n / div) % 10) as u8;
-        if digit != 0 || started || div == 1 {
-            started = true;
-            out.push(b'0' + digit);
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(i..).unwrap_or_default());
+}
+
+/// Append an IP address as text (dotted quad, or RFC 5952 for IPv6), without a temporary `String`.
+pub fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut text = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    text[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    text[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                text[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            out.extend_from_slice(text.get(..n).unwrap_or_default());
+        }
+        // rare on this path; `fmt` into the buffer itself still allocates nothing
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -1177,17 +1289,23 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Append `"name: value\r\n"`. CR, LF and NUL are replaced by spaces so a
 /// value taken from elsewhere can never split the head (response splitting).
 pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    let clean = |b: u8| {
-        if matches!(b, b'\r' | b'\n' | 0) {
-            b' '
-        } else {
-            b
-        }
-    };
-    out.extend(name.bytes().map(clean));
+    out.reserve(name.len() + value.len() + 4);
+    write_clean(out, name.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend(value.iter().map(|&b| clean(b)));
+    write_clean(out, value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Append `bytes` with CR, LF and NUL replaced by spaces; bytes without them (all of a parsed
+/// head's) are copied whole.
+fn write_clean(out: &mut Vec<u8>, bytes: &[u8]) {
+    // no early exit, so the check runs over whole words
+    let dirty = bytes.iter().fold(false, |d, &b| d | matches!(b, b'\r' | b'\n' | 0));
+    if dirty {
+        out.extend(bytes.iter().map(|&b| if matches!(b, b'\r' | b'\n' | 0) { b' ' } else { b }));
+    } else {
+        out.extend_from_slice(bytes);
+    }
 }
 
 #[cfg(test)]
@@ -1498,6 +1616,175 @@ Content-Length: 13\r\n\
         let h = req(b"GET /r?u=http://x/ HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(h.path(), "/r");
         assert_eq!(h.host(), Some("a"));
+    }
+
+    #[test]
+    fn absolute_form_split_agrees_with_a_search_for_the_separator() {
+        // the search it replaced: first "://", then the scheme's characters
+        fn by_search(target: &str) -> Option<(&str, &str)> {
+            let (scheme, rest) = target.split_once("://")?;
+            let mut chars = scheme.bytes();
+            if !chars.next()?.is_ascii_alphabetic()
+                || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+            {
+                return None;
+            }
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            Some((rest.get(..end)?, rest.get(end..)?))
+        }
+        let fixed = [
+            "http://a/x",
+            "h://",
+            "://a",
+            "1http://a",
+            "a:b://c/",
+            "a:/b://c",
+            "a+b.c-d://h?q",
+            "/x://y",
+            "http:/x",
+            "http:",
+            "http",
+            "",
+            "*",
+            "HTTP://A:1#f",
+            "ht%tp://a/",
+            "a://b://c/d",
+        ];
+        for t in fixed {
+            assert_eq!(absolute_form_split(t), by_search(t), "{t:?}");
+        }
+        let alphabet = b"ab1:/?#+.%@";
+        let mut rng = XorShift(0x5eed);
+        for _ in 0..20_000 {
+            let len = (rng.next() % 12) as usize;
+            let t: String = (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize] as char).collect();
+            assert_eq!(absolute_form_split(&t), by_search(&t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn scan_head_agrees_with_a_byte_at_a_time_scan() {
+        // the scan before words were skipped, kept as the reference
+        fn reference(buf: &[u8], limits: &Limits) -> Result<Option<(usize, usize)>, HeadError> {
+            let max = limits.max_head_bytes.min(u32::MAX as usize);
+            let scan = buf.get(..buf.len().min(max)).unwrap_or_default();
+            let (mut prev, mut line_start, mut seen_start_line, mut header_lines) = (0u8, 0usize, false, 0usize);
+            for (i, &b) in scan.iter().enumerate() {
+                if prev == b'\r' && b != b'\n' {
+                    return Err(HeadError::Malformed("bare CR in head"));
+                }
+                match b {
+                    b'\n' => {
+                        if prev != b'\r' {
+                            return Err(HeadError::BareLf);
+                        }
+                        if i + 1 - line_start == 2 {
+                            if seen_start_line {
+                                return Ok(Some((i + 1, header_lines)));
+                            }
+                        } else if seen_start_line {
+                            header_lines += 1;
+                            if header_lines > limits.max_headers {
+                                return Err(HeadError::TooManyHeaders);
+                            }
+                        } else {
+                            seen_start_line = true;
+                        }
+                        line_start = i + 1;
+                    }
+                    b' ' | b'\t' if seen_start_line && i == line_start => return Err(HeadError::ObsFold),
+                    _ => {}
+                }
+                prev = b;
+            }
+            if buf.len() > max {
+                return Err(HeadError::HeadTooLarge);
+            }
+            Ok(None)
+        }
+        let limits = Limits { max_head_bytes: 200, max_headers: 6 };
+        let check = |buf: &[u8]| {
+            let got = scan_head(buf, &limits).map(|o| o.map(|s| (s.head_len, s.header_lines)));
+            assert_eq!(got, reference(buf, &limits), "{:?}", String::from_utf8_lossy(buf));
+        };
+        let base: &[u8] =
+            b"GET /a/long/enough/path?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Longer-Name: a value\r\n\r\n";
+        check(base);
+        for cut in 0..base.len() {
+            check(&base[..cut]);
+        }
+        let pieces: [&[u8]; 10] =
+            [b"\r\n", b"\r", b"\n", b" ", b"\t", b"abcdefgh", b"x", b"Name: v", b"0123456789abcdef", b":"];
+        let mut rng = XorShift(0xfeed_f00d);
+        for _ in 0..30_000 {
+            let mut buf = Vec::new();
+            for _ in 0..rng.below(40) {
+                buf.extend_from_slice(pieces[rng.below(pieces.len())]);
+            }
+            check(&buf);
+        }
+    }
+
+    #[test]
+    fn plain_prefix_finds_the_first_cr_or_lf() {
+        let at = |b: &[u8; 8]| plain_prefix(u64::from_le_bytes(*b));
+        assert_eq!(at(b"abcdefgh"), 8);
+        assert_eq!(at(b"\rbcdefgh"), 0);
+        assert_eq!(at(b"abc\ne\rgh"), 3);
+        assert_eq!(at(b"abcdefg\r"), 7);
+        // bytes next to CR/LF in value (0x0c, 0x0e, 0x0b) and high bytes are not matches
+        assert_eq!(at(&[0x0c, 0x0e, 0x0b, 0x0f, 0x8d, 0x8a, 0xff, b'\n']), 7);
+        let mut rng = XorShift(0x1234_5678);
+        for _ in 0..20_000 {
+            let mut w = [0u8; 8];
+            for b in &mut w {
+                *b = [b'\r', b'\n', 0x0c, 0x0b, 0x0e, 0x00, 0xff, b'a'][rng.below(8)];
+            }
+            assert_eq!(at(&w), w.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(8), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn text_views_accept_utf8_and_refuse_the_rest() {
+        assert_eq!(as_str(b"GET"), Some("GET"));
+        assert_eq!(as_str(b""), Some(""));
+        assert_eq!(as_str("caf\u{e9}".as_bytes()), Some("caf\u{e9}"));
+        assert_eq!(as_str(b"caf\xe9"), None);
+        let h = req(b"GET / HTTP/1.1\r\nHost: a\r\nX-Latin: caf\xe9\r\nX-Utf8: caf\xc3\xa9\r\n\r\n");
+        assert_eq!(h.header_str("x-latin"), None);
+        assert_eq!(h.header_str("x-utf8"), Some("caf\u{e9}"));
+    }
+
+    #[test]
+    fn hop_by_hop_names_in_any_case_and_only_those() {
+        for n in ["connection", "Keep-Alive", "PROXY-CONNECTION", "te", "Trailer", "transfer-encoding", "Upgrade"] {
+            assert!(is_hop_by_hop(n), "{n}");
+        }
+        assert!(is_hop_by_hop("Proxy-Authenticate") && is_hop_by_hop("proxy-authorization"));
+        for n in ["tE2", "trailers", "upgrader", "connections", "keep_alive", "content-length", "host", ""] {
+            assert!(!is_hop_by_hop(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_display_would() {
+        for n in [0u64, 7, 10, 99, 100, 65535, 1 << 40, u64::MAX] {
+            let mut out = b"x".to_vec();
+            write_u64(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+        let ips: [std::net::IpAddr; 5] = [
+            "127.0.0.1".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+            "255.10.0.99".parse().unwrap(),
+            "::1".parse().unwrap(),
+            "2001:db8::ff00:42:8329".parse().unwrap(),
+        ];
+        for ip in ips {
+            let mut out = Vec::new();
+            write_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().into_bytes());
+        }
     }
 
     #[test]
@@ -1954,6 +2241,9 @@ d\r\ndata: hello\n\n\r\n";
         out.clear();
         write_header(&mut out, "X-B", b"evil\r\nSet-Cookie: x\0");
         assert_eq!(out, b"X-B: evil  Set-Cookie: x \r\n");
+        out.clear();
+        write_header(&mut out, "X-\rC", b"\n");
+        assert_eq!(out, b"X- C:  \r\n");
     }
 
     // ---- property-style fuzzing ----------------------------------------

@@ -543,7 +543,8 @@ async fn serve_route(
         let host = host.get_or_insert_with(|| aws.host.clone());
         sign_aws(aws, head.method(), host, &target, replay.as_deref().unwrap_or_default(), &mut edits);
     }
-    let mut up_head = Vec::with_capacity(head.raw.len() + 64);
+    // built in the client's scratch buffer, which carries the response head afterwards
+    let mut up_head = client.take_out();
     upstream::write_request_head(
         &mut up_head,
         head,
@@ -556,7 +557,7 @@ async fn serve_route(
         peer,
     );
     let req = Outgoing {
-        head: Bytes::from(up_head),
+        head: &up_head,
         replay,
         framing: head.framing,
         max_body,
@@ -571,6 +572,7 @@ async fn serve_route(
         },
         None => upstream::exchange(ctx, &req, client).await,
     };
+    client.put_out(up_head);
     let mut answer = match exchanged {
         Ok(a) => a,
         Err(e) => return Err(Failed { error: e.error, started: false, upstream: e.addr, attempts: e.attempts }),
@@ -590,18 +592,20 @@ async fn serve_route(
     let framing = resp.framing;
     let upstream_keep = resp.keep_alive;
     let started_err = |error| Failed { error, started: true, upstream: Some(answer.addr), attempts: answer.attempts };
-    if client.send_out(out).await.is_err() {
+    let (first, rest) = upstream::split_buffered_body(&mut answer.up.buf, framing);
+    let first_len = first.len() as u64;
+    if client.send_out_with(out, first).await.is_err() {
         return Err(started_err(ProxyError::ClientClosed));
     }
-    let copied = upstream::copy_body(&mut answer.up, client, framing, None, None, dechunk).await;
+    let copied = upstream::copy_body(&mut answer.up, client, rest, None, None, dechunk).await;
     let bytes = match copied {
-        Ok(n) => n,
+        Ok(n) => n + first_len,
         Err(CopyError::Sink(_)) => return Err(started_err(ProxyError::ClientClosed)),
         Err(CopyError::BadChunk(e)) => return Err(started_err(ProxyError::UpstreamProtocol(e.to_string()))),
         Err(_) => return Err(started_err(ProxyError::UpstreamClosed)),
     };
     if upstream_keep && framing != Framing::CloseDelimited && answer.up.buf.is_empty() {
-        ctx.pool.put(answer.key, answer.up.io);
+        ctx.pool.put_peer(answer.key, answer.up);
     }
     Ok(Done {
         status,

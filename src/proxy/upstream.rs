@@ -2,12 +2,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use crate::tls::{Stream, UpstreamTls};
@@ -41,10 +42,78 @@ impl PoolKey {
     }
 }
 
-/// Idle keep-alive connections per upstream; shard-local, so no lock.
+/// Read buffer of an upstream exchange: a 16 KiB body and its head arrive in one read.
+pub const UPSTREAM_READ_BUF: usize = 32 * 1024;
+/// Buffers of finished exchanges kept for the next ones, per shard (about 33 KiB each): enough for
+/// this many exchanges at once without allocating, without holding much memory after a burst.
+const SPARE_BUFFERS: usize = 64;
+
+/// A cheap hasher for [`PoolKey`]s (multiply-rotate, as in rustc's FxHash). The keys are upstream
+/// addresses from the configuration, not chosen by clients, so SipHash's flooding resistance buys
+/// nothing here and cost two hashes' worth of instructions on every proxied request.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl KeyHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Idle connections by upstream, each with the time it was returned.
+type IdleMap = HashMap<PoolKey, Vec<(Stream, Instant)>, BuildHasherDefault<KeyHasher>>;
+
+/// Idle keep-alive connections per upstream, and spare exchange buffers; shard-local, so no lock.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<PoolKey, Vec<(Stream, Instant)>>>,
+    idle: RefCell<IdleMap>,
+    spare: RefCell<Vec<(BytesMut, Vec<u8>)>>,
 }
 
 impl Pool {
@@ -71,6 +140,25 @@ impl Pool {
         let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_HOST {
             list.push((s, Instant::now()));
+        }
+    }
+
+    /// `s` with the buffers of a finished exchange (or new ones): no allocation per request.
+    pub fn peer(&self, s: Stream) -> Peer {
+        match self.spare.borrow_mut().pop() {
+            Some((buf, out)) => Peer::with_buffers(s, buf, out, UPSTREAM_READ_BUF),
+            None => Peer::new(s, UPSTREAM_READ_BUF),
+        }
+    }
+
+    /// Return a connection whose last exchange completed cleanly (nothing unread in `up.buf`),
+    /// keeping its buffers for the next exchange.
+    pub fn put_peer(&self, key: PoolKey, up: Peer) {
+        let (s, buf, out) = up.into_parts();
+        self.put(key, s);
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < SPARE_BUFFERS && buf.is_empty() {
+            spare.push((buf, out));
         }
     }
 }
@@ -165,22 +253,27 @@ pub fn write_request_head(
         None if !wrote_host => codec::write_header(out, "host", head.host().unwrap_or("").as_bytes()),
         None => {}
     }
-    let ip = peer.ip().to_string();
+    // "x-forwarded-for: [previous, ]ip", written in place: the address text needs no cleaning
     match xff {
         Some(prev) => {
-            let mut v = prev.to_vec();
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(ip.as_bytes());
-            codec::write_header(out, "x-forwarded-for", &v);
+            codec::write_header(out, "x-forwarded-for", prev);
+            out.truncate(out.len() - 2);
+            out.extend_from_slice(b", ");
         }
-        None => codec::write_header(out, "x-forwarded-for", ip.as_bytes()),
+        None => out.extend_from_slice(b"x-forwarded-for: "),
     }
+    codec::write_ip(out, peer.ip());
+    out.extend_from_slice(b"\r\n");
     match body {
         BodyOut::None if matches!(head.method(), "POST" | "PUT" | "PATCH") => {
             codec::write_header(out, "content-length", b"0")
         }
         BodyOut::None => {}
-        BodyOut::Length(n) => codec::write_header(out, "content-length", n.to_string().as_bytes()),
+        BodyOut::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            codec::write_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
         BodyOut::Chunked => codec::write_header(out, "transfer-encoding", b"chunked"),
     }
     for (n, v) in edits {
@@ -210,7 +303,7 @@ pub fn write_response_head(
     keep_alive: bool,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(resp.status.to_string().as_bytes());
+    codec::write_u64(out, u64::from(resp.status));
     out.push(b' ');
     let reason = resp.reason();
     out.extend_from_slice(if reason.is_empty() { codec::reason_phrase(resp.status) } else { reason }.as_bytes());
@@ -247,6 +340,18 @@ pub fn write_response_head(
         crate::proxy::policy::write_cors_headers(c, origin, out);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The start of a `Content-Length` body that arrived with its head, split off `buf` so that it
+/// goes out in the same write as the head; returns it and the framing of the rest.
+pub fn split_buffered_body(buf: &mut BytesMut, framing: Framing) -> (Bytes, Framing) {
+    match framing {
+        Framing::Length(n) if !buf.is_empty() => {
+            let take = (buf.len() as u64).min(n) as usize;
+            (buf.split_to(take).freeze(), Framing::Length(n - take as u64))
+        }
+        _ => (Bytes::new(), framing),
+    }
 }
 
 /// Why copying a body stopped early.
@@ -410,8 +515,8 @@ pub struct ExchangeError {
 
 /// The request as it will be sent upstream.
 pub struct Outgoing<'a> {
-    /// The head written upstream (built once, reused across attempts).
-    pub head: Bytes,
+    /// The head written upstream (built once, copied into each attempt's write buffer).
+    pub head: &'a [u8],
     /// A buffered body for replay, or None when the body streams from the client.
     pub replay: Option<Bytes>,
     /// Framing of the client's body when streaming.
@@ -488,7 +593,7 @@ async fn attempt(
             Some(s) => s,
             None => connect(addr, tls).await?,
         };
-        let mut up = Peer::new(stream, 16 * 1024);
+        let mut up = ctx.pool.peer(stream);
         let started = Instant::now();
         let sent = send_request(req, client, &mut up).await;
         let head = match sent {
@@ -514,13 +619,12 @@ async fn attempt(
 
 async fn send_request(req: &Outgoing<'_>, client: &mut Peer, up: &mut Peer) -> Result<(), ProxyError> {
     let write_err = |_| ProxyError::UpstreamClosed;
-    up.send(req.head.clone()).await.map_err(write_err)?;
+    let mut out = up.take_out();
+    out.extend_from_slice(req.head);
     if let Some(body) = &req.replay {
-        if !body.is_empty() {
-            up.send(body.clone()).await.map_err(write_err)?;
-        }
-        return Ok(());
+        return up.send_out_with(out, body.clone()).await.map_err(write_err);
     }
+    up.send_out(out).await.map_err(write_err)?;
     match copy_body(client, up, req.framing, Some(req.max_body), Some(req.idle), false).await {
         Ok(_) => Ok(()),
         Err(CopyError::TooLarge) => Err(ProxyError::BodyTooLarge(req.max_body)),
@@ -575,5 +679,111 @@ async fn fill_body(client: &mut Peer, idle: Duration) -> Result<(), ProxyError> 
         Ok(Ok(0)) | Ok(Err(_)) => Err(ProxyError::BadBody("client closed before the body was complete")),
         Ok(Ok(_)) => Ok(()),
         Err(_) => Err(ProxyError::BadBody("client stalled before the body was complete")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: &[u8]) -> RequestHead {
+        let limits = codec::Limits { max_head_bytes: 8192, max_headers: 64 };
+        let p = codec::parse_request(raw, &limits).unwrap().unwrap();
+        let n = p.head_len;
+        p.into_head(Bytes::copy_from_slice(&raw[..n]))
+    }
+
+    fn head_out(raw: &[u8], body: BodyOut, peer: &str) -> String {
+        let mut out = Vec::new();
+        let head = request(raw);
+        let changes = Changes::default();
+        write_request_head(&mut out, &head, head.target(), None, None, &[], &changes, body, peer.parse().unwrap());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_head_appends_the_client_to_x_forwarded_for() {
+        let h = head_out(b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", BodyOut::None, "10.0.0.7:5");
+        assert_eq!(h, "GET /a HTTP/1.1\r\nHost: h\r\nx-forwarded-for: 10.0.0.7\r\n\r\n");
+        let raw = b"POST /a HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\nHost: h\r\nContent-Length: 12345\r\n\r\n";
+        let h = head_out(raw, BodyOut::Length(12345), "[2001:db8::1]:5");
+        assert_eq!(
+            h,
+            "POST /a HTTP/1.1\r\nHost: h\r\nx-forwarded-for: 1.2.3.4, 2001:db8::1\r\ncontent-length: 12345\r\n\r\n"
+        );
+        let h = head_out(b"PUT /a HTTP/1.1\r\nHost: h\r\n\r\n", BodyOut::None, "127.0.0.1:1");
+        assert!(h.ends_with("x-forwarded-for: 127.0.0.1\r\ncontent-length: 0\r\n\r\n"), "{h}");
+    }
+
+    #[test]
+    fn response_head_keeps_status_and_reason() {
+        let limits = codec::Limits { max_head_bytes: 8192, max_headers: 64 };
+        for (raw, want) in [
+            (&b"HTTP/1.1 204 Nothing\r\nX-A: 1\r\n\r\n"[..], "HTTP/1.1 204 Nothing\r\nX-A: 1\r\n\r\n"),
+            (&b"HTTP/1.1 599 \r\nContent-Length: 0\r\n\r\n"[..], "HTTP/1.1 599 Unknown\r\nContent-Length: 0\r\n\r\n"),
+        ] {
+            let p = codec::parse_response(raw, &limits, false).unwrap().unwrap();
+            let n = p.head_len;
+            let resp = p.into_head(Bytes::copy_from_slice(&raw[..n]));
+            let mut out = Vec::new();
+            write_response_head(&mut out, &resp, None, &Changes::default(), None, false, true);
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn buffered_body_start_is_split_off_length_bodies_only() {
+        let mut buf = BytesMut::from(&b"helloNEXT"[..]);
+        let (first, rest) = split_buffered_body(&mut buf, Framing::Length(5));
+        assert_eq!((&first[..], rest), (&b"hello"[..], Framing::Length(0)));
+        assert_eq!(&buf[..], b"NEXT", "bytes past the body stay");
+        let mut buf = BytesMut::from(&b"abc"[..]);
+        let (first, rest) = split_buffered_body(&mut buf, Framing::Length(10));
+        assert_eq!((&first[..], rest), (&b"abc"[..], Framing::Length(7)));
+        assert!(buf.is_empty());
+        for framing in [Framing::Chunked, Framing::CloseDelimited, Framing::None] {
+            let mut buf = BytesMut::from(&b"3\r\nabc\r\n"[..]);
+            let (first, rest) = split_buffered_body(&mut buf, framing);
+            assert!(first.is_empty());
+            assert_eq!(rest, framing);
+            assert_eq!(buf.len(), 8);
+        }
+        let mut empty = BytesMut::new();
+        assert_eq!(split_buffered_body(&mut empty, Framing::Length(4)).1, Framing::Length(4));
+    }
+
+    #[test]
+    fn pool_hands_buffers_of_finished_exchanges_to_the_next() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().build().unwrap();
+        rt.block_on(async {
+            let l = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let pool = Pool::new();
+            let key = PoolKey::new(addr, None);
+            let c = TcpStream::connect(addr).await.unwrap();
+            let _server_side = l.accept().await.unwrap();
+            let up = pool.peer(Stream::Plain(c));
+            assert!(up.buf.capacity() >= UPSTREAM_READ_BUF);
+            let start = up.buf.as_ptr();
+            pool.put_peer(key, up);
+            let s = pool.take(key).expect("the connection was pooled");
+            let up = pool.peer(s);
+            assert_eq!(up.buf.as_ptr(), start, "the same read buffer");
+            // a connection with unread bytes is never pooled by callers; its buffer is not kept
+            let mut up = up;
+            up.buf.extend_from_slice(b"x");
+            pool.put_peer(key, up);
+            assert!(pool.spare.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn key_hasher_separates_ports_and_addresses() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let b = BuildHasherDefault::<KeyHasher>::default();
+        let k = |a: &str| b.hash_one(PoolKey::new(a.parse().unwrap(), None));
+        let keys = ["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:80", "[::1]:80", "10.0.0.1:80"];
+        let hashes: std::collections::HashSet<u64> = keys.iter().map(|a| k(a)).collect();
+        assert_eq!(hashes.len(), keys.len());
     }
 }
