@@ -200,7 +200,9 @@ def supergateway(work, fixture_cmd):
     (port,) = M.free_ports(1)
     argv = [exe, "--stdio", fixture_cmd, "--outputTransport", "streamableHttp", "--stateful", "--port", str(port),
             "--logLevel", "none", "--healthEndpoint", "/healthz"]
-    p = PROCS.start(M.SUT_CPU, argv, os.path.join(work, "supergateway.log"))
+    # node stays SCHED_OTHER (as bench/mcp-call.sh runs server-everything): pinned to one core
+    # under SCHED_FIFO its threads spin and it never answers
+    p = PROCS.start(M.SUT_CPU, ["chrt", "-o", "0"] + argv, os.path.join(work, "supergateway.log"))
     err = wait_http(f"http://127.0.0.1:{port}/healthz", p, "supergateway")
     if err:
         return None, None, {"error": err}
