@@ -219,15 +219,7 @@ impl SseConn {
             "clientInfo": {"name": "ringgate", "version": env!("CARGO_PKG_VERSION")},
         });
         let call = self.call(ctx, "initialize", Some(&params), idle, None).await?;
-        let init = loop {
-            match monoio::time::timeout(idle, call.rx.recv_async()).await {
-                Ok(Ok(Message::Response { result, .. })) => break result,
-                Ok(Ok(Message::Error { error, .. })) => return Err(RpcError::from_value(&error)),
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return Err(self.down("ended its stream during initialize")),
-                Err(_) => return Err(self.down("did not answer initialize in time")),
-            }
-        };
+        let init = initialize_answer(&call.rx, idle, |what| self.down(what)).await?;
         let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("2024-11-05");
         *self.version.borrow_mut() = Some(version.to_string());
         *self.init.borrow_mut() = Some(init);
@@ -494,15 +486,7 @@ impl SessionSse {
 
     async fn handshake(self: &Arc<Self>, ctx: &ShardCtx, init: &Value, idle: Duration) -> Result<Value, RpcError> {
         let call = self.start(ctx, "initialize", Some(init), idle, None).await?;
-        let result = loop {
-            match monoio::time::timeout(idle, call.rx.recv_async()).await {
-                Ok(Ok(Message::Response { result, .. })) => break result,
-                Ok(Ok(Message::Error { error, .. })) => return Err(RpcError::from_value(&error)),
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return Err(self.down("ended its stream during initialize")),
-                Err(_) => return Err(self.down("did not answer initialize in time")),
-            }
-        };
+        let result = initialize_answer(&call.rx, idle, |what| self.down(what)).await?;
         let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or("2024-11-05");
         let _ = self.version.set(version.to_string());
         self.post(ctx, &jsonrpc::notification("notifications/initialized", None), idle).await?;
@@ -682,6 +666,24 @@ pub fn resolve_endpoint(stream_path: &str, authority: &str, data: &str) -> Resul
     let dir = stream_path.split('?').next().unwrap_or("/");
     let dir = &dir[..dir.rfind('/').map_or(0, |i| i + 1)];
     Ok(format!("{}{data}", if dir.is_empty() { "/" } else { dir }))
+}
+
+/// The target's answer to `initialize` from the stream that carries it; what else arrives
+/// meanwhile is skipped. `down` words the failure with the target's name.
+async fn initialize_answer(
+    rx: &flume::Receiver<Message>,
+    idle: Duration,
+    down: impl Fn(&str) -> RpcError,
+) -> Result<Value, RpcError> {
+    loop {
+        match monoio::time::timeout(idle, rx.recv_async()).await {
+            Ok(Ok(Message::Response { result, .. })) => return Ok(result),
+            Ok(Ok(Message::Error { error, .. })) => return Err(RpcError::from_value(&error)),
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(down("ended its stream during initialize")),
+            Err(_) => return Err(down("did not answer initialize in time")),
+        }
+    }
 }
 
 #[cfg(test)]
