@@ -225,14 +225,8 @@ impl Fixture {
         if method == "initialize" {
             self.next_session += 1;
             let sid = format!("fx{:x}-{}", self.stamp, self.next_session);
-            let asked = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
-            let version = asked.filter(|v| LEGACY_VERSIONS.contains(v)).unwrap_or(LEGACY_VERSION);
-            let result = json!({
-                "protocolVersion": version,
-                "capabilities": {"tools": {}, "logging": {}},
-                "serverInfo": {"name": "rg-fixture", "version": env!("CARGO_PKG_VERSION")},
-            });
-            let bytes = json_response(200, &[("mcp-session-id", &sid)], &rpc_result(id, &result.to_string()));
+            let result = initialize_result(params, json!({"tools": {}, "logging": {}}));
+            let bytes = json_response(200, &[("mcp-session-id", &sid)], &rpc_result(id, &result));
             self.sessions.insert(sid);
             return full(bytes);
         }
@@ -268,14 +262,8 @@ impl Fixture {
         };
         let params = msg.get("params");
         if method == "initialize" {
-            let asked = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
-            let version = asked.filter(|v| LEGACY_VERSIONS.contains(v)).unwrap_or(LEGACY_VERSION);
-            let result = json!({
-                "protocolVersion": version,
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "rg-fixture", "version": env!("CARGO_PKG_VERSION")},
-            });
-            return Some(rpc_result(id, &result.to_string()));
+            // no logging over stdio: the fixture sends no notifications there
+            return Some(rpc_result(id, &initialize_result(params, json!({"tools": {}}))));
         }
         Some(self.legacy_answer(id, method, params))
     }
@@ -380,6 +368,19 @@ impl Fixture {
 }
 
 /// The `echo` tool's result (any fixture tool echoes), without the JSON-RPC envelope.
+/// The `initialize` result: the legacy version the client asked for if the fixture knows it,
+/// else the newest legacy one.
+fn initialize_result(params: Option<&Value>, capabilities: Value) -> String {
+    let asked = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+    let version = asked.filter(|v| LEGACY_VERSIONS.contains(v)).unwrap_or(LEGACY_VERSION);
+    json!({
+        "protocolVersion": version,
+        "capabilities": capabilities,
+        "serverInfo": {"name": "rg-fixture", "version": env!("CARGO_PKG_VERSION")},
+    })
+    .to_string()
+}
+
 fn echo(params: Option<&Value>) -> Result<String, String> {
     let name = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or("");
     if name != "echo" && !name.starts_with("tool_") {
