@@ -209,7 +209,10 @@ impl ExtAuthzPlan {
                 codec::write_header(out, n, value);
             }
         }
-        codec::write_header(out, "x-forwarded-for", peer.ip().to_string().as_bytes());
+        // the address text needs no cleaning: written in place, as the proxy path does
+        out.extend_from_slice(b"x-forwarded-for: ");
+        codec::write_ip(out, peer.ip());
+        out.extend_from_slice(b"\r\n");
         codec::write_header(out, "x-forwarded-host", head.host().unwrap_or("").as_bytes());
         codec::write_header(out, "x-forwarded-proto", b"http");
         codec::write_header(out, "x-forwarded-method", method.as_bytes());
