@@ -369,20 +369,15 @@ fn interop_matrix() {
     let started = Instant::now();
     let py_server = root().join("tests/peers/py_server.py");
     let py_server = py_server.to_str().unwrap();
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
-    let port = |i: usize| ports[i].to_string();
-    let _peers = [
-        start_peer(&everything(), &["streamableHttp"], &[("PORT", port(0))], ports[0]),
-        start_peer(&everything(), &["sse"], &[("PORT", port(1))], ports[1]),
-        start_peer(&peer("py/bin/python"), &[py_server, "--port", &port(2)], &[], ports[2]),
-        start_peer(&peer("py/bin/python"), &[py_server, "--port", &port(3), "--stateless"], &[], ports[3]),
-        start_peer(
-            &peer("py1/bin/python"),
-            &[root().join("tests/peers/py1_server.py").to_str().unwrap(), "--port", &port(4)],
-            &[],
-            ports[4],
-        ),
+    let py1_server = root().join("tests/peers/py1_server.py");
+    let peers = [
+        start_peer_on_free_port(&everything(), &["streamableHttp"], &[("PORT", "{port}")]),
+        start_peer_on_free_port(&everything(), &["sse"], &[("PORT", "{port}")]),
+        start_peer_on_free_port(&peer("py/bin/python"), &[py_server, "--port", "{port}"], &[]),
+        start_peer_on_free_port(&peer("py/bin/python"), &[py_server, "--port", "{port}", "--stateless"], &[]),
+        start_peer_on_free_port(&peer("py1/bin/python"), &[py1_server.to_str().unwrap(), "--port", "{port}"], &[]),
     ];
+    let ports: Vec<u16> = peers.iter().map(|(_, port)| *port).collect();
     let gw = Gateway::start(&format!(
         "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: demo\n    demo: {{}}\n  - name: ev\n    stdio: {{ cmd: \"{}\", args: [stdio] }}\n  - name: evh\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: evs\n    sse: {{ host: \"127.0.0.1:{}\" }}\n    upstreamMode: perSession\n  - name: py\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: pyl\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: py1\n    mcp: {{ host: \"127.0.0.1:{}\" }}\n  - name: ss\n    stdio: {{ cmd: python3, args: [\"{}\"] }}\n",
         everything().display(),
@@ -534,9 +529,9 @@ fn conformance(url: &str, args: &[&str]) -> std::collections::BTreeMap<(String, 
 /// target/conformance.md.
 #[test]
 fn conformance_checks_pass_through_the_gateway_as_they_pass_directly() {
-    let port = free_port();
     let fixture = root().join("tests/peers/conformance_fixture.py");
-    let _fx = start_peer(&peer("py/bin/python"), &[fixture.to_str().unwrap(), "--port", &port.to_string()], &[], port);
+    let (_fx, port) =
+        start_peer_on_free_port(&peer("py/bin/python"), &[fixture.to_str().unwrap(), "--port", "{port}"], &[]);
     let gw = Gateway::start(&format!(
         "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nmcp:\n  port: 0\n  address: 127.0.0.1\n  targets:\n  - name: fx\n    mcp: {{ host: \"127.0.0.1:{port}\" }}\n"
     ));
