@@ -11,9 +11,8 @@
 #   CONNS [32]          connections (wrk -c, oha -c)
 #   FIXED_RATE []       requests/s for the fixed-rate pass; empty = 50% of the lower saturated
 #                       rate of ringgate and nginx for that body
-#   OHA_INSTALL [auto]  auto = try `cargo install oha --locked` once (time-boxed, failure is
-#                       remembered); 0 = never install, use oha only if already there
-#   OHA_INSTALL_TIMEOUT [240]  seconds allowed for that install
+#   OHA_INSTALL [auto]  auto = install oha with loadtest/install-tools.sh when missing (about
+#                       7 minutes once); 0 = never install, use oha only if already there
 #   SKIP_BUILD [0]      1 = use the existing target/release/ringgate
 set -euo pipefail
 
@@ -25,7 +24,6 @@ WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-32}
 FIXED_RATE=${FIXED_RATE:-}
 OHA_INSTALL=${OHA_INSTALL:-auto}
-OHA_INSTALL_TIMEOUT=${OHA_INSTALL_TIMEOUT:-240}
 SKIP_BUILD=${SKIP_BUILD:-0}
 BUILD_NOTE=""
 export CARGO_TARGET_DIR="$ROOT/target"
@@ -71,34 +69,29 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 other_busy() { ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 5 && $2 !~ /^(nginx|ringgate|wrk|oha|ps|awk|python3|bash|cargo|timeout|sleep)$/ {printf "%s(%s%%) ", $2, $1}' | head -c 300; }
 
 # ---------------------------------------------------------------- install (idempotent)
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
-    log "installing nginx-light and wrk"
+if ! command -v nginx >/dev/null; then
+    log "installing nginx-light"
     apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >"$WORK/apt.log" 2>&1; }
-    if ! apt_install nginx-light wrk; then
+    if ! apt_install nginx-light; then
         apt-get update >>"$WORK/apt.log" 2>&1 || true
-        apt_install nginx-light wrk || apt_install nginx wrk || die "apt-get install failed, see $WORK/apt.log"
+        apt_install nginx-light || apt_install nginx || die "apt-get install failed, see $WORK/apt.log"
     fi
 fi
+# wrk (saturation) and oha (fixed rate; wrk has no rate flag): loadtest/install-tools.sh
+"$ROOT/loadtest/install-tools.sh" wrk || die "wrk could not be installed"
 NGINX=$(command -v nginx)
 WRK=$(command -v wrk)
 command -v python3 >/dev/null || die "python3 is needed"
 command -v curl >/dev/null || die "curl is needed"
 command -v taskset >/dev/null || die "taskset is needed"
 
-# oha (fixed-rate load) is optional: wrk has no rate flag.
-OHA_ROOT="$TMPROOT/cargo"
 OHA=""
-if [ -x "$OHA_ROOT/bin/oha" ]; then OHA="$OHA_ROOT/bin/oha"
+OHA_BIN="$ROOT/target/tools/oha/bin/oha"
+if [ "$OHA_INSTALL" = auto ] && [ ! -x "$OHA_BIN" ]; then
+    "$ROOT/loadtest/install-tools.sh" oha || log "oha could not be installed; the fixed-rate pass uses rg-load"
+fi
+if [ -x "$OHA_BIN" ]; then OHA="$OHA_BIN"
 elif command -v oha >/dev/null; then OHA=$(command -v oha)
-elif [ "$OHA_INSTALL" = auto ] && [ ! -e "$TMPROOT/oha-install-failed" ]; then
-    log "trying: cargo install oha --locked (at most ${OHA_INSTALL_TIMEOUT}s)"
-    if timeout "$OHA_INSTALL_TIMEOUT" env CARGO_TARGET_DIR="$TMPROOT/cargo-target" \
-        cargo install oha --locked --root "$OHA_ROOT" >"$TMPROOT/oha-install.log" 2>&1; then
-        OHA="$OHA_ROOT/bin/oha"
-    else
-        log "oha install failed or timed out; CPU/request falls back to the saturation runs"
-        touch "$TMPROOT/oha-install-failed"
-    fi
 fi
 
 # without oha, the fixed-rate pass uses rg-load (loadtest/, built below with ringgate): open

@@ -100,11 +100,10 @@ if [ ! -x "$EVERYTHING" ]; then
     "$ROOT/tests/peers/install.sh" >"$WORK/peers.log" 2>&1 || die "tests/peers/install.sh failed, see $WORK/peers.log"
 fi
 
-# oha (fixed-rate load) is used only if already there (bench/http-proxy.sh installs it into
-# bench/results/tmp/cargo); a cargo install takes minutes, longer than this whole benchmark.
+# oha (fixed-rate load) is used only if already there (loadtest/install-tools.sh installs it into
+# target/tools/oha); a cargo install takes minutes, longer than this whole benchmark.
 OHA=""
-if [ -x "$TMPROOT/cargo/bin/oha" ]; then OHA="$TMPROOT/cargo/bin/oha"
-elif [ -x "$HOME/.cargo/bin/oha" ]; then OHA="$HOME/.cargo/bin/oha"
+if [ -x "$ROOT/target/tools/oha/bin/oha" ]; then OHA="$ROOT/target/tools/oha/bin/oha"
 elif command -v oha >/dev/null; then OHA=$(command -v oha); fi
 [ -n "$OHA" ] || log "oha not installed: saturation runs only; gateway CPU per call is measured at saturation"
 
