@@ -1742,6 +1742,28 @@ policies:
     }
 
     #[test]
+    fn the_gateways_example_compiles_as_documented() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateways.yaml");
+        let cfg = crate::config::load::load_file(&path).unwrap();
+        let s = summary(&compile(cfg, "gateways.yaml", &Registry::new(1)).unwrap());
+        let want = ["bind 0.0.0.0:8080 tls=false", "bind 127.0.0.1:8081 tls=false", "bind 0.0.0.0:8443 tls=true"];
+        let binds: Vec<&str> = s.iter().filter(|l| l.starts_with("bind")).map(String::as_str).collect();
+        assert_eq!(binds, want, "{s:#?}");
+        let routes = |port: &str| -> Vec<String> {
+            s.iter()
+                .filter(|l| l.contains(&format!("route {port}/")))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string())
+                .collect()
+        };
+        assert_eq!(routes("8080"), ["8080/listener0/public-api", "8080/listener0/mcp"]);
+        assert_eq!(routes("8081"), ["8081/listener0/internal-admin", "8081/listener0/everything-else"]);
+        assert_eq!(routes("8443"), ["8443/api/api-only", "8443/api/everything-else", "8443/partners/everything-else"]);
+        // the default gateway's CORS reached its routes, not the others
+        assert!(s.iter().any(|l| l.contains("8080/listener0/public-api") && l.contains("cors=Some(true)")), "{s:#?}");
+        assert!(s.iter().any(|l| l.contains("8081/listener0/internal-admin") && l.contains("cors=None")), "{s:#?}");
+    }
+
+    #[test]
     fn listener_sets_are_refused() {
         let e = compile_err(
             "gateways:\n  default: {port: 0}\npolicies:\n- {name: p, target: {listenerSet: {name: ls, namespace: ns}}, policy: {}}\n",
