@@ -402,6 +402,16 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
         if let Some(&(_, _, _, first)) = clash {
             return Err(cx.err(format!("{p}.port"), format!("port {} is bound twice: by {first} and {p}", bind.port)));
         }
+        // connections find their bind by its configured address, so two `port: 0` on one address
+        // would both be served by the first (kept as it was for binds alone)
+        let twin = seen.iter().find(|s| bind.port == 0 && s.0 == 0 && s.1 == addr && (s.2 || gateway));
+        if let Some(&(_, _, _, first)) = twin {
+            let msg = format!(
+                "port 0 on {} is used twice: by {first} and {p}; give them different addresses or ports",
+                addr.ip()
+            );
+            return Err(cx.err(format!("{p}.port"), msg));
+        }
         seen.push((bind.port, addr, gateway, p));
         let mut listeners = Vec::with_capacity(bind.listeners.len());
         let https = bind.listeners.first().is_some_and(|l| l.protocol == Some(model::ListenerProtocol::Https));
@@ -1685,7 +1695,7 @@ mcp:
         let yaml = r#"
 gateways:
   one: {port: 0, cors: {allowOrigins: ["https://one.example.com"]}}
-  two: {port: 0}
+  two: {port: 0, bindAddress: 127.0.0.1}
 routes:
 - {name: r, gateways: [one, two], backends: [{host: "127.0.0.1:1"}]}
 - {name: s, gateways: [one], backends: [{host: "127.0.0.1:1"}]}
@@ -1711,7 +1721,7 @@ policies:
 
     #[test]
     fn binds_and_gateways_mix_but_never_share_a_port() {
-        let both = "binds:\n- {port: 0, listeners: [{routes: [{backends: [{host: 127.0.0.1:1}]}]}]}\ngateways:\n  default: {port: 0}\nroutes: [{backends: [{host: 127.0.0.1:2}]}]\n";
+        let both = "binds:\n- {port: 0, listeners: [{routes: [{backends: [{host: 127.0.0.1:1}]}]}]}\ngateways:\n  default: {port: 0, bindAddress: 127.0.0.1}\nroutes: [{backends: [{host: 127.0.0.1:2}]}]\n";
         assert_eq!(compiled(both).unwrap().binds.len(), 2);
         let e = compile_err(&both.replace("port: 0", "port: 18081"));
         assert_eq!(e, "t.yaml: gateways.default.port: port 18081 is bound twice: by binds[0] and gateways.default");
@@ -1720,6 +1730,9 @@ policies:
             "gateways:\n  a: {port: 18082, bindAddress: 127.0.0.1}\n  b: {port: 18082, bindAddress: 127.0.0.2}\n",
         );
         assert!(e.contains("gateways.b.port: port 18082 is bound twice: by gateways.a and gateways.b"), "{e}");
+        let e = compile_err("gateways:\n  a: {port: 0}\n  b: {port: 0}\n");
+        assert!(e.contains("gateways.b.port: port 0 on 0.0.0.0 is used twice: by gateways.a and gateways.b"), "{e}");
+        assert!(compiled("gateways:\n  a: {port: 0}\n  b: {port: 0, bindAddress: 127.0.0.1}\n").is_ok());
         let e = compile_err("gateways:\n  a: {port: 1, bindAddress: nope}\n");
         assert!(e.contains("gateways.a.bindAddress: `nope` is not an IP address"), "{e}");
         // errors inside a top-level route are reported where it was written
