@@ -323,12 +323,9 @@ pub fn sources<'a>(config: &'a Config, mcp_route: Option<Route>) -> Result<Vec<B
             Some((g, l)) => (g, Some(l)),
             None => (target, None),
         };
-        let gi = config
-            .gateways
-            .keys()
-            .position(|k| k == gw)
+        let (gi, g) = (config.gateways.iter().enumerate())
+            .find_map(|(i, (k, g))| (k == gw).then_some((i, g)))
             .ok_or_else(|| (at.to_string(), format!("no gateway is named `{gw}`")))?;
-        let g = &config.gateways[gw];
         let li = match listener {
             None => None,
             Some(l) => Some(g.listeners.iter().position(|x| x.name == l).ok_or_else(|| {
@@ -367,7 +364,9 @@ pub fn sources<'a>(config: &'a Config, mcp_route: Option<Route>) -> Result<Vec<B
                     (p, format!("{m}: without `gateways`, it attaches to the gateway `{DEFAULT_GATEWAY}`"))
                 }
             })?;
-            let source = &mut out[bi];
+            let Some(source) = out.get_mut(bi) else {
+                continue;
+            };
             let all: Vec<usize> = match li {
                 Some(li) => vec![li],
                 None => (0..source.listeners.len()).collect(),
