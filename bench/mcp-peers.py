@@ -267,6 +267,7 @@ def litellm(work, fx_url):
     base = f"http://127.0.0.1:{port}"
     err = wait_http(base + "/health/liveliness", p, "LiteLLM", timeout=180)
     if err:
+        PROCS.stop(p)
         return None, None, {"error": err}
     auth = {"x-litellm-api-key": f"Bearer {key}"}
     try:
