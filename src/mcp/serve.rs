@@ -1412,26 +1412,31 @@ impl Exchange<'_> {
     /// What the client gets for a result: in the 2026-07-28 era with `resultType` and, for
     /// cacheable methods, cache hints (private: what a caller sees may depend on who it is).
     fn finish_result(&self, method: &str, mut result: Value) -> Value {
-        if !self.modern {
-            return result;
-        }
-        if let Some(o) = result.as_object_mut() {
-            o.entry("resultType").or_insert_with(|| json!("complete"));
-            let cacheable =
-                method == "server/discover" || method == "resources/read" || Kind::from_list_method(method).is_some();
-            if cacheable {
-                o.insert("ttlMs".into(), json!(0));
-                o.insert("cacheScope".into(), json!("private"));
-            }
-            let meta = o.entry("_meta").or_insert_with(|| json!({}));
-            if let Some(m) = meta.as_object_mut() {
-                m.insert(
-                    "io.modelcontextprotocol/serverInfo".into(),
-                    json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")}),
-                );
-            }
+        if self.modern {
+            finish_modern(method, &mut result);
         }
         result
+    }
+}
+
+/// What a 2026-07-28 result gets: `resultType` and, for cacheable methods, cache hints
+/// (private: what a caller sees may depend on who it is).
+fn finish_modern(method: &str, result: &mut Value) {
+    if let Some(o) = result.as_object_mut() {
+        o.entry("resultType").or_insert_with(|| json!("complete"));
+        let cacheable =
+            method == "server/discover" || method == "resources/read" || Kind::from_list_method(method).is_some();
+        if cacheable {
+            o.insert("ttlMs".into(), json!(0));
+            o.insert("cacheScope".into(), json!("private"));
+        }
+        let meta = o.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert(
+                "io.modelcontextprotocol/serverInfo".into(),
+                json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")}),
+            );
+        }
     }
 }
 
@@ -1844,5 +1849,14 @@ mod tests {
     fn raw_server_info_names_the_gateway_like_the_tree_one() {
         let info: Value = serde_json::from_str(SERVER_INFO).unwrap();
         assert_eq!(info, json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")}));
+    }
+
+    #[test]
+    fn a_list_spliced_from_cached_pages_ends_like_a_merged_one() {
+        let text = catalog::ListWriter::new(Kind::Tool, 0).finish(MODERN_LIST_MEMBERS.as_bytes());
+        let spliced: Value = serde_json::from_slice(&text).unwrap();
+        let mut tree = json!({"tools": []});
+        finish_modern("tools/list", &mut tree);
+        assert_eq!(spliced, tree);
     }
 }
