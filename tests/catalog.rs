@@ -139,8 +139,12 @@ fn serve(s: TcpStream, st: Arc<Mutex<State>>) {
 }
 
 fn config(targets: &str, cache: &str) -> String {
+    config_on(0, targets, cache)
+}
+
+fn config_on(port: u16, targets: &str, cache: &str) -> String {
     format!(
-        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\n  mcp:\n    catalogCache: {{{cache}}}\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n{targets}"
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\n  mcp:\n    catalogCache: {{{cache}}}\nbinds:\n- port: {port}\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n{targets}"
     )
 }
 
@@ -324,4 +328,25 @@ fn max_bytes_bounds_each_shard() {
     // one page at a time stays: each list finds the one stored last and fetches the other
     assert_eq!(fx.lists("/plain") + fx.lists("/public"), 4);
     assert_eq!(metric(&gw, "ringgate_mcp_catalog_lookups_total{kind=\"tools\",result=\"hit\"}"), 2);
+}
+
+#[test]
+fn a_reload_drops_the_pages_of_the_targets_it_changed() {
+    let fx = Fixture::start();
+    let (a, b) = (target("a", &fx.host("/plain")), target("b", &fx.host("/public")));
+    // a reload keeps a route's identity (and so its pages) only on the same port: a fixed one,
+    // as the other reload tests use
+    let port = common::peers::free_port();
+    let gw = Gateway::start(&config_on(port, &[a.clone(), b.clone()].concat(), ""));
+    let mut c = Client::connect(gw.addr());
+    for _ in 0..2 {
+        assert_eq!(names(&c.send(&modern_list()).unwrap()), ["a_v0", "b_v0"]);
+    }
+    assert_eq!((fx.lists("/plain"), fx.lists("/public")), (1, 1));
+    // a is changed (its own maxAge), b is not
+    let changed = format!("{a}            catalogMaxAge: 20s\n{b}");
+    gw.rewrite_config(&config_on(port, &changed, ""));
+    gw.wait_line("reload applied");
+    assert_eq!(names(&c.send(&modern_list()).unwrap()), ["a_v0", "b_v0"]);
+    assert_eq!((fx.lists("/plain"), fx.lists("/public")), (2, 1), "only the changed target was fetched again");
 }
