@@ -350,3 +350,82 @@ fn a_reload_drops_the_pages_of_the_targets_it_changed() {
     assert_eq!(names(&c.send(&modern_list()).unwrap()), ["a_v0", "b_v0"]);
     assert_eq!((fx.lists("/plain"), fx.lists("/public")), (2, 1), "only the changed target was fetched again");
 }
+
+/// A shared stdio target (Python, standard library): `tools/list` answers `v{version}`; the tool
+/// `bump` changes the version and says so (`list_changed`) before its answer, `count` answers
+/// how many lists it served.
+const STDIO_SERVER: &str = r#"
+import json, sys
+version, lists = 0, 0
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    method = m.get("method")
+    if method == "initialize":
+        r = {"protocolVersion": m["params"].get("protocolVersion"), "capabilities": {"tools": {"listChanged": True}},
+             "serverInfo": {"name": "catalog-stdio", "version": "1"}}
+    elif method == "tools/list":
+        lists += 1
+        r = {"tools": [{"name": "v%d" % version, "inputSchema": {"type": "object"}}]}
+    elif method == "tools/call":
+        if m["params"]["name"] == "bump":
+            version += 1
+            print(json.dumps({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}), flush=True)
+        r = {"content": [{"type": "text", "text": str(lists)}]}
+    else:
+        r = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": r}), flush=True)
+"#;
+
+/// A 2026-07-28 `tools/call` of `name`; the answer's text.
+fn modern_call(addr: SocketAddr, name: &str) -> String {
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": name, "arguments": {},
+                                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                           "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: {name}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let r = raw(addr, req.as_bytes());
+    let v = common::mcp::message(&r);
+    v["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{v}")).to_string()
+}
+
+#[test]
+fn list_changed_from_a_shared_stdio_process_reaches_every_shard() {
+    let dir = tempdir();
+    let script = dir.join("server.py");
+    std::fs::write(&script, STDIO_SERVER).unwrap();
+    let target = format!(
+        "          - name: s\n            upstreamMode: shared\n            stdio: {{cmd: python3, args: [\"{}\"]}}\n",
+        script.display()
+    );
+    let gw = Gateway::start(&config(&target, ""));
+    let addr = gw.addr();
+    let filled = |gw: &Gateway| {
+        let m = gw.metrics();
+        (0..2).all(|s| {
+            m.lines().any(|l| {
+                l.strip_prefix(&format!("ringgate_mcp_catalog_bytes{{shard=\"{s}\"}} ")).is_some_and(|v| v != "0")
+            })
+        })
+    };
+    poll("both shards to cache the page", || {
+        assert_eq!(names(&raw(addr, &modern_list())), ["v0"]);
+        filled(&gw)
+    });
+    let served: usize = modern_call(addr, "count").parse().unwrap();
+    for _ in 0..6 {
+        assert_eq!(names(&raw(addr, &modern_list())), ["v0"]);
+    }
+    assert_eq!(modern_call(addr, "count").parse::<usize>().unwrap(), served, "the shards' caches answered");
+    // the process's notification comes before its answer: once the client has the answer,
+    // no shard serves the old list
+    modern_call(addr, "bump");
+    for _ in 0..8 {
+        assert_eq!(names(&raw(addr, &modern_list())), ["v1"]);
+    }
+}
