@@ -1188,7 +1188,22 @@ fn compile_mcp(
             exclude: f.exclude.iter().cloned().collect(),
         });
         let guard = guard_plan(cx, p, &tp, m.tool_guard.as_ref(), t)?;
-        targets.push(TargetPlan { name: t.name.as_str().into(), kind, tools, guard, per_session });
+        let catalog_max_age = t.catalog_max_age.unwrap_or(process.mcp.catalog_cache.max_age).get();
+        let catalog_fp = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            serde_json::to_string(t).unwrap_or_default().hash(&mut h);
+            h.finish()
+        };
+        targets.push(TargetPlan {
+            name: t.name.as_str().into(),
+            kind,
+            tools,
+            guard,
+            per_session,
+            catalog_max_age,
+            catalog_fp,
+        });
     }
     let prefixed = m.prefix_mode == PrefixMode::Always || m.prefix_mode == PrefixMode::Conditional && targets.len() > 1;
     let resolve = m.prefix_mode == PrefixMode::Never && targets.len() > 1;
@@ -1212,6 +1227,7 @@ fn compile_mcp(
                 max_streams: r.max_streams,
             }
         },
+        catalog_max_bytes: process.mcp.catalog_cache.max_bytes,
     })
 }
 

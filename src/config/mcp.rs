@@ -177,6 +177,10 @@ pub struct McpTarget {
     /// Policies of this target (`backendTLS` for an `https://` or TLS-only server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<super::tls::BackendPolicies>,
+    /// How long this target's list pages may be served from the catalog cache, overriding
+    /// `config.mcp.catalogCache.maxAge`; `0s` never caches this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_max_age: Option<Duration>,
 }
 
 /// Whether a target's upstream (a stdio process) belongs to one client session or is shared.
@@ -282,6 +286,41 @@ pub struct McpSettings {
     /// `GET` + `Last-Event-ID` (MCP 2025-11-25).
     #[serde(default)]
     pub resumption: Resumption,
+    /// The per-shard cache of the list pages targets answer (`tools/list`, `prompts/list`,
+    /// `resources/list`, `resources/templates/list`).
+    #[serde(default)]
+    pub catalog_cache: CatalogCache,
+}
+
+/// The catalog cache (`config.mcp.catalogCache`). Pages of targets whose answers cannot depend
+/// on the caller (demo, shared stdio and HTTP+SSE, pooled HTTP) are kept for `maxAge`; a page
+/// with 2026-07-28 cache hints for at most its `ttlMs`, and only a `public` one when it came
+/// through a client's own upstream session. A target's `list_changed` drops its pages on every
+/// shard.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogCache {
+    /// Longest time a page is served from the cache (default 30s); `0s` turns the cache off.
+    #[serde(default = "d_catalog_max_age")]
+    pub max_age: Duration,
+    /// Bytes of cached pages per shard (default 4194304); the least recently used pages make
+    /// room.
+    #[serde(default = "d_catalog_max_bytes")]
+    pub max_bytes: usize,
+}
+
+fn d_catalog_max_age() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn d_catalog_max_bytes() -> usize {
+    4 << 20
+}
+
+impl Default for CatalogCache {
+    fn default() -> Self {
+        CatalogCache { max_age: d_catalog_max_age(), max_bytes: d_catalog_max_bytes() }
+    }
 }
 
 fn d_session_ttl() -> Duration {
@@ -290,7 +329,11 @@ fn d_session_ttl() -> Duration {
 
 impl Default for McpSettings {
     fn default() -> Self {
-        McpSettings { session_ttl: d_session_ttl(), resumption: Resumption::default() }
+        McpSettings {
+            session_ttl: d_session_ttl(),
+            resumption: Resumption::default(),
+            catalog_cache: CatalogCache::default(),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! MCP gateway: many MCP servers (targets) federated behind one Streamable HTTP endpoint (and the legacy HTTP+SSE one), for clients of both protocol eras.
 
 pub mod access;
+pub mod catalog;
 pub mod cursor;
 pub mod demo;
 pub mod http_client;

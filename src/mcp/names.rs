@@ -54,7 +54,7 @@ pub fn prefix_name(target: &str, name: &str) -> String {
 
 /// RFC 3986 `scheme ":"`; only such URIs are prefixed, because `target+` then reads as part of the scheme
 /// and clients that parse URIs still accept the result.
-fn has_scheme(uri: &str) -> bool {
+pub fn has_scheme(uri: &str) -> bool {
     let Some((scheme, _)) = uri.split_once(':') else { return false };
     let mut chars = scheme.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())

@@ -37,6 +37,8 @@ pub struct McpPlan {
     pub session_ttl: Duration,
     /// What is kept so clients can resume dropped SSE streams.
     pub resume: super::resume::Limits,
+    /// Bytes of cached list pages a shard keeps (`config.mcp.catalogCache.maxBytes`).
+    pub catalog_max_bytes: usize,
 }
 
 /// One target.
@@ -52,6 +54,11 @@ pub struct TargetPlan {
     /// Stateful client sessions get an upstream of their own (a stdio process, an HTTP+SSE
     /// session) rather than the shared one (`upstreamMode: perSession`).
     pub per_session: bool,
+    /// How long its list pages may be cached (zero: never).
+    pub catalog_max_age: Duration,
+    /// Fingerprint of its configuration and of the route's naming: pages cached under another
+    /// one (before a reload changed the target) are not served.
+    pub catalog_fp: u64,
 }
 
 /// A target's tool-poisoning defence, resolved from the backend's and the target's `toolGuard`.

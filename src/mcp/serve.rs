@@ -9,6 +9,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use super::access::Access;
+use super::catalog;
 use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND};
 use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
@@ -247,6 +248,7 @@ pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed:
             _ = s.closed.fired() => None,
         };
         let Some((ti, msg)) = m else { break };
+        catalog::observe(ctx, &plan.targets[ti].name, &msg);
         if let Some(bytes) = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg) {
             let mut ev = Vec::with_capacity(bytes.len() + 32);
             sse::write_event(&mut ev, None, Some("message"), &bytes);
@@ -686,6 +688,8 @@ struct Exchange<'a> {
 enum Served {
     Tree(Value),
     Raw(RawObject),
+    /// The whole result object's text, final (a list merged from cached pages).
+    Text(Vec<u8>),
 }
 
 /// A request's params on their way to its one owning target.
@@ -763,6 +767,7 @@ impl Exchange<'_> {
                 let body = match self.request(&id, &method, params, raw).await? {
                     Ok(Served::Tree(r)) => jsonrpc::response(&id, &self.finish_result(&method, r)),
                     Ok(Served::Raw(r)) => self.finish_raw(&id, &method, r),
+                    Ok(Served::Text(t)) => jsonrpc::response_raw(&id, &t),
                     Err(e) => jsonrpc::error_response(Some(&id), &e),
                 };
                 self.out.finish(&body).await?;
@@ -848,7 +853,7 @@ impl Exchange<'_> {
                 Err(e) => Err(e),
             },
             m => match Kind::from_list_method(m) {
-                Some(kind) => self.list(kind, params).await,
+                Some(kind) => return Ok(self.list(kind, params).await),
                 None if self.modern => return Err(refused(McpReject::MethodNotFound(m.to_string()), Some(id))),
                 None => Err(RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {m}"))),
             },
@@ -985,6 +990,11 @@ impl Exchange<'_> {
 
     /// Apply the failure mode to fanned-out answers.
     fn settle(&self, answers: Answers) -> Result<Vec<(usize, Value)>, RpcError> {
+        self.settle_with(answers, 0)
+    }
+
+    /// [`Exchange::settle`] when `have` targets answered already (from the catalog cache).
+    fn settle_with(&self, answers: Answers, have: usize) -> Result<Vec<(usize, Value)>, RpcError> {
         let mut ok = Vec::with_capacity(answers.len());
         let mut first_err = None;
         for (ti, a) in answers {
@@ -1000,13 +1010,16 @@ impl Exchange<'_> {
             }
         }
         match first_err {
-            Some(e) if !self.plan().fail_open || ok.is_empty() => Err(e),
+            Some(e) if !self.plan().fail_open || ok.is_empty() && have == 0 => Err(e),
             _ => Ok(ok),
         }
     }
 
-    async fn list(&self, kind: Kind, params: Option<Value>) -> Result<Value, RpcError> {
-        let names = self.plan().names();
+    /// A list request: each target's page from this shard's catalog cache where it has a good
+    /// one, from the target otherwise (fanned out concurrently), merged in target order.
+    async fn list(&self, kind: Kind, params: Option<Value>) -> Result<Served, RpcError> {
+        let plan = self.plan();
+        let names = plan.names();
         let method = kind.list_method();
         let cursor = params.as_ref().and_then(|p| p.get("cursor")).and_then(Value::as_str);
         let targets: Vec<(usize, Option<String>)> = match cursor {
@@ -1017,19 +1030,95 @@ impl Exchange<'_> {
                 .filter_map(|(n, c)| Some((names.iter().position(|x| *x == n)?, Some(c))))
                 .collect(),
         };
-        let calls = targets.into_iter().map(|(ti, c)| (ti, with_cursor(params.clone(), c)));
-        let mut parts = self.settle(self.fanout(calls, method).await)?;
+        let ctx = self.relay.ctx;
+        let stats = &ctx.registry.shards[ctx.index].mcp_catalog_lookups[catalog::kind_index(kind)];
+        // `prefixMode: never` drops clashing names across every target's whole tree
+        let cache_on = !plan.resolve && plan.catalog_max_bytes > 0;
+        let now = std::time::Instant::now();
+        let mut hits = Vec::new();
+        // per target fetched: the invalidation epoch before the fetch and whether its upstream
+        // is shared, if its page may be kept
+        let mut fills = Vec::with_capacity(targets.len());
+        let mut calls = Vec::with_capacity(targets.len());
+        for (ti, c) in targets {
+            let t = &plan.targets[ti];
+            let Some(via) = self.via(ti) else { continue };
+            let pooled = matches!(via, Via::Pooled);
+            if !cache_on || t.catalog_max_age.is_zero() {
+                stats[catalog::BYPASS].fetch_add(1, Relaxed);
+                calls.push((ti, with_cursor(params.clone(), c)));
+                continue;
+            }
+            let key =
+                catalog::Key { scope: &plan.scope, target: &t.name, kind, cursor: c.as_deref(), fp: t.catalog_fp };
+            match ctx.mcp.catalog.get(&key, !pooled, now) {
+                Some(page) => {
+                    stats[catalog::HIT].fetch_add(1, Relaxed);
+                    hits.push((ti, page));
+                }
+                None => {
+                    stats[catalog::MISS].fetch_add(1, Relaxed);
+                    fills.push((ti, c.clone(), catalog::epoch(&t.name, kind), pooled));
+                    calls.push((ti, with_cursor(params.clone(), c)));
+                }
+            }
+        }
+        let answers = if calls.is_empty() { Vec::new() } else { self.fanout(calls.into_iter(), method).await };
+        for (ti, c, epoch, pooled) in fills {
+            let Some((_, Ok(page))) = answers.iter().find(|(i, _)| *i == ti) else { continue };
+            let t = &plan.targets[ti];
+            let Some((ttl, public)) = catalog::admit(page, t.catalog_max_age, pooled) else { continue };
+            let Some(built) = catalog::Page::build(kind, page) else { continue };
+            let key =
+                catalog::Key { scope: &plan.scope, target: &t.name, kind, cursor: c.as_deref(), fp: t.catalog_fp };
+            ctx.mcp.catalog.put(&key, epoch, ttl, public, built, plan.catalog_max_bytes, now);
+        }
+        if cache_on {
+            catalog::publish(ctx);
+        }
+        let mut parts = self.settle_with(answers, hits.len())?;
         if kind == Kind::Tool {
-            super::toolguard::global().review(self.plan(), &mut parts, &self.relay.ctx.registry);
+            super::toolguard::global().review(plan, &mut parts, &ctx.registry);
         }
         for (ti, page) in &mut parts {
-            self.access.filter_page(self.plan(), *ti, kind, page);
+            self.access.filter_page(plan, *ti, kind, page);
         }
-        if self.plan().resolve {
+        if plan.resolve {
             merge::drop_clashes(kind, &mut parts);
         }
-        let plan = self.plan();
-        Ok(merge::merge_list(kind, parts.into_iter().map(|(ti, page)| (&*plan.targets[ti].name, page)), plan.prefixed))
+        if hits.is_empty() {
+            let merged = merge::merge_list(
+                kind,
+                parts.into_iter().map(|(ti, page)| (&*plan.targets[ti].name, page)),
+                plan.prefixed,
+            );
+            return Ok(Served::Tree(merged));
+        }
+        let size: usize = hits.iter().map(|(_, p)| p.size()).sum();
+        let mut w = catalog::ListWriter::new(kind, size);
+        let (mut hits, mut parts) = (hits.into_iter().peekable(), parts.into_iter().peekable());
+        // both are in target order; so is the merge
+        loop {
+            let hit_first = match (hits.peek(), parts.peek()) {
+                (Some((h, _)), Some((p, _))) => h < p,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if hit_first {
+                let Some((ti, page)) = hits.next() else { break };
+                let t = &plan.targets[ti];
+                let filtered = self.access.rules.is_some() || kind == Kind::Tool && t.tools.is_some();
+                let guarded = kind == Kind::Tool && t.guard.is_some();
+                w.cached(&t.name, plan.prefixed, &page, |key| {
+                    let allowed = !filtered || key.is_some_and(|k| self.access.allows(plan, ti, kind, k));
+                    allowed && !(guarded && key.is_some_and(|k| super::toolguard::global().refuses(plan, ti, k)))
+                });
+            } else if let Some((ti, page)) = parts.next() {
+                w.fresh(&plan.targets[ti].name, plan.prefixed, &page);
+            }
+        }
+        Ok(Served::Text(w.finish(if self.modern { MODERN_LIST_MEMBERS.as_bytes() } else { b"" })))
     }
 
     /// Forward a request to its one owning target, relaying what it sends before its answer.
@@ -1138,6 +1227,7 @@ impl Exchange<'_> {
                         }
                     }
                     let m = Message::Notification { method: nm, params: np };
+                    catalog::observe(self.relay.ctx, &target, &m);
                     if let Some(bytes) = outbound(ti, &target, prefixed, m) {
                         self.out.event(&bytes).await?;
                     }
@@ -1322,31 +1412,42 @@ impl Exchange<'_> {
     /// What the client gets for a result: in the 2026-07-28 era with `resultType` and, for
     /// cacheable methods, cache hints (private: what a caller sees may depend on who it is).
     fn finish_result(&self, method: &str, mut result: Value) -> Value {
-        if !self.modern {
-            return result;
-        }
-        if let Some(o) = result.as_object_mut() {
-            o.entry("resultType").or_insert_with(|| json!("complete"));
-            let cacheable =
-                method == "server/discover" || method == "resources/read" || Kind::from_list_method(method).is_some();
-            if cacheable {
-                o.insert("ttlMs".into(), json!(0));
-                o.insert("cacheScope".into(), json!("private"));
-            }
-            let meta = o.entry("_meta").or_insert_with(|| json!({}));
-            if let Some(m) = meta.as_object_mut() {
-                m.insert(
-                    "io.modelcontextprotocol/serverInfo".into(),
-                    json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")}),
-                );
-            }
+        if self.modern {
+            finish_modern(method, &mut result);
         }
         result
     }
 }
 
+/// What a 2026-07-28 result gets: `resultType` and, for cacheable methods, cache hints
+/// (private: what a caller sees may depend on who it is).
+fn finish_modern(method: &str, result: &mut Value) {
+    if let Some(o) = result.as_object_mut() {
+        o.entry("resultType").or_insert_with(|| json!("complete"));
+        let cacheable =
+            method == "server/discover" || method == "resources/read" || Kind::from_list_method(method).is_some();
+        if cacheable {
+            o.insert("ttlMs".into(), json!(0));
+            o.insert("cacheScope".into(), json!("private"));
+        }
+        let meta = o.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert(
+                "io.modelcontextprotocol/serverInfo".into(),
+                json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")}),
+            );
+        }
+    }
+}
+
 /// `_meta.serverInfo` of the gateway's 2026-07-28 results, as JSON text.
 const SERVER_INFO: &str = concat!(r#"{"name":"ringgate","version":""#, env!("CARGO_PKG_VERSION"), r#""}"#);
+/// What [`Exchange::finish_result`] adds to a 2026-07-28 list result, as JSON members.
+const MODERN_LIST_MEMBERS: &str = concat!(
+    r#","resultType":"complete","ttlMs":0,"cacheScope":"private","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"ringgate","version":""#,
+    env!("CARGO_PKG_VERSION"),
+    r#""}}"#
+);
 
 /// A target's message on its way to the client: notifications with names prefixed, requests
 /// with ids that route the client's answer back to the target.
@@ -1452,7 +1553,10 @@ async fn listen(
             // without any upstream stream, the client still gets an open stream (keep-alives
             // only), so it does not reconnect in a loop
             m = next_unprompted(&mut merged), if merged.is_some() => match m {
-                Some((ti, msg)) => messages.extend(outbound(ti, &plan.targets[ti].name, plan.prefixed, msg)),
+                Some((ti, msg)) => {
+                    catalog::observe(ctx, &plan.targets[ti].name, &msg);
+                    messages.extend(outbound(ti, &plan.targets[ti].name, plan.prefixed, msg));
+                }
                 // every upstream ended its stream (e.g. the session was deleted): so do we
                 None => break,
             },
@@ -1745,5 +1849,14 @@ mod tests {
     fn raw_server_info_names_the_gateway_like_the_tree_one() {
         let info: Value = serde_json::from_str(SERVER_INFO).unwrap();
         assert_eq!(info, json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")}));
+    }
+
+    #[test]
+    fn a_list_spliced_from_cached_pages_ends_like_a_merged_one() {
+        let text = catalog::ListWriter::new(Kind::Tool, 0).finish(MODERN_LIST_MEMBERS.as_bytes());
+        let spliced: Value = serde_json::from_slice(&text).unwrap();
+        let mut tree = json!({"tools": []});
+        finish_modern("tools/list", &mut tree);
+        assert_eq!(spliced, tree);
     }
 }

@@ -118,6 +118,8 @@ pub struct ShardSessions {
     sweeps: Cell<u32>,
     /// Resumable SSE streams this shard produces.
     pub resume: super::resume::Streams,
+    /// List pages of targets, served again until they expire or their target's list changes.
+    pub catalog: super::catalog::Catalog,
 }
 
 /// A legacy HTTP+SSE session, kept by the shard its stream lives on for as long as the stream is open.
@@ -366,6 +368,7 @@ mod tests {
             sealer: Arc::new(Sealer::new([7; 32])),
             session_ttl: ttl,
             resume: Default::default(),
+            catalog_max_bytes: 0,
         }
     }
 

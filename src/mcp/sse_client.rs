@@ -282,6 +282,7 @@ impl SseConn {
     }
 
     async fn dispatch(&self, ctx: &ShardCtx, msg: Message) {
+        super::catalog::observe(ctx, &self.name, &msg);
         let about = match &msg {
             Message::Response { id, .. } | Message::Error { id, .. } => id.as_u64(),
             Message::Notification { method, params } if method == "notifications/progress" => {
@@ -602,6 +603,7 @@ impl SessionSse {
                     continue;
                 }
             };
+            super::catalog::observe(ctx, &self.name, &msg);
             match msg {
                 Message::Response { ref id, .. } | Message::Error { ref id, .. } => {
                     if let Some(n) = id.as_u64() {

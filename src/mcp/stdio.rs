@@ -619,6 +619,10 @@ fn read_loop(
             }
             // what nobody can take: a request is answered here, a notification dropped
             msg => {
+                // this thread is no shard: the epoch tells every shard the lists changed
+                if let Message::Notification { method, .. } = &msg {
+                    super::catalog::invalidate(name, method);
+                }
                 if let Some(Message::Request { id, method, .. }) = sh.waiters.relay(msg) {
                     let answer = if method == "ping" {
                         jsonrpc::response(&id, &json!({}))

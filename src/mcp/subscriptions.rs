@@ -176,7 +176,10 @@ pub(super) async fn listen(
         let mut tick = false;
         monoio::select! {
             m = serve::next_unprompted(&mut merged), if merged.is_some() => match m {
-                Some((ti, msg)) => message = filter.deliver(&plan.targets[ti].name, plan.prefixed, msg, &id),
+                Some((ti, msg)) => {
+                    super::catalog::observe(ctx, &plan.targets[ti].name, &msg);
+                    message = filter.deliver(&plan.targets[ti].name, plan.prefixed, msg, &id);
+                }
                 None => break,
             },
             _ = monoio::time::sleep(KEEPALIVE) => tick = true,

@@ -414,6 +414,8 @@ mod tests {
                     tools: Some(ToolFilterPlan { include: Default::default(), exclude: ["secret".into()].into() }),
                     guard,
                     per_session: false,
+                    catalog_max_age: Duration::ZERO,
+                    catalog_fp: 0,
                 })
                 .collect(),
             prefixed: true,
@@ -425,6 +427,7 @@ mod tests {
             sealer: Arc::new(Sealer::new([7; 32])),
             session_ttl: Duration::from_secs(60),
             resume: Default::default(),
+            catalog_max_bytes: 0,
         }
     }
 

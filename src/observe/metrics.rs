@@ -39,6 +39,11 @@ pub const MCP_STREAM_RESUMES_TOTAL: &str = "ringgate_mcp_stream_resumes_total";
 pub const MCP_REPLAYED_EVENTS_TOTAL: &str = "ringgate_mcp_replayed_events_total";
 /// The `result` labels of [`MCP_STREAM_RESUMES_TOTAL`].
 pub const RESUME_RESULTS: [&str; 3] = ["resumed", "unknown", "gap"];
+/// MCP list pages looked up in the catalog cache, by kind (`tools`, `prompts`, `resources`,
+/// `resource_templates`) and result (`hit`, `miss`, `bypass`): one per target of each list.
+pub const MCP_CATALOG_LOOKUPS_TOTAL: &str = "ringgate_mcp_catalog_lookups_total";
+/// Bytes of MCP list pages held in the catalog cache, by shard.
+pub const MCP_CATALOG_BYTES: &str = "ringgate_mcp_catalog_bytes";
 /// 1 per shard, labelled with the I/O driver it runs (`io_uring` or `epoll`).
 pub const RUNTIME_DRIVER_INFO: &str = "ringgate_runtime_driver_info";
 
@@ -216,6 +221,10 @@ pub struct ShardStats {
     pub mcp_resumes: [AtomicU64; RESUME_RESULTS.len()],
     /// Events replayed by this shard.
     pub mcp_replayed: AtomicU64,
+    /// Catalog cache lookups, by kind and result (`mcp::catalog::KINDS` × `RESULTS`).
+    pub mcp_catalog_lookups: [[AtomicU64; crate::mcp::catalog::RESULTS.len()]; crate::mcp::catalog::KINDS.len()],
+    /// Bytes in this shard's catalog cache.
+    pub mcp_catalog_bytes: AtomicI64,
 }
 
 impl Default for ShardStats {
@@ -233,6 +242,8 @@ impl Default for ShardStats {
             mcp_replay_evicted: AtomicU64::new(0),
             mcp_resumes: Default::default(),
             mcp_replayed: AtomicU64::new(0),
+            mcp_catalog_lookups: Default::default(),
+            mcp_catalog_bytes: AtomicI64::new(0),
         }
     }
 }
@@ -393,6 +404,17 @@ impl Registry {
             "Events replayed to clients that resumed an MCP stream.",
         );
         let _ = writeln!(out, "{MCP_REPLAYED_EVENTS_TOTAL} {replayed}");
+        header(&mut out, MCP_CATALOG_LOOKUPS_TOTAL, "counter", "MCP list pages looked up in the catalog cache.");
+        for (k, kind) in crate::mcp::catalog::KINDS.iter().enumerate() {
+            for (r, res) in crate::mcp::catalog::RESULTS.iter().enumerate() {
+                let n: u64 = self.shards.iter().map(|s| s.mcp_catalog_lookups[k][r].load(Relaxed)).sum();
+                let _ = writeln!(out, "{MCP_CATALOG_LOOKUPS_TOTAL}{{kind=\"{kind}\",result=\"{res}\"}} {n}");
+            }
+        }
+        header(&mut out, MCP_CATALOG_BYTES, "gauge", "Bytes of MCP list pages in the catalog cache, by shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "{MCP_CATALOG_BYTES}{{shard=\"{i}\"}} {}", s.mcp_catalog_bytes.load(Relaxed));
+        }
         let ok: u64 = self.shards.iter().map(|s| s.tls_handshakes.load(Relaxed)).sum();
         header(&mut out, TLS_HANDSHAKES_TOTAL, "counter", "TLS handshakes completed by HTTPS listeners.");
         let _ = writeln!(out, "{TLS_HANDSHAKES_TOTAL} {ok}");

@@ -55,6 +55,14 @@ pub enum ShardMsg {
         /// Where to answer.
         reply: flume::Sender<Option<std::time::Instant>>,
     },
+    /// An MCP target said its list of these kinds changed (seen on another shard's upstream
+    /// stream): drop its cached pages.
+    CatalogChanged {
+        /// The target's name.
+        target: Arc<str>,
+        /// The kinds of list.
+        kinds: &'static [crate::mcp::names::Kind],
+    },
     /// A target forgot an upstream session of an MCP client session and another shard started a
     /// new one: use it from now on; `ack` learns it is in place.
     Renewed {
@@ -259,6 +267,7 @@ pub async fn run(
                     for (key, l) in p.listeners {
                         start_accepting(&ctx, key, l);
                     }
+                    crate::mcp::catalog::reloaded(&ctx);
                     let committed = std::mem::take(&mut *ctx.committed.borrow_mut());
                     committed.fire();
                 }
@@ -271,6 +280,7 @@ pub async fn run(
             ShardMsg::SessionSeen { id, reply } => {
                 let _ = reply.try_send(ctx.mcp.last_seen(&id));
             }
+            ShardMsg::CatalogChanged { target, kinds } => crate::mcp::catalog::forget(&ctx, &target, kinds),
             ShardMsg::Renewed { id, up, ack } => {
                 ctx.mcp.renew(&id, up);
                 let _ = ack.try_send(());
