@@ -355,3 +355,32 @@ fn idle_keepalive_connections_are_closed() {
     assert!(start.elapsed() < Duration::from_secs(5));
     gw.wait_metric("ringgate_request_errors_total{reason=\"idle_timeout\"} 1");
 }
+
+#[test]
+fn stale_pooled_upstream_connections_are_retried_unseen_by_clients() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, closed) = closing_upstream();
+    let gw = Gateway::start(&config(&format!(
+        "- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - name: main\n      backends:\n      - host: {up}\n"
+    )));
+    let mut c = Client::connect(gw.addr());
+    let requests: [&[u8]; 5] = [
+        b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n",
+        b"GET /b HTTP/1.1\r\nhost: t\r\n\r\n",
+        b"GET /c HTTP/1.1\r\nhost: t\r\n\r\n",
+        // a body that came whole with its head can be resent too
+        b"POST /d HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nhello",
+        // a streamed body cannot: the pooled connection is probed before it is used
+        b"POST /e HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ];
+    let want = ["ok GET /a ", "ok GET /b ", "ok GET /c ", "ok POST /d hello", "ok POST /e abc"];
+    for (i, (req, want)) in requests.iter().zip(want).enumerate() {
+        // the upstream closed the connection the last answer came on before the next request
+        wait_until("the upstream closed its connection", || closed.load(SeqCst) == i);
+        let r = c.send(req).unwrap();
+        assert_eq!((r.status, r.body_str().as_str()), (200, want));
+    }
+    let m = gw.wait_metric("ringgate_upstream_stale_connections_total{found_by=\"peek\"} 1");
+    assert!(m.contains("ringgate_upstream_stale_connections_total{found_by=\"retry\"} 3"), "{m}");
+    assert!(!m.contains("ringgate_request_errors_total{"), "{m}");
+}

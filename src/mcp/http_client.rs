@@ -145,7 +145,8 @@ async fn send(
     let tls = t.tls.as_deref();
     for &addr in t.addrs.iter() {
         let key = upstream::PoolKey::new(addr, tls);
-        // a pooled connection may have been closed by the upstream just now: one fresh retry
+        // a pooled connection is not probed (the request is whole, so it can be resent): when the
+        // upstream closed it meanwhile, one fresh retry
         for pooled in [true, false] {
             let io = match if pooled { ctx.pool.take(key) } else { None } {
                 Some(io) => io,
@@ -161,12 +162,18 @@ async fn send(
             let mut up = if stream { Peer::new_small(io) } else { Peer::new(io, 16 * 1024) };
             if up.send(req.clone()).await.is_err() {
                 last = Some(ProxyError::UpstreamClosed);
+                if pooled {
+                    ctx.pool.forget(up, &ctx.registry.shards[ctx.index]);
+                }
                 continue;
             }
             let head = match monoio::time::timeout(idle, upstream::read_response_head(&mut up, false)).await {
                 Ok(Ok(h)) => h,
                 Ok(Err(e)) => {
                     last = Some(e);
+                    if pooled {
+                        ctx.pool.forget(up, &ctx.registry.shards[ctx.index]);
+                    }
                     continue;
                 }
                 Err(_) => return Err(HttpError::Transport(ProxyError::UpstreamTimeout)),

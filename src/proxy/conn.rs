@@ -529,6 +529,9 @@ async fn serve_route(
             Some(upstream::buffer_body(client, n, idle).await?)
         }
         Framing::None => Some(Bytes::new()),
+        // a small body that came with its head: holding it makes the request replayable on a
+        // fresh connection, and it goes out in the head's write
+        Framing::Length(n) if client.buf.len() as u64 >= n => Some(client.buf.split_to(n as usize).freeze()),
         _ => None,
     };
     let body_out = match (head.framing, &replay) {
