@@ -159,3 +159,24 @@ fn validate_and_schema_commands() {
         }
     }
 }
+
+#[test]
+fn an_idle_keepalive_connection_sees_a_reloaded_route_on_its_next_request() {
+    let (a, b) = (upstream("a"), upstream("b"));
+    let gw = Gateway::start(&config(a.addr, "/a", 0));
+    let port = gw.addr().port();
+    let mut c = Client::connect(gw.addr());
+    assert_eq!(c.get("/a").header("x-upstream"), Some("a"));
+    assert_eq!(c.get("/b").status, 404);
+    // the connection now waits for its next request while the reload adds a route
+    let yaml = format!(
+        "{}    - matches: [{{path: {{pathPrefix: /b}}}}]\n      backends: [{{host: \"{}\"}}]\n",
+        config(a.addr, "/a", port),
+        b.addr
+    );
+    std::fs::write(&gw.config, yaml).unwrap();
+    gw.signal(libc::SIGHUP);
+    gw.wait_line("reload applied");
+    let r = c.get("/b");
+    assert_eq!((r.status, r.header("x-upstream")), (200, Some("b")), "{}", r.body_str());
+}

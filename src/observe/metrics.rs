@@ -26,6 +26,8 @@ pub const UPSTREAM_STALE_TOTAL: &str = "ringgate_upstream_stale_connections_tota
 pub const STALE_FOUND_BY: [&str; 2] = ["peek", "retry"];
 /// Client connections accepted, by shard.
 pub const CONNECTIONS_TOTAL: &str = "ringgate_connections_total";
+/// Client keep-alive connections closed after waiting `idleTimeout` for a request, by shard.
+pub const CONNECTIONS_IDLE_CLOSED_TOTAL: &str = "ringgate_connections_idle_closed_total";
 /// Client connections refused because the shard was at `maxConnectionsPerShard`.
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "ringgate_connections_rejected_total";
 /// Configuration reloads, by result (`success`, `invalid`, `aborted`).
@@ -205,6 +207,8 @@ pub struct ShardStats {
     pub connections_total: AtomicU64,
     /// Connections refused over the limit.
     pub connections_rejected: AtomicU64,
+    /// Connections closed by the idle timeout.
+    pub idle_closed: AtomicU64,
     /// Errors by index into [`ERROR_REASONS`].
     pub errors: [AtomicU64; ERROR_REASONS.len()],
     /// Retried attempts.
@@ -233,6 +237,7 @@ impl Default for ShardStats {
             active_connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
             connections_rejected: AtomicU64::new(0),
+            idle_closed: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             retries: AtomicU64::new(0),
             stale_connections: Default::default(),
@@ -373,6 +378,11 @@ impl Registry {
         for (i, s) in self.shards.iter().enumerate() {
             let n = s.connections_rejected.load(Relaxed);
             let _ = writeln!(out, "{CONNECTIONS_REJECTED_TOTAL}{{shard=\"{i}\"}} {n}");
+        }
+        header(&mut out, CONNECTIONS_IDLE_CLOSED_TOTAL, "counter", "Client connections closed idle, by shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let n = s.idle_closed.load(Relaxed);
+            let _ = writeln!(out, "{CONNECTIONS_IDLE_CLOSED_TOTAL}{{shard=\"{i}\"}} {n}");
         }
         header(&mut out, CONFIG_RELOADS_TOTAL, "counter", "Configuration reloads, by result.");
         for (i, res) in ["success", "invalid", "aborted"].iter().enumerate() {
