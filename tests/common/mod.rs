@@ -54,6 +54,12 @@ impl Gateway {
         let dir = tempdir();
         let config = dir.join("config.yaml");
         std::fs::write(&config, yaml).unwrap();
+        Self::start_file(dir, config, args)
+    }
+
+    /// Start with the config file `config` already in place (a symlink, say) under `dir`, which
+    /// is removed on drop.
+    pub fn start_file(dir: PathBuf, config: PathBuf, args: &[&str]) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
             .arg("-c")
             .arg(&config)
