@@ -320,4 +320,3 @@ fn watch_dns(admin: Arc<AdminState>, tx: mpsc::Sender<Event>) {
         }
     });
 }
-

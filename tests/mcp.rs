@@ -1198,13 +1198,18 @@ fn a_target_error_body_is_passed_on_cut_to_4_kib() {
             }
         };
         Some(
-            format!("HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
-                .into_bytes(),
+            format!(
+                "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
         )
     });
     let gw = gateway(&format!("          - name: err\n            mcp: {{ host: \"{up}\" }}\n"), "");
     let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
-    let call = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"boom","arguments":{{}},{meta}}}}}"#);
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"boom","arguments":{{}},{meta}}}}}"#
+    );
     let headers = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "boom")];
     for _ in 0..2 {
         let r = post(gw.addr(), &headers, &call);

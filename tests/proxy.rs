@@ -355,7 +355,8 @@ fn idle_keepalive_connections_are_closed() {
     assert!(start.elapsed() < Duration::from_secs(5));
     let m = gw.wait_metric("ringgate_request_errors_total{reason=\"idle_timeout\"} 1");
     // counted on the shard that served the connection, and on no other
-    let idle: Vec<&str> = m.lines().filter(|l| l.starts_with("ringgate_connections_idle_closed_total{shard=")).collect();
+    let idle: Vec<&str> =
+        m.lines().filter(|l| l.starts_with("ringgate_connections_idle_closed_total{shard=")).collect();
     assert_eq!(idle.len(), 2, "{m}");
     assert_eq!(idle.iter().filter(|l| l.ends_with(" 1")).count(), 1, "{m}");
     assert_eq!(idle.iter().filter(|l| l.ends_with(" 0")).count(), 1, "{m}");

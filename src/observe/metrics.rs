@@ -361,7 +361,12 @@ impl Registry {
         let retries: u64 = self.shards.iter().map(|s| s.retries.load(Relaxed)).sum();
         header(&mut out, UPSTREAM_RETRIES_TOTAL, "counter", "Upstream attempts retried.");
         let _ = writeln!(out, "{UPSTREAM_RETRIES_TOTAL} {retries}");
-        header(&mut out, UPSTREAM_STALE_TOTAL, "counter", "Pooled upstream connections found closed, by what found them.");
+        header(
+            &mut out,
+            UPSTREAM_STALE_TOTAL,
+            "counter",
+            "Pooled upstream connections found closed, by what found them.",
+        );
         for (i, by) in STALE_FOUND_BY.iter().enumerate() {
             let n: u64 = self.shards.iter().map(|s| s.stale_connections[i].load(Relaxed)).sum();
             let _ = writeln!(out, "{UPSTREAM_STALE_TOTAL}{{found_by=\"{by}\"}} {n}");
