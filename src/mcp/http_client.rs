@@ -173,10 +173,10 @@ async fn send(
             let head = match monoio::time::timeout(idle, upstream::read_response_head(&mut up, false)).await {
                 Ok(Ok(h)) => h,
                 Ok(Err(e)) => {
-                    last = Some(e);
-                    if pooled {
+                    if pooled && matches!(e, ProxyError::UpstreamClosed) {
                         ctx.pool.forget(up, &ctx.registry.shards[ctx.index]);
                     }
+                    last = Some(e);
                     continue;
                 }
                 Err(_) => return Err(HttpError::Transport(ProxyError::UpstreamTimeout)),
