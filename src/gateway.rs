@@ -55,7 +55,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let (tx, rx) = mpsc::channel();
     watch_signals(tx.clone())?;
     // the file's stamp before we read it: any later change is a reload, even during start-up
-    let baseline = opts.config.as_ref().map(file_stamp);
+    let baseline = opts.config.as_deref().map(crate::config::watch::stamp);
     let (config, source) = load(&opts)?;
     let cpus = ringgate_runtime::cpus::usable_cpus();
     let workers = opts.workers.unwrap_or(match config.config.workers {
@@ -129,7 +129,9 @@ pub fn run(opts: Options) -> Result<(), String> {
 
     watch_dns(admin.clone(), tx.clone());
     if let Some(p) = &opts.config {
-        watch_file(p.clone(), baseline.flatten(), tx);
+        crate::config::watch::spawn(p.clone(), baseline.flatten(), log, move || {
+            tx.send(Event::Reload("file change")).is_ok()
+        });
     }
     let mut control = Control { opts, mailboxes, registry, admin, current: snap, workers };
     while let Ok(ev) = rx.recv() {
@@ -313,27 +315,6 @@ fn watch_dns(admin: Arc<AdminState>, tx: mpsc::Sender<Event>) {
         if let Some(n) = crate::config::dns::changed(&names, crate::config::dns::system_resolve) {
             log(&format!("dns change host={} port={}", n.host, n.port));
             if tx.send(Event::Reload("dns change")).is_err() {
-                return;
-            }
-        }
-    });
-}
-
-type Stamp = (Option<SystemTime>, u64);
-
-fn file_stamp(p: &PathBuf) -> Option<Stamp> {
-    std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()))
-}
-
-/// Poll the file's modification time and size; editors replace files in ways inotify users trip on.
-fn watch_file(path: PathBuf, baseline: Option<Stamp>, tx: mpsc::Sender<Event>) {
-    let mut last = baseline;
-    let _ = std::thread::Builder::new().name("ringgate-watch".into()).spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(250));
-        let now = file_stamp(&path);
-        if now != last && now.is_some() {
-            last = now;
-            if tx.send(Event::Reload("file change")).is_err() {
                 return;
             }
         }

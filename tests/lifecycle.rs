@@ -159,3 +159,83 @@ fn validate_and_schema_commands() {
         }
     }
 }
+
+#[test]
+fn an_idle_keepalive_connection_sees_a_reloaded_route_on_its_next_request() {
+    let (a, b) = (upstream("a"), upstream("b"));
+    let gw = Gateway::start(&config(a.addr, "/a", 0));
+    let port = gw.addr().port();
+    let mut c = Client::connect(gw.addr());
+    assert_eq!(c.get("/a").header("x-upstream"), Some("a"));
+    assert_eq!(c.get("/b").status, 404);
+    // the connection now waits for its next request while the reload adds a route
+    let yaml = format!(
+        "{}    - matches: [{{path: {{pathPrefix: /b}}}}]\n      backends: [{{host: \"{}\"}}]\n",
+        config(a.addr, "/a", port),
+        b.addr
+    );
+    std::fs::write(&gw.config, yaml).unwrap();
+    gw.signal(libc::SIGHUP);
+    gw.wait_line("reload applied");
+    let r = c.get("/b");
+    assert_eq!((r.status, r.header("x-upstream")), (200, Some("b")), "{}", r.body_str());
+}
+
+/// Two configs of the same length, routing everything to `a` and to `b`: a file replaced by the
+/// other keeps its size (both keep `port: 0`, which a reload takes as the bind already served).
+fn same_size_configs(a: std::net::SocketAddr, b: std::net::SocketAddr) -> (String, String) {
+    let (mut x, mut y) = (config(a, "/", 0), config(b, "/", 0));
+    let n = x.len().max(y.len());
+    x += &format!("#{}\n", "-".repeat(n - x.len()));
+    y += &format!("#{}\n", "-".repeat(n - y.len()));
+    assert_eq!(x.len(), y.len());
+    (x, y)
+}
+
+/// Write `yaml` at `path` with modification time `mtime`, as `cp -p` or `rsync -t` would.
+fn write_with_mtime(path: &std::path::Path, yaml: &str, mtime: std::time::SystemTime) {
+    std::fs::write(path, yaml).unwrap();
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(mtime).unwrap();
+}
+
+fn serves(gw: &Gateway, name: &str) -> bool {
+    get(gw.addr(), "/x").header("x-upstream") == Some(name)
+}
+
+#[test]
+fn a_config_renamed_over_the_file_is_served_even_with_the_same_size_and_mtime() {
+    let (a, b) = (upstream("a"), upstream("b"));
+    let (ya, yb) = same_size_configs(a.addr, b.addr);
+    let gw = Gateway::start(&ya);
+    assert!(serves(&gw, "a"));
+    let mtime = std::fs::metadata(&gw.config).unwrap().modified().unwrap();
+    let tmp = gw.dir.join(".config.yaml.swp");
+    write_with_mtime(&tmp, &yb, mtime);
+    std::fs::rename(&tmp, &gw.config).unwrap();
+    wait_until("the replaced config is served", || serves(&gw, "b"));
+    gw.wait_line("reload applied trigger=file change");
+}
+
+#[test]
+fn a_configmap_style_symlink_swap_is_served() {
+    use std::os::unix::fs::symlink;
+    let (a, b) = (upstream("a"), upstream("b"));
+    let (ya, yb) = same_size_configs(a.addr, b.addr);
+    // the layout of a Kubernetes ConfigMap volume: config.yaml -> ..data/config.yaml,
+    // ..data -> ..<timestamp>/, and an update swaps ..data to a new directory in one rename
+    let dir = tempdir();
+    std::fs::create_dir(dir.join("..v1")).unwrap();
+    std::fs::write(dir.join("..v1/config.yaml"), &ya).unwrap();
+    symlink("..v1", dir.join("..data")).unwrap();
+    symlink("..data/config.yaml", dir.join("config.yaml")).unwrap();
+    let gw = Gateway::start_file(dir.clone(), dir.join("config.yaml"), &[]);
+    assert!(serves(&gw, "a"));
+    let mtime = std::fs::metadata(dir.join("..v1/config.yaml")).unwrap().modified().unwrap();
+    std::fs::create_dir(dir.join("..v2")).unwrap();
+    write_with_mtime(&dir.join("..v2/config.yaml"), &yb, mtime);
+    symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join("..v1")).unwrap();
+    wait_until("the swapped config is served", || serves(&gw, "b"));
+    gw.wait_line("reload applied trigger=file change");
+}

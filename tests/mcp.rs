@@ -1180,6 +1180,48 @@ fn mcp_param_headers_reach_the_target_as_the_client_wrote_them() {
 }
 
 #[test]
+fn a_target_error_body_is_passed_on_cut_to_4_kib() {
+    // a Streamable HTTP target whose calls fail with a 50 KiB HTML page
+    let up = serve_requests(move |_, body| {
+        let v: Value = serde_json::from_slice(body).unwrap_or_default();
+        let (status, body) = match (v["method"].as_str().unwrap_or(""), v.get("id")) {
+            (_, None) => (202, String::new()),
+            ("tools/call", Some(_)) => (500, "E".repeat(50 * 1024)),
+            (method, Some(id)) => {
+                let result = match method {
+                    "initialize" => {
+                        json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "err", "version": "1"}})
+                    }
+                    _ => json!({}),
+                };
+                (200, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
+            }
+        };
+        Some(
+            format!(
+                "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    });
+    let gw = gateway(&format!("          - name: err\n            mcp: {{ host: \"{up}\" }}\n"), "");
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"boom","arguments":{{}},{meta}}}}}"#
+    );
+    let headers = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "boom")];
+    for _ in 0..2 {
+        let r = post(gw.addr(), &headers, &call);
+        let v = json_body(&r);
+        let msg = v["error"]["message"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert!(msg.contains("HTTP 500: EEEE"), "{msg:.200}");
+        let kept = msg.matches('E').count();
+        assert!((4096..4200).contains(&kept), "kept {kept} bytes of the error body");
+    }
+}
+
+#[test]
 fn subscriptions_listen_carries_the_targets_list_changes_and_resource_updates() {
     let py_port = free_port();
     let py_server = root().join("tests/peers/py_server.py");

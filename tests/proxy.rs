@@ -353,7 +353,42 @@ fn idle_keepalive_connections_are_closed() {
     let start = std::time::Instant::now();
     assert!(c.is_closed());
     assert!(start.elapsed() < Duration::from_secs(5));
-    gw.wait_metric("ringgate_request_errors_total{reason=\"idle_timeout\"} 1");
+    let m = gw.wait_metric("ringgate_request_errors_total{reason=\"idle_timeout\"} 1");
+    // counted on the shard that served the connection, and on no other
+    let idle: Vec<&str> =
+        m.lines().filter(|l| l.starts_with("ringgate_connections_idle_closed_total{shard=")).collect();
+    assert_eq!(idle.len(), 2, "{m}");
+    assert_eq!(idle.iter().filter(|l| l.ends_with(" 1")).count(), 1, "{m}");
+    assert_eq!(idle.iter().filter(|l| l.ends_with(" 0")).count(), 1, "{m}");
+}
+
+#[test]
+fn stale_pooled_upstream_connections_are_retried_unseen_by_clients() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, closed) = closing_upstream();
+    let gw = Gateway::start(&config(&format!(
+        "- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - name: main\n      backends:\n      - host: {up}\n"
+    )));
+    let mut c = Client::connect(gw.addr());
+    let requests: [&[u8]; 5] = [
+        b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n",
+        b"GET /b HTTP/1.1\r\nhost: t\r\n\r\n",
+        b"GET /c HTTP/1.1\r\nhost: t\r\n\r\n",
+        // a body that came whole with its head can be resent too
+        b"POST /d HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nhello",
+        // a streamed body cannot: the pooled connection is probed before it is used
+        b"POST /e HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ];
+    let want = ["ok GET /a ", "ok GET /b ", "ok GET /c ", "ok POST /d hello", "ok POST /e abc"];
+    for (i, (req, want)) in requests.iter().zip(want).enumerate() {
+        // the upstream closed the connection the last answer came on before the next request
+        wait_until("the upstream closed its connection", || closed.load(SeqCst) == i);
+        let r = c.send(req).unwrap();
+        assert_eq!((r.status, r.body_str().as_str()), (200, want));
+    }
+    let m = gw.wait_metric("ringgate_upstream_stale_connections_total{found_by=\"peek\"} 1");
+    assert!(m.contains("ringgate_upstream_stale_connections_total{found_by=\"retry\"} 3"), "{m}");
+    assert!(!m.contains("ringgate_request_errors_total{"), "{m}");
 }
 
 #[test]

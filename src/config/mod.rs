@@ -11,6 +11,7 @@ pub mod model;
 pub mod security;
 pub mod targeted;
 pub mod tls;
+pub mod watch;
 
 pub use compile::Snapshot;
 pub use load::{load_file, parse_str, ConfigError};

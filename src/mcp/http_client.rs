@@ -15,6 +15,8 @@ use crate::proxy::upstream;
 
 /// Largest JSON answer or SSE event accepted from an upstream.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Most of an error answer's body kept for the message passed on (the rest is read and dropped).
+const MAX_ERROR_BODY: usize = 4 * 1024;
 
 /// What goes wrong talking to an HTTP target.
 #[derive(Debug)]
@@ -145,7 +147,8 @@ async fn send(
     let tls = t.tls.as_deref();
     for &addr in t.addrs.iter() {
         let key = upstream::PoolKey::new(addr, tls);
-        // a pooled connection may have been closed by the upstream just now: one fresh retry
+        // a pooled connection is not probed (the request is whole, so it can be resent): when the
+        // upstream closed it meanwhile, one fresh retry
         for pooled in [true, false] {
             let io = match if pooled { ctx.pool.take(key) } else { None } {
                 Some(io) => io,
@@ -158,14 +161,21 @@ async fn send(
                     }
                 },
             };
-            let mut up = if stream { Peer::new_small(io) } else { Peer::new(io, 16 * 1024) };
+            // an answer read whole takes the buffers a finished exchange left in the pool
+            let mut up = if stream { Peer::new_small(io) } else { ctx.pool.peer(io) };
             if up.send(req.clone()).await.is_err() {
                 last = Some(ProxyError::UpstreamClosed);
+                if pooled {
+                    ctx.pool.forget(up, &ctx.registry.shards[ctx.index]);
+                }
                 continue;
             }
             let head = match monoio::time::timeout(idle, upstream::read_response_head(&mut up, false)).await {
                 Ok(Ok(h)) => h,
                 Ok(Err(e)) => {
+                    if pooled && matches!(e, ProxyError::UpstreamClosed) {
+                        ctx.pool.forget(up, &ctx.registry.shards[ctx.index]);
+                    }
                     last = Some(e);
                     continue;
                 }
@@ -182,15 +192,15 @@ async fn send(
                 dec: ChunkedDecoder::new(),
                 keep: head.keep_alive,
                 done: head.framing == Framing::None,
+                pooled_buffers: !stream,
             };
             if !matches!(head.status, 200 | 202) {
+                // read to the end so the connection can be reused, keeping only the start
                 let mut text = Vec::new();
                 while let Ok(Some(b)) = body.next(ctx, idle).await {
-                    if text.len() < 512 {
-                        text.extend_from_slice(&b);
-                    }
+                    let room = MAX_ERROR_BODY - text.len();
+                    text.extend_from_slice(&b[..b.len().min(room)]);
                 }
-                text.truncate(512);
                 return Err(HttpError::Status(head.status, String::from_utf8_lossy(&text).into_owned()));
             }
             let sse = is_sse.then(|| sse::Parser::new(MAX_MESSAGE_BYTES));
@@ -224,15 +234,22 @@ impl Reply {
         parse: fn(&[u8]) -> Result<T, RpcError>,
     ) -> Result<Option<T>, HttpError> {
         if self.sse.is_none() {
-            let mut all = Vec::new();
+            let Some(first) = self.body.next(ctx, idle).await? else { return Ok(None) };
+            // usually the whole body came in one read: parsed where it lies, no copy
+            let Some(second) = self.body.next(ctx, idle).await? else {
+                return parse(&first).map(Some).map_err(|e| HttpError::Payload(e.message));
+            };
+            let mut all = Vec::with_capacity(first.len() + second.len());
+            all.extend_from_slice(&first);
+            all.extend_from_slice(&second);
             while let Some(b) = self.body.next(ctx, idle).await? {
                 if all.len() + b.len() > MAX_MESSAGE_BYTES {
                     return Err(HttpError::Payload("answer too large".into()));
                 }
                 all.extend_from_slice(&b);
             }
-            if all.is_empty() {
-                return Ok(None);
+            if all.len() > MAX_MESSAGE_BYTES {
+                return Err(HttpError::Payload("answer too large".into()));
             }
             return parse(&all).map(Some).map_err(|e| HttpError::Payload(e.message));
         }
@@ -276,6 +293,8 @@ struct Body {
     dec: ChunkedDecoder,
     keep: bool,
     done: bool,
+    /// The peer's buffers came from the pool ([`upstream::Pool::peer`]) and go back with it.
+    pooled_buffers: bool,
 }
 
 impl Body {
@@ -343,7 +362,11 @@ impl Body {
     fn release(&mut self, ctx: &ShardCtx) {
         if let Some(up) = self.up.take() {
             if self.keep && self.framing != Framing::CloseDelimited && up.buf.is_empty() {
-                ctx.pool.put(self.key, up.io);
+                if self.pooled_buffers {
+                    ctx.pool.put_peer(self.key, up);
+                } else {
+                    ctx.pool.put(self.key, up.io);
+                }
             }
         }
     }

@@ -17,8 +17,17 @@ pub const REQUEST_ERRORS_TOTAL: &str = "ringgate_request_errors_total";
 pub const UPSTREAM_RETRIES_TOTAL: &str = "ringgate_upstream_retries_total";
 /// Open client connections, by shard.
 pub const ACTIVE_CONNECTIONS: &str = "ringgate_active_connections";
+/// Pooled upstream connections found closed by the upstream, by what found them
+/// ([`STALE_FOUND_BY`]).
+pub const UPSTREAM_STALE_TOTAL: &str = "ringgate_upstream_stale_connections_total";
+/// The `found_by` labels of [`UPSTREAM_STALE_TOTAL`]: `peek` is the liveness probe taken before a
+/// request that cannot be resent (a streamed body); `retry` is a request sent on a pooled
+/// connection that ended before any response byte, resent on a fresh one.
+pub const STALE_FOUND_BY: [&str; 2] = ["peek", "retry"];
 /// Client connections accepted, by shard.
 pub const CONNECTIONS_TOTAL: &str = "ringgate_connections_total";
+/// Client keep-alive connections closed after waiting `idleTimeout` for a request, by shard.
+pub const CONNECTIONS_IDLE_CLOSED_TOTAL: &str = "ringgate_connections_idle_closed_total";
 /// Client connections refused because the shard was at `maxConnectionsPerShard`.
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "ringgate_connections_rejected_total";
 /// Configuration reloads, by result (`success`, `invalid`, `aborted`).
@@ -203,10 +212,14 @@ pub struct ShardStats {
     pub connections_total: AtomicU64,
     /// Connections refused over the limit.
     pub connections_rejected: AtomicU64,
+    /// Connections closed by the idle timeout.
+    pub idle_closed: AtomicU64,
     /// Errors by index into [`ERROR_REASONS`].
     pub errors: [AtomicU64; ERROR_REASONS.len()],
     /// Retried attempts.
     pub retries: AtomicU64,
+    /// Stale pooled upstream connections, by index into [`STALE_FOUND_BY`].
+    pub stale_connections: [AtomicU64; STALE_FOUND_BY.len()],
     /// Completed TLS handshakes.
     pub tls_handshakes: AtomicU64,
     /// Failed TLS handshakes by index into [`crate::tls::HANDSHAKE_ERROR_REASONS`].
@@ -233,8 +246,10 @@ impl Default for ShardStats {
             active_connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
             connections_rejected: AtomicU64::new(0),
+            idle_closed: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             retries: AtomicU64::new(0),
+            stale_connections: Default::default(),
             tls_handshakes: AtomicU64::new(0),
             tls_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             driver: Mutex::new(""),
@@ -357,6 +372,16 @@ impl Registry {
         let retries: u64 = self.shards.iter().map(|s| s.retries.load(Relaxed)).sum();
         header(&mut out, UPSTREAM_RETRIES_TOTAL, "counter", "Upstream attempts retried.");
         let _ = writeln!(out, "{UPSTREAM_RETRIES_TOTAL} {retries}");
+        header(
+            &mut out,
+            UPSTREAM_STALE_TOTAL,
+            "counter",
+            "Pooled upstream connections found closed, by what found them.",
+        );
+        for (i, by) in STALE_FOUND_BY.iter().enumerate() {
+            let n: u64 = self.shards.iter().map(|s| s.stale_connections[i].load(Relaxed)).sum();
+            let _ = writeln!(out, "{UPSTREAM_STALE_TOTAL}{{found_by=\"{by}\"}} {n}");
+        }
         header(&mut out, ACTIVE_CONNECTIONS, "gauge", "Open client connections, by shard.");
         for (i, s) in self.shards.iter().enumerate() {
             let _ = writeln!(out, "{ACTIVE_CONNECTIONS}{{shard=\"{i}\"}} {}", s.active_connections.load(Relaxed));
@@ -369,6 +394,11 @@ impl Registry {
         for (i, s) in self.shards.iter().enumerate() {
             let n = s.connections_rejected.load(Relaxed);
             let _ = writeln!(out, "{CONNECTIONS_REJECTED_TOTAL}{{shard=\"{i}\"}} {n}");
+        }
+        header(&mut out, CONNECTIONS_IDLE_CLOSED_TOTAL, "counter", "Client connections closed idle, by shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let n = s.idle_closed.load(Relaxed);
+            let _ = writeln!(out, "{CONNECTIONS_IDLE_CLOSED_TOTAL}{{shard=\"{i}\"}} {n}");
         }
         header(&mut out, CONFIG_RELOADS_TOTAL, "counter", "Configuration reloads, by result.");
         for (i, res) in ["success", "invalid", "aborted"].iter().enumerate() {

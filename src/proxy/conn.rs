@@ -68,8 +68,7 @@ async fn requests(
     sni_listener: Option<&Option<HostPattern>>,
 ) {
     loop {
-        let state = ctx.current();
-        let head = match read_head(ctx, &state, client).await {
+        let head = match read_head(ctx, client).await {
             Ok(h) => h,
             Err(ReadHead::Quiet) => return,
             Err(ReadHead::Fail(e)) => {
@@ -92,6 +91,9 @@ async fn requests(
                 return;
             }
         };
+        // taken once the head is here, not before the wait for it: a reload committed while
+        // the connection was idle applies to its next request
+        let state = ctx.current();
         ctx.in_flight.set(ctx.in_flight.get() + 1);
         let keep = handle(ctx, &state, client, head, peer, bind, sni_listener).await;
         ctx.in_flight.set(ctx.in_flight.get() - 1);
@@ -143,9 +145,17 @@ fn count_error(ctx: &ShardCtx, e: &ProxyError) {
 }
 
 /// Read one request head: idle timeout until the first byte, header timeout for the rest.
-async fn read_head(ctx: &ShardCtx, state: &ShardState, client: &mut Peer) -> Result<RequestHead, ReadHead> {
-    let l = &state.snap.limits;
-    let limits = codec::Limits { max_head_bytes: l.max_header_bytes, max_headers: l.max_headers };
+async fn read_head(ctx: &ShardCtx, client: &mut Peer) -> Result<RequestHead, ReadHead> {
+    // copied out so that no snapshot is held while the connection waits
+    let (limits, idle_timeout, header_read_timeout) = {
+        let state = ctx.current();
+        let l = &state.snap.limits;
+        (
+            codec::Limits { max_head_bytes: l.max_header_bytes, max_headers: l.max_headers },
+            l.idle_timeout.get(),
+            l.header_read_timeout.get(),
+        )
+    };
     let mut deadline: Option<Instant> = None;
     loop {
         if !client.buf.is_empty() {
@@ -166,20 +176,21 @@ async fn read_head(ctx: &ShardCtx, state: &ShardState, client: &mut Peer) -> Res
             if ctx.draining.is_fired() {
                 return Err(ReadHead::Quiet);
             }
-            let idle = l.idle_timeout.get();
             let r = monoio::select! {
-                r = monoio::time::timeout(idle, client.fill()) => r,
+                r = monoio::time::timeout(idle_timeout, client.fill()) => r,
                 _ = ctx.draining.fired() => return Err(ReadHead::Quiet),
             };
             match r {
                 Ok(r) => r,
                 Err(_) => {
-                    ctx.registry.shards[ctx.index].count_error("idle_timeout");
+                    let stats = &ctx.registry.shards[ctx.index];
+                    stats.idle_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    stats.count_error("idle_timeout");
                     return Err(ReadHead::Quiet);
                 }
             }
         } else {
-            let until = *deadline.get_or_insert_with(|| Instant::now() + l.header_read_timeout.get());
+            let until = *deadline.get_or_insert_with(|| Instant::now() + header_read_timeout);
             let left = until.saturating_duration_since(Instant::now());
             match monoio::time::timeout(left, client.fill()).await {
                 Ok(r) => r,
@@ -190,7 +201,7 @@ async fn read_head(ctx: &ShardCtx, state: &ShardState, client: &mut Peer) -> Res
             Ok(0) | Err(_) => return Err(ReadHead::Quiet),
             Ok(_) => {
                 if deadline.is_none() {
-                    deadline = Some(Instant::now() + l.header_read_timeout.get());
+                    deadline = Some(Instant::now() + header_read_timeout);
                 }
             }
         }
@@ -529,6 +540,9 @@ async fn serve_route(
             Some(upstream::buffer_body(client, n, idle).await?)
         }
         Framing::None => Some(Bytes::new()),
+        // a small body that came with its head: holding it makes the request replayable on a
+        // fresh connection, and it goes out in the head's write
+        Framing::Length(n) if client.buf.len() as u64 >= n => Some(client.buf.split_to(n as usize).freeze()),
         _ => None,
     };
     let body_out = match (head.framing, &replay) {

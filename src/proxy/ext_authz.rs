@@ -125,8 +125,8 @@ async fn fill(client: &mut Peer, idle: Duration) -> Result<(), ProxyError> {
     }
 }
 
-/// Send `req` and read the answer: a pooled connection first (one fresh retry if it turns out
-/// closed), then each address in turn.
+/// Send `req` and read the answer: a pooled connection first, unprobed (one fresh retry if it
+/// turns out closed), then each address in turn.
 async fn call(
     ctx: &ShardCtx,
     plan: &ExtAuthzPlan,
@@ -153,6 +153,9 @@ async fn call(
             let mut up = Peer::new(io, 4096);
             if up.send(req.clone()).await.is_err() {
                 why = "connection closed";
+                if pooled {
+                    ctx.pool.forget(up, &ctx.registry.shards[ctx.index]);
+                }
                 continue;
             }
             let resp = match upstream::read_response_head(&mut up, is_head).await {
@@ -160,6 +163,9 @@ async fn call(
                 Err(ProxyError::UpstreamProtocol(_)) => return Err("invalid answer"),
                 Err(_) => {
                     why = "connection closed before an answer";
+                    if pooled {
+                        ctx.pool.forget(up, &ctx.registry.shards[ctx.index]);
+                    }
                     continue;
                 }
             };

@@ -17,7 +17,13 @@ use crate::config::compile::{CorsPlan, HeaderOps, RoutePlan};
 use crate::error::ProxyError;
 use crate::http::codec::{self, ChunkedDecoder, Framing, RequestHead, ResponseHead};
 use crate::http::io::Peer;
+use crate::observe::metrics::ShardStats;
 use crate::proxy::transform::Changes;
+
+/// Index of `peek` in [`crate::observe::metrics::STALE_FOUND_BY`].
+pub const STALE_PEEK: usize = 0;
+/// Index of `retry` in [`crate::observe::metrics::STALE_FOUND_BY`].
+pub const STALE_RETRY: usize = 1;
 
 const MAX_IDLE_PER_HOST: usize = 256;
 const POOL_IDLE_TTL: Duration = Duration::from_secs(60);
@@ -122,16 +128,42 @@ impl Pool {
         Self::default()
     }
 
-    /// A live idle connection for `key`, if one is pooled.
+    /// An idle connection for `key`, if one is pooled, unprobed: the upstream may have closed it
+    /// since. For a request the caller can resend whole on a fresh connection ([`Pool::forget`]
+    /// the stale one), which saves the probe's syscall on every reuse.
     pub fn take(&self, key: PoolKey) -> Option<Stream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&key)?;
         while let Some((s, since)) = list.pop() {
-            if since.elapsed() < POOL_IDLE_TTL && s.is_idle_and_open() {
+            if since.elapsed() < POOL_IDLE_TTL {
                 return Some(s);
             }
         }
         None
+    }
+
+    /// An idle connection for `key` that a probe found still open, for a request that cannot be
+    /// resent (its body streams from the client): the stale ones are counted in `stats`.
+    pub fn take_probed(&self, key: PoolKey, stats: &ShardStats) -> Option<Stream> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&key)?;
+        while let Some((s, since)) = list.pop() {
+            if since.elapsed() >= POOL_IDLE_TTL {
+                continue;
+            }
+            if s.is_idle_and_open() {
+                return Some(s);
+            }
+            stats.stale_connections[STALE_PEEK].fetch_add(1, Relaxed);
+        }
+        None
+    }
+
+    /// Close a pooled connection that proved stale (it ended before any response byte) and count
+    /// it as found by a retry; the caller resends on a fresh connection.
+    pub fn forget(&self, up: Peer, stats: &ShardStats) {
+        stats.stale_connections[STALE_RETRY].fetch_add(1, Relaxed);
+        drop(up);
     }
 
     /// Return a connection whose last exchange completed cleanly.
@@ -586,7 +618,8 @@ async fn attempt(
     replayable: bool,
 ) -> Result<Answer, ProxyError> {
     let addr = key.addr;
-    let mut pooled = ctx.pool.take(key);
+    let stats = &ctx.registry.shards[ctx.index];
+    let mut pooled = if replayable { ctx.pool.take(key) } else { ctx.pool.take_probed(key, stats) };
     loop {
         let reused = pooled.is_some();
         let stream = match pooled.take() {
@@ -609,11 +642,21 @@ async fn attempt(
             }
             Err(e) => Err(e),
         };
-        match head {
-            Ok(head) => return Ok(Answer { up, addr, key, head, attempts: 1, upstream_time: started.elapsed() }),
-            Err(ProxyError::UpstreamClosed) if reused && replayable => continue,
-            Err(e) => return Err(e),
+        // an upstream closing an idle connection may say so with a 408 first (as the peek
+        // skipped here would have seen): that is no answer to this request either
+        let stale = match &head {
+            Ok(h) => h.status == 408,
+            Err(ProxyError::UpstreamClosed) => up.buf.is_empty(),
+            Err(_) => false,
+        };
+        if stale && reused && replayable {
+            ctx.pool.forget(up, stats);
+            continue;
         }
+        return match head {
+            Ok(head) => Ok(Answer { up, addr, key, head, attempts: 1, upstream_time: started.elapsed() }),
+            Err(e) => Err(e),
+        };
     }
 }
 

@@ -54,6 +54,12 @@ impl Gateway {
         let dir = tempdir();
         let config = dir.join("config.yaml");
         std::fs::write(&config, yaml).unwrap();
+        Self::start_file(dir, config, args)
+    }
+
+    /// Start with the config file `config` already in place (a symlink, say) under `dir`, which
+    /// is removed on drop.
+    pub fn start_file(dir: PathBuf, config: PathBuf, args: &[&str]) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
             .arg("-c")
             .arg(&config)
@@ -487,4 +493,63 @@ pub fn head_header(head: &str, name: &str) -> Option<String> {
     head.lines()
         .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)))
         .map(|(_, v)| v.trim().to_string())
+}
+
+/// A std upstream that answers one request per connection (`ok {METHOD} {target} {body}`) and then
+/// closes it without saying so (no `Connection: close`), as an upstream whose keep-alive idle
+/// timeout fired does. The counter is the connections it has closed.
+pub fn closing_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = closed.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let closed = c.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                if let Some(head) = read_head(&mut r) {
+                    let mut body = vec![0; head_header(&head, "content-length").map_or(0, |v| v.parse().unwrap())];
+                    if head_header(&head, "transfer-encoding").is_some() {
+                        // the test's chunked bodies are one chunk: size line, data, then the end
+                        let mut sz = String::new();
+                        r.read_line(&mut sz).unwrap();
+                        body = vec![0; usize::from_str_radix(sz.trim(), 16).unwrap() + 2];
+                        r.read_exact(&mut body).unwrap();
+                        body.truncate(body.len() - 2);
+                        let mut end = String::new();
+                        while end != "\r\n" {
+                            end.clear();
+                            r.read_line(&mut end).unwrap();
+                        }
+                    } else {
+                        r.read_exact(&mut body).unwrap();
+                    }
+                    let line = head.lines().next().unwrap_or("");
+                    let mut parts = line.split_whitespace();
+                    let text = format!(
+                        "ok {} {} {}",
+                        parts.next().unwrap_or(""),
+                        parts.next().unwrap_or(""),
+                        String::from_utf8_lossy(&body)
+                    );
+                    let mut w = s;
+                    let _ = write!(w, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len());
+                    drop(w);
+                }
+                drop(r);
+                closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, closed)
+}
+
+/// Poll `cond` until it holds, failing with `what` after 10 s.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
