@@ -1180,12 +1180,16 @@ fn compile_mcp(
         if t.stdio.is_none() && t.max_sessions.is_some() {
             return Err(cx.err(tp, "`maxSessions` applies to `stdio` targets"));
         }
+        if t.mcp.is_none() && t.protocol.is_some() {
+            return Err(cx.err(format!("{tp}.protocol"), "`protocol` applies to `mcp` (Streamable HTTP) targets"));
+        }
+        let protocol = t.protocol.unwrap_or_default();
         let tools = t.tools.as_ref().map(|f| ToolFilterPlan {
             include: f.include.iter().cloned().collect(),
             exclude: f.exclude.iter().cloned().collect(),
         });
         let guard = guard_plan(cx, p, &tp, m.tool_guard.as_ref(), t)?;
-        targets.push(TargetPlan { name: t.name.as_str().into(), kind, tools, guard, per_session });
+        targets.push(TargetPlan { name: t.name.as_str().into(), kind, tools, guard, per_session, protocol });
     }
     let prefixed = m.prefix_mode == PrefixMode::Always || m.prefix_mode == PrefixMode::Conditional && targets.len() > 1;
     let resolve = m.prefix_mode == PrefixMode::Never && targets.len() > 1;

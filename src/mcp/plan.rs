@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::poison::{Digest, Scanner};
 use super::seal::Sealer;
 use super::stdio::StdioServer;
-use crate::config::mcp::GuardMode;
+use crate::config::mcp::{GuardMode, TargetProtocol};
 
 /// A compiled MCP backend.
 pub struct McpPlan {
@@ -52,6 +52,8 @@ pub struct TargetPlan {
     /// Stateful client sessions get an upstream of their own (a stdio process, an HTTP+SSE
     /// session) rather than the shared one (`upstreamMode: perSession`).
     pub per_session: bool,
+    /// The era spoken to a Streamable HTTP target (`protocol`).
+    pub protocol: TargetProtocol,
 }
 
 /// A target's tool-poisoning defence, resolved from the backend's and the target's `toolGuard`.

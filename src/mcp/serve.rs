@@ -1066,7 +1066,10 @@ impl Exchange<'_> {
         let origin = self.sid.filter(|_| rewrites).map(|s| origin(s, id));
         let headers = &self.param_headers;
         let started = match raw_body {
-            Some((h, body)) => self.relay.start_raw(ti, h, via, id, method, &body, headers).await,
+            Some((h, body)) => {
+                let name = if let Outgoing::Raw { value, .. } = &params { value.as_str() } else { "" };
+                self.relay.start_raw(ti, h, via, id, method, &body, name, headers).await
+            }
             None => {
                 let params = params.tree(self.modern);
                 self.relay.start_with(ti, via, id, method, params.as_ref(), origin, headers).await
@@ -1235,7 +1238,8 @@ impl Exchange<'_> {
             // what a renewed upstream session is initialized with (nothing else of the params),
             // sealed only when there is an upstream session to renew
             let keep = ["protocolVersion", "capabilities", "clientInfo"];
-            let renewable = ups.iter().any(|u| u.s.is_some());
+            // (a target spoken to statelessly may come back as a legacy one, which needs them too)
+            let renewable = ups.iter().any(|u| u.s.is_some() || u.v == MODERN_VERSION);
             let c = params.as_object().filter(|_| renewable).map(|o| {
                 Value::Object(
                     o.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),

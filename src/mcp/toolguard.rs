@@ -414,6 +414,7 @@ mod tests {
                     tools: Some(ToolFilterPlan { include: Default::default(), exclude: ["secret".into()].into() }),
                     guard,
                     per_session: false,
+                    protocol: Default::default(),
                 })
                 .collect(),
             prefixed: true,
