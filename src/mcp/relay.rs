@@ -381,7 +381,7 @@ impl Relay<'_> {
             return Ok(up);
         }
         let (_, up) = self.own_upstream(ti, h, &r.params, true).await?;
-        eprintln!("mcp target {name}: upstream session expired, renewed for its client session");
+        eprintln!("mcp target {name}: upstream session expired, re-initialized for its client session");
         if let Some(id) = &r.id {
             self.ctx.mcp.renew(id, up.clone());
             let (ack, acked) = flume::bounded(self.ctx.siblings.len());
