@@ -506,7 +506,8 @@ impl Relay<'_> {
     }
 
     /// `initialize` on `h`: its result and the session id it gave. The error says whether the
-    /// target refused (an HTTP 4xx or a JSON-RPC error) rather than failed.
+    /// target refused it (400, 404 or 405, as a server without the method answers, or a
+    /// JSON-RPC error) rather than failed (unreachable, unauthorized, broken).
     async fn http_initialize(
         &self,
         h: &HttpTargetPlan,
@@ -514,7 +515,7 @@ impl Relay<'_> {
     ) -> Result<(Value, Option<String>), (RpcError, bool)> {
         let body = jsonrpc::request(&json!(0), "initialize", Some(params));
         let post = Post { session: None, version: None, body: &body };
-        let refused = |e: &HttpError| matches!(e, HttpError::Status(400..=499, _));
+        let refused = |e: &HttpError| matches!(e, HttpError::Status(400 | 404 | 405, _));
         let mut reply = match http_client::post(self.ctx, h, &post, self.idle).await {
             Ok(r) => r,
             Err(e) => return Err((upstream_error(&e), refused(&e))),
