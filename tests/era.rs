@@ -224,11 +224,15 @@ fn clients_of_both_eras_reach_modern_only_dual_and_legacy_only_targets() {
         assert_eq!((l["session"].as_bool(), l["version"].as_str()), (Some(true), Some("2025-11-25")), "{l}");
     }
 
-    // the real Python client in both modes agrees
+    // the real Python client in both modes agrees; a 2026-07-28 client's calls carry its own
+    // envelope (capabilities, client info) to the target, a legacy client's the gateway's
     let url = format!("http://{addr}/mcp");
     for mode in ["2026-07-28", "legacy"] {
         let v = py_client(&url, mode, &["call", "modern_echo", r#"{"message":"py"}"#]);
         assert_eq!(v["content"][0]["text"], "Echo: py", "{mode}: {v}");
+        let last = logged(&modern_log).into_iter().rev().find(|l| l["method"] == "tools/call").unwrap();
+        let client = last["client"].as_str().unwrap_or_else(|| panic!("no clientInfo: {last}"));
+        assert_eq!(client == "ringgate", mode == "legacy", "{mode}: {last}");
     }
 }
 

@@ -13,6 +13,7 @@ use super::http_client::{self, HttpError, Post, Reply};
 use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR};
 use super::merge::{self, MODERN_VERSION};
 use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
+use super::raw::{rename_params, RawObject};
 use super::session::{Pooled, Upstream};
 use super::sse_client::{self, SessionSse, SessionSseCall, SseCall};
 use super::stdio::{SessionProc, StdioCall, SESSION_LIMIT};
@@ -245,7 +246,9 @@ impl Relay<'_> {
     }
 
     /// [`Relay::start_with`] for an HTTP target with params that are JSON text already (without
-    /// 2026-07-28 `_meta` members), naming `name` (a tool, prompt or resource).
+    /// 2026-07-28 `_meta` members), naming `name` (a tool, prompt or resource). A 2026-07-28
+    /// client's own params (`client`: its raw params, and the member to set to what) go to a
+    /// target of that era with its envelope (capabilities, client info) as it sent them.
     #[allow(clippy::too_many_arguments)]
     pub async fn start_raw(
         &self,
@@ -256,12 +259,18 @@ impl Relay<'_> {
         method: &str,
         params: &[u8],
         name: &str,
+        client: Option<(&RawObject, &str, &str)>,
         headers: &[u8],
     ) -> Result<InFlight, RpcError> {
         let call = Call { method, name: Some(name), headers };
-        self.post(ti, h, via, id, &call, |id, modern| match modern {
-            true => jsonrpc::request_raw(id, method, &era::envelope_raw(params)),
-            false => jsonrpc::request_raw(id, method, params),
+        self.post(ti, h, via, id, &call, |id, modern| {
+            let theirs =
+                client.filter(|_| modern).and_then(|(raw, field, value)| rename_params(raw, field, value, None));
+            match (modern, theirs) {
+                (true, Some(p)) => jsonrpc::request_raw(id, method, &p),
+                (true, None) => jsonrpc::request_raw(id, method, &era::envelope_raw(params)),
+                (false, _) => jsonrpc::request_raw(id, method, params),
+            }
         })
         .await
     }

@@ -1056,7 +1056,9 @@ impl Exchange<'_> {
         let raw_body = match (&self.plan().targets[ti].kind, &params) {
             (TargetKind::Http(h), Outgoing::Raw { raw, field, value, .. }) => {
                 let strip = self.modern.then_some(MODERN_META_PREFIX);
-                super::raw::rename_params(raw, field, value, strip).map(|b| (h, b))
+                // a 2026-07-28 client's params keep its own `_meta` envelope for a target of that era
+                let client = self.modern.then_some((raw, *field, value.as_str()));
+                super::raw::rename_params(raw, field, value, strip).map(|b| (h, b, value.as_str(), client))
             }
             _ => None,
         };
@@ -1066,9 +1068,8 @@ impl Exchange<'_> {
         let origin = self.sid.filter(|_| rewrites).map(|s| origin(s, id));
         let headers = &self.param_headers;
         let started = match raw_body {
-            Some((h, body)) => {
-                let name = if let Outgoing::Raw { value, .. } = &params { value.as_str() } else { "" };
-                self.relay.start_raw(ti, h, via, id, method, &body, name, headers).await
+            Some((h, body, name, client)) => {
+                self.relay.start_raw(ti, h, via, id, method, &body, name, client, headers).await
             }
             None => {
                 let params = params.tree(self.modern);

@@ -22,7 +22,8 @@ POSTs without `MCP-Protocol-Version: 2026-07-28` (initialize and every legacy-se
 get 400 with JSON-RPC error -32022 (UnsupportedProtocolVersion, supported ["2026-07-28"]), GET
 and DELETE get 405, as the spec asks of such a server. --log FILE appends one JSON line per
 HTTP request (method, JSON-RPC method, MCP-Protocol-Version, whether it had a session id,
-Mcp-Method, Mcp-Name, status) so tests can tell which era reached the server.
+Mcp-Method, Mcp-Name, status, the `_meta` clientInfo name) so tests can tell which era, and
+whose envelope, reached the server.
 
 Tool-poisoning fixtures: --rug-pull adds rug_pull(), after which every list shows echo with a
 different (innocent-looking) description, as a server that changes a tool after it was approved
@@ -182,7 +183,9 @@ class EraFixture:
             if msg["type"] == "http.response.start" and self.log:
                 line = {"http": scope["method"], "method": rpc.get("method"), "version": version,
                         "session": "mcp-session-id" in headers, "mcp_method": headers.get("mcp-method"),
-                        "mcp_name": headers.get("mcp-name"), "status": msg["status"]}
+                        "mcp_name": headers.get("mcp-name"), "status": msg["status"],
+                        "client": (((rpc.get("params") or {}).get("_meta") or {})
+                                   .get("io.modelcontextprotocol/clientInfo") or {}).get("name")}
                 with open(self.log, "a") as f:
                     f.write(json.dumps(line) + "\n")
             await send(msg)
