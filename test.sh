@@ -11,7 +11,7 @@ tests/peers/install_redis.sh target/peers/redis >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-RINGGATE_TEST_DRIVER=legacy cargo test --test proxy --test lifecycle --test mcp --test mcp_sessions --test sessions --test federation --test auth --test global_limit --test tls
+RINGGATE_TEST_DRIVER=legacy cargo test --test proxy --test lifecycle --test mcp --test mcp_sessions --test sessions --test federation --test era --test auth --test global_limit --test tls
 # Instruction counts per request of the hot paths against perf/baseline.json (fails at +10%):
 # a release-like build (profile `perf`) plus about 30 s under callgrind. See perf/README.md.
 perf/check

@@ -1183,6 +1183,10 @@ fn compile_mcp(
         if t.stdio.is_none() && t.max_sessions.is_some() {
             return Err(cx.err(tp, "`maxSessions` applies to `stdio` targets"));
         }
+        if t.mcp.is_none() && t.protocol.is_some() {
+            return Err(cx.err(format!("{tp}.protocol"), "`protocol` applies to `mcp` (Streamable HTTP) targets"));
+        }
+        let protocol = t.protocol.unwrap_or_default();
         let tools = t.tools.as_ref().map(|f| ToolFilterPlan {
             include: f.include.iter().cloned().collect(),
             exclude: f.exclude.iter().cloned().collect(),
@@ -1203,6 +1207,7 @@ fn compile_mcp(
             per_session,
             catalog_max_age,
             catalog_fp,
+            protocol,
         });
     }
     let prefixed = m.prefix_mode == PrefixMode::Always || m.prefix_mode == PrefixMode::Conditional && targets.len() > 1;

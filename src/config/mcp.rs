@@ -155,6 +155,13 @@ pub struct McpTarget {
     /// always use the shared one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_mode: Option<UpstreamMode>,
+    /// Which MCP era the gateway speaks to an `mcp` (Streamable HTTP) target: `auto` (default)
+    /// probes with `server/discover` on first use, per shard, as MCP clients do, and remembers
+    /// the answer; `legacy` always uses sessions (`initialize`, `Mcp-Session-Id`); `modern`
+    /// always sends stateless 2026-07-28 requests. A ringgate extension (agentgateway has no
+    /// such field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<TargetProtocol>,
     /// In `perSession` mode: at most this many processes of this target run at once (default
     /// 100); an `initialize` beyond it fails with JSON-RPC error -32000, counted as
     /// `mcp_session_limit`.
@@ -191,6 +198,21 @@ pub enum UpstreamMode {
     PerSession,
     /// One for every client.
     Shared,
+}
+
+/// The MCP era spoken to a Streamable HTTP target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TargetProtocol {
+    /// Probe with `server/discover` and fall back to `initialize` on anything but a 2026-07-28
+    /// answer; probe again when the target answers as if redeployed in the other era.
+    #[default]
+    Auto,
+    /// Sessions of the 2025 era only, never probed.
+    Legacy,
+    /// 2026-07-28 only: no upstream `initialize` or session, also for legacy clients (whose
+    /// session then lives in the gateway alone).
+    Modern,
 }
 
 /// A child-process target.

@@ -4,6 +4,7 @@ pub mod access;
 pub mod catalog;
 pub mod cursor;
 pub mod demo;
+pub mod era;
 pub mod http_client;
 pub mod jsonrpc;
 pub mod legacy_sse;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::poison::{Digest, Scanner};
 use super::seal::Sealer;
 use super::stdio::StdioServer;
-use crate::config::mcp::GuardMode;
+use crate::config::mcp::{GuardMode, TargetProtocol};
 
 /// A compiled MCP backend.
 pub struct McpPlan {
@@ -59,6 +59,8 @@ pub struct TargetPlan {
     /// Fingerprint of its configuration and of the route's naming: pages cached under another
     /// one (before a reload changed the target) are not served.
     pub catalog_fp: u64,
+    /// The era spoken to a Streamable HTTP target (`protocol`).
+    pub protocol: TargetProtocol,
 }
 
 /// A target's tool-poisoning defence, resolved from the backend's and the target's `toolGuard`.

@@ -8,13 +8,16 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::demo;
+use super::era::{self, Era, Verdict};
 use super::http_client::{self, HttpError, Post, Reply};
 use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR};
-use super::merge;
+use super::merge::{self, MODERN_VERSION};
 use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
+use super::raw::{rename_params, RawObject};
 use super::session::{Pooled, Upstream};
 use super::sse_client::{self, SessionSse, SessionSseCall, SseCall};
 use super::stdio::{SessionProc, StdioCall, SESSION_LIMIT};
+use crate::config::mcp::TargetProtocol;
 use crate::proxy::shard::{ShardCtx, ShardMsg};
 
 /// Which upstream session a request to an HTTP target uses.
@@ -145,6 +148,10 @@ impl InFlight {
                         None => return,
                     },
                 };
+                // a 2026-07-28 target takes the closed stream as the cancellation
+                if version == MODERN_VERSION {
+                    return;
+                }
                 let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
                 if let Ok(reply) = http_client::post(r.ctx, h, &post, r.idle).await {
                     reply.finish(r.ctx, r.idle).await;
@@ -227,11 +234,21 @@ impl Relay<'_> {
                     }
                 }
             },
-            TargetKind::Http(h) => self.post(ti, h, via, id, headers, |id| jsonrpc::request(id, method, params)).await,
+            TargetKind::Http(h) => {
+                let call = Call { method, name: named(method, params), headers };
+                self.post(ti, h, via, id, &call, |id, modern| match modern {
+                    true => jsonrpc::request(id, method, Some(&era::with_envelope(params))),
+                    false => jsonrpc::request(id, method, params),
+                })
+                .await
+            }
         }
     }
 
-    /// [`Relay::start_with`] for an HTTP target with params that are JSON text already.
+    /// [`Relay::start_with`] for an HTTP target with params that are JSON text already (without
+    /// 2026-07-28 `_meta` members), naming `name` (a tool, prompt or resource). A 2026-07-28
+    /// client's own params (`client`: its raw params, and the member to set to what) go to a
+    /// target of that era with its envelope (capabilities, client info) as it sent them.
     #[allow(clippy::too_many_arguments)]
     pub async fn start_raw(
         &self,
@@ -241,61 +258,118 @@ impl Relay<'_> {
         id: &Value,
         method: &str,
         params: &[u8],
+        name: &str,
+        client: Option<(&RawObject, &str, &str)>,
         headers: &[u8],
     ) -> Result<InFlight, RpcError> {
-        self.post(ti, h, via, id, headers, |id| jsonrpc::request_raw(id, method, params)).await
+        let call = Call { method, name: Some(name), headers };
+        self.post(ti, h, via, id, &call, |id, modern| {
+            let theirs =
+                client.filter(|_| modern).and_then(|(raw, field, value)| rename_params(raw, field, value, None));
+            match (modern, theirs) {
+                (true, Some(p)) => jsonrpc::request_raw(id, method, &p),
+                (true, None) => jsonrpc::request_raw(id, method, &era::envelope_raw(params)),
+                (false, _) => jsonrpc::request_raw(id, method, params),
+            }
+        })
+        .await
     }
 
     /// POST a request to HTTP target `ti`: `body` writes it with the id given (the client's on
-    /// its own upstream session, one of the gateway's on a pooled one). A pooled session the
-    /// target forgot is replaced once; the client's own is renewed once (`Relay::renew`).
+    /// its own upstream session, one of the gateway's on a pooled one) for a legacy session or,
+    /// when told so, as a 2026-07-28 request. A pooled session the target forgot is replaced
+    /// once; the client's own is renewed once (`Relay::renew`). A target whose answer says it
+    /// now speaks the other era is probed again, and the request sent once more in that era.
     async fn post(
         &self,
         ti: usize,
         h: &HttpTargetPlan,
         via: Via<'_>,
         id: &Value,
-        headers: &[u8],
-        body: impl Fn(&Value) -> Vec<u8>,
+        call: &Call<'_>,
+        body: impl Fn(&Value, bool) -> Vec<u8>,
     ) -> Result<InFlight, RpcError> {
         let (session, version, rewritten) = match via {
             Via::Own(u) => (u.s.clone(), u.v.clone(), None),
             Via::Pooled => {
-                let p = self.pooled_session(h).await?;
+                let p = self.pooled_session(ti, h).await?;
                 let session = Some(p.session.clone()).filter(|s| !s.is_empty());
                 (session, p.version.clone(), Some(json!(self.ctx.mcp.next_id())))
             }
         };
         let up_id = rewritten.unwrap_or_else(|| id.clone());
-        let body = body(&up_id);
-        let post = Post { session: session.as_deref(), version: Some(&version), body: &body };
-        match http_client::post_with_headers(self.ctx, h, &post, headers, self.idle).await {
-            Ok(reply) => Ok(InFlight::Http(Box::new(reply), up_id)),
-            Err(HttpError::Status(404, _)) if matches!(via, Via::Pooled) => {
-                // the shared upstream session expired: start a new one, once
-                self.ctx.mcp.set_pooled(&pool_key(h), None);
-                let p = self.pooled_session(h).await?;
-                let s = Some(p.session.as_str()).filter(|s| !s.is_empty());
-                let post = Post { session: s, version: Some(&p.version), body: &body };
-                let reply = http_client::post_with_headers(self.ctx, h, &post, headers, self.idle)
-                    .await
-                    .map_err(|e| upstream_error(&e))?;
-                Ok(InFlight::Http(Box::new(reply), up_id))
+        let modern = version == MODERN_VERSION;
+        let (status, text) = match self.send(h, session.as_deref(), &version, call, &body(&up_id, modern)).await {
+            Ok(reply) => return Ok(InFlight::Http(Box::new(reply), up_id)),
+            Err(HttpError::Status(status, text)) => (status, text),
+            Err(e) => return Err(upstream_error(&e)),
+        };
+        let auto = self.plan.targets[ti].protocol == TargetProtocol::Auto;
+        let failed = |status, text| upstream_error(&HttpError::Status(status, text));
+        let name = &self.plan.targets[ti].name;
+        if modern {
+            // the target's own word on the request (unknown method, bad params) goes to the client
+            if let Some(e) = era::rejection(&text) {
+                return Err(RpcError::from_value(&e));
             }
-            Err(e @ HttpError::Status(404, _)) => match (via, self.renew) {
-                // the target forgot the client's upstream session: a new one, once
-                (Via::Own(old), Some(r)) if old.s.is_some() => {
-                    let up = self.renew_own(ti, h, old, r).await?;
-                    let post = Post { session: up.s.as_deref(), version: Some(&up.v), body: &body };
-                    let reply = http_client::post_with_headers(self.ctx, h, &post, headers, self.idle)
-                        .await
-                        .map_err(|e| upstream_error(&e))?;
-                    Ok(InFlight::Http(Box::new(reply), up_id))
-                }
-                _ => Err(upstream_error(&e)),
-            },
-            Err(e) => Err(upstream_error(&e)),
+            if !(auto && era::redeployed_legacy(status, &text)) {
+                return Err(failed(status, text));
+            }
+            eprintln!("mcp target {name}: refused a 2026-07-28 request (HTTP {status}); probing its era again");
+            self.ctx.mcp.set_pooled(&pool_key(h), None);
+            if self.pooled_session(ti, h).await?.era.is_modern() {
+                return Err(failed(status, text));
+            }
+        } else {
+            let redeployed = auto && era::redeployed_modern(status, &text);
+            if status != 404 && !redeployed {
+                return Err(failed(status, text));
+            }
+            // the shared session expired, or the target may speak another era now: a new way
+            // to it is set up (and its era probed) below
+            if matches!(via, Via::Pooled) || redeployed {
+                self.ctx.mcp.set_pooled(&pool_key(h), None);
+            }
         }
+        let (session, version) = match (via, self.renew) {
+            (Via::Pooled, _) => {
+                let p = self.pooled_session(ti, h).await?;
+                (Some(p.session.clone()).filter(|s| !s.is_empty()), p.version.clone())
+            }
+            // the target forgot the client's upstream session, or changed era: a new one, once
+            (Via::Own(old), Some(r)) if old.s.is_some() || modern => {
+                let up = self.renew_own(ti, h, old, r).await?;
+                (up.s, up.v)
+            }
+            _ => return Err(failed(status, text)),
+        };
+        let modern = version == MODERN_VERSION;
+        let reply = self
+            .send(h, session.as_deref(), &version, call, &body(&up_id, modern))
+            .await
+            .map_err(|e| upstream_error(&e))?;
+        Ok(InFlight::Http(Box::new(reply), up_id))
+    }
+
+    /// POST one message: on a legacy session (`version` is its), or as a 2026-07-28 request with
+    /// the headers that era wants.
+    async fn send(
+        &self,
+        h: &HttpTargetPlan,
+        session: Option<&str>,
+        version: &str,
+        call: &Call<'_>,
+        body: &[u8],
+    ) -> Result<Reply, HttpError> {
+        if version != MODERN_VERSION {
+            let post = Post { session, version: Some(version), body };
+            return http_client::post_with_headers(self.ctx, h, &post, call.headers, self.idle).await;
+        }
+        let mut extra = Vec::with_capacity(call.headers.len() + 64);
+        extra.extend_from_slice(call.headers);
+        era::write_headers(&mut extra, call.method, call.name);
+        let post = Post { session: None, version: Some(MODERN_VERSION), body };
+        http_client::post_with_headers(self.ctx, h, &post, &extra, self.idle).await
     }
 
     /// A new upstream session of the client's with target `ti` in place of `old`, which the
@@ -315,8 +389,7 @@ impl Relay<'_> {
             r.fresh.borrow_mut().push(up.clone());
             return Ok(up);
         }
-        let (_, session, v) = self.http_session(h, &r.params).await?;
-        let up = Upstream { n: name.to_string(), s: session, v };
+        let (_, up) = self.own_upstream(ti, h, &r.params, true).await?;
         eprintln!("mcp target {name}: upstream session expired, re-initialized for its client session");
         if let Some(id) = &r.id {
             self.ctx.mcp.renew(id, up.clone());
@@ -366,6 +439,8 @@ impl Relay<'_> {
     /// never get them: their ids and tokens belong to the gateway.
     pub async fn post_message(&self, ti: usize, u: &Upstream, body: &[u8]) {
         match &self.plan.targets[ti].kind {
+            // 2026-07-28 has nothing a client tells or answers a target outside its requests
+            TargetKind::Http(_) if u.v == MODERN_VERSION => {}
             TargetKind::Http(h) => {
                 let post = Post { session: u.s.as_deref(), version: Some(&u.v), body };
                 if let Ok(reply) = http_client::post(self.ctx, h, &post, self.idle).await {
@@ -432,67 +507,209 @@ impl Relay<'_> {
                 (result, Some(key))
             }
             TargetKind::Sse(h) => (sse_client::shared(self.ctx, &t.name, h, self.idle).await?.init(), None),
-            TargetKind::Http(h) if own => self.http_initialize(h, params).await?,
-            TargetKind::Http(h) => (self.pooled_session(h).await?.init.clone(), None),
+            TargetKind::Http(h) if own => return self.own_upstream(ti, h, params, false).await,
+            TargetKind::Http(h) => (self.pooled_session(ti, h).await?.init.clone(), None),
         };
         let v = result.get("protocolVersion").and_then(Value::as_str).unwrap_or(merge::negotiate(asked)).to_string();
         Ok((result, Upstream { n: t.name.to_string(), s: session, v }))
     }
 
-    async fn http_initialize(&self, h: &HttpTargetPlan, params: &Value) -> Result<(Value, Option<String>), RpcError> {
+    /// `initialize` on `h`: its result and the session id it gave. The error says whether the
+    /// target refused it (400, 404 or 405, as a server without the method answers, or a
+    /// JSON-RPC error) rather than failed (unreachable, unauthorized, broken).
+    async fn http_initialize(
+        &self,
+        h: &HttpTargetPlan,
+        params: &Value,
+    ) -> Result<(Value, Option<String>), (RpcError, bool)> {
         let body = jsonrpc::request(&json!(0), "initialize", Some(params));
         let post = Post { session: None, version: None, body: &body };
-        let mut reply = http_client::post(self.ctx, h, &post, self.idle).await.map_err(|e| upstream_error(&e))?;
+        let refused = |e: &HttpError| matches!(e, HttpError::Status(400 | 404 | 405, _));
+        let mut reply = match http_client::post(self.ctx, h, &post, self.idle).await {
+            Ok(r) => r,
+            Err(e) => return Err((upstream_error(&e), refused(&e))),
+        };
         let session = reply.session.take();
         loop {
-            match reply.next(self.ctx, self.idle).await.map_err(|e| upstream_error(&e))? {
+            match reply.next(self.ctx, self.idle).await.map_err(|e| (upstream_error(&e), false))? {
                 Some(Message::Response { result, .. }) => {
                     InFlight::Http(Box::new(reply), json!(0)).close(self).await;
                     return Ok((result, session));
                 }
-                Some(Message::Error { error, .. }) => return Err(RpcError::from_value(&error)),
+                Some(Message::Error { error, .. }) => return Err((RpcError::from_value(&error), true)),
                 Some(_) => {}
-                None => return Err(RpcError::new(INTERNAL_ERROR, "target ended initialize without a response")),
+                None => {
+                    return Err((RpcError::new(INTERNAL_ERROR, "target ended initialize without a response"), false))
+                }
             }
         }
     }
 
-    /// A new upstream session with `h` (initialize, then initialized): its `initialize` result,
-    /// its id (none from a stateless target) and the version it negotiated.
+    /// A new upstream session with `h` (initialize, then initialized when `notify`): its
+    /// `initialize` result, its id (none from a stateless target) and the version it negotiated.
     async fn http_session(
         &self,
         h: &HttpTargetPlan,
         params: &Value,
-    ) -> Result<(Value, Option<String>, String), RpcError> {
+        notify: bool,
+    ) -> Result<(Value, Option<String>, String), (RpcError, bool)> {
         let (init, session) = self.http_initialize(h, params).await?;
         let asked = params.get("protocolVersion").and_then(Value::as_str);
         let version =
             init.get("protocolVersion").and_then(Value::as_str).unwrap_or(merge::negotiate(asked)).to_string();
-        let note = jsonrpc::notification("notifications/initialized", None);
-        let post = Post { session: session.as_deref(), version: Some(&version), body: &note };
-        if let Ok(r) = http_client::post(self.ctx, h, &post, self.idle).await {
-            r.finish(self.ctx, self.idle).await;
+        if notify {
+            let note = jsonrpc::notification("notifications/initialized", None);
+            let post = Post { session: session.as_deref(), version: Some(&version), body: &note };
+            if let Ok(r) = http_client::post(self.ctx, h, &post, self.idle).await {
+                r.finish(self.ctx, self.idle).await;
+            }
         }
         Ok((init, session, version))
     }
 
-    /// This shard's shared upstream session with `h`, set up on first use.
-    async fn pooled_session(&self, h: &HttpTargetPlan) -> Result<Rc<Pooled>, RpcError> {
+    /// A client session's own way to HTTP target `ti` (initialized with the client's `params`):
+    /// an upstream session of its own, or, with a target that speaks 2026-07-28 only, none (the
+    /// session exists in the gateway alone). A target known to be modern that refuses
+    /// `initialize` is such a target from then on; a legacy one that refuses it is probed again.
+    async fn own_upstream(
+        &self,
+        ti: usize,
+        h: &HttpTargetPlan,
+        params: &Value,
+        notify: bool,
+    ) -> Result<(Value, Upstream), RpcError> {
+        let t = &self.plan.targets[ti];
+        let modern_only =
+            |p: &Pooled| (p.init.clone(), Upstream { n: t.name.to_string(), s: None, v: MODERN_VERSION.into() });
+        let known = match t.protocol {
+            TargetProtocol::Legacy => None,
+            _ => Some(self.pooled_session(ti, h).await?),
+        };
+        if let Some(p) = known.as_ref().filter(|p| p.era == Era::ModernOnly) {
+            return Ok(modern_only(p));
+        }
+        let e = match self.http_session(h, params, notify).await {
+            Ok((init, s, v)) => return Ok((init, Upstream { n: t.name.to_string(), s, v })),
+            Err((e, refused)) if refused && t.protocol == TargetProtocol::Auto => e,
+            Err((e, _)) => return Err(e),
+        };
+        let p = match known {
+            Some(p) if p.era == Era::Modern => p,
+            _ => {
+                eprintln!("mcp target {}: refused initialize; probing its era again", t.name);
+                self.ctx.mcp.set_pooled(&pool_key(h), None);
+                self.pooled_session(ti, h).await?
+            }
+        };
+        if !p.era.is_modern() {
+            return Err(e);
+        }
+        let only = Rc::new(Pooled { era: Era::ModernOnly, ..(*p).clone() });
+        self.ctx.mcp.set_pooled(&pool_key(h), Some(only.clone()));
+        self.ctx.registry.count_era_probe(&t.name, Era::ModernOnly.label());
+        Ok(modern_only(&only))
+    }
+
+    /// This shard's way to `h` for stateless requests, set up on first use: its era (probed, or
+    /// configured) and, for a legacy target, a shared upstream session.
+    async fn pooled_session(&self, ti: usize, h: &HttpTargetPlan) -> Result<Rc<Pooled>, RpcError> {
         let key = pool_key(h);
         if let Some(p) = self.ctx.mcp.pooled(&key) {
             return Ok(p);
         }
-        let params = json!({
-            "protocolVersion": merge::negotiate(None),
-            "capabilities": {},
-            "clientInfo": {"name": "ringgate", "version": env!("CARGO_PKG_VERSION")},
-        });
-        let (init, session, version) = self.http_session(h, &params).await?;
-        let session = session.unwrap_or_default();
-        let p = Rc::new(Pooled { session, version, init });
+        let t = &self.plan.targets[ti];
+        let discovered = match t.protocol {
+            TargetProtocol::Legacy => None,
+            TargetProtocol::Auto => self.probe(ti, h).await?,
+            TargetProtocol::Modern => Some(self.probe(ti, h).await?.ok_or_else(|| {
+                let why = "did not answer server/discover as a 2026-07-28 server (it is configured `protocol: modern`)";
+                RpcError::new(INTERNAL_ERROR, format!("target `{}` {why}", t.name))
+            })?),
+        };
+        let p = match discovered {
+            Some(d) => {
+                let era = if t.protocol == TargetProtocol::Modern { Era::ModernOnly } else { Era::Modern };
+                let init = era::init_from_discover(&d, &t.name);
+                Pooled { era, session: String::new(), version: MODERN_VERSION.into(), init }
+            }
+            None => {
+                let params = json!({
+                    "protocolVersion": merge::negotiate(None),
+                    "capabilities": {},
+                    "clientInfo": {"name": "ringgate", "version": env!("CARGO_PKG_VERSION")},
+                });
+                let (init, session, version) = self.http_session(h, &params, true).await.map_err(|(e, _)| e)?;
+                Pooled { era: Era::Legacy, session: session.unwrap_or_default(), version, init }
+            }
+        };
+        let p = Rc::new(p);
         self.ctx.mcp.set_pooled(&key, Some(p.clone()));
         Ok(p)
     }
+
+    /// Ask target `ti` which era it speaks (`server/discover`, classified as the TypeScript SDK
+    /// v2 client does): its discover result when it speaks 2026-07-28, `None` for legacy.
+    async fn probe(&self, ti: usize, h: &HttpTargetPlan) -> Result<Option<Value>, RpcError> {
+        let name = &self.plan.targets[ti].name;
+        let id = json!(format!("rg-{}", self.ctx.mcp.next_id()));
+        let body = era::probe_request(&id);
+        let call = Call { method: "server/discover", name: None, headers: &[] };
+        let idle = self.idle.min(PROBE_WAIT);
+        let relay = Relay { idle, ..*self };
+        let (verdict, result) = match relay.send(h, None, MODERN_VERSION, &call, &body).await {
+            Ok(mut reply) => loop {
+                match reply.next(self.ctx, idle).await {
+                    Ok(Some(Message::Response { result, .. })) => {
+                        InFlight::Http(Box::new(reply), id).close(self).await;
+                        break (era::classify_result(&result), Some(result));
+                    }
+                    Ok(Some(Message::Error { error, .. })) => break (era::classify_rpc_error(&error), None),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break (Verdict::Failed("no answer to server/discover".into()), None),
+                    Err(e) => break (Verdict::Failed(e.to_string()), None),
+                }
+            },
+            Err(HttpError::Status(status, text)) => (era::classify_status(status, &text), None),
+            Err(e) => (Verdict::Failed(e.to_string()), None),
+        };
+        let label = match &verdict {
+            Verdict::Modern => "modern",
+            Verdict::Legacy => "legacy",
+            Verdict::Failed(_) => "failed",
+        };
+        self.ctx.registry.count_era_probe(name, label);
+        match verdict {
+            Verdict::Modern => Ok(result),
+            Verdict::Legacy => Ok(None),
+            Verdict::Failed(why) => {
+                Err(RpcError::new(INTERNAL_ERROR, format!("target `{name}`: its era is unknown: {why}")))
+            }
+        }
+    }
+}
+
+/// How long an era probe may take.
+const PROBE_WAIT: Duration = Duration::from_secs(30);
+
+/// What a request tells a 2026-07-28 target in its headers, and the header lines it carries
+/// anyway (the client's `Mcp-Param-*`).
+pub struct Call<'a> {
+    /// `Mcp-Method`.
+    pub method: &'a str,
+    /// `Mcp-Name`, for the methods that have one.
+    pub name: Option<&'a str>,
+    /// Header lines sent in either era.
+    pub headers: &'a [u8],
+}
+
+/// What `Mcp-Name` carries for `method`: `params.name` or `params.uri`.
+fn named<'p>(method: &str, params: Option<&'p Value>) -> Option<&'p str> {
+    let field = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => return None,
+    };
+    params?.get(field)?.as_str()
 }
 
 fn pool_key(h: &HttpTargetPlan) -> String {

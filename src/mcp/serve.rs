@@ -1145,7 +1145,9 @@ impl Exchange<'_> {
         let raw_body = match (&self.plan().targets[ti].kind, &params) {
             (TargetKind::Http(h), Outgoing::Raw { raw, field, value, .. }) => {
                 let strip = self.modern.then_some(MODERN_META_PREFIX);
-                super::raw::rename_params(raw, field, value, strip).map(|b| (h, b))
+                // a 2026-07-28 client's params keep its own `_meta` envelope for a target of that era
+                let client = self.modern.then_some((raw, *field, value.as_str()));
+                super::raw::rename_params(raw, field, value, strip).map(|b| (h, b, value.as_str(), client))
             }
             _ => None,
         };
@@ -1155,7 +1157,9 @@ impl Exchange<'_> {
         let origin = self.sid.filter(|_| rewrites).map(|s| origin(s, id));
         let headers = &self.param_headers;
         let started = match raw_body {
-            Some((h, body)) => self.relay.start_raw(ti, h, via, id, method, &body, headers).await,
+            Some((h, body, name, client)) => {
+                self.relay.start_raw(ti, h, via, id, method, &body, name, client, headers).await
+            }
             None => {
                 let params = params.tree(self.modern);
                 self.relay.start_with(ti, via, id, method, params.as_ref(), origin, headers).await
@@ -1325,7 +1329,8 @@ impl Exchange<'_> {
             // what a renewed upstream session is initialized with (nothing else of the params),
             // sealed only when there is an upstream session to renew
             let keep = ["protocolVersion", "capabilities", "clientInfo"];
-            let renewable = ups.iter().any(|u| u.s.is_some());
+            // (a target spoken to statelessly may come back as a legacy one, which needs them too)
+            let renewable = ups.iter().any(|u| u.s.is_some() || u.v == MODERN_VERSION);
             let c = params.as_object().filter(|_| renewable).map(|o| {
                 Value::Object(
                     o.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),

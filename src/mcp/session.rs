@@ -82,14 +82,17 @@ pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// An upstream session a shard shares among stateless requests.
+/// How a shard reaches a Streamable HTTP target for stateless requests: its era and, for a
+/// legacy target, the upstream session it shares among them.
 #[derive(Clone)]
 pub struct Pooled {
-    /// Upstream session id (empty when the target gave none).
+    /// The era the target speaks (found by probing, or configured).
+    pub era: super::era::Era,
+    /// Upstream session id (empty when the target gave none, or speaks 2026-07-28).
     pub session: String,
     /// Version it negotiated.
     pub version: String,
-    /// Its `initialize` result.
+    /// Its `initialize` result (for a 2026-07-28 target: made from its `server/discover` result).
     pub init: Value,
 }
 

@@ -416,6 +416,7 @@ mod tests {
                     per_session: false,
                     catalog_max_age: Duration::ZERO,
                     catalog_fp: 0,
+                    protocol: Default::default(),
                 })
                 .collect(),
             prefixed: true,

@@ -46,6 +46,9 @@ pub const MCP_REPLAY_EVICTED_TOTAL: &str = "ringgate_mcp_replay_evicted_events_t
 pub const MCP_STREAM_RESUMES_TOTAL: &str = "ringgate_mcp_stream_resumes_total";
 /// Events replayed to clients that resumed a stream.
 pub const MCP_REPLAYED_EVENTS_TOTAL: &str = "ringgate_mcp_replayed_events_total";
+/// Era probes (`server/discover`) of Streamable HTTP MCP targets, by target and what they found
+/// (`modern`, `legacy`, `failed`; `modern_only` when a target known modern refused `initialize`).
+pub const MCP_ERA_PROBES_TOTAL: &str = "ringgate_mcp_era_probes_total";
 /// The `result` labels of [`MCP_STREAM_RESUMES_TOTAL`].
 pub const RESUME_RESULTS: [&str; 3] = ["resumed", "unknown", "gap"];
 /// MCP list pages looked up in the catalog cache, by kind (`tools`, `prompts`, `resources`,
@@ -288,6 +291,8 @@ pub struct Registry {
     reloads: [AtomicU64; 3],
     // rare (once per tool and finding), so one shared slot per kind is enough
     tool_findings: [AtomicU64; TOOL_FINDING_KINDS.len()],
+    // rare (once per target and shard, and when a target changes era): a lock is cheap enough
+    era_probes: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 /// Outcome of a reload, for [`CONFIG_RELOADS_TOTAL`].
@@ -309,6 +314,7 @@ impl Registry {
             routes: Mutex::new(BTreeMap::new()),
             reloads: Default::default(),
             tool_findings: Default::default(),
+            era_probes: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -337,6 +343,12 @@ impl Registry {
         if let Some(i) = TOOL_FINDING_KINDS.iter().position(|k| *k == kind) {
             self.tool_findings[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Count an era probe of MCP target `target` by what it found (see [`MCP_ERA_PROBES_TOTAL`]).
+    pub fn count_era_probe(&self, target: &str, era: &'static str) {
+        let mut m = self.era_probes.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((target.to_string(), era)).or_default() += 1;
     }
 
     /// Prometheus text exposition (format 0.0.4).
@@ -425,6 +437,10 @@ impl Registry {
         for (i, res) in RESUME_RESULTS.iter().enumerate() {
             let n: u64 = self.shards.iter().map(|s| s.mcp_resumes[i].load(Relaxed)).sum();
             let _ = writeln!(out, "{MCP_STREAM_RESUMES_TOTAL}{{result=\"{res}\"}} {n}");
+        }
+        header(&mut out, MCP_ERA_PROBES_TOTAL, "counter", "Era probes of MCP targets, by target and result.");
+        for ((target, era), n) in self.era_probes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "{MCP_ERA_PROBES_TOTAL}{{target=\"{}\",era=\"{era}\"}} {n}", esc(target));
         }
         let replayed: u64 = self.shards.iter().map(|s| s.mcp_replayed.load(Relaxed)).sum();
         header(

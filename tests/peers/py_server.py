@@ -2,7 +2,7 @@
 
     target/peers/py/bin/python tests/peers/py_server.py --port N
         [--transport streamable-http|sse] [--stateless] [--json] [--page-size K]
-        [--rug-pull] [--poison] [--notify]
+        [--rug-pull] [--poison] [--notify] [--modern-only] [--log FILE]
 
 Streamable HTTP serves `/mcp` (answers 2026-07-28 requests statelessly and `initialize` as a
 legacy session; --stateless turns legacy sessions off, --json answers with application/json
@@ -17,6 +17,14 @@ Resource test://static (text), template test://item/{id}, prompt greet(name).
 each of them `notifications/tools/list_changed` and, if it subscribed to uri,
 `notifications/resources/updated` (on their GET streams: unrelated to any request).
 
+--modern-only makes it a server of the 2026-07-28 era alone, which the SDK has no switch for:
+POSTs without `MCP-Protocol-Version: 2026-07-28` (initialize and every legacy-session request)
+get 400 with JSON-RPC error -32022 (UnsupportedProtocolVersion, supported ["2026-07-28"]), GET
+and DELETE get 405, as the spec asks of such a server. --log FILE appends one JSON line per
+HTTP request (method, JSON-RPC method, MCP-Protocol-Version, whether it had a session id,
+Mcp-Method, Mcp-Name, status, the `_meta` clientInfo name) so tests can tell which era, and
+whose envelope, reached the server.
+
 Tool-poisoning fixtures: --rug-pull adds rug_pull(), after which every list shows echo with a
 different (innocent-looking) description, as a server that changes a tool after it was approved
 would; --poison adds poisoned(a, b), whose description hides instructions for the model.
@@ -25,6 +33,7 @@ would; --poison adds poisoned(a, b), whose description hides instructions for th
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 import anyio
@@ -143,6 +152,71 @@ def greet(name: str) -> str:
     return f"Hello, {name}!"
 
 
+MODERN = "2026-07-28"
+
+
+class EraFixture:
+    """ASGI wrapper: --modern-only refusals and the --log request log (see the module doc)."""
+
+    def __init__(self, app: Any, modern_only: bool, log: str | None) -> None:
+        self.app, self.modern_only, self.log = app, modern_only, log
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body, more = b"", scope["method"] == "POST"
+        while more:
+            msg = await receive()
+            body += msg.get("body", b"")
+            more = msg.get("more_body", False)
+        try:
+            rpc = json.loads(body) if body else None
+        except ValueError:
+            rpc = None
+        rpc = rpc if isinstance(rpc, dict) else {}
+        version = headers.get("mcp-protocol-version")
+
+        async def record(msg: Any) -> None:
+            # logged before the answer leaves, so whoever has the answer finds the line
+            if msg["type"] == "http.response.start" and self.log:
+                line = {"http": scope["method"], "method": rpc.get("method"), "version": version,
+                        "session": "mcp-session-id" in headers, "mcp_method": headers.get("mcp-method"),
+                        "mcp_name": headers.get("mcp-name"), "status": msg["status"],
+                        "client": (((rpc.get("params") or {}).get("_meta") or {})
+                                   .get("io.modelcontextprotocol/clientInfo") or {}).get("name")}
+                with open(self.log, "a") as f:
+                    f.write(json.dumps(line) + "\n")
+            await send(msg)
+
+        if self.modern_only and scope["method"] != "POST":
+            await self.answer(record, 405, b"", [(b"allow", b"POST")])
+        elif self.modern_only and version != MODERN:
+            requested = version or (rpc.get("params") or {}).get("protocolVersion")
+            error = {"code": -32022, "message": "Unsupported protocol version",
+                     "data": {"supported": [MODERN], "requested": requested}}
+            out = json.dumps({"jsonrpc": "2.0", "id": rpc.get("id"), "error": error}).encode()
+            await self.answer(record, 400, out, [(b"content-type", b"application/json")])
+        else:
+            sent = False
+
+            async def replay() -> Any:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, record)
+
+    @staticmethod
+    async def answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        headers = headers + [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 def main() -> None:
     global PAGE_SIZE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,6 +228,8 @@ def main() -> None:
     p.add_argument("--rug-pull", action="store_true", help="add rug_pull(), which changes echo's description")
     p.add_argument("--poison", action="store_true", help="add poisoned(a, b), with injected instructions")
     p.add_argument("--notify", action="store_true", help="remember subscribers; add touch(uri), which notifies them")
+    p.add_argument("--modern-only", action="store_true", help="refuse everything but 2026-07-28 requests")
+    p.add_argument("--log", help="append a JSON line per HTTP request to this file")
     opts = p.parse_args()
     PAGE_SIZE = opts.page_size
     if opts.rug_pull:
@@ -165,6 +241,12 @@ def main() -> None:
         mcp._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
     if opts.transport == "sse":
         mcp.run("sse", host="127.0.0.1", port=opts.port)
+    elif opts.modern_only or opts.log:
+        import uvicorn
+
+        app = mcp.streamable_http_app(stateless_http=opts.stateless, json_response=opts.json)
+        config = uvicorn.Config(EraFixture(app, opts.modern_only, opts.log), host="127.0.0.1", port=opts.port)
+        anyio.run(uvicorn.Server(config).serve)
     else:
         mcp.run(
             "streamable-http", host="127.0.0.1", port=opts.port, stateless_http=opts.stateless, json_response=opts.json

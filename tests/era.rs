@@ -1,0 +1,329 @@
+//! Streamable HTTP targets of either MCP era through the real binary (`workers: 2`): the gateway probes each target's era per shard and speaks it (stateless 2026-07-28 requests, or legacy sessions), clients of both eras reach targets of every era, a target redeployed in the other era is probed again, and `protocol` fixes the era.
+//!
+//! Targets: `tests/peers/py_server.py` (Python `mcp` 2.x; dual-era, or `--modern-only`, with a
+//! `--log` of the requests that reached it) and `tests/peers/py1_server.py` (Python `mcp` 1.x,
+//! legacy only).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::peers::*;
+use common::*;
+use serde_json::{json, Value};
+
+fn gateway(targets: &str) -> Gateway {
+    Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /mcp}}}}]\n      backends:\n      - mcp:\n          prefixMode: always\n          targets:\n{targets}"
+    ))
+}
+
+fn target(name: &str, port: u16, extra: &str) -> String {
+    format!("          - name: {name}\n            mcp: {{ host: 'http://127.0.0.1:{port}/mcp' }}\n{extra}")
+}
+
+/// py_server.py on `port` (a free one when 0) with `args`, logging the requests it gets to `log`.
+fn py_server(port: u16, log: &Path, args: &[&str]) -> (PeerServer, u16) {
+    let script = root().join("tests/peers/py_server.py");
+    let mut all = vec![script.to_str().unwrap(), "--port", "{port}", "--log", log.to_str().unwrap()];
+    all.extend_from_slice(args);
+    start(&peer("py/bin/python"), &all, port)
+}
+
+/// py1_server.py (legacy only) on `port` (a free one when 0).
+fn py1_server(port: u16) -> (PeerServer, u16) {
+    let script = root().join("tests/peers/py1_server.py");
+    start(&peer("py1/bin/python"), &[script.to_str().unwrap(), "--port", "{port}"], port)
+}
+
+fn start(cmd: &Path, args: &[&str], port: u16) -> (PeerServer, u16) {
+    if port == 0 {
+        return start_peer_on_free_port(cmd, args, &[]);
+    }
+    let args: Vec<String> = args.iter().map(|a| a.replace("{port}", &port.to_string())).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (start_peer(cmd, &args, &[], port), port)
+}
+
+fn log_file(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.log"));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// The requests a py_server.py logged, one JSON object each.
+fn logged(log: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &str) -> Response {
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    raw(addr, req.as_bytes())
+}
+
+/// The last JSON-RPC message of an answer (JSON, or the data of the last SSE event).
+fn answer(r: &Response) -> Value {
+    let body = r.body_str();
+    let json = body.lines().rev().find_map(|l| l.strip_prefix("data: ")).map_or(body.clone(), str::to_string);
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {} {body}", r.status))
+}
+
+/// A 2026-07-28 request (a new connection each, so requests spread over the shards).
+fn modern(addr: SocketAddr, method: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let name = params.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)];
+    if method == "tools/call" {
+        headers.push(("mcp-name", &name));
+    }
+    answer(&post(addr, &headers, &body))
+}
+
+fn modern_call(addr: SocketAddr, tool: &str, text: &str) -> String {
+    let v = modern(addr, "tools/call", json!({"name": tool, "arguments": {"message": text}}));
+    v["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{tool}: {v}")).to_string()
+}
+
+fn modern_tools(addr: SocketAddr) -> Vec<String> {
+    let v = modern(addr, "tools/list", json!({}));
+    names(&v)
+}
+
+fn names(v: &Value) -> Vec<String> {
+    let tools = v["result"]["tools"].as_array().unwrap_or_else(|| panic!("{v}"));
+    tools.iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// A legacy (2025-11-25) session: initialize, then initialized; its id.
+fn legacy_session(addr: SocketAddr) -> String {
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"era-test","version":"1"}}}"#;
+    let r = post(addr, &[], init);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let sid = r.header("mcp-session-id").unwrap_or_else(|| panic!("no session: {}", r.body_str())).to_string();
+    let n = post(addr, &[("mcp-session-id", &sid)], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    assert_eq!(n.status, 202, "{}", n.body_str());
+    sid
+}
+
+fn legacy(addr: SocketAddr, sid: &str, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params}).to_string();
+    answer(&post(addr, &[("mcp-session-id", sid), ("mcp-protocol-version", "2025-11-25")], &body))
+}
+
+fn legacy_call(addr: SocketAddr, sid: &str, tool: &str, text: &str) -> String {
+    let v = legacy(addr, sid, "tools/call", json!({"name": tool, "arguments": {"message": text}}));
+    v["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{tool}: {v}")).to_string()
+}
+
+/// The Python `mcp` 2.x client in `mode`; its JSON output.
+fn py_client(url: &str, mode: &str, args: &[&str]) -> Value {
+    let out: Output = Command::new(peer("py/bin/python"))
+        .arg(root().join("tests/peers/mcp_client.py"))
+        .args(["--url", url, "--mode", mode, "--timeout", "30"])
+        .args(args)
+        .output()
+        .expect("run mcp_client.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{mode} {args:?}: {text} {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A probe count of the gateway's metrics (0 when absent).
+fn probes(gw: &Gateway, target: &str, era: &str) -> u64 {
+    let needle = format!("ringgate_mcp_era_probes_total{{target=\"{target}\",era=\"{era}\"}} ");
+    gw.metrics().lines().find_map(|l| l.strip_prefix(&needle)?.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn clients_of_both_eras_reach_modern_only_dual_and_legacy_only_targets() {
+    let dir = tempdir();
+    let (modern_log, dual_log) = (log_file(&dir, "modern"), log_file(&dir, "dual"));
+    let (_m, m_port) = py_server(0, &modern_log, &["--modern-only"]);
+    let (_d, d_port) = py_server(0, &dual_log, &[]);
+    let (_l, l_port) = py1_server(0);
+    let targets = [target("modern", m_port, ""), target("dual", d_port, ""), target("legacy", l_port, "")].concat();
+    let gw = gateway(&targets);
+    let addr = gw.addr();
+
+    // 2026-07-28 clients, on new connections (both shards)
+    for i in 0..4 {
+        let tools = modern_tools(addr);
+        for t in ["modern_echo", "dual_echo", "legacy_echo"] {
+            assert!(tools.contains(&t.to_string()), "{t} missing from {tools:?}");
+        }
+        for t in ["modern", "dual", "legacy"] {
+            assert_eq!(modern_call(addr, &format!("{t}_echo"), &format!("m{i}")), format!("Echo: m{i}"));
+        }
+    }
+    // the modern-capable targets saw 2026-07-28 requests only, with the headers the era wants,
+    // and never an upstream session
+    for log in [&modern_log, &dual_log] {
+        let lines = logged(log);
+        assert!(!lines.is_empty());
+        for l in &lines {
+            assert_eq!(l["version"], "2026-07-28", "{l}");
+            assert_eq!(l["session"], false, "{l}");
+            assert_eq!(l["mcp_method"], l["method"], "{l}");
+            assert_ne!(l["method"], "initialize", "{l}");
+            if l["method"] == "tools/call" {
+                assert_eq!(l["mcp_name"], "echo", "{l}");
+            }
+        }
+        let discovers = lines.iter().filter(|l| l["method"] == "server/discover").count();
+        assert!((1..=2).contains(&discovers), "probed once per shard at most: {lines:?}");
+    }
+    assert!(probes(&gw, "modern", "modern") >= 1 && probes(&gw, "dual", "modern") >= 1);
+    assert!(probes(&gw, "legacy", "legacy") >= 1, "{}", gw.metrics());
+    let (modern_seen, dual_seen) = (logged(&modern_log).len(), logged(&dual_log).len());
+
+    // legacy clients: the dual target gives them an upstream session, the modern-only one
+    // refuses initialize (once per shard), after which their session lives in the gateway alone
+    for i in 0..4 {
+        let sid = legacy_session(addr);
+        let tools = names(&legacy(addr, &sid, "tools/list", json!({})));
+        assert!(tools.contains(&"modern_echo".to_string()) && tools.contains(&"legacy_echo".to_string()), "{tools:?}");
+        for t in ["modern", "dual", "legacy"] {
+            assert_eq!(legacy_call(addr, &sid, &format!("{t}_echo"), &format!("l{i}")), format!("Echo: l{i}"));
+        }
+    }
+    let modern_new = &logged(&modern_log)[modern_seen..];
+    let refused: Vec<_> = modern_new.iter().filter(|l| l["method"] == "initialize").collect();
+    assert!((1..=2).contains(&refused.len()), "initialize tried once per shard at most: {modern_new:?}");
+    assert!(refused.iter().all(|l| l["status"] == 400));
+    for l in modern_new.iter().filter(|l| l["method"] != "initialize") {
+        assert_eq!(l["version"], "2026-07-28", "{l}");
+        assert_eq!(l["status"], 200, "{l}");
+    }
+    assert!(modern_new.iter().filter(|l| l["method"] == "tools/call").count() >= 4);
+    assert!(probes(&gw, "modern", "modern_only") >= 1, "{}", gw.metrics());
+    let dual_new = &logged(&dual_log)[dual_seen..];
+    assert_eq!(
+        dual_new.iter().filter(|l| l["method"] == "initialize" && l["status"] == 200).count(),
+        4,
+        "{dual_new:?}"
+    );
+    let calls: Vec<_> = dual_new.iter().filter(|l| l["method"] == "tools/call").collect();
+    assert_eq!(calls.len(), 4);
+    for l in calls {
+        assert_eq!((l["session"].as_bool(), l["version"].as_str()), (Some(true), Some("2025-11-25")), "{l}");
+    }
+
+    // the real Python client in both modes agrees; a 2026-07-28 client's calls carry its own
+    // envelope (capabilities, client info) to the target, a legacy client's the gateway's
+    let url = format!("http://{addr}/mcp");
+    for mode in ["2026-07-28", "legacy"] {
+        let v = py_client(&url, mode, &["call", "modern_echo", r#"{"message":"py"}"#]);
+        assert_eq!(v["content"][0]["text"], "Echo: py", "{mode}: {v}");
+        let last = logged(&modern_log).into_iter().rev().find(|l| l["method"] == "tools/call").unwrap();
+        let client = last["client"].as_str().unwrap_or_else(|| panic!("no clientInfo: {last}"));
+        assert_eq!(client == "ringgate", mode == "legacy", "{mode}: {last}");
+    }
+}
+
+#[test]
+fn a_target_redeployed_in_the_other_era_is_probed_again() {
+    let dir = tempdir();
+    let log = log_file(&dir, "t");
+    let (dual, port) = py_server(0, &log, &[]);
+    let gw = gateway(&target("t", port, ""));
+    let addr = gw.addr();
+    for i in 0..4 {
+        assert_eq!(modern_call(addr, "t_echo", &format!("a{i}")), format!("Echo: a{i}"));
+    }
+    assert!(probes(&gw, "t", "modern") >= 1);
+    assert!(logged(&log).iter().all(|l| l["version"] == "2026-07-28"));
+
+    // redeployed as a legacy-only server on the same port: its refusals of 2026-07-28 requests
+    // make every shard probe again, and the same requests go on in sessions
+    drop(dual);
+    let (py1, _) = py1_server(port);
+    for i in 0..4 {
+        assert_eq!(modern_call(addr, "t_echo", &format!("b{i}")), format!("Echo: b{i}"));
+    }
+    assert!(probes(&gw, "t", "legacy") >= 1, "{}", gw.metrics());
+    // a legacy client's session made now has an upstream session of its own with it
+    let sid = legacy_session(addr);
+    assert_eq!(legacy_call(addr, &sid, "t_echo", "s1"), "Echo: s1");
+
+    // and back as a 2026-07-28-only server: the shared and the client's own upstream sessions
+    // are refused, probed again, and the requests go on statelessly
+    drop(py1);
+    let _modern = py_server(port, &log, &["--modern-only"]);
+    let before = logged(&log).len();
+    let modern_probes = probes(&gw, "t", "modern");
+    for i in 0..4 {
+        assert_eq!(modern_call(addr, "t_echo", &format!("c{i}")), format!("Echo: c{i}"));
+    }
+    assert_eq!(legacy_call(addr, &sid, "t_echo", "s2"), "Echo: s2");
+    assert!(probes(&gw, "t", "modern") > modern_probes, "{}", gw.metrics());
+    let calls: Vec<_> = logged(&log)[before..].iter().filter(|l| l["method"] == "tools/call").cloned().collect();
+    let (answered, refused): (Vec<_>, Vec<_>) = calls.iter().partition(|l| l["status"] == 200);
+    assert_eq!(answered.len(), 5, "{calls:?}");
+    assert!(answered.iter().all(|l| l["version"] == "2026-07-28" && l["session"] == false), "{calls:?}");
+    // what was refused: the first request on each old session (the shards' shared ones, the client's own)
+    assert!((1..=3).contains(&refused.len()), "{calls:?}");
+    assert!(refused.iter().all(|l| l["session"] == true && l["status"] == 400), "{calls:?}");
+}
+
+#[test]
+fn protocol_fixes_the_era_without_probing() {
+    let dir = tempdir();
+    let (old_log, new_log) = (log_file(&dir, "old"), log_file(&dir, "new"));
+    let (_a, a_port) = py_server(0, &old_log, &[]);
+    let (_b, b_port) = py_server(0, &new_log, &[]);
+    let targets = [
+        target("old", a_port, "            protocol: legacy\n"),
+        target("new", b_port, "            protocol: modern\n"),
+    ]
+    .concat();
+    let gw = gateway(&targets);
+    let addr = gw.addr();
+    for i in 0..3 {
+        assert_eq!(modern_call(addr, "old_echo", &format!("m{i}")), format!("Echo: m{i}"));
+        assert_eq!(modern_call(addr, "new_echo", &format!("m{i}")), format!("Echo: m{i}"));
+    }
+    let sid = legacy_session(addr);
+    assert_eq!(legacy_call(addr, &sid, "old_echo", "l"), "Echo: l");
+    assert_eq!(legacy_call(addr, &sid, "new_echo", "l"), "Echo: l");
+    // `legacy`: sessions only, never a probe, though the server speaks 2026-07-28 too
+    let old = logged(&old_log);
+    assert!(old.iter().all(|l| l["method"] != "server/discover"), "{old:?}");
+    assert!(old
+        .iter()
+        .filter(|l| l["method"] == "tools/call")
+        .all(|l| l["session"] == true && l["version"] != "2026-07-28"));
+    assert_eq!(probes(&gw, "old", "legacy") + probes(&gw, "old", "modern"), 0);
+    // `modern`: no initialize even for the legacy client, whose session lives in the gateway
+    let new = logged(&new_log);
+    assert!(new.iter().all(|l| l["version"] == "2026-07-28" && l["session"] == false), "{new:?}");
+    assert_eq!(new.iter().filter(|l| l["method"] == "tools/call").count(), 4);
+    // a `protocol` on a target that is not Streamable HTTP is a configuration error
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ringgate"))
+        .args(["validate", "-c"])
+        .arg({
+            let p = dir.join("bad.yaml");
+            std::fs::write(&p, "mcp:\n  port: 0\n  targets:\n  - name: d\n    demo: {}\n    protocol: modern\n")
+                .unwrap();
+            p
+        })
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("protocol"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
