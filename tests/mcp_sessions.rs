@@ -223,17 +223,90 @@ fn a_reload_changes_the_cap_and_keeps_running_processes() {
     assert_ne!(text(&call(addr, &b, "pid")), pid);
 }
 
+fn kill(pid: &str) {
+    assert!(Command::new("kill").args(["-9", pid]).status().unwrap().success());
+}
+
+fn get_stream(addr: SocketAddr, sid: &str) -> BufReader<TcpStream> {
+    let mut get = open(
+        addr,
+        &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
+    );
+    let mut status = String::new();
+    get.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    get
+}
+
 #[test]
-fn a_crashed_session_process_fails_its_calls_until_the_client_starts_over() {
+fn a_crashed_session_process_is_restarted_and_its_calls_in_flight_fail() {
     let gw = gateway(&session_target("s", ""));
     let addr = gw.addr();
-    let sid = initialize(addr, "{}").unwrap();
-    let crashed = call(addr, &sid, "crash");
-    assert_eq!(crashed["error"]["code"], -32603, "{crashed}");
-    let after = call(addr, &sid, "pid");
-    assert!(after["error"]["message"].as_str().unwrap().contains("initialize a new session"), "{after}");
-    let again = initialize(addr, "{}").unwrap();
-    assert!(text(&call(addr, &again, "pid")).parse::<u32>().is_ok());
+    let sid = initialize(addr, r#"{"elicitation":{}}"#).unwrap();
+    let s = ("mcp-session-id", sid.as_str());
+    assert_eq!(post(addr, &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
+    let mut get = get_stream(addr, &sid);
+    let pid = text(&call(addr, &sid, "pid"));
+
+    // a call in flight when the process dies gets a JSON-RPC error naming the target
+    let body = r#"{"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"wait","arguments":{}}}"#;
+    let waiting = std::thread::spawn({
+        let req = request(&[s], body);
+        move || raw(addr, req.as_bytes())
+    });
+    nth_line(&gw, "mcp target s: waiting ", 0);
+    kill(&pid);
+    let failed = answer(&waiting.join().unwrap());
+    assert_eq!(failed["id"], 21, "{failed}");
+    assert_eq!(failed["error"]["code"], -32603, "{failed}");
+    assert!(failed["error"]["message"].as_str().unwrap().contains("stdio target `s`"), "{failed}");
+
+    // the next call waits for the restarted process, initialized with the client's params
+    let new_pid = text(&call(addr, &sid, "pid"));
+    assert_ne!(new_pid, pid);
+    assert!(alive(&new_pid));
+    let caps: Value = serde_json::from_str(&text(&call(addr, &sid, "caps"))).unwrap();
+    assert_eq!(caps["elicitation"], json!({}), "{caps}");
+    gw.wait_metric("ringgate_mcp_stdio_restarts_total{target=\"s\",result=\"restarted\"} 1");
+
+    // the session's GET stream stays open and hears that the lists may have changed
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(
+            read_until(&mut get, |v| v["method"].as_str().is_some_and(|m| m.ends_with("/list_changed")))["method"]
+                .clone(),
+        );
+    }
+    seen.sort_by_key(|m| m.to_string());
+    assert_eq!(
+        seen,
+        [
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+            "notifications/tools/list_changed"
+        ]
+    );
+}
+
+#[test]
+fn a_session_process_that_keeps_crashing_is_given_up_on_alone() {
+    let gw = gateway(&session_target("s", ""));
+    let addr = gw.addr();
+    let fine = initialize(addr, "{}").unwrap();
+    // this client's name makes every process started for it exit once initialized
+    let r = post(
+        addr,
+        &[],
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"crashy","version":"1"}}}"#,
+    );
+    let doomed = r.header("mcp-session-id").expect("a session").to_string();
+    gw.wait_metric("ringgate_mcp_stdio_restarts_total{target=\"s\",result=\"gave_up\"} 1");
+    let e = call(addr, &doomed, "pid");
+    assert_eq!(e["error"]["code"], -32603, "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("stdio target `s`") && msg.contains("not restarted again"), "{e}");
+    // the other session of the same target is unharmed
+    assert!(text(&call(addr, &fine, "pid")).parse::<u32>().is_ok());
 }
 
 /// Read an SSE response up to and including the first message `want` accepts.

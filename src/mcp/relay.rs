@@ -203,7 +203,7 @@ impl Relay<'_> {
             TargetKind::Stdio(s) => match via {
                 Via::Own(u) => {
                     let p = self.stdio_proc(ti, u)?;
-                    Ok(InFlight::Stdio(p.call(method, params, origin)?))
+                    Ok(InFlight::Stdio(p.call(method, params, origin).await?))
                 }
                 Via::Pooled => Ok(InFlight::Stdio(s.call(method, params, origin).await?)),
             },

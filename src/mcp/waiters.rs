@@ -113,8 +113,22 @@ impl Waiters {
         if let Ok(mut l) = self.listener.lock() {
             l.take();
         }
+        self.drain()
+    }
+
+    /// The upstream is gone but another takes its place: return every waiting request and keep
+    /// the GET stream, which [`Waiters::hand_over`] moves to the new upstream.
+    pub fn drain(&self) -> Vec<(u64, flume::Sender<Message>)> {
         let m = self.map.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
         m.into_iter().map(|(id, w)| (id, w.tx)).collect()
+    }
+
+    /// Move the GET stream to `to` (the upstream that replaced this one).
+    pub fn hand_over(&self, to: &Waiters) {
+        let l = self.listener.lock().ok().and_then(|mut l| l.take());
+        if let (Some(tx), Ok(mut dst)) = (l, to.listener.lock()) {
+            *dst = Some(tx);
+        }
     }
 }
 
