@@ -481,3 +481,25 @@ fn sse_targets_in_per_session_mode_relay_sampling_and_elicitation() {
     // each client session had an upstream session of its own, ended with it (the client DELETEs)
     nth_line(&gw, "mcp target evs: session stream ended", 1);
 }
+
+#[test]
+fn the_session_cap_holds_for_sse_targets_in_per_session_mode() {
+    let port = free_port();
+    let _ev = start_peer(&everything(), &["sse"], &[("PORT", port.to_string())], port);
+    let gw = gateway(&format!(
+        "          - name: evs\n            sse: {{ host: \"http://127.0.0.1:{port}/sse\" }}\n            upstreamMode: perSession\n            maxSessions: 1\n"
+    ));
+    let addr = gw.addr();
+    let a = initialize(addr, "{}").unwrap();
+    let refused = initialize(addr, "{}").unwrap_err();
+    assert_eq!(refused["error"]["code"], -32000, "{refused}");
+    let msg = refused["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("sse target `evs`") && msg.contains("maxSessions"), "{refused}");
+    gw.wait_metric("ringgate_request_errors_total{reason=\"mcp_session_limit\"} 1");
+    // ending the session frees its place once its upstream stream has ended
+    assert_eq!(delete(addr, &a).status, 200);
+    gw.wait_line("mcp target evs: session stream ended");
+    let b = initialize(addr, "{}").unwrap();
+    let listed = answer(&post(addr, &[("mcp-session-id", &b)], r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#));
+    assert!(listed["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{listed}");
+}

@@ -428,8 +428,15 @@ impl Relay<'_> {
             TargetKind::Stdio(s) => (s.initialize().await?, None),
             TargetKind::Sse(h) if own && t.per_session => {
                 let ttl = self.plan.session_ttl;
-                let (result, key) = sse_client::open_session(self.ctx, &t.name, h, params, ttl, self.idle).await?;
-                (result, Some(key))
+                match sse_client::open_session(self.ctx, &t.name, h, params, ttl, self.idle).await {
+                    Ok((result, key)) => (result, Some(key)),
+                    Err(e) => {
+                        if e.code == SESSION_LIMIT {
+                            self.ctx.registry.shards[self.ctx.index].count_error("mcp_session_limit");
+                        }
+                        return Err(e);
+                    }
+                }
             }
             TargetKind::Sse(h) => (sse_client::shared(self.ctx, &t.name, h, self.idle).await?.init(), None),
             TargetKind::Http(h) if own => self.http_initialize(h, params).await?,
