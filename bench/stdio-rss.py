@@ -5,7 +5,7 @@ Usage: bench/stdio-rss.py [--sessions N (200)] [--label TEXT] [--out FILE.json]
 
 Starts ringgate (target/release/ringgate if built, else target/debug/ringgate; RINGGATE=path
 overrides) with `workers: 2` and one stdio target running `rg-fixture stdio` (target/*/rg-fixture;
-FIXTURE=path overrides) in its default perSession mode. One warm-up session is opened (so the
+FIXTURE=path overrides) in its default perSession mode. --warmup sessions (20) are opened (so the
 first-use allocations, the shared machinery and the I/O threads exist), then VmRSS and Threads
 of the gateway process are read from /proc/<pid>/status; then N more sessions are opened
 (initialize, notifications/initialized, tools/list: each has its own child process, now idle),
@@ -74,9 +74,10 @@ def open_session(conn, i):
     if not sid:
         sys.exit(f"no session: {data[:300]!r}")
     post(conn, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
-    _, data = post(conn, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
-    if b'"tools"' not in data:
-        sys.exit(f"tools/list failed: {data[:300]!r}")
+    if not os.environ.get("NO_LIST"):
+        _, data = post(conn, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
+        if b'"tools"' not in data:
+            sys.exit(f"tools/list failed: {data[:300]!r}")
     return sid
 
 
@@ -84,6 +85,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=200)
     ap.add_argument("--label", default="")
+    ap.add_argument("--demo", action="store_true", help="the built-in demo target instead (no process): the session's own cost")
+    ap.add_argument("--warmup", type=int, default=20, help="sessions opened before the baseline")
+    ap.add_argument("--settle", type=float, default=3.0, help="seconds before each reading")
     ap.add_argument("--out")
     a = ap.parse_args()
     gw_bin = pick("RINGGATE", ["target/release/ringgate", "target/debug/ringgate"])
@@ -95,8 +99,12 @@ def main():
             "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\n  mcp:\n    sessionTtl: 1h\n"
             "binds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n"
             "    - matches: [{path: {pathPrefix: /mcp}}]\n      backends:\n      - mcp:\n          targets:\n"
-            f"          - name: fx\n            stdio: {{ cmd: \"{fixture}\", args: [stdio] }}\n"
-            f"            maxSessions: {a.sessions + 10}\n"
+            + (
+                "          - name: fx\n            demo: {}\n"
+                if a.demo
+                else f"          - name: fx\n            stdio: {{ cmd: \"{fixture}\", args: [stdio] }}\n"
+                f"            maxSessions: {a.sessions + a.warmup + 10}\n"
+            )
         )
     log = open(os.path.join(d, "gateway.log"), "w+")
     gw = subprocess.Popen([gw_bin, "-c", cfg], stdout=log, stderr=subprocess.STDOUT)
@@ -113,15 +121,17 @@ def main():
             time.sleep(0.05)
         host, port = addr.rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        open_session(conn, 0)
-        time.sleep(1)
+        # warm-up: first-use allocations, the I/O and restarter threads, allocator pages
+        for i in range(a.warmup):
+            open_session(conn, -1 - i)
+        time.sleep(a.settle)
         before = status(gw.pid)
         t0 = time.time()
         for i in range(1, a.sessions + 1):
             open_session(conn, i)
         setup = time.time() - t0
         # let freed setup buffers go back and lazily started threads settle
-        time.sleep(2)
+        time.sleep(a.settle)
         after = status(gw.pid)
         kids = children(gw.pid)
         n = a.sessions

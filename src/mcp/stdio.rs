@@ -1,17 +1,17 @@
-//! Stdio targets: child processes bridged to the shards by threads and channels; a target's shared process (restarted with backoff) and the per-session processes of stateful clients (started at `initialize`, restarted with backoff after a crash, ended with the session, capped).
+//! Stdio targets: child processes whose pipes one I/O thread serves for all (`stdio_io`); a target's shared process (restarted with backoff) and the per-session processes of stateful clients (started at `initialize`, restarted with backoff after a crash, ended with the session, capped).
 //!
 //! Where a session's own process lives: in a process-wide table, under a random key sealed into
-//! the session id as the target's upstream session. Its I/O runs on threads behind channels, so
-//! any shard can talk to it directly: a request landing on another shard than the `initialize`
-//! needs no home shard and no mailbox hop (the legacy `/sse` transport's way), and a shard that
-//! drains takes no process with it. Shards cache the handle (`ShardSessions::stdio_proc`), so
+//! the session id as the target's upstream session. Its I/O runs on the I/O thread, behind
+//! locks held for a queue operation or a non-blocking write, so any shard can talk to it
+//! directly: a request landing on another shard than the `initialize` needs no home shard and no
+//! mailbox hop (the legacy `/sse` transport's way), and a shard that drains takes no process
+//! with it. Shards cache the handle (`ShardSessions::stdio_proc`), so
 //! the table's lock is taken when a session starts or ends, the first time a shard serves it,
 //! and by the idle reaper, not on each request.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Once, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -20,11 +20,10 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 
 use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
+use super::stdio_io::{self, kill_group, Events, Input};
 use super::waiters::Waiters;
 use crate::config::mcp::StdioTarget;
 
-/// Longest line accepted from a child (a message is one line).
-const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The version the gateway offers when it initializes a shared stdio server.
 const INIT_VERSION: &str = "2025-11-25";
@@ -67,7 +66,7 @@ struct State {
 /// A started process. Dropping the last handle kills its process group.
 struct Running {
     pid: u32,
-    stdin: flume::Sender<Vec<u8>>,
+    stdin: Arc<Input>,
     shared: Arc<Shared>,
     name: Arc<str>,
 }
@@ -363,26 +362,8 @@ impl Running {
             return;
         }
         kill_group(self.pid, libc::SIGTERM);
-        let me = self.clone();
-        let _ = std::thread::Builder::new().name("mcp-stdio-term".into()).spawn(move || {
-            let deadline = Instant::now() + TERM_GRACE;
-            while me.shared.alive.load(Ordering::Acquire) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if me.shared.alive.load(Ordering::Acquire) {
-                kill_group(me.pid, libc::SIGKILL);
-            }
-        });
-    }
-}
-
-/// Signal a child's whole process group (each child leads its own), so helpers it started go too.
-fn kill_group(pid: u32, sig: i32) {
-    // pid 0 would name the gateway's own group
-    let Ok(pid @ 1..) = i32::try_from(pid) else { return };
-    // SAFETY: kill(2) has no memory effects; a negative pid names the child's own group
-    unsafe {
-        libc::kill(-pid, sig);
+        // the I/O thread kills the group unless it has seen the child exit by then
+        stdio_io::kill_at(&self.stdin, Instant::now() + TERM_GRACE);
     }
 }
 
@@ -694,14 +675,14 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << failures.min(8))).min(MAX_BACKOFF)
 }
 
-/// Start `cfg` in a process group of its own that dies with the gateway, and the threads that
-/// bridge its pipes; the reader does the handshake with `init` as params.
+/// Start `cfg` in a process group of its own that dies with the gateway, its pipes handed to
+/// the I/O thread (`stdio_io`); the handshake is sent at once with `init` as params.
 fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::io::Result<Arc<Running>> {
     let mut cmd = Command::new(&cfg.cmd);
     cmd.args(&cfg.args).envs(&cfg.env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.process_group(0);
     // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec. The child
-    // gets SIGKILL when the shard thread that started it exits (a gateway that was killed).
+    // gets SIGKILL when the thread that started it exits (a gateway that was killed).
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -711,16 +692,9 @@ fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::
     if let Some(d) = &cfg.cwd {
         cmd.current_dir(d);
     }
-    let mut child = cmd.spawn()?;
-    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(std::io::Error::other("no pipes"));
-    };
+    let child = cmd.spawn()?;
     let pid = child.id();
     eprintln!("mcp target {name}: started `{}` (pid {pid})", cfg.cmd);
-    let (stdin_tx, stdin_rx) = flume::unbounded::<Vec<u8>>();
     let (ready_tx, ready_rx) = flume::bounded::<()>(1);
     let shared = Arc::new(Shared {
         waiters: Waiters::new(relays),
@@ -729,70 +703,48 @@ fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::
         alive: AtomicBool::new(true),
         owner: Mutex::new(Owner::None),
     });
-    std::thread::Builder::new().name(format!("mcp-{name}-in")).spawn(move || write_loop(stdin, stdin_rx))?;
-    let (sh, tx, n) = (shared.clone(), stdin_tx.clone(), name.clone());
-    std::thread::Builder::new()
-        .name(format!("mcp-{name}-out"))
-        .spawn(move || read_loop(&n, stdout, child, &sh, &tx, init, ready_tx))?;
+    let sh = shared.clone();
     let n = name.clone();
-    std::thread::Builder::new().name(format!("mcp-{name}-err")).spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            match line {
-                Ok(l) => eprintln!("mcp target {n}: {l}"),
-                Err(_) => break,
-            }
-        }
+    let stdin = stdio_io::start(name.clone(), child, move |input| {
+        Box::new(Reader { name: n, pid, shared: sh, input, ready: Some(ready_tx) })
     })?;
-    Ok(Arc::new(Running { pid, stdin: stdin_tx, shared, name: name.clone() }))
-}
-
-fn write_loop(mut stdin: ChildStdin, rx: flume::Receiver<Vec<u8>>) {
-    while let Ok(mut line) = rx.recv() {
-        line.push(b'\n');
-        if stdin.write_all(&line).and_then(|_| stdin.flush()).is_err() {
-            return;
-        }
-    }
-}
-
-/// Handshake, then route every line the child writes; on exit reap the child and fail whatever
-/// is still waiting.
-fn read_loop(
-    name: &str,
-    stdout: ChildStdout,
-    mut child: Child,
-    sh: &Shared,
-    stdin: &flume::Sender<Vec<u8>>,
-    init: Value,
-    ready: flume::Sender<()>,
-) {
-    let mut lines = BufReader::new(stdout);
     let _ = stdin.send(jsonrpc::request(&json!(0), "initialize", Some(&init)));
-    let mut ready = Some(ready);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match read_line(&mut lines, &mut buf) {
-            Ok(true) => {}
-            _ => break,
-        }
-        let msg = match jsonrpc::parse(&buf) {
+    Ok(Arc::new(Running { pid, stdin, shared, name: name.clone() }))
+}
+
+/// What a child writes, handled on the I/O thread: the handshake, then every message routed to
+/// the request it is about, or to the client.
+struct Reader {
+    name: Arc<str>,
+    pid: u32,
+    shared: Arc<Shared>,
+    input: Arc<Input>,
+    /// Until the handshake is over; dropping it wakes whoever waits for it.
+    ready: Option<flume::Sender<()>>,
+}
+
+impl Events for Reader {
+    fn line(&mut self, line: &[u8]) {
+        let (name, sh) = (&self.name, &self.shared);
+        let msg = match jsonrpc::parse(line) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("mcp target {name}: ignoring a line that is not JSON-RPC: {}", e.message);
-                continue;
+                return;
             }
         };
         match msg {
-            Message::Response { id, result } if ready.is_some() && id == json!(0) => {
+            Message::Response { id, result } if self.ready.is_some() && id == json!(0) => {
                 let _ = sh.init.set(Ok(result));
-                let _ = stdin.send(jsonrpc::notification("notifications/initialized", None));
-                ready = None;
+                let _ = self.input.send(jsonrpc::notification("notifications/initialized", None));
+                self.ready = None;
             }
-            Message::Error { id, error } if ready.is_some() && id == json!(0) => {
+            Message::Error { id, error } if self.ready.is_some() && id == json!(0) => {
                 let e = RpcError::from_value(&error);
                 let _ = sh.init.set(Err(format!("stdio target `{name}` refused initialize: {}", e.message)));
-                break;
+                self.ready = None;
+                // a server that refuses the handshake is of no use: it is ended
+                kill_group(self.pid, libc::SIGKILL);
             }
             Message::Response { ref id, .. } | Message::Error { ref id, .. } => {
                 if let Some(n) = id.as_u64() {
@@ -820,40 +772,47 @@ fn read_loop(
                             &RpcError::new(jsonrpc::METHOD_NOT_FOUND, format!("`{method}` {why}")),
                         )
                     };
-                    let _ = stdin.send(answer);
+                    let _ = self.input.send(answer);
                 }
             }
         }
     }
-    // decided before it is marked dead, so that a GET stream attached meanwhile is kept for
-    // the restarted process
-    let owner = match sh.owner.lock().as_deref_mut() {
-        Ok(Owner::Session(w)) => w.upgrade(),
-        Ok(o) => {
-            *o = Owner::Exited;
-            None
+
+    /// Reap the child and fail whatever is still waiting; a session's crashed process is
+    /// restarted.
+    fn exited(self: Box<Self>, child: &mut Child) {
+        let (name, sh) = (&self.name, &self.shared);
+        // decided before it is marked dead, so that a GET stream attached meanwhile is kept for
+        // the restarted process
+        let owner = match sh.owner.lock().as_deref_mut() {
+            Ok(Owner::Session(w)) => w.upgrade(),
+            Ok(o) => {
+                *o = Owner::Exited;
+                None
+            }
+            Err(_) => None,
+        };
+        let restart = owner.as_ref().and_then(|p| Some((p.clone(), p.crashed()?)));
+        sh.alive.store(false, Ordering::Release);
+        // what the child left behind in its group goes too; then the child is reaped (it has
+        // exited, or its stdout ended and it is killed now)
+        kill_group(child.id(), libc::SIGKILL);
+        let status = child.wait();
+        let _ = sh.init.set(Err(format!("stdio target `{name}` exited during its handshake")));
+        drop(self.ready);
+        eprintln!("mcp target {name}: process exited (pid {}): {}", child.id(), describe(status));
+        let (waiting, what) = match &restart {
+            Some(_) => (sh.waiters.drain(), "crashed before answering; it is being restarted"),
+            None => (sh.waiters.close(), "exited before answering"),
+        };
+        for (id, tx) in waiting {
+            let e = RpcError::new(INTERNAL_ERROR, format!("stdio target `{name}` {what}"));
+            let _ = tx.send(Message::Error { id: json!(id), error: e.to_value() });
         }
-        Err(_) => None,
-    };
-    let restart = owner.as_ref().and_then(|p| Some((p.clone(), p.crashed()?)));
-    sh.alive.store(false, Ordering::Release);
-    // what the child left behind in its group goes too; then the child is reaped
-    kill_group(child.id(), libc::SIGKILL);
-    let status = child.wait();
-    let _ = sh.init.set(Err(format!("stdio target `{name}` exited during its handshake")));
-    drop(ready);
-    eprintln!("mcp target {name}: process exited (pid {}): {}", child.id(), describe(status));
-    let (waiting, what) = match &restart {
-        Some(_) => (sh.waiters.drain(), "crashed before answering; it is being restarted"),
-        None => (sh.waiters.close(), "exited before answering"),
-    };
-    for (id, tx) in waiting {
-        let e = RpcError::new(INTERNAL_ERROR, format!("stdio target `{name}` {what}"));
-        let _ = tx.send(Message::Error { id: json!(id), error: e.to_value() });
-    }
-    if let Some((proc, done)) = restart {
-        let crashes = proc.restart.lock().map(|st| st.crashes).unwrap_or(1);
-        schedule(Job { proc, due: Instant::now() + backoff(crashes.saturating_sub(1)), _done: done });
+        if let Some((proc, done)) = restart {
+            let crashes = proc.restart.lock().map(|st| st.crashes).unwrap_or(1);
+            schedule(Job { proc, due: Instant::now() + backoff(crashes.saturating_sub(1)), _done: done });
+        }
     }
 }
 
@@ -961,30 +920,6 @@ fn restart_loop(rx: &flume::Receiver<Job>) {
     }
 }
 
-/// One line without its newline; `Ok(false)` at end of stream.
-fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    loop {
-        let avail = r.fill_buf()?;
-        if avail.is_empty() {
-            return Ok(false);
-        }
-        if let Some(i) = avail.iter().position(|&b| b == b'\n') {
-            buf.extend_from_slice(&avail[..i]);
-            r.consume(i + 1);
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-            return Ok(true);
-        }
-        let n = avail.len();
-        buf.extend_from_slice(avail);
-        r.consume(n);
-        if buf.len() > MAX_LINE_BYTES {
-            return Err(std::io::Error::other("line too long"));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1003,7 +938,7 @@ mod tests {
     fn session_proc(server: &Arc<StdioServer>, last_used: u64, alive: bool) -> Arc<SessionProc> {
         let sh = shared(true);
         sh.alive.store(alive, Ordering::Release);
-        let (stdin, _) = flume::unbounded();
+        let stdin = stdio_io::detached();
         let running = Arc::new(Running { pid: 0, stdin, shared: Arc::new(sh), name: "t".into() });
         server.live.fetch_add(1, Ordering::AcqRel);
         Arc::new(SessionProc {
