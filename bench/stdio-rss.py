@@ -40,7 +40,7 @@ def status(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "Threads"):
+            if k in ("VmRSS", "RssAnon", "Threads"):
                 out[k] = int(v.split()[0])
     return out
 
@@ -143,6 +143,9 @@ def main():
             "rss_kib_before": before["VmRSS"],
             "rss_kib_after": after["VmRSS"],
             "rss_kib_per_session": round((after["VmRSS"] - before["VmRSS"]) / n, 2),
+            "anon_kib_before": before["RssAnon"],
+            "anon_kib_after": after["RssAnon"],
+            "anon_kib_per_session": round((after["RssAnon"] - before["RssAnon"]) / n, 2),
             "threads_before": before["Threads"],
             "threads_after": after["Threads"],
             "setup_s": round(setup, 2),

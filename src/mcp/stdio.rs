@@ -76,8 +76,9 @@ struct Shared {
     /// Requests waiting for messages about them; a session's own process relays what it asks
     /// and tells to its client, a shared one refuses it (it cannot know whom to ask).
     waiters: Waiters,
-    /// The child's `initialize` result, or why the handshake failed.
-    init: OnceLock<Result<Value, String>>,
+    /// The child's `initialize` result as JSON text (a tree of it would cost a session's idle
+    /// process kilobytes: every JSON object is a B-tree node), or why the handshake failed.
+    init: OnceLock<Result<Box<str>, String>>,
     /// Dropped (disconnected) when `init` is set, waking every waiter.
     ready: flume::Receiver<()>,
     alive: AtomicBool,
@@ -93,6 +94,14 @@ enum Owner {
     Session(Weak<SessionProc>),
     /// It exited before a session took it.
     Exited,
+}
+
+impl Shared {
+    /// The `initialize` result, once the handshake succeeded.
+    fn init_result(&self) -> Option<Value> {
+        let raw = self.init.get()?.as_ref().ok()?;
+        serde_json::from_str(raw).ok()
+    }
 }
 
 impl Drop for Running {
@@ -160,12 +169,7 @@ impl StdioServer {
     pub async fn initialize(&self) -> Result<Value, RpcError> {
         // `running` only succeeds once the handshake has stored a result
         let r = self.running().await?;
-        r.shared
-            .init
-            .get()
-            .and_then(|i| i.as_ref().ok())
-            .cloned()
-            .ok_or_else(|| self.down("did not finish its handshake"))
+        r.shared.init_result().ok_or_else(|| self.down("did not finish its handshake"))
     }
 
     /// Send a request to the shared process. `origin` (client session and request id) lets the
@@ -223,7 +227,7 @@ impl StdioServer {
             let _ = r.shared.ready.recv_async().await;
         }
         let result = match r.shared.init.get() {
-            Some(Ok(v)) => v.clone(),
+            Some(Ok(_)) => r.shared.init_result().unwrap_or_else(|| json!({})),
             failed => {
                 self.live.fetch_sub(1, Ordering::AcqRel);
                 r.terminate();
@@ -236,7 +240,7 @@ impl StdioServer {
         let key = new_key().map_err(|e| self.down(&e))?;
         let proc = Arc::new(SessionProc {
             server: self.clone(),
-            init,
+            init: init.to_string().into(),
             running: ArcSwap::new(r.clone()),
             restart: Mutex::new(Restart { crashes: 0, started: Instant::now(), gave_up: false, done: None }),
             ttl,
@@ -372,8 +376,9 @@ impl Running {
 /// `MAX_CRASHES` times without a healthy run in between.
 pub struct SessionProc {
     server: Arc<StdioServer>,
-    /// The `initialize` params its processes get (the client's own).
-    init: Value,
+    /// The `initialize` params its processes get (the client's own), as JSON text (see
+    /// `Shared::init`).
+    init: Box<str>,
     /// The process serving now (the crashed one while a restart is under way).
     running: ArcSwap<Running>,
     restart: Mutex<Restart>,
@@ -565,7 +570,8 @@ impl SessionProc {
         crate::observe::metrics::count_stdio_restart(&self.server.name, "restarted");
         eprintln!("mcp target {}: session process restarted (pid {}, was {})", self.server.name, r.pid, old.pid);
         // a new process may list other tools, prompts or resources than the one it replaces
-        let caps = r.shared.init.get().and_then(|i| i.as_ref().ok()).and_then(|i| i.get("capabilities"));
+        let init = r.shared.init_result();
+        let caps = init.as_ref().and_then(|i| i.get("capabilities"));
         for kind in ["tools", "prompts", "resources"] {
             if caps.and_then(|c| c.get(kind)).is_some() {
                 let method = format!("notifications/{kind}/list_changed");
@@ -735,7 +741,7 @@ impl Events for Reader {
         };
         match msg {
             Message::Response { id, result } if self.ready.is_some() && id == json!(0) => {
-                let _ = sh.init.set(Ok(result));
+                let _ = sh.init.set(Ok(result.to_string().into()));
                 let _ = self.input.send(jsonrpc::notification("notifications/initialized", None));
                 self.ready = None;
             }
@@ -873,7 +879,8 @@ fn restart_loop(rx: &flume::Receiver<Job>) {
                 continue;
             }
             let s = &job.proc.server;
-            match spawn(&s.name, &s.cfg, job.proc.init.clone(), true) {
+            let init = serde_json::from_str(&job.proc.init).unwrap_or_else(|_| json!({}));
+            match spawn(&s.name, &s.cfg, init, true) {
                 Ok(r) => starting.push((job, r, now + RESTART_HANDSHAKE)),
                 Err(e) => {
                     eprintln!("mcp target {}: cannot restart a session process: {e}", s.name);
@@ -943,7 +950,7 @@ mod tests {
         server.live.fetch_add(1, Ordering::AcqRel);
         Arc::new(SessionProc {
             server: server.clone(),
-            init: json!({}),
+            init: "{}".into(),
             running: ArcSwap::new(running),
             restart: Mutex::new(Restart { crashes: 0, started: Instant::now(), gave_up: false, done: None }),
             ttl: Duration::from_secs(10),
