@@ -9,7 +9,9 @@ FIXTURE=path overrides) in its default perSession mode. --warmup sessions (20) a
 first-use allocations, the shared machinery and the I/O threads exist), then VmRSS and Threads
 of the gateway process are read from /proc/<pid>/status; then N more sessions are opened
 (initialize, notifications/initialized, tools/list: each has its own child process, now idle),
-memory is left to settle, and both are read again. Per session = (after - before) / N. The
+memory is left to settle, and both are read again. Per session = (after - before) / N, and
+the least-squares slope of RssAnon over readings taken every N/10 sessions (RssAnon: the
+binary's file-backed pages come and go by megabytes and are no session's). The
 children's own memory is theirs, not counted. Output: one JSON object on stdout (and in --out).
 """
 
@@ -127,13 +129,23 @@ def main():
         time.sleep(a.settle)
         before = status(gw.pid)
         t0 = time.time()
+        # readings along the way: the allocator commits memory in chunks, so the slope over
+        # many points says more than the difference of two
+        points = [(0, before["RssAnon"])]
+        step = max(1, a.sessions // 10)
         for i in range(1, a.sessions + 1):
             open_session(conn, i)
+            if i % step == 0 and i < a.sessions:
+                points.append((i, status(gw.pid)["RssAnon"]))
         setup = time.time() - t0
         # let freed setup buffers go back and lazily started threads settle
         time.sleep(a.settle)
         after = status(gw.pid)
         kids = children(gw.pid)
+        points.append((a.sessions, after["RssAnon"]))
+        mx = sum(p[0] for p in points) / len(points)
+        my = sum(p[1] for p in points) / len(points)
+        slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
         n = a.sessions
         res = {
             "label": a.label,
@@ -146,6 +158,7 @@ def main():
             "anon_kib_before": before["RssAnon"],
             "anon_kib_after": after["RssAnon"],
             "anon_kib_per_session": round((after["RssAnon"] - before["RssAnon"]) / n, 2),
+            "anon_kib_per_session_slope": round(slope, 2),
             "threads_before": before["Threads"],
             "threads_after": after["Threads"],
             "setup_s": round(setup, 2),

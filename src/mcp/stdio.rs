@@ -80,7 +80,8 @@ struct Shared {
     /// process kilobytes: every JSON object is a B-tree node), or why the handshake failed.
     init: OnceLock<Result<Box<str>, String>>,
     /// Dropped (disconnected) when `init` is set, waking every waiter.
-    ready: flume::Receiver<()>,
+    /// Taken once the handshake is over, so that an idle process keeps no channel.
+    ready: Mutex<Option<flume::Receiver<()>>>,
     alive: AtomicBool,
     /// The session whose process this is, once its handshake is done: told when it crashes.
     owner: Mutex<Owner>,
@@ -97,6 +98,22 @@ enum Owner {
 }
 
 impl Shared {
+    /// Wait until the handshake is over, either way.
+    async fn handshake(&self) {
+        let rx = self.ready.lock().ok().and_then(|r| r.clone());
+        if let Some(rx) = rx {
+            let _ = rx.recv_async().await;
+        }
+    }
+
+    /// The handshake is over: wake whoever waits (`ready` is the sender) and drop the channel.
+    fn handshake_over(&self, ready: &mut Option<flume::Sender<()>>) {
+        *ready = None;
+        if let Ok(mut r) = self.ready.lock() {
+            r.take();
+        }
+    }
+
     /// The `initialize` result, once the handshake succeeded.
     fn init_result(&self) -> Option<Value> {
         let raw = self.init.get()?.as_ref().ok()?;
@@ -224,7 +241,7 @@ impl StdioServer {
             }
         };
         if r.shared.init.get().is_none() {
-            let _ = r.shared.ready.recv_async().await;
+            r.shared.handshake().await;
         }
         let result = match r.shared.init.get() {
             Some(Ok(_)) => r.shared.init_result().unwrap_or_else(|| json!({})),
@@ -293,7 +310,7 @@ impl StdioServer {
             }
         };
         if r.shared.init.get().is_none() {
-            let _ = r.shared.ready.recv_async().await;
+            r.shared.handshake().await;
         }
         let ok = matches!(r.shared.init.get(), Some(Ok(_)));
         if let Ok(mut st) = self.state.lock() {
@@ -705,7 +722,7 @@ fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::
     let shared = Arc::new(Shared {
         waiters: Waiters::new(relays),
         init: OnceLock::new(),
-        ready: ready_rx,
+        ready: Mutex::new(Some(ready_rx)),
         alive: AtomicBool::new(true),
         owner: Mutex::new(Owner::None),
     });
@@ -743,12 +760,12 @@ impl Events for Reader {
             Message::Response { id, result } if self.ready.is_some() && id == json!(0) => {
                 let _ = sh.init.set(Ok(result.to_string().into()));
                 let _ = self.input.send(jsonrpc::notification("notifications/initialized", None));
-                self.ready = None;
+                sh.handshake_over(&mut self.ready);
             }
             Message::Error { id, error } if self.ready.is_some() && id == json!(0) => {
                 let e = RpcError::from_value(&error);
                 let _ = sh.init.set(Err(format!("stdio target `{name}` refused initialize: {}", e.message)));
-                self.ready = None;
+                sh.handshake_over(&mut self.ready);
                 // a server that refuses the handshake is of no use: it is ended
                 kill_group(self.pid, libc::SIGKILL);
             }
@@ -805,7 +822,8 @@ impl Events for Reader {
         kill_group(child.id(), libc::SIGKILL);
         let status = child.wait();
         let _ = sh.init.set(Err(format!("stdio target `{name}` exited during its handshake")));
-        drop(self.ready);
+        let mut ready = self.ready;
+        sh.handshake_over(&mut ready);
         eprintln!("mcp target {name}: process exited (pid {}): {}", child.id(), describe(status));
         let (waiting, what) = match &restart {
             Some(_) => (sh.waiters.drain(), "crashed before answering; it is being restarted"),
@@ -932,7 +950,7 @@ mod tests {
     use super::*;
 
     fn shared(relays: bool) -> Shared {
-        let (_, ready) = flume::bounded(1);
+        let ready = Mutex::new(None);
         Shared {
             waiters: Waiters::new(relays),
             init: OnceLock::new(),
