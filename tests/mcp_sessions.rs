@@ -503,3 +503,22 @@ fn the_session_cap_holds_for_sse_targets_in_per_session_mode() {
     let listed = answer(&post(addr, &[("mcp-session-id", &b)], r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#));
     assert!(listed["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{listed}");
 }
+
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn session_processes_add_no_threads() {
+    let gw = gateway(&session_target("s", ""));
+    let addr = gw.addr();
+    // the first process starts what every later one shares (the I/O thread, the reaper)
+    let first = initialize(addr, "{}").unwrap();
+    assert!(text(&call(addr, &first, "pid")).parse::<u32>().is_ok());
+    let before = threads(gw.child.id());
+    let sids: Vec<String> = (0..10).map(|_| initialize(addr, "{}").unwrap()).collect();
+    let pids: Vec<String> = sids.iter().map(|s| text(&call(addr, s, "pid"))).collect();
+    assert!(pids.iter().all(|p| alive(p)), "{pids:?}");
+    assert_eq!(threads(gw.child.id()), before, "ten more session processes, no more threads");
+}

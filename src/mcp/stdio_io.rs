@@ -553,4 +553,44 @@ mod tests {
         let mut big = Vec::new();
         assert!(split_lines(&mut big, &vec![b'x'; MAX_LINE_BYTES + 1], |_| {}).is_err());
     }
+
+    struct Quiet;
+
+    impl Events for Quiet {
+        fn line(&mut self, _: &[u8]) {}
+        fn exited(self: Box<Self>, child: &mut Child) {
+            let _ = child.wait();
+        }
+    }
+
+    #[test]
+    fn a_child_that_does_not_read_its_input_is_not_buffered_for_without_end() {
+        use std::process::{Command, Stdio};
+        let child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let input = start("t".into(), child, |_| Box::new(Quiet)).unwrap();
+        let line = vec![b'x'; 1024 * 1024 - 1];
+        let mut sent = 0;
+        let refused = loop {
+            match input.send(line.clone()) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent <= 64, "never refused");
+        };
+        assert!(matches!(refused, InputError::Full), "{refused:?}");
+        // the pipe took some, the queue holds at most the limit
+        assert!(input.state.lock().unwrap().pending <= MAX_PENDING_INPUT);
+        assert!(sent >= MAX_PENDING_INPUT / line.len());
+        // SAFETY: kill(2) on the child started above
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
 }
