@@ -223,17 +223,90 @@ fn a_reload_changes_the_cap_and_keeps_running_processes() {
     assert_ne!(text(&call(addr, &b, "pid")), pid);
 }
 
+fn kill(pid: &str) {
+    assert!(Command::new("kill").args(["-9", pid]).status().unwrap().success());
+}
+
+fn get_stream(addr: SocketAddr, sid: &str) -> BufReader<TcpStream> {
+    let mut get = open(
+        addr,
+        &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
+    );
+    let mut status = String::new();
+    get.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    get
+}
+
 #[test]
-fn a_crashed_session_process_fails_its_calls_until_the_client_starts_over() {
+fn a_crashed_session_process_is_restarted_and_its_calls_in_flight_fail() {
     let gw = gateway(&session_target("s", ""));
     let addr = gw.addr();
-    let sid = initialize(addr, "{}").unwrap();
-    let crashed = call(addr, &sid, "crash");
-    assert_eq!(crashed["error"]["code"], -32603, "{crashed}");
-    let after = call(addr, &sid, "pid");
-    assert!(after["error"]["message"].as_str().unwrap().contains("initialize a new session"), "{after}");
-    let again = initialize(addr, "{}").unwrap();
-    assert!(text(&call(addr, &again, "pid")).parse::<u32>().is_ok());
+    let sid = initialize(addr, r#"{"elicitation":{}}"#).unwrap();
+    let s = ("mcp-session-id", sid.as_str());
+    assert_eq!(post(addr, &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
+    let mut get = get_stream(addr, &sid);
+    let pid = text(&call(addr, &sid, "pid"));
+
+    // a call in flight when the process dies gets a JSON-RPC error naming the target
+    let body = r#"{"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"wait","arguments":{}}}"#;
+    let waiting = std::thread::spawn({
+        let req = request(&[s], body);
+        move || raw(addr, req.as_bytes())
+    });
+    nth_line(&gw, "mcp target s: waiting ", 0);
+    kill(&pid);
+    let failed = answer(&waiting.join().unwrap());
+    assert_eq!(failed["id"], 21, "{failed}");
+    assert_eq!(failed["error"]["code"], -32603, "{failed}");
+    assert!(failed["error"]["message"].as_str().unwrap().contains("stdio target `s`"), "{failed}");
+
+    // the next call waits for the restarted process, initialized with the client's params
+    let new_pid = text(&call(addr, &sid, "pid"));
+    assert_ne!(new_pid, pid);
+    assert!(alive(&new_pid));
+    let caps: Value = serde_json::from_str(&text(&call(addr, &sid, "caps"))).unwrap();
+    assert_eq!(caps["elicitation"], json!({}), "{caps}");
+    gw.wait_metric("ringgate_mcp_stdio_restarts_total{target=\"s\",result=\"restarted\"} 1");
+
+    // the session's GET stream stays open and hears that the lists may have changed
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(
+            read_until(&mut get, |v| v["method"].as_str().is_some_and(|m| m.ends_with("/list_changed")))["method"]
+                .clone(),
+        );
+    }
+    seen.sort_by_key(|m| m.to_string());
+    assert_eq!(
+        seen,
+        [
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+            "notifications/tools/list_changed"
+        ]
+    );
+}
+
+#[test]
+fn a_session_process_that_keeps_crashing_is_given_up_on_alone() {
+    let gw = gateway(&session_target("s", ""));
+    let addr = gw.addr();
+    let fine = initialize(addr, "{}").unwrap();
+    // this client's name makes every process started for it exit once initialized
+    let r = post(
+        addr,
+        &[],
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"crashy","version":"1"}}}"#,
+    );
+    let doomed = r.header("mcp-session-id").expect("a session").to_string();
+    gw.wait_metric("ringgate_mcp_stdio_restarts_total{target=\"s\",result=\"gave_up\"} 1");
+    let e = call(addr, &doomed, "pid");
+    assert_eq!(e["error"]["code"], -32603, "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("stdio target `s`") && msg.contains("not restarted again"), "{e}");
+    // the other session of the same target is unharmed
+    assert!(text(&call(addr, &fine, "pid")).parse::<u32>().is_ok());
 }
 
 /// Read an SSE response up to and including the first message `want` accepts.
@@ -407,4 +480,45 @@ fn sse_targets_in_per_session_mode_relay_sampling_and_elicitation() {
     assert_eq!(r["elicitations"].as_array().unwrap().len(), 1, "{r}");
     // each client session had an upstream session of its own, ended with it (the client DELETEs)
     nth_line(&gw, "mcp target evs: session stream ended", 1);
+}
+
+#[test]
+fn the_session_cap_holds_for_sse_targets_in_per_session_mode() {
+    let port = free_port();
+    let _ev = start_peer(&everything(), &["sse"], &[("PORT", port.to_string())], port);
+    let gw = gateway(&format!(
+        "          - name: evs\n            sse: {{ host: \"http://127.0.0.1:{port}/sse\" }}\n            upstreamMode: perSession\n            maxSessions: 1\n"
+    ));
+    let addr = gw.addr();
+    let a = initialize(addr, "{}").unwrap();
+    let refused = initialize(addr, "{}").unwrap_err();
+    assert_eq!(refused["error"]["code"], -32000, "{refused}");
+    let msg = refused["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("sse target `evs`") && msg.contains("maxSessions"), "{refused}");
+    gw.wait_metric("ringgate_request_errors_total{reason=\"mcp_session_limit\"} 1");
+    // ending the session frees its place once its upstream stream has ended
+    assert_eq!(delete(addr, &a).status, 200);
+    gw.wait_line("mcp target evs: session stream ended");
+    let b = initialize(addr, "{}").unwrap();
+    let listed = answer(&post(addr, &[("mcp-session-id", &b)], r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#));
+    assert!(listed["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{listed}");
+}
+
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn session_processes_add_no_threads() {
+    let gw = gateway(&session_target("s", ""));
+    let addr = gw.addr();
+    // the first process starts what every later one shares (the I/O thread, the reaper)
+    let first = initialize(addr, "{}").unwrap();
+    assert!(text(&call(addr, &first, "pid")).parse::<u32>().is_ok());
+    let before = threads(gw.child.id());
+    let sids: Vec<String> = (0..10).map(|_| initialize(addr, "{}").unwrap()).collect();
+    let pids: Vec<String> = sids.iter().map(|s| text(&call(addr, s, "pid"))).collect();
+    assert!(pids.iter().all(|p| alive(p)), "{pids:?}");
+    assert_eq!(threads(gw.child.id()), before, "ten more session processes, no more threads");
 }

@@ -1101,7 +1101,7 @@ fn guard_plan(
     Ok(Some(GuardPlan { pinning, scan, scanner, pins, fp: h.finish() }))
 }
 
-/// Per-session processes a stdio target may run at once unless `maxSessions` says otherwise.
+/// Per-session processes (or upstream sessions) a target may have at once unless `maxSessions` says otherwise.
 const DEFAULT_MAX_SESSIONS: usize = 100;
 
 /// Fingerprints of what an MCP backend's clients can see: of its tools, and of its prompts and
@@ -1172,7 +1172,15 @@ fn compile_mcp(
                 TargetKind::Http(http_target(cx, &format!("{tp}.mcp.host"), &h.host, "/mcp", credential, tls)?)
             }
             (None, None, Some(h), None) => {
-                TargetKind::Sse(http_target(cx, &format!("{tp}.sse.host"), &h.host, "/sse", credential, tls)?)
+                let plan = http_target(cx, &format!("{tp}.sse.host"), &h.host, "/sse", credential, tls)?;
+                if per_session {
+                    let max = t.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+                    if max == 0 {
+                        return Err(cx.err(format!("{tp}.maxSessions"), "must be at least 1"));
+                    }
+                    crate::mcp::sse_client::set_max_sessions(&t.name, &plan, max);
+                }
+                TargetKind::Sse(plan)
             }
             (None, None, None, Some(_)) => TargetKind::Demo,
             _ => return Err(cx.err(tp, "a target needs exactly one of `stdio`, `mcp`, `sse` or `demo`")),
@@ -1180,8 +1188,8 @@ fn compile_mcp(
         if t.stdio.is_none() && t.sse.is_none() && t.upstream_mode.is_some() {
             return Err(cx.err(tp, "`upstreamMode` applies to `stdio` and `sse` targets"));
         }
-        if t.stdio.is_none() && t.max_sessions.is_some() {
-            return Err(cx.err(tp, "`maxSessions` applies to `stdio` targets"));
+        if !per_session && t.max_sessions.is_some() {
+            return Err(cx.err(tp, "`maxSessions` applies to targets in `perSession` mode (`stdio` and `sse`)"));
         }
         if t.mcp.is_none() && t.protocol.is_some() {
             return Err(cx.err(format!("{tp}.protocol"), "`protocol` applies to `mcp` (Streamable HTTP) targets"));

@@ -162,9 +162,9 @@ pub struct McpTarget {
     /// such field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<TargetProtocol>,
-    /// In `perSession` mode: at most this many processes of this target run at once (default
-    /// 100); an `initialize` beyond it fails with JSON-RPC error -32000, counted as
-    /// `mcp_session_limit`.
+    /// In `perSession` mode: at most this many processes (`stdio`) or upstream sessions (`sse`)
+    /// of this target exist at once (default 100); an `initialize` beyond it fails with
+    /// JSON-RPC error -32000, counted as `mcp_session_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<usize>,
     /// ringgate's built-in demo server (a few tools, a prompt, resources), run in-process.

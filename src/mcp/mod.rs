@@ -21,6 +21,7 @@ pub mod session;
 pub mod sse;
 pub mod sse_client;
 pub mod stdio;
+pub mod stdio_io;
 pub mod subscriptions;
 pub mod toolguard;
 pub mod waiters;

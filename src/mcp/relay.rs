@@ -210,7 +210,7 @@ impl Relay<'_> {
             TargetKind::Stdio(s) => match via {
                 Via::Own(u) => {
                     let p = self.stdio_proc(ti, u)?;
-                    Ok(InFlight::Stdio(p.call(method, params, origin)?))
+                    Ok(InFlight::Stdio(p.call(method, params, origin).await?))
                 }
                 Via::Pooled => Ok(InFlight::Stdio(s.call(method, params, origin).await?)),
             },
@@ -503,8 +503,15 @@ impl Relay<'_> {
             TargetKind::Stdio(s) => (s.initialize().await?, None),
             TargetKind::Sse(h) if own && t.per_session => {
                 let ttl = self.plan.session_ttl;
-                let (result, key) = sse_client::open_session(self.ctx, &t.name, h, params, ttl, self.idle).await?;
-                (result, Some(key))
+                match sse_client::open_session(self.ctx, &t.name, h, params, ttl, self.idle).await {
+                    Ok((result, key)) => (result, Some(key)),
+                    Err(e) => {
+                        if e.code == SESSION_LIMIT {
+                            self.ctx.registry.shards[self.ctx.index].count_error("mcp_session_limit");
+                        }
+                        return Err(e);
+                    }
+                }
             }
             TargetKind::Sse(h) => (sse_client::shared(self.ctx, &t.name, h, self.idle).await?.init(), None),
             TargetKind::Http(h) if own => return self.own_upstream(ti, h, params, false).await,

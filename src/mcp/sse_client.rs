@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -328,6 +328,8 @@ pub struct SessionSse {
     ttl: Duration,
     /// Last use by its session, in ms since `EPOCH`.
     last_used: AtomicU64,
+    /// Its place under the target's `maxSessions`, given up when its stream ends.
+    slot: Mutex<Option<Slot>>,
 }
 
 /// A request in flight on a client session's own upstream session.
@@ -353,6 +355,56 @@ impl SessionSseCall {
 }
 
 static SESSIONS: LazyLock<Mutex<HashMap<String, Arc<SessionSse>>>> = LazyLock::new(Default::default);
+
+/// `maxSessions` of each target in `perSession` mode and its client sessions' own upstream
+/// sessions open now, by target name and endpoint: process-wide and kept across reloads, like
+/// the sessions they count.
+static CAPS: LazyLock<Mutex<HashMap<String, Arc<Cap>>>> = LazyLock::new(Default::default);
+
+struct Cap {
+    max: AtomicUsize,
+    open: AtomicUsize,
+}
+
+/// One upstream session counted against its target's `maxSessions`; released when dropped.
+struct Slot(Arc<Cap>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn cap_key(name: &str, t: &HttpTargetPlan) -> String {
+    format!("{name} {}", t.session_key())
+}
+
+/// Set the cap on client sessions' own upstream sessions with target `name` at `t` (config
+/// compile; a reload lowering it ends none).
+pub fn set_max_sessions(name: &str, t: &HttpTargetPlan, max: usize) {
+    if let Ok(mut m) = CAPS.lock() {
+        let c = m
+            .entry(cap_key(name, t))
+            .or_insert_with(|| Arc::new(Cap { max: AtomicUsize::new(max), open: AtomicUsize::new(0) }));
+        c.max.store(max, Ordering::Relaxed);
+    }
+}
+
+/// Count one more upstream session with target `name` at `t`, unless it has `maxSessions` open.
+fn reserve(name: &str, t: &HttpTargetPlan) -> Result<Option<Slot>, RpcError> {
+    let Some(cap) = CAPS.lock().ok().and_then(|m| m.get(&cap_key(name, t)).cloned()) else { return Ok(None) };
+    let max = cap.max.load(Ordering::Relaxed);
+    if cap.open.fetch_add(1, Ordering::AcqRel) >= max {
+        cap.open.fetch_sub(1, Ordering::AcqRel);
+        return Err(RpcError::new(
+            super::stdio::SESSION_LIMIT,
+            format!(
+                "sse target `{name}` has {max} per-session upstream sessions open already (its maxSessions); end idle sessions or try later"
+            ),
+        ));
+    }
+    Ok(Some(Slot(cap)))
+}
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 fn now_ms() -> u64 {
@@ -371,6 +423,8 @@ pub async fn open_session(
     idle: Duration,
 ) -> Result<(Value, String), RpcError> {
     let down = |what: &str| RpcError::new(INTERNAL_ERROR, format!("sse target `{name}` {what}"));
+    // held by the session from here on, so a failed open counts nothing
+    let slot = reserve(name, t)?;
     let mut reply = http_client::get(ctx, t, None, None, idle).await.map_err(|e| upstream_error(&e))?;
     if !reply.is_event_stream() {
         return Err(down("answered its GET without an event stream"));
@@ -401,6 +455,7 @@ pub async fn open_session(
         stop: Mutex::new(Some(stop_tx)),
         ttl,
         last_used: AtomicU64::new(now_ms()),
+        slot: Mutex::new(slot),
     });
     let (me, cx) = (conn.clone(), ctx.clone());
     monoio::spawn(async move { me.read(&cx, reply, stop_rx).await });
@@ -633,6 +688,9 @@ impl SessionSse {
             }
         }
         self.dead.store(true, Ordering::Release);
+        if let Ok(mut s) = self.slot.lock() {
+            s.take();
+        }
         eprintln!("mcp target {}: session stream ended", self.name);
         if let Some(key) = self.key.get() {
             if let Ok(mut t) = SESSIONS.lock() {

@@ -1,29 +1,29 @@
-//! Stdio targets: child processes bridged to the shards by threads and channels; a target's shared process (restarted with backoff) and the per-session processes of stateful clients (started at `initialize`, ended with the session, capped).
+//! Stdio targets: child processes whose pipes one I/O thread serves for all (`stdio_io`); a target's shared process (restarted with backoff) and the per-session processes of stateful clients (started at `initialize`, restarted with backoff after a crash, ended with the session, capped).
 //!
 //! Where a session's own process lives: in a process-wide table, under a random key sealed into
-//! the session id as the target's upstream session. Its I/O runs on threads behind channels, so
-//! any shard can talk to it directly: a request landing on another shard than the `initialize`
-//! needs no home shard and no mailbox hop (the legacy `/sse` transport's way), and a shard that
-//! drains takes no process with it. Shards cache the handle (`ShardSessions::stdio_proc`), so
+//! the session id as the target's upstream session. Its I/O runs on the I/O thread, behind
+//! locks held for a queue operation or a non-blocking write, so any shard can talk to it
+//! directly: a request landing on another shard than the `initialize` needs no home shard and no
+//! mailbox hop (the legacy `/sse` transport's way), and a shard that drains takes no process
+//! with it. Shards cache the handle (`ShardSessions::stdio_proc`), so
 //! the table's lock is taken when a session starts or ends, the first time a shard serves it,
 //! and by the idle reaper, not on each request.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Once, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, Once, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 
 use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
+use super::stdio_io::{self, kill_group, Events, Input};
 use super::waiters::Waiters;
 use crate::config::mcp::StdioTarget;
 
-/// Longest line accepted from a child (a message is one line).
-const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The version the gateway offers when it initializes a shared stdio server.
 const INIT_VERSION: &str = "2025-11-25";
@@ -37,6 +37,12 @@ pub const SESSION_LIMIT: i64 = -32000;
 const REQUEST_CANCELLED: i64 = -32800;
 /// Prefix of the keys of per-session processes (a session's upstream session id for the target).
 pub const KEY_PREFIX: &str = "stdio~";
+/// A per-session process that ran this long before it crashed was healthy: its crash count starts over.
+const HEALTHY: Duration = Duration::from_secs(30);
+/// Crashes in a row (none after a healthy run) after which a session's process is not restarted.
+const MAX_CRASHES: u32 = 3;
+/// How long a restarted process may take to answer `initialize`.
+const RESTART_HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// A stdio target: its shared process (started on first use) and the count of its per-session ones.
 pub struct StdioServer {
@@ -60,7 +66,7 @@ struct State {
 /// A started process. Dropping the last handle kills its process group.
 struct Running {
     pid: u32,
-    stdin: flume::Sender<Vec<u8>>,
+    stdin: Arc<Input>,
     shared: Arc<Shared>,
     name: Arc<str>,
 }
@@ -70,11 +76,49 @@ struct Shared {
     /// Requests waiting for messages about them; a session's own process relays what it asks
     /// and tells to its client, a shared one refuses it (it cannot know whom to ask).
     waiters: Waiters,
-    /// The child's `initialize` result, or why the handshake failed.
-    init: OnceLock<Result<Value, String>>,
+    /// The child's `initialize` result as JSON text (a tree of it would cost a session's idle
+    /// process kilobytes: every JSON object is a B-tree node), or why the handshake failed.
+    init: OnceLock<Result<Box<str>, String>>,
     /// Dropped (disconnected) when `init` is set, waking every waiter.
-    ready: flume::Receiver<()>,
+    /// Taken once the handshake is over, so that an idle process keeps no channel.
+    ready: Mutex<Option<flume::Receiver<()>>>,
     alive: AtomicBool,
+    /// The session whose process this is, once its handshake is done: told when it crashes.
+    owner: Mutex<Owner>,
+}
+
+/// Who is told when a process exits.
+enum Owner {
+    /// Nobody (yet).
+    None,
+    /// A session, which restarts it.
+    Session(Weak<SessionProc>),
+    /// It exited before a session took it.
+    Exited,
+}
+
+impl Shared {
+    /// Wait until the handshake is over, either way.
+    async fn handshake(&self) {
+        let rx = self.ready.lock().ok().and_then(|r| r.clone());
+        if let Some(rx) = rx {
+            let _ = rx.recv_async().await;
+        }
+    }
+
+    /// The handshake is over: wake whoever waits (`ready` is the sender) and drop the channel.
+    fn handshake_over(&self, ready: &mut Option<flume::Sender<()>>) {
+        *ready = None;
+        if let Ok(mut r) = self.ready.lock() {
+            r.take();
+        }
+    }
+
+    /// The `initialize` result, once the handshake succeeded.
+    fn init_result(&self) -> Option<Value> {
+        let raw = self.init.get()?.as_ref().ok()?;
+        serde_json::from_str(raw).ok()
+    }
 }
 
 impl Drop for Running {
@@ -142,12 +186,7 @@ impl StdioServer {
     pub async fn initialize(&self) -> Result<Value, RpcError> {
         // `running` only succeeds once the handshake has stored a result
         let r = self.running().await?;
-        r.shared
-            .init
-            .get()
-            .and_then(|i| i.as_ref().ok())
-            .cloned()
-            .ok_or_else(|| self.down("did not finish its handshake"))
+        r.shared.init_result().ok_or_else(|| self.down("did not finish its handshake"))
     }
 
     /// Send a request to the shared process. `origin` (client session and request id) lets the
@@ -194,7 +233,7 @@ impl StdioServer {
             "clientInfo": params.get("clientInfo").cloned()
                 .unwrap_or_else(|| json!({"name": "ringgate", "version": env!("CARGO_PKG_VERSION")})),
         });
-        let r = match spawn(&self.name, &self.cfg, init, true) {
+        let r = match spawn(&self.name, &self.cfg, init.clone(), true) {
             Ok(r) => r,
             Err(e) => {
                 self.live.fetch_sub(1, Ordering::AcqRel);
@@ -202,10 +241,10 @@ impl StdioServer {
             }
         };
         if r.shared.init.get().is_none() {
-            let _ = r.shared.ready.recv_async().await;
+            r.shared.handshake().await;
         }
         let result = match r.shared.init.get() {
-            Some(Ok(v)) => v.clone(),
+            Some(Ok(_)) => r.shared.init_result().unwrap_or_else(|| json!({})),
             failed => {
                 self.live.fetch_sub(1, Ordering::AcqRel);
                 r.terminate();
@@ -218,11 +257,19 @@ impl StdioServer {
         let key = new_key().map_err(|e| self.down(&e))?;
         let proc = Arc::new(SessionProc {
             server: self.clone(),
-            running: r,
+            init: init.to_string().into(),
+            running: ArcSwap::new(r.clone()),
+            restart: Mutex::new(Restart { crashes: 0, started: Instant::now(), gave_up: false, done: None }),
             ttl,
             last_used: AtomicU64::new(now_ms()),
             ended: AtomicBool::new(false),
         });
+        if !proc.adopt(&r) {
+            // it exited between its handshake and now: a crash like any other
+            if let Some(done) = proc.crashed() {
+                schedule(Job { proc: proc.clone(), due: Instant::now() + backoff(0), _done: done });
+            }
+        }
         if let Ok(mut t) = PROCS.lock() {
             t.insert(key.clone(), proc);
         }
@@ -263,7 +310,7 @@ impl StdioServer {
             }
         };
         if r.shared.init.get().is_none() {
-            let _ = r.shared.ready.recv_async().await;
+            r.shared.handshake().await;
         }
         let ok = matches!(r.shared.init.get(), Some(Ok(_)));
         if let Ok(mut st) = self.state.lock() {
@@ -336,48 +383,49 @@ impl Running {
             return;
         }
         kill_group(self.pid, libc::SIGTERM);
-        let me = self.clone();
-        let _ = std::thread::Builder::new().name("mcp-stdio-term".into()).spawn(move || {
-            let deadline = Instant::now() + TERM_GRACE;
-            while me.shared.alive.load(Ordering::Acquire) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if me.shared.alive.load(Ordering::Acquire) {
-                kill_group(me.pid, libc::SIGKILL);
-            }
-        });
+        // the I/O thread kills the group unless it has seen the child exit by then
+        stdio_io::kill_at(&self.stdin, Instant::now() + TERM_GRACE);
     }
 }
 
-/// Signal a child's whole process group (each child leads its own), so helpers it started go too.
-fn kill_group(pid: u32, sig: i32) {
-    // pid 0 would name the gateway's own group
-    let Ok(pid @ 1..) = i32::try_from(pid) else { return };
-    // SAFETY: kill(2) has no memory effects; a negative pid names the child's own group
-    unsafe {
-        libc::kill(-pid, sig);
-    }
-}
-
-/// A stateful client session's own process of a `perSession` stdio target.
+/// A stateful client session's own process of a `perSession` stdio target. A crashed one is
+/// started again (with backoff, initialized with the client's params) until it crashes
+/// `MAX_CRASHES` times without a healthy run in between.
 pub struct SessionProc {
     server: Arc<StdioServer>,
-    running: Arc<Running>,
+    /// The `initialize` params its processes get (the client's own), as JSON text (see
+    /// `Shared::init`).
+    init: Box<str>,
+    /// The process serving now (the crashed one while a restart is under way).
+    running: ArcSwap<Running>,
+    restart: Mutex<Restart>,
     ttl: Duration,
     /// Last use by its session, in ms since `EPOCH`.
     last_used: AtomicU64,
     ended: AtomicBool,
 }
 
+/// Crash bookkeeping of a session's process.
+struct Restart {
+    /// Crashes in a row without a healthy run in between.
+    crashes: u32,
+    /// When the serving process was started.
+    started: Instant,
+    gave_up: bool,
+    /// While a restart is under way: dropped (waking every receiver) when it is over either way.
+    done: Option<flume::Receiver<()>>,
+}
+
 impl SessionProc {
-    /// Whether it can still serve (not ended, process running).
+    /// Whether it can still serve (not ended; its process may be restarting, or given up on,
+    /// which its calls are told).
     pub fn is_live(&self) -> bool {
-        !self.ended.load(Ordering::Acquire) && self.running.shared.alive.load(Ordering::Acquire)
+        !self.ended.load(Ordering::Acquire)
     }
 
-    /// The OS process id (for logs and tests).
+    /// The OS process id of the process serving now (for logs and tests).
     pub fn pid(&self) -> u32 {
-        self.running.pid
+        self.running.load().pid
     }
 
     /// Note that its session was used, which postpones its idle end.
@@ -385,43 +433,183 @@ impl SessionProc {
         self.last_used.store(now_ms(), Ordering::Relaxed);
     }
 
+    fn down(&self, what: &str) -> RpcError {
+        RpcError::new(INTERNAL_ERROR, format!("stdio target `{}` {what}", self.server.name))
+    }
+
+    /// The process to send to: the running one, or the one a restart under way brings up.
+    async fn current(&self) -> Result<Arc<Running>, RpcError> {
+        // each round waits for one restart to end; a few rounds cover a restart that crashed
+        // again, more would mean a wake-up that changed nothing
+        for _ in 0..=MAX_CRASHES {
+            let r = self.running.load_full();
+            if r.shared.alive.load(Ordering::Acquire) {
+                return Ok(r);
+            }
+            let done = {
+                let st = self.restart.lock().map_err(|_| self.down("is unusable"))?;
+                if st.gave_up {
+                    return Err(self.down(&format!(
+                        "crashed {MAX_CRASHES} times in a row; this session's process is not restarted again; initialize a new session"
+                    )));
+                }
+                if self.ended.load(Ordering::Acquire) {
+                    return Err(self.down("ended this session's process; initialize a new session"));
+                }
+                let now = self.running.load_full();
+                if !Arc::ptr_eq(&now, &r) {
+                    continue;
+                }
+                match &st.done {
+                    Some(d) => d.clone(),
+                    // its exit is being handled: a restart is about to be scheduled (or not)
+                    None => return Err(self.down("exited; try again shortly")),
+                }
+            };
+            // bounded: the restart ends after its backoff and handshake limit
+            let _ = done.recv_async().await;
+        }
+        Err(self.down("is restarting after a crash; try again shortly"))
+    }
+
     /// Send a request forwarded for the session's client (which gets what the server asks and
-    /// tells while it runs) or, without `origin`, one of the gateway's own (fan-out).
-    pub fn call(&self, method: &str, params: Option<&Value>, origin: Option<String>) -> Result<StdioCall, RpcError> {
+    /// tells while it runs) or, without `origin`, one of the gateway's own (fan-out). While its
+    /// process is being restarted, it waits for the new one.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+        origin: Option<String>,
+    ) -> Result<StdioCall, RpcError> {
         self.touch();
         let relays = origin.is_some();
-        self.running.call(method, params, relays, origin)
+        self.current().await?.call(method, params, relays, origin)
     }
 
     /// Write one message from the client (a notification, or its answer to the server's request).
     pub fn send(&self, line: Vec<u8>) {
         self.touch();
-        let _ = self.running.stdin.send(line);
+        let _ = self.running.load().stdin.send(line);
     }
 
     /// Cancel the request the client knows as `origin`.
     pub fn cancel(&self, origin: &str, reason: Option<&str>) {
-        self.running.cancel(origin, reason);
+        self.running.load().cancel(origin, reason);
     }
 
     /// The session's GET stream: what the process sends while no relaying request waits. A new
-    /// stream replaces an earlier one; the receiver ends when the process does.
+    /// stream replaces an earlier one; it moves to a restarted process and ends when the
+    /// session's process ends for good.
     pub fn listen(&self) -> flume::Receiver<Message> {
-        let sh = &self.running.shared;
-        let rx = sh.waiters.listen();
-        if !sh.alive.load(Ordering::Acquire) {
-            // it exited meanwhile: the stream ends at once instead of never
-            sh.waiters.close();
+        // under the lock, so that a restart does not install a process between the two steps
+        let st = self.restart.lock();
+        let r = self.running.load_full();
+        let rx = r.shared.waiters.listen();
+        let restarting = st.as_ref().is_ok_and(|s| s.done.is_some());
+        if !r.shared.alive.load(Ordering::Acquire) && !restarting {
+            // it exited meanwhile for good: the stream ends at once instead of never
+            r.shared.waiters.close();
         }
         rx
+    }
+
+    /// Its process crashed: whether to restart it (the channel a restart drops when it is over)
+    /// or give up, counting crashes since the last healthy run.
+    fn crashed(&self) -> Option<flume::Sender<()>> {
+        let mut st = self.restart.lock().ok()?;
+        if self.ended.load(Ordering::Acquire) {
+            return None;
+        }
+        if st.started.elapsed() >= HEALTHY {
+            st.crashes = 0;
+        }
+        if !self.another_crash(&mut st) {
+            return None;
+        }
+        let (tx, rx) = flume::bounded(0);
+        st.done = Some(rx);
+        Some(tx)
+    }
+
+    /// Count one more crash: whether to restart (else it is given up on).
+    fn another_crash(&self, st: &mut Restart) -> bool {
+        st.crashes += 1;
+        if st.crashes < MAX_CRASHES {
+            return true;
+        }
+        st.gave_up = true;
+        st.done = None;
+        crate::observe::metrics::count_stdio_restart(&self.server.name, "gave_up");
+        eprintln!(
+            "mcp target {}: session process crashed {} times in a row; not restarting it",
+            self.server.name, st.crashes
+        );
+        false
+    }
+
+    /// A restart attempt failed (the process did not start, or did not finish its handshake):
+    /// when to try again, unless that was one crash too many.
+    fn attempt_failed(&self) -> Option<Instant> {
+        let mut st = self.restart.lock().ok()?;
+        if self.ended.load(Ordering::Acquire) {
+            st.done = None;
+            return None;
+        }
+        self.another_crash(&mut st).then(|| Instant::now() + backoff(st.crashes - 1))
+    }
+
+    /// Become the owner of `r`, which is then restarted when it crashes; false if it exited already.
+    fn adopt(self: &Arc<Self>, r: &Running) -> bool {
+        let Ok(mut o) = r.shared.owner.lock() else { return false };
+        if matches!(*o, Owner::Exited) {
+            return false;
+        }
+        *o = Owner::Session(Arc::downgrade(self));
+        true
+    }
+
+    /// Put a restarted process (handshake done) in place of the crashed one: the session's GET
+    /// stream moves to it and hears that its lists may have changed. False if it exited already.
+    fn install(self: &Arc<Self>, r: Arc<Running>) -> bool {
+        let Ok(mut st) = self.restart.lock() else { return true };
+        if self.ended.load(Ordering::Acquire) {
+            st.done = None;
+            drop(st);
+            r.terminate();
+            return true;
+        }
+        if !self.adopt(&r) {
+            return false;
+        }
+        let old = self.running.swap(r.clone());
+        old.shared.waiters.hand_over(&r.shared.waiters);
+        st.started = Instant::now();
+        crate::observe::metrics::count_stdio_restart(&self.server.name, "restarted");
+        eprintln!("mcp target {}: session process restarted (pid {}, was {})", self.server.name, r.pid, old.pid);
+        // a new process may list other tools, prompts or resources than the one it replaces
+        let init = r.shared.init_result();
+        let caps = init.as_ref().and_then(|i| i.get("capabilities"));
+        for kind in ["tools", "prompts", "resources"] {
+            if caps.and_then(|c| c.get(kind)).is_some() {
+                let method = format!("notifications/{kind}/list_changed");
+                let _ = r.shared.waiters.relay(Message::Notification { method, params: None });
+            }
+        }
+        st.done = None;
+        true
     }
 
     /// End it (once): SIGTERM to its group, SIGKILL after a grace period.
     fn end(&self) {
         if !self.ended.swap(true, Ordering::AcqRel) {
             self.server.live.fetch_sub(1, Ordering::AcqRel);
-            self.running.terminate();
-            eprintln!("mcp target {}: session process {} ended", self.server.name, self.running.pid);
+            // taken after `ended` is set, so a restart finishing now sees it and ends its process
+            let r = {
+                let _st = self.restart.lock();
+                self.running.load_full()
+            };
+            r.terminate();
+            eprintln!("mcp target {}: session process {} ended", self.server.name, r.pid);
         }
     }
 }
@@ -461,11 +649,12 @@ pub fn end_all() -> usize {
         p.end();
     }
     let deadline = Instant::now() + TERM_GRACE;
-    while all.iter().any(|p| p.running.shared.alive.load(Ordering::Acquire)) && Instant::now() < deadline {
+    let alive = |p: &Arc<SessionProc>| p.running.load().shared.alive.load(Ordering::Acquire);
+    while all.iter().any(alive) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    for p in all.iter().filter(|p| p.running.shared.alive.load(Ordering::Acquire)) {
-        kill_group(p.running.pid, libc::SIGKILL);
+    for p in all.iter().filter(|p| alive(p)) {
+        kill_group(p.pid(), libc::SIGKILL);
     }
     all.len()
 }
@@ -475,6 +664,7 @@ fn expired(now: u64, t: &mut HashMap<String, Arc<SessionProc>>) -> Vec<Arc<Sessi
     let mut gone = Vec::new();
     t.retain(|_, p| {
         let idle = now.saturating_sub(p.last_used.load(Ordering::Relaxed));
+        // a crashed one being restarted stays; one given up on stays to tell its session so
         let keep = p.is_live() && u128::from(idle) < p.ttl.as_millis();
         if !keep {
             gone.push(p.clone());
@@ -508,14 +698,14 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << failures.min(8))).min(MAX_BACKOFF)
 }
 
-/// Start `cfg` in a process group of its own that dies with the gateway, and the threads that
-/// bridge its pipes; the reader does the handshake with `init` as params.
+/// Start `cfg` in a process group of its own that dies with the gateway, its pipes handed to
+/// the I/O thread (`stdio_io`); the handshake is sent at once with `init` as params.
 fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::io::Result<Arc<Running>> {
     let mut cmd = Command::new(&cfg.cmd);
     cmd.args(&cfg.args).envs(&cfg.env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.process_group(0);
     // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec. The child
-    // gets SIGKILL when the shard thread that started it exits (a gateway that was killed).
+    // gets SIGKILL when the thread that started it exits (a gateway that was killed).
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -525,87 +715,59 @@ fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::
     if let Some(d) = &cfg.cwd {
         cmd.current_dir(d);
     }
-    let mut child = cmd.spawn()?;
-    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(std::io::Error::other("no pipes"));
-    };
+    let child = cmd.spawn()?;
     let pid = child.id();
     eprintln!("mcp target {name}: started `{}` (pid {pid})", cfg.cmd);
-    let (stdin_tx, stdin_rx) = flume::unbounded::<Vec<u8>>();
     let (ready_tx, ready_rx) = flume::bounded::<()>(1);
     let shared = Arc::new(Shared {
         waiters: Waiters::new(relays),
         init: OnceLock::new(),
-        ready: ready_rx,
+        ready: Mutex::new(Some(ready_rx)),
         alive: AtomicBool::new(true),
+        owner: Mutex::new(Owner::None),
     });
-    std::thread::Builder::new().name(format!("mcp-{name}-in")).spawn(move || write_loop(stdin, stdin_rx))?;
-    let (sh, tx, n) = (shared.clone(), stdin_tx.clone(), name.clone());
-    std::thread::Builder::new()
-        .name(format!("mcp-{name}-out"))
-        .spawn(move || read_loop(&n, stdout, child, &sh, &tx, init, ready_tx))?;
+    let sh = shared.clone();
     let n = name.clone();
-    std::thread::Builder::new().name(format!("mcp-{name}-err")).spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            match line {
-                Ok(l) => eprintln!("mcp target {n}: {l}"),
-                Err(_) => break,
-            }
-        }
+    let stdin = stdio_io::start(name.clone(), child, move |input| {
+        Box::new(Reader { name: n, pid, shared: sh, input, ready: Some(ready_tx) })
     })?;
-    Ok(Arc::new(Running { pid, stdin: stdin_tx, shared, name: name.clone() }))
-}
-
-fn write_loop(mut stdin: ChildStdin, rx: flume::Receiver<Vec<u8>>) {
-    while let Ok(mut line) = rx.recv() {
-        line.push(b'\n');
-        if stdin.write_all(&line).and_then(|_| stdin.flush()).is_err() {
-            return;
-        }
-    }
-}
-
-/// Handshake, then route every line the child writes; on exit reap the child and fail whatever
-/// is still waiting.
-fn read_loop(
-    name: &str,
-    stdout: ChildStdout,
-    mut child: Child,
-    sh: &Shared,
-    stdin: &flume::Sender<Vec<u8>>,
-    init: Value,
-    ready: flume::Sender<()>,
-) {
-    let mut lines = BufReader::new(stdout);
     let _ = stdin.send(jsonrpc::request(&json!(0), "initialize", Some(&init)));
-    let mut ready = Some(ready);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match read_line(&mut lines, &mut buf) {
-            Ok(true) => {}
-            _ => break,
-        }
-        let msg = match jsonrpc::parse(&buf) {
+    Ok(Arc::new(Running { pid, stdin, shared, name: name.clone() }))
+}
+
+/// What a child writes, handled on the I/O thread: the handshake, then every message routed to
+/// the request it is about, or to the client.
+struct Reader {
+    name: Arc<str>,
+    pid: u32,
+    shared: Arc<Shared>,
+    input: Arc<Input>,
+    /// Until the handshake is over; dropping it wakes whoever waits for it.
+    ready: Option<flume::Sender<()>>,
+}
+
+impl Events for Reader {
+    fn line(&mut self, line: &[u8]) {
+        let (name, sh) = (&self.name, &self.shared);
+        let msg = match jsonrpc::parse(line) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("mcp target {name}: ignoring a line that is not JSON-RPC: {}", e.message);
-                continue;
+                return;
             }
         };
         match msg {
-            Message::Response { id, result } if ready.is_some() && id == json!(0) => {
-                let _ = sh.init.set(Ok(result));
-                let _ = stdin.send(jsonrpc::notification("notifications/initialized", None));
-                ready = None;
+            Message::Response { id, result } if self.ready.is_some() && id == json!(0) => {
+                let _ = sh.init.set(Ok(result.to_string().into()));
+                let _ = self.input.send(jsonrpc::notification("notifications/initialized", None));
+                sh.handshake_over(&mut self.ready);
             }
-            Message::Error { id, error } if ready.is_some() && id == json!(0) => {
+            Message::Error { id, error } if self.ready.is_some() && id == json!(0) => {
                 let e = RpcError::from_value(&error);
                 let _ = sh.init.set(Err(format!("stdio target `{name}` refused initialize: {}", e.message)));
-                break;
+                sh.handshake_over(&mut self.ready);
+                // a server that refuses the handshake is of no use: it is ended
+                kill_group(self.pid, libc::SIGKILL);
             }
             Message::Response { ref id, .. } | Message::Error { ref id, .. } => {
                 if let Some(n) = id.as_u64() {
@@ -637,44 +799,152 @@ fn read_loop(
                             &RpcError::new(jsonrpc::METHOD_NOT_FOUND, format!("`{method}` {why}")),
                         )
                     };
-                    let _ = stdin.send(answer);
+                    let _ = self.input.send(answer);
                 }
             }
         }
     }
-    sh.alive.store(false, Ordering::Release);
-    // what the child left behind in its group goes too; then the child is reaped
-    kill_group(child.id(), libc::SIGKILL);
-    let _ = child.wait();
-    let _ = sh.init.set(Err(format!("stdio target `{name}` exited during its handshake")));
-    drop(ready);
-    eprintln!("mcp target {name}: process exited (pid {})", child.id());
-    for (id, tx) in sh.waiters.close() {
-        let e = RpcError::new(INTERNAL_ERROR, format!("stdio target `{name}` exited before answering"));
-        let _ = tx.send(Message::Error { id: json!(id), error: e.to_value() });
+
+    /// Reap the child and fail whatever is still waiting; a session's crashed process is
+    /// restarted.
+    fn exited(self: Box<Self>, child: &mut Child) {
+        let (name, sh) = (&self.name, &self.shared);
+        // decided before it is marked dead, so that a GET stream attached meanwhile is kept for
+        // the restarted process
+        let owner = match sh.owner.lock().as_deref_mut() {
+            Ok(Owner::Session(w)) => w.upgrade(),
+            Ok(o) => {
+                *o = Owner::Exited;
+                None
+            }
+            Err(_) => None,
+        };
+        let restart = owner.as_ref().and_then(|p| Some((p.clone(), p.crashed()?)));
+        sh.alive.store(false, Ordering::Release);
+        // what the child left behind in its group goes too; then the child is reaped (it has
+        // exited, or its stdout ended and it is killed now)
+        kill_group(child.id(), libc::SIGKILL);
+        let status = child.wait();
+        let _ = sh.init.set(Err(format!("stdio target `{name}` exited during its handshake")));
+        let mut ready = self.ready;
+        sh.handshake_over(&mut ready);
+        eprintln!("mcp target {name}: process exited (pid {}): {}", child.id(), describe(status));
+        let (waiting, what) = match &restart {
+            Some(_) => (sh.waiters.drain(), "crashed before answering; it is being restarted"),
+            None => (sh.waiters.close(), "exited before answering"),
+        };
+        for (id, tx) in waiting {
+            let e = RpcError::new(INTERNAL_ERROR, format!("stdio target `{name}` {what}"));
+            let _ = tx.send(Message::Error { id: json!(id), error: e.to_value() });
+        }
+        if let Some((proc, done)) = restart {
+            let crashes = proc.restart.lock().map(|st| st.crashes).unwrap_or(1);
+            schedule(Job { proc, due: Instant::now() + backoff(crashes.saturating_sub(1)), _done: done });
+        }
     }
 }
 
-/// One line without its newline; `Ok(false)` at end of stream.
-fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("status unknown: {e}"),
+    }
+}
+
+/// A session's process to start again at `due`; `done` is dropped when the restart is over.
+struct Job {
+    proc: Arc<SessionProc>,
+    due: Instant,
+    /// Never sent on: dropped with the job, which wakes the calls waiting for the restart.
+    _done: flume::Sender<()>,
+}
+
+/// Hand a restart to the restarter thread; without one, the session's calls are not kept waiting.
+fn schedule(job: Job) {
+    if let Err(e) = restarter().send(job) {
+        let p = &e.into_inner().proc;
+        if let Ok(mut st) = p.restart.lock() {
+            st.done = None;
+        }
+        eprintln!("mcp target {}: no restarter thread; the session process is not restarted", p.server.name);
+    }
+}
+
+/// The restarter thread's queue, the thread started on first use. Processes are started there
+/// because a child gets SIGKILL when the thread that started it exits (`PR_SET_PDEATHSIG`), so
+/// it must be one that lives as long as the gateway.
+fn restarter() -> &'static flume::Sender<Job> {
+    static TX: OnceLock<flume::Sender<Job>> = OnceLock::new();
+    TX.get_or_init(|| {
+        let (tx, rx) = flume::unbounded();
+        let _ = std::thread::Builder::new().name("mcp-stdio-restart".into()).spawn(move || restart_loop(&rx));
+        tx
+    })
+}
+
+/// Start crashed session processes again when their backoff is over, and put each in place
+/// once its handshake is done; an attempt that fails counts as one more crash.
+fn restart_loop(rx: &flume::Receiver<Job>) {
+    // jobs waiting for their time, and started processes waiting for their handshake
+    let mut due: Vec<Job> = Vec::new();
+    let mut starting: Vec<(Job, Arc<Running>, Instant)> = Vec::new();
     loop {
-        let avail = r.fill_buf()?;
-        if avail.is_empty() {
-            return Ok(false);
-        }
-        if let Some(i) = avail.iter().position(|&b| b == b'\n') {
-            buf.extend_from_slice(&avail[..i]);
-            r.consume(i + 1);
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
+        let now = Instant::now();
+        let mut i = 0;
+        while i < due.len() {
+            if due[i].due > now {
+                i += 1;
+                continue;
             }
-            return Ok(true);
+            let job = due.swap_remove(i);
+            if job.proc.ended.load(Ordering::Acquire) {
+                continue;
+            }
+            let s = &job.proc.server;
+            let init = serde_json::from_str(&job.proc.init).unwrap_or_else(|_| json!({}));
+            match spawn(&s.name, &s.cfg, init, true) {
+                Ok(r) => starting.push((job, r, now + RESTART_HANDSHAKE)),
+                Err(e) => {
+                    eprintln!("mcp target {}: cannot restart a session process: {e}", s.name);
+                    if let Some(at) = job.proc.attempt_failed() {
+                        due.push(Job { due: at, ..job });
+                    }
+                }
+            }
         }
-        let n = avail.len();
-        buf.extend_from_slice(avail);
-        r.consume(n);
-        if buf.len() > MAX_LINE_BYTES {
-            return Err(std::io::Error::other("line too long"));
+        let mut i = 0;
+        while i < starting.len() {
+            let (_, r, deadline) = &starting[i];
+            let ok = matches!(r.shared.init.get(), Some(Ok(_)));
+            if !ok && r.shared.init.get().is_none() && *deadline > now {
+                i += 1;
+                continue;
+            }
+            let (job, r, _) = starting.swap_remove(i);
+            if ok && job.proc.install(r.clone()) {
+                continue;
+            }
+            eprintln!("mcp target {}: a restarted session process did not finish its handshake", job.proc.server.name);
+            // dropping the last handle kills a process still running
+            drop(r);
+            if let Some(at) = job.proc.attempt_failed() {
+                due.push(Job { due: at, ..job });
+            }
+        }
+        // handshakes are polled: they are rare and short, and their readers run on other threads
+        let wait = if starting.is_empty() {
+            due.iter().map(|j| j.due.saturating_duration_since(now)).min()
+        } else {
+            Some(Duration::from_millis(10))
+        };
+        let got = match wait {
+            Some(w) => rx.recv_timeout(w).map_err(|e| matches!(e, flume::RecvTimeoutError::Disconnected)),
+            None => rx.recv().map_err(|_| true),
+        };
+        match got {
+            Ok(job) => due.push(job),
+            Err(true) => return,
+            Err(false) => {}
         }
     }
 }
@@ -684,41 +954,79 @@ mod tests {
     use super::*;
 
     fn shared(relays: bool) -> Shared {
-        let (_, ready) = flume::bounded(1);
-        Shared { waiters: Waiters::new(relays), init: OnceLock::new(), ready, alive: AtomicBool::new(true) }
+        let ready = Mutex::new(None);
+        Shared {
+            waiters: Waiters::new(relays),
+            init: OnceLock::new(),
+            ready,
+            alive: AtomicBool::new(true),
+            owner: Mutex::new(Owner::None),
+        }
+    }
+
+    fn session_proc(server: &Arc<StdioServer>, last_used: u64, alive: bool) -> Arc<SessionProc> {
+        let sh = shared(true);
+        sh.alive.store(alive, Ordering::Release);
+        let stdin = stdio_io::detached();
+        let running = Arc::new(Running { pid: 0, stdin, shared: Arc::new(sh), name: "t".into() });
+        server.live.fetch_add(1, Ordering::AcqRel);
+        Arc::new(SessionProc {
+            server: server.clone(),
+            init: "{}".into(),
+            running: ArcSwap::new(running),
+            restart: Mutex::new(Restart { crashes: 0, started: Instant::now(), gave_up: false, done: None }),
+            ttl: Duration::from_secs(10),
+            last_used: AtomicU64::new(last_used),
+            ended: AtomicBool::new(false),
+        })
+    }
+
+    fn server() -> Arc<StdioServer> {
+        let cfg = StdioTarget { cmd: "true".into(), args: vec![], env: Default::default(), cwd: None };
+        Arc::new(StdioServer::new("t", cfg, 10))
     }
 
     #[test]
-    fn idle_and_exited_session_processes_expire() {
-        let cfg = StdioTarget { cmd: "true".into(), args: vec![], env: Default::default(), cwd: None };
-        let server = Arc::new(StdioServer::new("t", cfg, 10));
-        let proc = |last_used: u64, alive: bool| {
-            let sh = shared(true);
-            sh.alive.store(alive, Ordering::Release);
-            let (stdin, _) = flume::unbounded();
-            let running = Arc::new(Running { pid: 0, stdin, shared: Arc::new(sh), name: "t".into() });
-            server.live.fetch_add(1, Ordering::AcqRel);
-            Arc::new(SessionProc {
-                server: server.clone(),
-                running,
-                ttl: Duration::from_secs(10),
-                last_used: AtomicU64::new(last_used),
-                ended: AtomicBool::new(false),
-            })
-        };
+    fn idle_and_ended_session_processes_expire_and_crashed_ones_stay() {
+        let server = server();
         let mut t = HashMap::new();
-        t.insert("fresh".to_string(), proc(95_000, true));
-        t.insert("idle".to_string(), proc(80_000, true));
-        t.insert("exited".to_string(), proc(99_000, false));
+        t.insert("fresh".to_string(), session_proc(&server, 95_000, true));
+        t.insert("idle".to_string(), session_proc(&server, 80_000, true));
+        // its process crashed: it is being restarted, and its session keeps it
+        t.insert("crashed".to_string(), session_proc(&server, 99_000, false));
+        let ended = session_proc(&server, 99_000, false);
+        ended.ended.store(true, Ordering::Release);
+        t.insert("ended".to_string(), ended);
         let mut gone: Vec<_> =
             expired(100_000, &mut t).into_iter().map(|p| p.last_used.load(Ordering::Relaxed)).collect();
         gone.sort();
         assert_eq!(gone, [80_000, 99_000]);
-        assert_eq!(t.keys().collect::<Vec<_>>(), ["fresh"]);
+        let mut left: Vec<_> = t.keys().collect();
+        left.sort();
+        assert_eq!(left, ["crashed", "fresh"]);
         let fresh = &t["fresh"];
         fresh.end();
         fresh.end();
-        assert_eq!(server.live.load(Ordering::Acquire), 2, "ended once");
+        assert_eq!(server.live.load(Ordering::Acquire), 3, "ended once");
         assert!(!fresh.is_live());
+    }
+
+    #[test]
+    fn crashes_in_a_row_give_up_and_a_healthy_run_starts_the_count_over() {
+        let server = server();
+        let p = session_proc(&server, 0, false);
+        assert!(p.crashed().is_some());
+        assert!(p.attempt_failed().is_some(), "second crash: restarted again");
+        assert!(p.crashed().is_none(), "third crash: given up");
+        assert!(p.restart.lock().unwrap().gave_up);
+
+        let p = session_proc(&server, 0, false);
+        assert!(p.crashed().is_some());
+        assert!(p.crashed().is_some());
+        p.restart.lock().unwrap().started = Instant::now() - HEALTHY;
+        assert!(p.crashed().is_some(), "after a healthy run the count starts over");
+        assert_eq!(p.restart.lock().unwrap().crashes, 1);
+        p.ended.store(true, Ordering::Release);
+        assert!(p.crashed().is_none(), "an ended session's process is not restarted");
     }
 }

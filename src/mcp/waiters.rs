@@ -53,13 +53,19 @@ impl Waiters {
     pub fn remove(&self, id: u64) {
         if let Ok(mut m) = self.map.lock() {
             m.remove(&id);
+            shrink(&mut m);
         }
     }
 
     /// Deliver the answer to request `id`; an answered request stops taking relayed messages at
     /// once, not when its caller is done with it.
     pub fn answer(&self, id: u64, msg: Message) {
-        if let Some(w) = self.map.lock().ok().and_then(|mut m| m.remove(&id)) {
+        let w = self.map.lock().ok().and_then(|mut m| {
+            let w = m.remove(&id);
+            shrink(&mut m);
+            w
+        });
+        if let Some(w) = w {
             let _ = w.tx.send(msg);
         }
     }
@@ -113,8 +119,30 @@ impl Waiters {
         if let Ok(mut l) = self.listener.lock() {
             l.take();
         }
+        self.drain()
+    }
+
+    /// The upstream is gone but another takes its place: return every waiting request and keep
+    /// the GET stream, which [`Waiters::hand_over`] moves to the new upstream.
+    pub fn drain(&self) -> Vec<(u64, flume::Sender<Message>)> {
         let m = self.map.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
         m.into_iter().map(|(id, w)| (id, w.tx)).collect()
+    }
+
+    /// Move the GET stream to `to` (the upstream that replaced this one).
+    pub fn hand_over(&self, to: &Waiters) {
+        let l = self.listener.lock().ok().and_then(|mut l| l.take());
+        if let (Some(tx), Ok(mut dst)) = (l, to.listener.lock()) {
+            *dst = Some(tx);
+        }
+    }
+}
+
+/// An emptied B-tree keeps its root node (over 500 bytes here); an idle upstream, of which a
+/// gateway may have thousands, keeps none.
+fn shrink(m: &mut BTreeMap<u64, Waiter>) {
+    if m.is_empty() {
+        *m = BTreeMap::new();
     }
 }
 

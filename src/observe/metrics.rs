@@ -56,6 +56,10 @@ pub const RESUME_RESULTS: [&str; 3] = ["resumed", "unknown", "gap"];
 pub const MCP_CATALOG_LOOKUPS_TOTAL: &str = "ringgate_mcp_catalog_lookups_total";
 /// Bytes of MCP list pages held in the catalog cache, by shard.
 pub const MCP_CATALOG_BYTES: &str = "ringgate_mcp_catalog_bytes";
+/// Crashed per-session stdio processes, by target and result (`restarted`, `gave_up`).
+pub const MCP_STDIO_RESTARTS_TOTAL: &str = "ringgate_mcp_stdio_restarts_total";
+/// The `result` labels of [`MCP_STDIO_RESTARTS_TOTAL`].
+pub const STDIO_RESTART_RESULTS: [&str; 2] = ["restarted", "gave_up"];
 /// 1 per shard, labelled with the I/O driver it runs (`io_uring` or `epoll`).
 pub const RUNTIME_DRIVER_INFO: &str = "ringgate_runtime_driver_info";
 
@@ -140,6 +144,25 @@ pub const ERROR_REASONS: [&str; 70] = [
 /// The `kind` labels of [`MCP_TOOL_FINDINGS_TOTAL`] (`mcp::poison::FindingKind` labels).
 pub const TOOL_FINDING_KINDS: [&str; 6] =
     ["changed", "injection", "hidden_text", "encoded_blob", "shadowing", "name_collision"];
+
+/// Restarts by target, process-wide like the stdio processes themselves; rare (a crash each), so
+/// one lock is enough.
+static STDIO_RESTARTS: Mutex<BTreeMap<String, [u64; STDIO_RESTART_RESULTS.len()]>> = Mutex::new(BTreeMap::new());
+
+/// Count a crashed per-session process of stdio target `target` with a label of
+/// [`STDIO_RESTART_RESULTS`].
+pub fn count_stdio_restart(target: &str, result: &str) {
+    let Some(i) = STDIO_RESTART_RESULTS.iter().position(|r| *r == result) else { return };
+    let mut m = STDIO_RESTARTS.lock().unwrap_or_else(|p| p.into_inner());
+    match m.get_mut(target) {
+        Some(c) => c[i] += 1,
+        None => {
+            let mut c = [0; STDIO_RESTART_RESULTS.len()];
+            c[i] = 1;
+            m.insert(target.to_string(), c);
+        }
+    }
+}
 
 /// A latency histogram written by one shard.
 #[derive(Default)]
@@ -469,6 +492,18 @@ impl Registry {
             let n: u64 = self.shards.iter().map(|s| s.tls_errors[i].load(Relaxed)).sum();
             if n > 0 {
                 let _ = writeln!(out, "{TLS_HANDSHAKE_ERRORS_TOTAL}{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        header(
+            &mut out,
+            MCP_STDIO_RESTARTS_TOTAL,
+            "counter",
+            "Crashed per-session stdio processes, by target and result.",
+        );
+        for (target, c) in STDIO_RESTARTS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for (i, res) in STDIO_RESTART_RESULTS.iter().enumerate() {
+                let _ =
+                    writeln!(out, "{MCP_STDIO_RESTARTS_TOTAL}{{target=\"{}\",result=\"{res}\"}} {}", esc(target), c[i]);
             }
         }
         header(&mut out, RUNTIME_DRIVER_INFO, "gauge", "The I/O driver of each shard.");

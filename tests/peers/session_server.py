@@ -11,6 +11,7 @@ Tools:
     log             sends notifications/message, then answers
     crash           exits at once
 Prompt `greet` {name} ("Hello, <name>!"), resource `test://session` ("session server").
+A client whose clientInfo name is "crashy" makes it exit as soon as it is initialized.
 Every other client notification is logged on stderr as "notification <method>", and
 notifications/roots/list_changed is answered with a notifications/message outside of any request.
 """
@@ -42,6 +43,7 @@ asks = {}  # the id of our request to the client -> the call waiting for its ans
 waiting = {}  # id of a `wait` call -> its tag
 cancelled = set()  # tags of cancelled `wait` calls
 caps = {}
+client = None
 n = 0
 for line in sys.stdin:
     m = json.loads(line)
@@ -59,6 +61,8 @@ for line in sys.stdin:
             log(f"cancelled {rid} {m['params'].get('reason', '')}")
         else:
             log(f"notification {method}")
+            if method == "notifications/initialized" and client == "crashy":
+                os._exit(4)
             if method == "notifications/roots/list_changed":
                 data = f"roots changed in {os.getpid()}"
                 send({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": data}})
@@ -67,6 +71,7 @@ for line in sys.stdin:
     params = m.get("params") or {}
     if method == "initialize":
         caps = params.get("capabilities", {})
+        client = (params.get("clientInfo") or {}).get("name")
         info = {"name": "sessions", "version": str(os.getpid())}
         capabilities = {"tools": {}, "logging": {}, "prompts": {}, "resources": {}}
         result(id, {"protocolVersion": params["protocolVersion"], "capabilities": capabilities, "serverInfo": info})
