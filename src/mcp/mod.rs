@@ -4,6 +4,7 @@ pub mod access;
 pub mod cursor;
 pub mod demo;
 pub mod http_client;
+pub mod hub;
 pub mod jsonrpc;
 pub mod legacy_sse;
 pub mod merge;

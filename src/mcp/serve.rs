@@ -83,7 +83,7 @@ pub async fn serve(
         if let Message::Request { id, method, params, .. } = &msg {
             if method == "subscriptions/listen" {
                 let (id, params) = (id.clone(), params.clone());
-                return subscriptions::listen(ctx, plan, pol, client, head, id, params).await;
+                return subscriptions::listen(ctx, plan, pol, access, client, head, id, params).await;
             }
         }
     } else {
@@ -255,6 +255,30 @@ pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed:
             }
         }
     }
+}
+
+/// [`Exchange::resource_owner`] for what a 2026-07-28 request names outside of a request to
+/// the owner (a listen stream's `resourceSubscriptions`), so that it finds the owner
+/// `resources/read` and `resources/subscribe` would.
+pub(super) async fn resource_owner(
+    ctx: &Rc<ShardCtx>,
+    plan: &McpPlan,
+    access: Access<'_>,
+    uri: &str,
+) -> Result<(usize, String), RpcError> {
+    // a lookup answers nobody: its sink is never written to
+    let (nowhere, _) = flume::bounded(1);
+    let ex = Exchange {
+        relay: Relay { ctx, plan, idle: TARGET_IDLE, renew: None },
+        out: Out::stream(nowhere),
+        access,
+        modern: true,
+        session: None,
+        sid: None,
+        tail: None,
+        param_headers: Vec::new(),
+    };
+    ex.resource_owner(uri).await
 }
 
 /// A message refused at the transport level after it was read: the error answer carries its id.
@@ -833,10 +857,7 @@ impl Exchange<'_> {
                 }
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                match self.locate(Kind::Resource, param_str(&params, "uri")).await {
-                    Ok((ti, uri)) if !self.access.allows(self.plan(), ti, Kind::Resource, &uri) => {
-                        Err(self.hidden(Kind::Resource, &params))
-                    }
+                match self.resource_owner(param_str(&params, "uri")).await {
                     Ok((ti, uri)) => {
                         return self.forward(ti, id, method, Outgoing::renamed(params, raw, "uri", uri)).await
                     }
@@ -854,6 +875,17 @@ impl Exchange<'_> {
             },
         };
         Ok(tree.map(Served::Tree))
+    }
+
+    /// The target owning resource `uri` as the client names it (by its prefix, or under
+    /// `prefixMode: never` the one that lists it or whose template matches it), and the URI it
+    /// knows it by. A resource the caller may not see is as unknown as one that does not exist.
+    async fn resource_owner(&self, uri: &str) -> Result<(usize, String), RpcError> {
+        let (ti, local) = self.locate(Kind::Resource, uri).await?;
+        if !self.access.allows(self.plan(), ti, Kind::Resource, &local) {
+            return Err(self.hidden(Kind::Resource, &Some(json!({ "uri": uri }))));
+        }
+        Ok((ti, local))
     }
 
     /// The target owning a (possibly prefixed) tool/prompt name or resource URI, and the name
@@ -1550,7 +1582,7 @@ async fn resume_stream(
 
 /// What clients of the MCP route `scope` can see under the configuration now in use (a route
 /// that is gone shows nothing, which differs from any real view).
-fn current_view(ctx: &ShardCtx, scope: &str) -> (u64, u64) {
+pub(super) fn current_view(ctx: &ShardCtx, scope: &str) -> (u64, u64) {
     let state = ctx.current();
     let routes = state.snap.binds.iter().flat_map(|b| &b.listeners).flat_map(|l| &l.routes);
     routes.filter_map(|r| r.mcp.as_ref()).find(|m| &*m.scope == scope).map_or((0, 0), |m| m.view)
@@ -1558,7 +1590,7 @@ fn current_view(ctx: &ShardCtx, scope: &str) -> (u64, u64) {
 
 /// The `list_changed` notifications a client gets when what it can see changes from `was` to
 /// `now` (fingerprints of tools, and of prompts and resources).
-fn list_changes(was: (u64, u64), now: (u64, u64)) -> Vec<&'static str> {
+pub(super) fn list_changes(was: (u64, u64), now: (u64, u64)) -> Vec<&'static str> {
     let mut out = Vec::new();
     if was.0 != now.0 {
         out.push("notifications/tools/list_changed");

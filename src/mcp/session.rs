@@ -118,6 +118,8 @@ pub struct ShardSessions {
     sweeps: Cell<u32>,
     /// Resumable SSE streams this shard produces.
     pub resume: super::resume::Streams,
+    /// What shared stdio processes and HTTP+SSE sessions send unprompted, for listen streams.
+    pub hub: super::hub::Hub,
 }
 
 /// A legacy HTTP+SSE session, kept by the shard its stream lives on for as long as the stream is open.

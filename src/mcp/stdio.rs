@@ -75,6 +75,10 @@ struct Shared {
     /// Dropped (disconnected) when `init` is set, waking every waiter.
     ready: flume::Receiver<()>,
     alive: AtomicBool,
+    /// Where a shared process's notifications go: one receiver per shard hub listening to it.
+    taps: Mutex<Vec<flume::Sender<Message>>>,
+    /// `resources/subscribe` holds by URI, over every shard: the process hears of a URI once.
+    subs: Mutex<HashMap<String, usize>>,
 }
 
 impl Drop for Running {
@@ -82,6 +86,71 @@ impl Drop for Running {
         // once the reader has reaped the child its pid may be reused: only signal a live one
         if self.shared.alive.load(Ordering::Acquire) {
             kill_group(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Shared {
+    /// Hand a notification to every hub listening; a hub that is gone or cannot keep up loses it
+    /// (the reader never waits for a shard).
+    fn tap(&self, msg: Message) {
+        if let Ok(mut taps) = self.taps.lock() {
+            taps.retain(|t| !matches!(t.try_send(msg.clone()), Err(flume::TrySendError::Disconnected(_))));
+        }
+    }
+}
+
+/// How many notifications may wait for a shard's hub before more are dropped.
+const TAP_BACKLOG: usize = 256;
+
+/// A stdio target's shared process as a source of notifications for a shard's hub.
+#[derive(Clone)]
+pub struct SharedProc(Arc<Running>);
+
+impl SharedProc {
+    /// Identifies the process (a restarted target is another source).
+    pub fn key(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// A new stream of the notifications the process sends unprompted; it ends when the process does.
+    pub fn tap(&self) -> flume::Receiver<Message> {
+        let (tx, rx) = flume::bounded(TAP_BACKLOG);
+        if let Ok(mut t) = self.0.shared.taps.lock() {
+            if self.0.shared.alive.load(Ordering::Acquire) {
+                t.push(tx);
+            }
+        }
+        rx
+    }
+
+    /// Hold a subscription to `uri` for a shard; the first hold sends `resources/subscribe` and
+    /// returns the call to wait on.
+    pub fn hold(&self, uri: &str) -> Option<Result<StdioCall, RpcError>> {
+        let first = self.0.shared.subs.lock().ok().map(|mut s| {
+            let n = s.entry(uri.to_string()).or_insert(0);
+            *n += 1;
+            *n == 1
+        });
+        first?.then(|| self.0.call("resources/subscribe", Some(&json!({ "uri": uri })), false, None))
+    }
+
+    /// Give up a shard's hold on `uri`; the last one sends `resources/unsubscribe` (whose answer
+    /// nobody waits for).
+    pub fn release(&self, uri: &str) {
+        let last = self.0.shared.subs.lock().ok().is_some_and(|mut s| match s.get_mut(uri) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                s.remove(uri);
+                true
+            }
+            None => false,
+        });
+        if last && self.0.shared.alive.load(Ordering::Acquire) {
+            let _ = self.0.call("resources/unsubscribe", Some(&json!({ "uri": uri })), false, None);
         }
     }
 }
@@ -159,6 +228,11 @@ impl StdioServer {
         origin: Option<String>,
     ) -> Result<StdioCall, RpcError> {
         self.running().await?.call(method, params, false, origin)
+    }
+
+    /// The shared process (started if needed), as a source of notifications.
+    pub async fn shared_proc(&self) -> Result<SharedProc, RpcError> {
+        self.running().await.map(SharedProc)
     }
 
     /// Cancel the request the client knows as `origin` on the shared process, if it is there.
@@ -541,6 +615,8 @@ fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::
         init: OnceLock::new(),
         ready: ready_rx,
         alive: AtomicBool::new(true),
+        taps: Mutex::new(Vec::new()),
+        subs: Mutex::new(HashMap::new()),
     });
     std::thread::Builder::new().name(format!("mcp-{name}-in")).spawn(move || write_loop(stdin, stdin_rx))?;
     let (sh, tx, n) = (shared.clone(), stdin_tx.clone(), name.clone());
@@ -617,9 +693,11 @@ fn read_loop(
                     sh.waiters.about(n, msg);
                 }
             }
-            // what nobody can take: a request is answered here, a notification dropped
-            msg => {
-                if let Some(Message::Request { id, method, .. }) = sh.waiters.relay(msg) {
+            // what nobody can take: a request is answered here, a notification goes to the
+            // shard hubs listening (a shared process's), else nowhere
+            msg => match sh.waiters.relay(msg) {
+                Some(n @ Message::Notification { .. }) => sh.tap(n),
+                Some(Message::Request { id, method, .. }) => {
                     let answer = if method == "ping" {
                         jsonrpc::response(&id, &json!({}))
                     } else {
@@ -635,10 +713,15 @@ fn read_loop(
                     };
                     let _ = stdin.send(answer);
                 }
-            }
+                _ => {}
+            },
         }
     }
     sh.alive.store(false, Ordering::Release);
+    // the hubs' streams end: their listeners subscribe again on the next process
+    if let Ok(mut t) = sh.taps.lock() {
+        t.clear();
+    }
     // what the child left behind in its group goes too; then the child is reaped
     kill_group(child.id(), libc::SIGKILL);
     let _ = child.wait();
@@ -681,7 +764,14 @@ mod tests {
 
     fn shared(relays: bool) -> Shared {
         let (_, ready) = flume::bounded(1);
-        Shared { waiters: Waiters::new(relays), init: OnceLock::new(), ready, alive: AtomicBool::new(true) }
+        Shared {
+            waiters: Waiters::new(relays),
+            init: OnceLock::new(),
+            ready,
+            alive: AtomicBool::new(true),
+            taps: Mutex::new(Vec::new()),
+            subs: Mutex::new(HashMap::new()),
+        }
     }
 
     #[test]
