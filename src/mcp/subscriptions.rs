@@ -175,6 +175,7 @@ pub(super) async fn listen(
     // a reload committed from here on is seen below, one committed since this request's
     // configuration was taken right away
     let mut committed = ctx.committed.borrow().clone();
+    let _open = OpenStream::count(ctx);
     let mut filter = Filter::from_params(params.as_ref());
     let relay = Relay { ctx, plan, idle: TARGET_IDLE, renew: None };
     let mut owners = Vec::new();
@@ -280,6 +281,24 @@ pub(super) async fn listen(
         serve::delete_upstreams(ctx, plan, &sealed).await;
     }
     Ok(Done::local(200, out.bytes(), false))
+}
+
+/// Counts an open listen stream in the shard's gauge for as long as it lives, however it ends
+/// (dropped last: after its hub subscriptions were given up).
+struct OpenStream<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> OpenStream<'a> {
+    fn count(ctx: &'a ShardCtx) -> Self {
+        let g = &ctx.registry.shards[ctx.index].mcp_listen_streams;
+        g.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenStream(g)
+    }
+}
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What the shared upstreams a listen stream hears send, merged; an item `None` when one of

@@ -37,6 +37,8 @@ pub const MCP_REPLAY_EVICTED_TOTAL: &str = "ringgate_mcp_replay_evicted_events_t
 pub const MCP_STREAM_RESUMES_TOTAL: &str = "ringgate_mcp_stream_resumes_total";
 /// Events replayed to clients that resumed a stream.
 pub const MCP_REPLAYED_EVENTS_TOTAL: &str = "ringgate_mcp_replayed_events_total";
+/// Open MCP `subscriptions/listen` streams, by shard.
+pub const MCP_LISTEN_STREAMS: &str = "ringgate_mcp_listen_streams";
 /// The `result` labels of [`MCP_STREAM_RESUMES_TOTAL`].
 pub const RESUME_RESULTS: [&str; 3] = ["resumed", "unknown", "gap"];
 /// 1 per shard, labelled with the I/O driver it runs (`io_uring` or `epoll`).
@@ -216,6 +218,8 @@ pub struct ShardStats {
     pub mcp_resumes: [AtomicU64; RESUME_RESULTS.len()],
     /// Events replayed by this shard.
     pub mcp_replayed: AtomicU64,
+    /// `subscriptions/listen` streams open on this shard.
+    pub mcp_listen_streams: AtomicI64,
 }
 
 impl Default for ShardStats {
@@ -233,6 +237,7 @@ impl Default for ShardStats {
             mcp_replay_evicted: AtomicU64::new(0),
             mcp_resumes: Default::default(),
             mcp_replayed: AtomicU64::new(0),
+            mcp_listen_streams: AtomicI64::new(0),
         }
     }
 }
@@ -393,6 +398,10 @@ impl Registry {
             "Events replayed to clients that resumed an MCP stream.",
         );
         let _ = writeln!(out, "{MCP_REPLAYED_EVENTS_TOTAL} {replayed}");
+        header(&mut out, MCP_LISTEN_STREAMS, "gauge", "Open MCP subscriptions/listen streams, by shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "{MCP_LISTEN_STREAMS}{{shard=\"{i}\"}} {}", s.mcp_listen_streams.load(Relaxed));
+        }
         let ok: u64 = self.shards.iter().map(|s| s.tls_handshakes.load(Relaxed)).sum();
         header(&mut out, TLS_HANDSHAKES_TOTAL, "counter", "TLS handshakes completed by HTTPS listeners.");
         let _ = writeln!(out, "{TLS_HANDSHAKES_TOTAL} {ok}");
