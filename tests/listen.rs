@@ -267,3 +267,28 @@ fn a_reload_that_adds_a_target_is_announced_on_get_sse_and_listen_streams() {
     let more = listen.message(Duration::from_millis(300));
     assert!(more.is_none(), "{more:?}");
 }
+
+#[test]
+fn a_reload_naming_the_port_that_port_0_got_keeps_the_route_and_announces_only_changes() {
+    let two = "          - name: a\n            demo: {}\n          - name: b\n            demo: {}\n";
+    let gw = Gateway::start(&config(0, "", two));
+    let (addr, port) = (gw.addr(), gw.addr().port());
+    let sid = common::mcp::initialize(addr);
+    let mut get = Stream::open(
+        addr,
+        &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
+    );
+    // the file now names the port the gateway announced: the same bind, the same route, the
+    // same view, so nothing to announce
+    gw.rewrite_config(&config(port, "", two));
+    gw.wait_line("reload applied");
+    // a tool filter changes the tools list only
+    gw.rewrite_config(&config(port, "", &format!("{two}            tools: {{exclude: [add]}}\n")));
+    wait_for("the second reload", || gw.count_lines("reload applied") == 2);
+    assert_eq!(get.until("notifications/tools/list_changed")["method"], "notifications/tools/list_changed");
+    let more = get.message(Duration::from_millis(500));
+    assert!(more.is_none(), "the first reload announced nothing, the second only the tools: {more:?}");
+    let m = gw.metrics();
+    assert!(m.contains("route=\"0/listener0/route0\""), "the route keeps its name: {m}");
+    assert!(!m.contains(&format!("route=\"{port}/listener0/route0\"")), "{m}");
+}
