@@ -1222,11 +1222,15 @@ fn compile_mcp(
         session_ttl: process.mcp.session_ttl.get(),
         resume: {
             let r = &process.mcp.resumption;
+            if r.poll_after.is_some_and(|d| d.get().is_zero()) {
+                return Err(cx.err("config.mcp.resumption.pollAfter", "must be longer than 0"));
+            }
             crate::mcp::resume::Limits {
                 max_events: r.max_events,
                 max_bytes: r.max_bytes,
                 retention: r.retention.get(),
                 max_streams: r.max_streams,
+                poll: r.poll_after.map(|after| (after.get(), r.poll_retry.get())),
             }
         },
     })

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -584,6 +584,13 @@ impl<'a> Out<'a> {
         if !self.sse {
             self.sse = true;
             self.status = 200;
+            if self.poll().is_some() {
+                // a stream that may be handed back ends early; the connection must not carry
+                // another request meanwhile (the handler goes on with it)
+                if let Sink::Http { keep, .. } = &mut self.sink {
+                    *keep = false;
+                }
+            }
             self.head(&mut out, 200, b"text/event-stream");
             out.extend_from_slice(
                 b"cache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n",
@@ -601,6 +608,35 @@ impl<'a> Out<'a> {
             }
             _ => sent,
         }
+    }
+
+    /// SSE polling (SEP-1699): how long an answer may keep its connection before it is handed
+    /// back, and the `retry` the client is then told; only for clients that expect it (they
+    /// know priming events) on a resumable stream.
+    fn poll(&self) -> Option<(Duration, Duration)> {
+        let r = self.resume.as_ref()?;
+        if !r.priming || !matches!(self.sink, Sink::Http { .. }) {
+            return None;
+        }
+        r.limits.poll
+    }
+
+    /// Hand a running answer back to its client: the stream is started (with its priming
+    /// event) if need be, then gets a `retry` and ends without the answer, so the client comes
+    /// back with `Last-Event-ID` after `retry` for the rest, which is kept meanwhile. `false`
+    /// when the stream cannot be resumed (the shard keeps too many), which goes on as it was.
+    async fn hand_back(&mut self, retry: Duration) -> Result<bool, Failed> {
+        if !self.sse {
+            self.prime().await?;
+        }
+        let Some(t) = self.tape().cloned() else { return Ok(false) };
+        let mut ev = Vec::new();
+        sse::write_retry(&mut ev, retry.as_millis() as u64);
+        self.event_raw(ev).await?;
+        self.end_stream().await?;
+        t.detach();
+        self.gone = true;
+        Ok(true)
     }
 
     /// How long nobody has read this resumable stream (`None` while someone does, or when it is
@@ -1115,22 +1151,32 @@ impl Exchange<'_> {
         // client cancels with a notification instead). Watched only while an answer may take
         // long, and only with nothing unread from the client (a pipelined request stays intact).
         let watch = self.modern && f.streams() && self.out.can_watch();
+        // SSE polling: when a slow answer is handed back to its client
+        let mut poll = self.out.poll().filter(|_| f.streams()).map(|(after, retry)| (Instant::now() + after, retry));
         loop {
-            let relay = &self.relay;
-            let fetch = async {
-                if raw_answer {
-                    f.next_answer(relay).await
-                } else {
-                    f.next(relay).await.map(|m| m.map(Answer::Other))
+            let next = {
+                let relay = &self.relay;
+                let fetch = async {
+                    if raw_answer {
+                        f.next_answer(relay).await
+                    } else {
+                        f.next(relay).await.map(|m| m.map(Answer::Other))
+                    }
+                };
+                // kept across a hand-back: a read cut short could lose what the target sent
+                let mut fetch = std::pin::pin!(fetch);
+                loop {
+                    let due = poll.map(|(at, _)| at);
+                    monoio::select! {
+                        m = &mut fetch => break Some(m),
+                        // a client handed back comes back elsewhere: its leaving cancels nothing
+                        _ = self.out.client_left(), if watch && !self.out.gone => break None,
+                        _ = monoio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
+                            let retry = poll.take().map_or(Duration::ZERO, |(_, r)| r);
+                            self.out.hand_back(retry).await?;
+                        }
+                    }
                 }
-            };
-            let next = if watch {
-                monoio::select! {
-                    m = fetch => Some(m),
-                    _ = self.out.client_left() => None,
-                }
-            } else {
-                Some(fetch.await)
             };
             let Some(next) = next else {
                 if let Some(via) = self.via(ti) {
