@@ -168,12 +168,10 @@ impl Control {
     }
 
     fn reload(&mut self, why: &str) {
-        let snap = match load(&self.opts)
-            .and_then(|(c, source)| {
-                let bound = self.bound().clone();
-                compile_bound(c, &source, &self.registry, &bound).map_err(|e| e.to_string())
-            })
-        {
+        let snap = match load(&self.opts).and_then(|(c, source)| {
+            let bound = self.bound().clone();
+            compile_bound(c, &source, &self.registry, &bound).map_err(|e| e.to_string())
+        }) {
             Ok(mut s) => {
                 // a bind naming the port we already serve (e.g. the one `port: 0` got) is the same bind
                 for b in &mut s.binds {

@@ -94,7 +94,8 @@ impl Stream {
 
     /// A `subscriptions/listen` stream; its acknowledgement is read.
     fn listen(addr: SocketAddr, notifications: Value) -> (Stream, Value) {
-        let mut s = Stream::open(addr, &modern("subscriptions/listen", None, 1, json!({"notifications": notifications})));
+        let mut s =
+            Stream::open(addr, &modern("subscriptions/listen", None, 1, json!({"notifications": notifications})));
         let ack = s.message(Duration::from_secs(30)).expect("an acknowledgement");
         assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
         (s, ack)
@@ -158,10 +159,8 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 fn listen_streams_hear_shared_stdio_and_legacy_sse_targets() {
     let log = tempdir().join("py-sse.log");
     let (_sse, port) = py_sse(&log);
-    let targets = format!(
-        "{}          - name: pys\n            sse: {{ host: \"127.0.0.1:{port}\" }}\n",
-        py_stdio("pyo")
-    );
+    let targets =
+        format!("{}          - name: pys\n            sse: {{ host: \"127.0.0.1:{port}\" }}\n", py_stdio("pyo"));
     let gw = Gateway::start(&config(0, "", &targets));
     let url = format!("http://{}/mcp", gw.addr());
     // a real client listens, then calls a tool that makes the target notify every session that
@@ -188,7 +187,8 @@ fn listen_streams_hear_shared_stdio_and_legacy_sse_targets() {
 
 #[test]
 fn a_uri_is_subscribed_upstream_once_and_unsubscribed_when_its_last_listener_leaves() {
-    let gw = Gateway::start(&config(0, "", &format!("          - name: demo\n            demo: {{}}\n{}", py_stdio("pyo"))));
+    let gw =
+        Gateway::start(&config(0, "", &format!("          - name: demo\n            demo: {{}}\n{}", py_stdio("pyo"))));
     let addr = gw.addr();
     let subscribed = "mcp target pyo: subscribe test://static";
     let unsubscribed = "mcp target pyo: unsubscribe test://static";

@@ -145,7 +145,9 @@ async fn pump(source: Weak<Source>, from: flume::Receiver<Message>, stop: flume:
             return;
         };
         // a listener that cannot keep up loses this one rather than hold the others back
-        s.listeners.borrow_mut().retain(|(_, tx)| !matches!(tx.try_send(m.clone()), Err(flume::TrySendError::Disconnected(_))));
+        s.listeners
+            .borrow_mut()
+            .retain(|(_, tx)| !matches!(tx.try_send(m.clone()), Err(flume::TrySendError::Disconnected(_))));
     }
 }
 
@@ -162,7 +164,22 @@ impl Membership {
         if !first {
             return Ok(());
         }
-        self.source.upstream.subscribe(&self.ctx, uri, self.idle).await
+        let subscribed = self.source.upstream.subscribe(&self.ctx, uri, self.idle).await;
+        if subscribed.is_err() {
+            // not held: the next listener for it tries again
+            self.uris.pop();
+            let mut uris = self.source.uris.borrow_mut();
+            if let Some(n) = uris.get_mut(uri) {
+                *n -= 1;
+                if *n == 0 {
+                    uris.remove(uri);
+                    if let Upstream::Stdio(p) = &self.source.upstream {
+                        p.release(uri);
+                    }
+                }
+            }
+        }
+        subscribed
     }
 }
 

@@ -9,11 +9,11 @@ use serde_json::{json, Map, Value};
 use super::access::Access;
 use super::jsonrpc::{self, Message};
 use super::merge;
-use super::{hub, sse_client};
 use super::plan::{McpPlan, TargetKind};
 use super::relay::{Relay, Via};
 use super::serve::{self, Out, KEEPALIVE, TARGET_IDLE};
 use super::session::{now_secs, Sealed};
+use super::{hub, sse_client};
 use crate::config::compile::PolicyPlan;
 use crate::http::codec::RequestHead;
 use crate::http::io::Peer;
@@ -216,7 +216,9 @@ pub(super) async fn listen(
     for (ti, uri, local) in owners {
         let subscribed = match &plan.targets[ti].kind {
             TargetKind::Http(_) => match sealed.target(&plan.targets[ti].name) {
-                Some(up) => relay.call(ti, Via::Own(up), "resources/subscribe", Some(&json!({ "uri": local }))).await.map(drop),
+                Some(up) => {
+                    relay.call(ti, Via::Own(up), "resources/subscribe", Some(&json!({ "uri": local }))).await.map(drop)
+                }
                 None => continue,
             },
             _ => match members.iter_mut().find(|(t, _)| *t == ti) {
@@ -377,8 +379,9 @@ mod tests {
         .unwrap();
         assert_eq!(p["params"]["_meta"][SUBSCRIPTION_ID], 5);
         // the target's own URI comes out prefixed, as the client subscribed to it
-        let u =
-            f.deliver(0, "a", true, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub).unwrap();
+        let u = f
+            .deliver(0, "a", true, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub)
+            .unwrap();
         let u: Value = serde_json::from_slice(&u).unwrap();
         assert_eq!((u["params"]["uri"].as_str(), &u["params"]["_meta"][SUBSCRIPTION_ID]), (Some("a+file:///x"), &sub));
         // another target's resource of the same name, or another resource, is not asked for
@@ -399,7 +402,8 @@ mod tests {
             .is_none());
         // a reload's list change, only where asked for
         assert!(f.announce("notifications/tools/list_changed", &sub).is_none());
-        let p: Value = serde_json::from_slice(&f.announce("notifications/prompts/list_changed", &sub).unwrap()).unwrap();
+        let p: Value =
+            serde_json::from_slice(&f.announce("notifications/prompts/list_changed", &sub).unwrap()).unwrap();
         assert_eq!(p["params"]["_meta"][SUBSCRIPTION_ID], 5);
     }
 }
