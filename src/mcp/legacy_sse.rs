@@ -53,14 +53,17 @@ pub async fn open(
     // stream; one committed since this request's configuration was taken, right away
     let mut committed = ctx.committed.borrow().clone();
     let mut view = plan.view;
+    let mut reloaded = true;
     while open {
-        let now = serve::current_view(ctx, &plan.scope);
-        for m in serve::list_changes(view, now) {
-            let mut ev = Vec::new();
-            sse::write_event(&mut ev, None, Some("message"), &jsonrpc::notification(m, None));
-            open &= out.event_raw(ev).await.is_ok();
+        if std::mem::take(&mut reloaded) {
+            let now = serve::current_view(ctx, &plan.scope);
+            for m in serve::list_changes(view, now) {
+                let mut ev = Vec::new();
+                sse::write_event(&mut ev, None, Some("message"), &jsonrpc::notification(m, None));
+                open &= out.event_raw(ev).await.is_ok();
+            }
+            view = now;
         }
-        view = now;
         if !open {
             break;
         }
@@ -80,6 +83,7 @@ pub async fn open(
             _ = out.client_gone() => None,
             _ = committed.fired() => {
                 committed = ctx.committed.borrow().clone();
+                reloaded = true;
                 continue;
             }
         };

@@ -623,20 +623,20 @@ impl<'a> Out<'a> {
 
     /// Hand a running answer back to its client: the stream is started (with its priming
     /// event) if need be, then gets a `retry` and ends without the answer, so the client comes
-    /// back with `Last-Event-ID` after `retry` for the rest, which is kept meanwhile. `false`
-    /// when the stream cannot be resumed (the shard keeps too many), which goes on as it was.
-    async fn hand_back(&mut self, retry: Duration) -> Result<bool, Failed> {
+    /// back with `Last-Event-ID` after `retry` for the rest, which is kept meanwhile. A stream
+    /// that cannot be resumed (the shard keeps too many) goes on as it was.
+    async fn hand_back(&mut self, retry: Duration) -> Result<(), Failed> {
         if !self.sse {
             self.prime().await?;
         }
-        let Some(t) = self.tape().cloned() else { return Ok(false) };
+        let Some(t) = self.tape().cloned() else { return Ok(()) };
         let mut ev = Vec::new();
         sse::write_retry(&mut ev, retry.as_millis() as u64);
         self.event_raw(ev).await?;
         self.end_stream().await?;
         t.detach();
         self.gone = true;
-        Ok(true)
+        Ok(())
     }
 
     /// How long nobody has read this resumable stream (`None` while someone does, or when it is

@@ -237,11 +237,14 @@ pub(super) async fn listen(
     let mut out = Out::http(pol, head, client, false);
     let mut graceful = out.event(&acknowledgement(&filter, &id)).await.is_ok();
     let mut view = plan.view;
+    let mut reloaded = true;
     let mut messages = Vec::new();
     while graceful {
-        let now = serve::current_view(ctx, &plan.scope);
-        messages.extend(serve::list_changes(view, now).into_iter().filter_map(|m| filter.announce(m, &id)));
-        view = now;
+        if std::mem::take(&mut reloaded) {
+            let now = serve::current_view(ctx, &plan.scope);
+            messages.extend(serve::list_changes(view, now).into_iter().filter_map(|m| filter.announce(m, &id)));
+            view = now;
+        }
         for m in messages.drain(..) {
             graceful &= out.event(&m).await.is_ok();
         }
@@ -261,7 +264,10 @@ pub(super) async fn listen(
                 None => break,
             },
             _ = monoio::time::sleep(KEEPALIVE) => tick = true,
-            _ = committed.fired() => committed = ctx.committed.borrow().clone(),
+            _ = committed.fired() => {
+                committed = ctx.committed.borrow().clone();
+                reloaded = true;
+            }
             _ = ctx.draining.fired() => break,
             // closing the stream is how a client ends its subscription
             _ = out.client_gone() => graceful = false,
@@ -273,6 +279,7 @@ pub(super) async fn listen(
         }
     }
     if graceful {
+        // an upstream stream ended, or the shard drains: the client should listen again
         let _ = out.event(&end(&id)).await;
         let _ = out.end_stream().await;
     }
