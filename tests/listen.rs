@@ -219,6 +219,8 @@ fn a_uri_is_subscribed_upstream_once_and_unsubscribed_when_its_last_listener_lea
     drop(second);
     gw.wait_line(unsubscribed);
     assert_eq!(gw.count_lines(unsubscribed), 1);
+    // the process wrote every subscribe before that line: the count is final
+    assert_eq!(gw.count_lines(subscribed), 1);
 }
 
 #[test]
