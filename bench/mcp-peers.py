@@ -6,14 +6,17 @@ Usage: bench/mcp-peers.py   (writes bench/results/mcp-peers.json and .md)
 Two upstream shapes, each gateway with an equivalent one-target config:
   http   rg-fixture's Streamable HTTP MCP server on core 0 (with rg-load), gateways on core 1:
          direct | ringgate (workers: 1) | IBM ContextForge (mcpgateway, one uvicorn process)
+         | LiteLLM's proxy (its MCP gateway, config.yaml mcp_servers, one uvicorn worker, no database)
   stdio  `rg-fixture stdio` started by the gateway (so on core 1 with it), rg-load on core 0:
          ringgate (stdio target) | supergateway --stateful (stdio -> Streamable HTTP)
-LiteLLM's proxy is tried too; a peer that cannot be installed or started is reported as such.
+A peer that cannot be installed or started is reported as such (in the report's Peers list).
 Phases per system: a fixed rate every peer can sustain (PEER_RATE calls/s over PEER_CONNS legacy
 sessions: CPU-µs per call at the same offered load), then saturation (closed loop, CONNS sessions).
 
 Env knobs: DURATION [10] s per measured run, WARMUP [2] s before each, PEER_RATE [10],
-PEER_CONNS [4], CONNS [8], SKIP_BUILD [0], SKIP_INSTALL [0].
+PEER_CONNS [4], CONNS [8], SKIP_BUILD [0], SKIP_INSTALL [0], BIN_DIR (as bench/mcp.py),
+PEERS ["ringgate contextforge litellm supergateway"]: the systems to run besides direct (e.g.
+PEERS=litellm for a LiteLLM smoke run; the ratios need ringgate in the same run).
 Peers are installed by bench/peers/install.sh under target/peers/bench/.
 """
 
@@ -39,7 +42,12 @@ PEER_RATE = float(E.get("PEER_RATE", 10))
 PEER_CONNS = int(E.get("PEER_CONNS", 4))
 CONNS = int(E.get("CONNS", 8))
 SKIP_INSTALL = E.get("SKIP_INSTALL", "0") == "1"
-PEERS = os.path.join(M.ROOT, "target", "peers", "bench")
+PEER_DIR = os.path.join(M.ROOT, "target", "peers", "bench")
+ALL_PEERS = ("ringgate", "contextforge", "litellm", "supergateway")
+PEERS = E.get("PEERS", " ".join(ALL_PEERS)).replace(",", " ").split()
+for _p in PEERS:
+    if _p not in ALL_PEERS:
+        die(f"PEERS: unknown system {_p!r} (one of {', '.join(ALL_PEERS)})")
 
 
 # ------------------------------------------------------------------ CPU of a process tree
@@ -85,11 +93,13 @@ class Tree:
         return sum(M.rss_kib(pid)[0] for pid, c in descendants(self.p.pid).items() if c != self.upstream_comm)
 
 
-def run_load(bins, work, tag, url, tree, fx, *args, tool="echo"):
+def run_load(bins, work, tag, url, tree, fx, *args, tool="echo", headers=()):
     """One rg-load run (legacy sessions, tools/call) with the gateway tree's and fixture's CPU per call."""
     out = os.path.join(work, f"{tag}.json")
     argv = ["taskset", "-c", M.LOAD_CPU, bins.load, "--url", url, "--mode", "mcp-call-legacy", "--tool", tool,
             "--out", out, "--timeout-ms", "20000"] + [str(a) for a in args]
+    for h in headers:
+        argv += ["--header", h]
     g0 = tree.sample() if tree else (0, 0)
     f0 = M.cpu_ns(fx.p.pid)[0] if fx else 0
     c0 = M.core_times()
@@ -162,7 +172,7 @@ def ringgate(work, bins, name, target_yaml):
 
 
 def contextforge(work, fx_url):
-    exe = os.path.join(PEERS, "contextforge", "bin", "mcpgateway")
+    exe = os.path.join(PEER_DIR, "contextforge", "bin", "mcpgateway")
     if not os.path.exists(exe):
         return None, None, {"error": "not installed (bench/peers/install.sh contextforge failed)"}
     (port,) = M.free_ports(1)
@@ -194,7 +204,7 @@ def contextforge(work, fx_url):
 
 
 def supergateway(work, fixture_cmd):
-    exe = os.path.join(PEERS, "supergateway", "node_modules", ".bin", "supergateway")
+    exe = os.path.join(PEER_DIR, "supergateway", "node_modules", ".bin", "supergateway")
     if not os.path.exists(exe):
         return None, None, {"error": "not installed (bench/peers/install.sh supergateway failed)"}
     (port,) = M.free_ports(1)
@@ -209,29 +219,91 @@ def supergateway(work, fixture_cmd):
     return p, f"http://127.0.0.1:{port}/mcp", {"argv": " ".join(argv[1:])}
 
 
-def litellm_status():
-    exe = os.path.join(PEERS, "litellm", "bin", "litellm")
-    if os.path.exists(exe):
-        return {"error": "installed but not wired into this scenario yet"}
-    log_path = os.path.join(PEERS, "litellm.log")
+def not_installed(name):
+    """Why bench/peers/install.sh NAME left no working install: the last ERROR line of its pip log."""
+    log_path = os.path.join(PEER_DIR, f"{name}.log")
     why = ""
     if os.path.exists(log_path):
-        lines = [l.strip() for l in open(log_path) if "ERROR" in l]
-        why = lines[-1][:200] if lines else ""
-    return {"error": f"not installable here: {why or 'see bench/peers/install.sh litellm'}"}
+        lines = [line.strip() for line in open(log_path) if "ERROR" in line]
+        why = lines[-1][:300] if lines else ""
+    return {"error": f"not installable here: {why or f'see bench/peers/install.sh {name}'}"}
+
+
+def mcp_post(url, headers, body, session=None):
+    """One JSON-RPC POST to a Streamable HTTP MCP endpoint: (answer, Mcp-Session-Id); JSON or SSE."""
+    h = dict(headers, **{"content-type": "application/json", "accept": "application/json, text/event-stream"})
+    if session:
+        h.update({"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"})
+    req = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(), headers=h)
+    with urllib.request.urlopen(req, timeout=60) as r:
+        text, sid = r.read().decode(), r.headers.get("mcp-session-id")
+    if "id" not in body:
+        return None, sid
+    if r.headers.get("content-type", "").startswith("text/event-stream"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:") and '"id"' in line)
+    return json.loads(text), sid
+
+
+def litellm(work, fx_url):
+    """LiteLLM's proxy with rg-fixture as its one MCP server, from config.yaml (no database)."""
+    d = os.path.join(PEER_DIR, "litellm")
+    exe = os.path.join(d, "bin", "litellm")
+    if not (os.path.exists(os.path.join(d, ".stamp")) and os.path.exists(exe)):
+        return None, None, not_installed("litellm")
+    (port,) = M.free_ports(1)
+    key = "sk-" + secrets.token_urlsafe(24)
+    # one MCP server "fx" (so its tools are listed as fx-<tool>); the master key is the only key
+    # (no database: STORE_MODEL_IN_DB unset, no DATABASE_URL)
+    config = "\n".join(["# generated by bench/mcp-peers.py", "general_settings:", "  master_key: {KEY}",
+                        "mcp_servers:", "  fx:", f"    url: {fx_url}", "    transport: http"])
+    cfg = os.path.join(work, "litellm.yaml")
+    open(cfg, "w").write(config.replace("{KEY}", key) + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "STORE_MODEL_IN_DB")}
+    # LITELLM_LOG=ERROR also sets uvicorn's level (no access log); the local model cost map keeps
+    # it from fetching the remote one at start-up
+    env.update(LITELLM_LOG="ERROR", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    argv = [exe, "--config", cfg, "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    p = PROCS.start(M.SUT_CPU, argv, os.path.join(work, "litellm.log"), env=env)
+    base = f"http://127.0.0.1:{port}"
+    err = wait_http(base + "/health/liveliness", p, "LiteLLM", timeout=180)
+    if err:
+        PROCS.stop(p)
+        return None, None, {"error": err}
+    auth = {"x-litellm-api-key": f"Bearer {key}"}
+    try:
+        init, sid = mcp_post(base + "/mcp", auth, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcp-peers", "version": "1"}}})
+        mcp_post(base + "/mcp", auth, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+        listed, _ = mcp_post(base + "/mcp", auth, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
+        tool = next(t["name"] for t in listed["result"]["tools"] if t["name"].endswith("echo"))
+    except (OSError, StopIteration, KeyError, ValueError, TypeError) as e:
+        PROCS.stop(p)
+        return None, None, {"error": f"no echo tool listed through LiteLLM's /mcp: {e!r}"}
+    settings = {"config.yaml": config.replace("{KEY}", "<random>"), "argv": " ".join(["litellm"] + argv[1:]),
+                "env": "LITELLM_LOG=ERROR LITELLM_LOCAL_MODEL_COST_MAP=True, no DATABASE_URL",
+                "client": f"POST /mcp with x-litellm-api-key: Bearer <master key>; tools/call {tool}",
+                "server": init.get("result", {}).get("serverInfo")}
+    return p, base + "/mcp", {"settings": settings, "tool": tool, "headers": [f"x-litellm-api-key: Bearer {key}"]}
 
 
 def versions():
     v = {}
     try:
-        for line in open(os.path.join(PEERS, "contextforge", "freeze.txt")):
+        for line in open(os.path.join(PEER_DIR, "contextforge", "freeze.txt")):
             if line.startswith(("mcp-contextforge-gateway==", "mcp==", "uvicorn==")):
                 k, _, ver = line.strip().partition("==")
                 v[f"contextforge:{k}"] = ver
     except OSError:
         pass
     try:
-        pkg = json.load(open(os.path.join(PEERS, "supergateway", "node_modules", "supergateway", "package.json")))
+        for line in open(os.path.join(PEER_DIR, "litellm", "freeze.txt")):
+            if line.startswith(("litellm==", "litellm-proxy-extras==", "mcp==", "uvicorn==")):
+                k, _, ver = line.strip().partition("==")
+                v[f"litellm:{k}"] = ver
+    except OSError:
+        pass
+    try:
+        pkg = json.load(open(os.path.join(PEER_DIR, "supergateway", "node_modules", "supergateway", "package.json")))
         v["supergateway"] = pkg["version"]
         v["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     except (OSError, ValueError, KeyError):
@@ -242,14 +314,14 @@ def versions():
 # ------------------------------------------------------------------ the scenario
 
 
-def measure(bins, work, label, url, tree, fx, tool="echo"):
+def measure(bins, work, label, url, tree, fx, tool="echo", headers=()):
     """Prime, fixed rate, saturation: one row each."""
     run_load(bins, work, f"prime-{label}", url, tree, fx, "--conns", PEER_CONNS, "--duration", 2, "--warmup", 0,
-             tool=tool)
+             tool=tool, headers=headers)
     fixed = run_load(bins, work, f"fixed-{label}", url, tree, fx, "--conns", PEER_CONNS, "--rate", PEER_RATE,
-                     "--duration", M.DURATION, "--warmup", M.WARMUP, tool=tool)
+                     "--duration", M.DURATION, "--warmup", M.WARMUP, tool=tool, headers=headers)
     sat = run_load(bins, work, f"sat-{label}", url, tree, fx, "--conns", CONNS, "--duration", M.DURATION,
-                   "--warmup", M.WARMUP, tool=tool)
+                   "--warmup", M.WARMUP, tool=tool, headers=headers)
     return {"fixed": fixed, "saturation": sat}
 
 
@@ -262,35 +334,45 @@ def summary(rep):
 
 
 def scenario(work, bins):
-    results, peers = {}, {"litellm": litellm_status()}
+    results, peers = {}, {}
     fx = M.Fixture(work, bins, "fixture", "--tools", "8")
     fx_mcp = fx.url + "/mcp"
     # http upstream
     results["http/direct"] = measure(bins, work, "direct", fx_mcp, None, fx)
-    p, url, info = ringgate(work, bins, "ringgate-http", ["mcp:", f"  host: {fx_mcp}"])
-    peers["ringgate-http"] = info
-    results["http/ringgate"] = measure(bins, work, "ringgate-http", url, Tree(p), fx)
-    PROCS.stop(p)
-    p, url, info = contextforge(work, fx_mcp)
-    peers["contextforge"] = info
-    if p:
-        results["http/contextforge"] = measure(bins, work, "contextforge", url, Tree(p), fx, tool=info["tool"])
+    if "ringgate" in PEERS:
+        p, url, info = ringgate(work, bins, "ringgate-http", ["mcp:", f"  host: {fx_mcp}"])
+        peers["ringgate-http"] = info
+        results["http/ringgate"] = measure(bins, work, "ringgate-http", url, Tree(p), fx)
         PROCS.stop(p)
-    else:
-        log(f"ContextForge: {info['error']}")
+    for name, label, start in (("contextforge", "ContextForge", contextforge), ("litellm", "LiteLLM", litellm)):
+        if name not in PEERS:
+            continue
+        p, url, info = start(work, fx_mcp)
+        peers[name] = info
+        if p:
+            results[f"http/{name}"] = measure(bins, work, name, url, Tree(p), fx, tool=info["tool"],
+                                              headers=info.get("headers", ()))
+            PROCS.stop(p)
+        else:
+            log(f"{label}: {info['error']}")
     PROCS.stop(fx.p)
     # stdio upstream, spawned by each gateway
-    p, url, info = ringgate(work, bins, "ringgate-stdio", ["stdio:", f"  cmd: {bins.fixture}", "  args: [stdio]"])
-    peers["ringgate-stdio"] = info
-    results["stdio/ringgate"] = measure(bins, work, "ringgate-stdio", url, Tree(p), None)
-    PROCS.stop(p)
-    p, url, info = supergateway(work, f"{bins.fixture} stdio")
-    peers["supergateway"] = info
-    if p:
-        results["stdio/supergateway"] = measure(bins, work, "supergateway", url, Tree(p), None)
+    if "ringgate" in PEERS:
+        p, url, info = ringgate(work, bins, "ringgate-stdio",
+                                ["stdio:", f"  cmd: {bins.fixture}", "  args: [stdio]"])
+        peers["ringgate-stdio"] = info
+        results["stdio/ringgate"] = measure(bins, work, "ringgate-stdio", url, Tree(p), None)
         PROCS.stop(p)
-    else:
-        log(f"supergateway: {info['error']}")
+    if "supergateway" in PEERS:
+        p, url, info = supergateway(work, f"{bins.fixture} stdio")
+        peers["supergateway"] = info
+        if p:
+            results["stdio/supergateway"] = measure(bins, work, "supergateway", url, Tree(p), None)
+            PROCS.stop(p)
+        else:
+            log(f"supergateway: {info['error']}")
+    for v in peers.values():
+        v.pop("headers", None)  # the API key stays out of the results
     return results, peers
 
 
@@ -298,6 +380,7 @@ LABELS = {
     "http/direct": "direct to rg-fixture (HTTP)",
     "http/ringgate": "ringgate → rg-fixture (HTTP target)",
     "http/contextforge": "ContextForge → rg-fixture (HTTP gateway)",
+    "http/litellm": "LiteLLM proxy → rg-fixture (config.yaml MCP server)",
     "stdio/ringgate": "ringgate → `rg-fixture stdio` (stdio target)",
     "stdio/supergateway": "supergateway --stateful → `rg-fixture stdio`",
 }
@@ -327,7 +410,8 @@ def report(results, peers, env):
       "ringgate ÷ peer |")
     w("|---|---:|---:|")
     ratios = {}
-    for peer, rg in (("http/contextforge", "http/ringgate"), ("stdio/supergateway", "stdio/ringgate")):
+    for peer, rg in (("http/contextforge", "http/ringgate"), ("http/litellm", "http/ringgate"),
+                     ("stdio/supergateway", "stdio/ringgate")):
         if peer not in s or rg not in s:
             continue
         a, b = s[peer], s[rg]
@@ -360,7 +444,9 @@ def method_text():
         "cpu": "schedstat of the gateway's whole process tree (minus the rg-fixture processes it spawned, which "
                "count as upstream) over the whole rg-load run, divided by the checked answers of the run",
         "fairness": "each system runs its shipped defaults with logging off or at error level; ContextForge with "
-                    "auth, rate limiting and the UI off (its default rate limiter would lock the client out)",
+                    "auth, rate limiting and the UI off (its default rate limiter would lock the client out); "
+                    "LiteLLM with a master key only (no database, so no virtual keys, spend tracking or UI), "
+                    "rg-load sending it as x-litellm-api-key on every request",
     }
 
 
@@ -370,8 +456,10 @@ def main():
         sys.exit(0 if sys.argv[1] in ("-h", "--help") else 2)
     if not SKIP_INSTALL:
         log("installing peers (bench/peers/install.sh; a no-op when current)")
-        r = subprocess.run([os.path.join(HERE, "peers", "install.sh")], capture_output=True, text=True)
-        sys.stderr.write(r.stdout[-1500:] + r.stderr[-1500:])
+        want = [p for p in PEERS if p != "ringgate"]
+        if want:
+            r = subprocess.run([os.path.join(HERE, "peers", "install.sh")] + want, capture_output=True, text=True)
+            sys.stderr.write(r.stdout[-1500:] + r.stderr[-1500:])
     os.makedirs(M.TMPROOT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="mcp-peers.", dir=M.TMPROOT)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -386,12 +474,13 @@ def main():
         s, ratios, md = report(results, peers, env)
         doc = {"scenario": "mcp-peers", "env": env, "method": method_text(),
                "knobs": {"DURATION": M.DURATION, "WARMUP": M.WARMUP, "PEER_RATE": PEER_RATE,
-                         "PEER_CONNS": PEER_CONNS, "CONNS": CONNS},
+                         "PEER_CONNS": PEER_CONNS, "CONNS": CONNS, "PEERS": " ".join(PEERS)},
                "results": s, "ratios": ratios, "peers": peers, "raw_dir": os.path.relpath(work, M.RESULTS)}
         with open(os.path.join(M.RESULTS, "mcp-peers.json"), "w") as fh:
             json.dump(doc, fh, indent=2)
             fh.write("\n")
-        text = [f"# MCP gateways side by side: tools/call through ringgate, ContextForge and supergateway\n",
+        text = [f"# MCP gateways side by side: tools/call through ringgate, ContextForge, LiteLLM and "
+                f"supergateway\n",
                 f"Generated by `bench/mcp-peers.py` on {env['date']}. Machine-readable: `mcp-peers.json`.\n",
                 "| | |", "|---|---|",
                 f"| ringgate | {env['ringgate']}, HEAD `{env['ringgate_git_rev'][:12]}` |",

@@ -355,3 +355,50 @@ fn idle_keepalive_connections_are_closed() {
     assert!(start.elapsed() < Duration::from_secs(5));
     gw.wait_metric("ringgate_request_errors_total{reason=\"idle_timeout\"} 1");
 }
+
+#[test]
+fn gateways_form_routes_by_gateway_and_listener() {
+    let (a, b) = (upstream("a"), upstream("b"));
+    let gw = Gateway::start(&format!(
+        r#"config:
+  workers: 2
+  adminAddr: 127.0.0.1:0
+gateways:
+  web:
+    port: 0
+    bindAddress: 127.0.0.1
+    listeners:
+    - name: api
+      hostname: api.example.test
+    - name: www
+      hostname: www.example.test
+routes:
+- name: api-only
+  gateways: [web/api]
+  matches: [{{path: {{pathPrefix: /api}}}}]
+  backends: [{{host: "{a}"}}]
+- name: site
+  gateways: [web/www]
+  backends: [{{host: "{b}"}}]
+"#,
+        a = a.addr,
+        b = b.addr
+    ));
+    // the bound port, as the admin server reports it for the gateway's configured port 0
+    let listeners: serde_json::Value = serde_json::from_str(&get(gw.admin, "/listeners").body_str()).unwrap();
+    assert_eq!(listeners.as_array().map(Vec::len), Some(1), "{listeners}");
+    assert_eq!(listeners[0]["bind"], "127.0.0.1:0", "{listeners}");
+    let addr: std::net::SocketAddr = listeners[0]["address"].as_str().unwrap().parse().unwrap();
+    assert_ne!(addr.port(), 0);
+    let send = |host: &str, path: &str| raw(addr, format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n").as_bytes());
+
+    let r = send("api.example.test", "/api/x");
+    assert_eq!((r.status, r.header("x-upstream")), (200, Some("a")), "{}", r.body_str());
+    // `site` matches every path, but it is attached to the listener `www`: not for api's host
+    let r = send("api.example.test", "/index.html");
+    assert_eq!((r.status, r.header("x-upstream")), (404, None), "{}", r.body_str());
+    let r = send("www.example.test", "/api/x");
+    assert_eq!((r.status, r.header("x-upstream")), (200, Some("b")), "{}", r.body_str());
+    gw.wait_metric("ringgate_requests_total{route=\"0/api/api-only\",status=\"200\"} 1");
+    gw.wait_metric("ringgate_requests_total{route=\"0/www/site\",status=\"200\"} 1");
+}

@@ -11,8 +11,14 @@
 set -uo pipefail
 
 CONTEXTFORGE_VERSION=1.0.7.post20260921
-LITELLM_VERSION=1.109.1
+LITELLM_VERSION=1.108.7
 SUPERGATEWAY_VERSION=4.0.0
+# LiteLLM: the newest release whose [proxy] extra resolves from the PyPI this project reaches.
+# [proxy] pins litellm-proxy-extras and litellm-enterprise exactly; 1.108.8 and later pin
+# litellm-enterprise 0.1.79.post2 and 1.108.13 and later litellm-proxy-extras 0.4.110.post1 or newer,
+# none of which can be had here yet (the index has litellm-proxy-extras up to 0.4.110 and
+# litellm-enterprise 0.1.79.post1, 0.1.80 and up). Check a newer pin with
+# `pip install --dry-run 'litellm[proxy]==X'` before raising it.
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

@@ -20,10 +20,11 @@ pub const LOAD_USAGE: &str =
     "usage: rg-load --url http://HOST:PORT/PATH --mode MODE [--conns C (16)] [--rate R/s (0 = closed loop)]
                [--duration S (10)] [--warmup S (1)] [--requests N (0 = no limit)] [--timeout-ms N (5000)]
                [--method GET] [--body-bytes N] [--expect-bytes N] [--tool echo] [--message hi]
-               [--expect-tools N (0 = any)] [--ready-file PATH] [--out FILE]
+               [--expect-tools N (0 = any)] [--ready-file PATH] [--out FILE] [--header 'NAME: VALUE']...
 MODE: http | mcp-call-legacy | mcp-call-modern | mcp-list-legacy | mcp-list-modern
       | mcp-session (initialize, initialized, DELETE) | mcp-session-keep (no DELETE)
       | mcp-streams (C legacy sessions with a GET stream each; event latency)
+--header (repeatable) is sent on every request, e.g. a gateway's API key.
 Prints a JSON report (throughput, latency percentiles in µs, errors by kind).";
 
 /// `--name value` pairs in order; a bare `--help` asks for usage.
@@ -89,7 +90,19 @@ pub fn url(u: &str) -> Result<(SocketAddr, Target), String> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| format!("cannot resolve {authority:?}"))?;
-    Ok((addr, Target { host: authority.to_string(), path: path.to_string() }))
+    Ok((addr, Target { host: authority.to_string(), path: path.to_string(), headers: Vec::new() }))
+}
+
+/// `NAME: VALUE` of `--header`: a token name, a value without line breaks.
+fn header(v: &str) -> Result<(String, String), String> {
+    let bad = || format!("--header: not `NAME: VALUE`: {v:?}");
+    let (n, val) = v.split_once(':').ok_or_else(bad)?;
+    let (n, val) = (n.trim(), val.trim());
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if n.is_empty() || !n.chars().all(token) || val.chars().any(|c| c == '\r' || c == '\n') {
+        return Err(bad());
+    }
+    Ok((n.to_string(), val.to_string()))
 }
 
 /// rg-load's config and where the report goes (`None` = stdout).
@@ -118,6 +131,7 @@ pub fn load(args: &[String]) -> Result<(LoadConfig, Option<String>), String> {
             "message" => cfg.message = v.to_string(),
             "expect-tools" => cfg.expect_tools = num(n, v)?,
             "ready-file" => cfg.ready_file = Some(v.into()),
+            "header" => cfg.target.headers.push(header(v)?),
             "out" => out = Some(v.to_string()),
             _ => return Err(format!("unknown option --{n}")),
         }
@@ -155,6 +169,33 @@ mod tests {
         assert!(load(&strings("--mode http --url http://127.0.0.1:9 --rate -1")).is_err());
         assert!(load(&strings("--mode http --url http://127.0.0.1:9 --conns")).unwrap_err().contains("needs a value"));
         assert!(load(&strings("--mode http --url http://127.0.0.1:9 --bogus 1")).unwrap_err().contains("bogus"));
+    }
+
+    #[test]
+    fn extra_headers_go_on_every_request() {
+        let args: Vec<String> = [
+            "--mode",
+            "mcp-call-legacy",
+            "--url",
+            "http://127.0.0.1:9/mcp",
+            "--header",
+            "x-api-key: Bearer sk-1",
+            "--header",
+            "X-Trace:a:b",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let (cfg, _) = load(&args).unwrap();
+        let want = [("x-api-key", "Bearer sk-1"), ("X-Trace", "a:b")].map(|(n, v)| (n.to_string(), v.to_string()));
+        assert_eq!(cfg.target.headers, want);
+        let req = String::from_utf8(crate::mcp::initialize(&cfg.target, 0)).unwrap();
+        assert!(req.contains("\r\nx-api-key: Bearer sk-1\r\nX-Trace: a:b\r\ncontent-length: "), "{req}");
+        for bad in ["novalue", ": v", "a b: v"] {
+            let mut a = args.clone();
+            a[5] = bad.into();
+            assert!(load(&a).unwrap_err().contains("--header"), "{bad}");
+        }
     }
 
     #[test]

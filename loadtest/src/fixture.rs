@@ -517,7 +517,7 @@ mod tests {
     }
 
     fn target() -> Target {
-        Target { host: "fx".into(), path: "/mcp".into() }
+        Target { host: "fx".into(), path: "/mcp".into(), headers: vec![] }
     }
 
     #[test]
@@ -593,7 +593,7 @@ mod tests {
     #[test]
     fn delay_from_path_applies_to_tool_calls() {
         let mut f = Fixture::new(FixtureConfig::default());
-        let t = Target { host: "fx".into(), path: "/mcp/t1/delay-1500".into() };
+        let t = Target { host: "fx".into(), path: "/mcp/t1/delay-1500".into(), headers: vec![] };
         let (head, n) = parse_request_head(&mcp::list(&t, Era::Modern, None, 1)).unwrap().unwrap();
         let req = mcp::list(&t, Era::Modern, None, 1);
         match f.handle(&head, &req[n..]) {

@@ -107,7 +107,11 @@ impl LoadConfig {
     pub fn new(addr: SocketAddr, mode: Mode) -> LoadConfig {
         LoadConfig {
             addr,
-            target: Target { host: addr.to_string(), path: if mode == Mode::Http { "/" } else { "/mcp" }.into() },
+            target: Target {
+                host: addr.to_string(),
+                path: if mode == Mode::Http { "/" } else { "/mcp" }.into(),
+                headers: Vec::new(),
+            },
             mode,
             conns: 16,
             rate: 0.0,

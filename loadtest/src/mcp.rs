@@ -23,13 +23,15 @@ pub struct Target {
     pub host: String,
     /// Request path.
     pub path: String,
+    /// Sent on every request after the others (`--header`), e.g. a gateway's API key.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A full HTTP/1.1 request.
 pub fn http_request(method: &str, t: &Target, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(format!("{method} {} HTTP/1.1\r\nhost: {}\r\n", t.path, t.host).as_bytes());
-    for (n, v) in headers {
+    for (n, v) in headers.iter().copied().chain(t.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
         out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
     }
     if !body.is_empty() || method == "POST" {
@@ -128,7 +130,7 @@ mod tests {
 
     #[test]
     fn modern_call_headers_agree_with_the_body() {
-        let t = Target { host: "h:1".into(), path: "/mcp".into() };
+        let t = Target { host: "h:1".into(), path: "/mcp".into(), headers: vec![] };
         let (head, body) = split(&call(&t, Era::Modern, None, 9, "echo", "say \"hi\""));
         assert_eq!(head.mcp_method.as_deref(), Some("tools/call"));
         assert_eq!(head.mcp_name.as_deref(), Some("echo"));
@@ -144,7 +146,7 @@ mod tests {
 
     #[test]
     fn legacy_requests_carry_the_session_only() {
-        let t = Target { host: "h".into(), path: "/mcp".into() };
+        let t = Target { host: "h".into(), path: "/mcp".into(), headers: vec![] };
         let (head, body) = split(&initialize(&t, 0));
         assert_eq!((head.session, head.mcp_method), (None, None));
         assert_eq!(body["params"]["protocolVersion"], LEGACY_VERSION);

@@ -12,7 +12,7 @@ use super::load::ConfigError;
 use super::mcp::{GuardMode, McpBackend, McpShorthand, PrefixMode, StatefulMode, ToolGuard};
 use super::model::{self, Config, PathMatch, StringMatch};
 use super::security::{AuthLocation, AwsAuth, BackendAuth, BackendKey, Secret, SecretSource};
-use super::targeted;
+use super::{gateways, targeted};
 use crate::auth::cel::RuleSet;
 use crate::mcp::plan::{GuardPlan, HttpTargetPlan, McpPlan, TargetKind, TargetPlan, ToolFilterPlan};
 use crate::mcp::poison::{parse_hex, Scanner};
@@ -359,14 +359,6 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
     compile_bound(config, source, registry, &[])
 }
 
-fn bind_addr(bind: &model::Bind) -> Result<SocketAddr, String> {
-    let ip = bind.address.as_deref().unwrap_or("0.0.0.0");
-    format!("{ip}:{}", bind.port)
-        .parse()
-        .or_else(|_| format!("[{ip}]:{}", bind.port).parse())
-        .map_err(|_| format!("`{ip}` is not an IP address"))
-}
-
 /// [`compile`] for a gateway serving the listeners `bound` (configured address → bound
 /// address), as a reload does: a bind naming the port that `port: 0` got is that bind, and its
 /// routes keep their names (what metrics, rate-limit buckets and MCP state are kept under, and
@@ -390,11 +382,12 @@ pub fn compile_bound(
         }
     }
     crate::tls::alpn(&config.frontend_policies.tls.alpn).map_err(|e| cx.err("frontendPolicies.tls.alpn", e))?;
-    let shorthand = config.mcp.as_ref().map(mcp_shorthand_bind);
-    let all_binds: Vec<&model::Bind> = config.binds.iter().chain(shorthand.as_ref()).collect();
+    let sources =
+        gateways::sources(&config, config.mcp.as_ref().map(mcp_shorthand_route)).map_err(|(p, m)| cx.err(p, m))?;
+    let all_binds: Vec<(&model::Bind, Option<&str>)> = sources.iter().map(|s| (&*s.bind, s.gateway)).collect();
     let route_names: Vec<&str> = all_binds
         .iter()
-        .flat_map(|b| b.listeners.iter().flat_map(|l| l.routes.iter().filter_map(|r| r.name.as_deref())))
+        .flat_map(|b| b.0.listeners.iter().flat_map(|l| l.routes.iter().filter_map(|r| r.name.as_deref())))
         .collect();
     let backend_names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
     targeted::check(&config.policies, &all_binds, &route_names, &backend_names).map_err(|(p, m)| cx.err(p, m))?;
@@ -407,20 +400,41 @@ pub fn compile_bound(
         })
         .collect();
     let cx = Ctx { source, backends: &named };
-    let mut binds = Vec::with_capacity(config.binds.len() + 1);
-    let mut seen = std::collections::HashSet::new();
-    for (bi, bind) in config.binds.iter().chain(shorthand.as_ref()).enumerate() {
-        // the shorthand's bind is reported under `mcp`, where the user wrote it
-        let p = if bi == config.binds.len() { "mcp".to_string() } else { format!("binds[{bi}]") };
-        let addr = bind_addr(bind).map_err(|e| cx.err(format!("{p}.address"), e))?;
+    let mut binds = Vec::with_capacity(sources.len());
+    // (port, address, from `gateways`, path) of the binds so far
+    let mut seen: Vec<(u16, SocketAddr, bool, &str)> = Vec::new();
+    for src in &sources {
+        let (bind, p) = (&*src.bind, src.path.as_str());
+        let address = if src.gateway.is_some() { "bindAddress" } else { "address" };
+        let ip = bind.address.as_deref().unwrap_or("0.0.0.0");
+        let addr: SocketAddr = format!("{ip}:{}", bind.port)
+            .parse()
+            .or_else(|_| format!("[{ip}]:{}", bind.port).parse())
+            .map_err(|_| cx.err(format!("{p}.{address}"), format!("`{ip}` is not an IP address")))?;
         let port = bound.iter().find(|(_, actual)| *actual == addr).map_or(bind.port, |(key, _)| key.port());
-        if bind.port != 0 && !seen.insert(addr) {
-            return Err(cx.err(format!("{p}.port"), format!("port {} is bound twice", bind.port)));
+        // binds may share a port on different addresses; a gateway owns its port on every address
+        let gateway = src.gateway.is_some();
+        let clash = seen.iter().find(|s| bind.port != 0 && s.0 == bind.port && (s.1 == addr || s.2 || gateway));
+        if let Some(&(_, _, _, first)) = clash {
+            return Err(cx.err(format!("{p}.port"), format!("port {} is bound twice: by {first} and {p}", bind.port)));
         }
+        // connections find their bind by its configured address, so two `port: 0` on one address
+        // would both be served by the first (kept as it was for binds alone)
+        let twin = seen.iter().find(|s| bind.port == 0 && s.0 == 0 && s.1 == addr && (s.2 || gateway));
+        if let Some(&(_, _, _, first)) = twin {
+            let msg = format!(
+                "port 0 on {} is used twice: by {first} and {p}; give them different addresses or ports",
+                addr.ip()
+            );
+            return Err(cx.err(format!("{p}.port"), msg));
+        }
+        seen.push((bind.port, addr, gateway, p));
         let mut listeners = Vec::with_capacity(bind.listeners.len());
         let https = bind.listeners.first().is_some_and(|l| l.protocol == Some(model::ListenerProtocol::Https));
         for (li, l) in bind.listeners.iter().enumerate() {
-            let lp = format!("{p}.listeners[{li}]");
+            let ls = src.listeners.get(li);
+            let lp = ls.map_or_else(|| format!("{p}.listeners[{li}]"), |s| s.path.clone());
+            let layers = ls.map_or(&[][..], |s| &s.layers[..]);
             let lname = l.name.clone().unwrap_or_else(|| format!("listener{li}"));
             let hostname = l.hostname.as_deref().map(|h| check_host(&cx, &format!("{lp}.hostname"), h)).transpose()?;
             let tls = listener_tls(&cx, &lp, l, https, &config.frontend_policies.tls)?;
@@ -429,11 +443,11 @@ pub fn compile_bound(
                 let rname = r.name.clone().unwrap_or_else(|| format!("route{ri}"));
                 let full = format!("{port}/{lname}/{rname}");
                 let stats = registry.route(&full);
-                let rp = format!("{lp}.routes[{ri}]");
-                let merged =
-                    targeted::route_policies(&config.policies, &r.policies, bind, l.name.as_deref(), r.name.as_deref())
-                        .map_err(|(_, m)| cx.err(format!("{rp}.policies"), m))?
-                        .map(|policies| model::Route { policies, ..r.clone() });
+                let rp = ls.and_then(|s| s.routes.get(ri)).cloned().unwrap_or_else(|| format!("{lp}.routes[{ri}]"));
+                let at = targeted::Place { bind, gateway: src.gateway, listener: l.name.as_deref() };
+                let merged = targeted::route_policies(&config.policies, &r.policies, at, r.name.as_deref(), layers)
+                    .map_err(|(_, m)| cx.err(format!("{rp}.policies"), m))?
+                    .map(|policies| model::Route { policies, ..r.clone() });
                 routes.push(compile_route(&cx, &rp, merged.as_ref().unwrap_or(r), &config.config, stats, full)?);
             }
             let order = precedence(&routes);
@@ -1021,30 +1035,15 @@ impl Snapshot {
 }
 
 /// The `mcp:` shorthand as the bind it stands for: one route serving `/mcp` and `/sse`.
-fn mcp_shorthand_bind(m: &McpShorthand) -> model::Bind {
+/// The route the `mcp` shorthand stands for, served on a port of its own or on gateways.
+fn mcp_shorthand_route(m: &McpShorthand) -> model::Route {
     let prefix = |p: &str| model::RouteMatch { path: Some(PathMatch::PathPrefix(p.into())), ..Default::default() };
-    model::Bind {
-        port: m.port,
-        address: m.address.clone(),
-        listeners: vec![model::Listener {
-            name: Some("mcp".into()),
-            hostname: None,
-            protocol: None,
-            tls: None,
-            routes: vec![model::Route {
-                name: Some("mcp".into()),
-                matches: vec![prefix("/mcp"), prefix("/sse")],
-                policies: m.policies.clone(),
-                backends: vec![model::Backend {
-                    host: None,
-                    mcp: Some(m.backend()),
-                    backend: None,
-                    weight: 1,
-                    policies: None,
-                }],
-                ..Default::default()
-            }],
-        }],
+    model::Route {
+        name: Some("mcp".into()),
+        matches: vec![prefix("/mcp"), prefix("/sse")],
+        policies: m.policies.clone(),
+        backends: vec![model::Backend { host: None, mcp: Some(m.backend()), backend: None, weight: 1, policies: None }],
+        ..Default::default()
     }
 }
 
@@ -1604,5 +1603,223 @@ mod guard_tests {
             format!("{bp}.targets[0].toolGuard.patterns[0]")
         );
         assert_eq!(err("", "            toolPins: {echo: abc}\n"), format!("{bp}.targets[0].toolPins.echo"));
+    }
+}
+
+#[cfg(test)]
+mod gateway_tests {
+    use super::*;
+
+    fn compiled(yaml: &str) -> Result<Snapshot, ConfigError> {
+        let cfg = crate::config::load::parse_str(yaml, "t.yaml")?;
+        compile(cfg, "t.yaml", &Registry::new(1))
+    }
+
+    fn compile_err(yaml: &str) -> String {
+        match compiled(yaml) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("compiled: {yaml}"),
+        }
+    }
+
+    /// What serving depends on, per bind: address, TLS, and per listener (in serving order) its
+    /// name, hostname and routes (name, match paths, backends, MCP, CORS, auth, precedence).
+    fn summary(s: &Snapshot) -> Vec<String> {
+        let mut out = Vec::new();
+        for b in &s.binds {
+            out.push(format!("bind {} tls={}", b.addr, b.tls));
+            for l in &b.listeners {
+                out.push(format!("  listener {} {:?} order={:?}", l.name, l.hostname, l.order));
+                for r in &l.routes {
+                    let paths: Vec<String> = r
+                        .matches
+                        .iter()
+                        .map(|m| match &m.path {
+                            Some(PathPlan::Exact(p)) => format!("={p}"),
+                            Some(PathPlan::Prefix(p)) => format!("{p}*"),
+                            Some(PathPlan::Regex(r)) => format!("~{}", r.as_str()),
+                            None => "-".into(),
+                        })
+                        .collect();
+                    let backends: Vec<String> =
+                        r.backends.iter().map(|b| format!("{}x{}", b.authority, b.weight)).collect();
+                    let cors = r.policies.cors.as_ref().map(|c| c.allows("https://app.example.com"));
+                    out.push(format!(
+                        "    route {} {:?} {paths:?} {backends:?} mcp={} cors={cors:?} auth={}",
+                        r.name,
+                        r.hostnames,
+                        r.mcp.is_some(),
+                        r.policies.auth.is_some()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn gateways_form_compiles_to_the_binds_forms_routes() {
+        let binds = r#"
+binds:
+- port: 0
+  address: 127.0.0.1
+  listeners:
+  - routes:
+    - name: api
+      matches: [{path: {pathPrefix: /api}}]
+      backends: [{host: "127.0.0.1:1"}]
+    - name: mcp
+      matches: [{path: {pathPrefix: /mcp}}, {path: {pathPrefix: /sse}}]
+      backends: [{mcp: {targets: [{name: d, demo: {}}]}}]
+- port: 0
+  listeners:
+  - name: a
+    hostname: a.example.com
+    routes:
+    - name: only-a
+      matches: [{path: {exact: /one}}]
+      backends: [{host: "127.0.0.1:2", weight: 3}]
+    - name: shared
+      policies: {cors: {allowOrigins: ["https://other.example.com"]}}
+      backends: [{host: "127.0.0.1:3"}]
+  - name: b
+    hostname: "*.b.example.com"
+    routes:
+    - name: shared
+      policies: {cors: {allowOrigins: ["https://other.example.com"]}}
+      backends: [{host: "127.0.0.1:3"}]
+policies:
+- name: a-cors
+  target: {gateway: {listenerName: a}}
+  policy: {cors: {allowOrigins: ["https://app.example.com"]}}
+"#;
+        let gateways = r#"
+gateways:
+  default:
+    port: 0
+    bindAddress: 127.0.0.1
+  web:
+    port: 0
+    listeners:
+    - name: a
+      hostname: a.example.com
+      cors: {allowOrigins: ["https://app.example.com"]}
+    - name: b
+      hostname: "*.b.example.com"
+routes:
+- name: api
+  matches: [{path: {pathPrefix: /api}}]
+  backends: [{host: "127.0.0.1:1"}]
+- name: only-a
+  gateways: [web/a]
+  matches: [{path: {exact: /one}}]
+  backends: [{host: "127.0.0.1:2", weight: 3}]
+- name: shared
+  gateways: [web]
+  policies: {cors: {allowOrigins: ["https://other.example.com"]}}
+  backends: [{host: "127.0.0.1:3"}]
+mcp:
+  targets: [{name: d, demo: {}}]
+"#;
+        let (b, g) = (summary(&compiled(binds).unwrap()), summary(&compiled(gateways).unwrap()));
+        assert_eq!(b, g);
+        // the listener's CORS reached only-a; the route's own won on shared
+        assert!(g.iter().any(|l| l.contains("route 0/a/only-a") && l.contains("cors=Some(true)")), "{g:#?}");
+        assert!(g.iter().any(|l| l.contains("route 0/b/shared") && l.contains("cors=Some(false)")), "{g:#?}");
+        assert!(g.iter().any(|l| l.contains("route 0/listener0/mcp") && l.contains("mcp=true")), "{g:#?}");
+    }
+
+    #[test]
+    fn gateway_policies_yield_to_route_targeted_ones_and_gateway_names_are_compared() {
+        let yaml = r#"
+gateways:
+  one: {port: 0, cors: {allowOrigins: ["https://one.example.com"]}}
+  two: {port: 0, bindAddress: 127.0.0.1}
+routes:
+- {name: r, gateways: [one, two], backends: [{host: "127.0.0.1:1"}]}
+- {name: s, gateways: [one], backends: [{host: "127.0.0.1:1"}]}
+policies:
+- name: p
+  target: {route: {name: r}}
+  policy: {cors: {allowOrigins: ["https://app.example.com"]}}
+- name: q
+  target: {gateway: {gatewayName: two}}
+  policy: {apiKey: {keys: [{key: secret-key-1}]}}
+"#;
+        let s = summary(&compiled(yaml).unwrap());
+        let line = |bind: usize, route: &str| {
+            let start = s.iter().enumerate().filter(|(_, l)| l.starts_with("bind")).nth(bind).unwrap().0;
+            s[start..].iter().find(|l| l.contains(&format!("/{route} "))).unwrap().clone()
+        };
+        assert!(line(0, "r").contains("cors=Some(true) auth=false"), "{s:#?}");
+        assert!(line(0, "s").contains("cors=Some(false) auth=false"), "{s:#?}");
+        assert!(line(1, "r").contains("cors=Some(true) auth=true"), "{s:#?}");
+        let e = compile_err(&yaml.replace("gatewayName: two", "gatewayName: three"));
+        assert!(e.contains("policies[1].target.gateway: matches no gateway"), "{e}");
+    }
+
+    #[test]
+    fn binds_and_gateways_mix_but_never_share_a_port() {
+        let both = "binds:\n- {port: 0, listeners: [{routes: [{backends: [{host: 127.0.0.1:1}]}]}]}\ngateways:\n  default: {port: 0, bindAddress: 127.0.0.1}\nroutes: [{backends: [{host: 127.0.0.1:2}]}]\n";
+        assert_eq!(compiled(both).unwrap().binds.len(), 2);
+        let e = compile_err(&both.replace("port: 0", "port: 18081"));
+        assert_eq!(e, "t.yaml: gateways.default.port: port 18081 is bound twice: by binds[0] and gateways.default");
+        // on different addresses too: a gateway owns its port
+        let e = compile_err(
+            "gateways:\n  a: {port: 18082, bindAddress: 127.0.0.1}\n  b: {port: 18082, bindAddress: 127.0.0.2}\n",
+        );
+        assert!(e.contains("gateways.b.port: port 18082 is bound twice: by gateways.a and gateways.b"), "{e}");
+        let e = compile_err("gateways:\n  a: {port: 0}\n  b: {port: 0}\n");
+        assert!(e.contains("gateways.b.port: port 0 on 0.0.0.0 is used twice: by gateways.a and gateways.b"), "{e}");
+        assert!(compiled("gateways:\n  a: {port: 0}\n  b: {port: 0, bindAddress: 127.0.0.1}\n").is_ok());
+        let e = compile_err("gateways:\n  a: {port: 1, bindAddress: nope}\n");
+        assert!(e.contains("gateways.a.bindAddress: `nope` is not an IP address"), "{e}");
+        // errors inside a top-level route are reported where it was written
+        let e = compile_err("gateways:\n  default: {port: 0}\nroutes: [{matches: [{path: {regex: '('}}]}]\n");
+        assert!(e.starts_with("t.yaml: routes[0].matches[0].path.regex:"), "{e}");
+    }
+
+    #[test]
+    fn mcp_shorthand_attaches_to_gateways() {
+        let e = compile_err("gateways:\n  web: {port: 0}\nmcp: {targets: [{name: d, demo: {}}]}\n");
+        assert!(e.contains("t.yaml: mcp: no gateway is named `default`"), "{e}");
+        let yaml = "gateways:\n  web: {port: 0}\nmcp: {gateways: [web], targets: [{name: d, demo: {}}]}\n";
+        let s = compiled(yaml).unwrap();
+        assert_eq!((s.binds.len(), s.binds[0].listeners[0].routes[0].mcp.is_some()), (1, true));
+        let e = compile_err(&yaml.replace("gateways: [web]", "gateways: [web], port: 1"));
+        assert!(e.contains("mcp.port: set `port` (a port of its own) or `gateways`, not both"), "{e}");
+        // without gateways the shorthand keeps its own port, as before
+        let s = compiled("mcp: {port: 0, targets: [{name: d, demo: {}}]}\n").unwrap();
+        assert_eq!(&*s.binds[0].listeners[0].name, "mcp");
+    }
+
+    #[test]
+    fn the_gateways_example_compiles_as_documented() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateways.yaml");
+        let cfg = crate::config::load::load_file(&path).unwrap();
+        let s = summary(&compile(cfg, "gateways.yaml", &Registry::new(1)).unwrap());
+        let want = ["bind 0.0.0.0:8080 tls=false", "bind 127.0.0.1:8081 tls=false", "bind 0.0.0.0:8443 tls=true"];
+        let binds: Vec<&str> = s.iter().filter(|l| l.starts_with("bind")).map(String::as_str).collect();
+        assert_eq!(binds, want, "{s:#?}");
+        let routes = |port: &str| -> Vec<String> {
+            s.iter()
+                .filter(|l| l.contains(&format!("route {port}/")))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string())
+                .collect()
+        };
+        assert_eq!(routes("8080"), ["8080/listener0/public-api", "8080/listener0/mcp"]);
+        assert_eq!(routes("8081"), ["8081/listener0/internal-admin", "8081/listener0/everything-else"]);
+        assert_eq!(routes("8443"), ["8443/api/api-only", "8443/api/everything-else", "8443/partners/everything-else"]);
+        // the default gateway's CORS reached its routes, not the others
+        assert!(s.iter().any(|l| l.contains("8080/listener0/public-api") && l.contains("cors=Some(true)")), "{s:#?}");
+        assert!(s.iter().any(|l| l.contains("8081/listener0/internal-admin") && l.contains("cors=None")), "{s:#?}");
+    }
+
+    #[test]
+    fn listener_sets_are_refused() {
+        let e = compile_err(
+            "gateways:\n  default: {port: 0}\npolicies:\n- {name: p, target: {listenerSet: {name: ls, namespace: ns}}, policy: {}}\n",
+        );
+        assert!(e.contains("policies[0].target.listenerSet: ringgate has no listener sets"), "{e}");
     }
 }

@@ -836,6 +836,7 @@ mod tests {
         "global-rate-limit.yaml",
         "tls.yaml",
         "targeted-policies.yaml",
+        "gateways.yaml",
     ];
 
     #[test]
@@ -845,8 +846,10 @@ mod tests {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.starts_with("# "), "{name} must start with a comment");
             let cfg = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!cfg.binds.is_empty() || cfg.mcp.is_some(), "{name}");
-            for port in cfg.binds.iter().map(|b| b.port).chain(cfg.mcp.as_ref().map(|m| m.port)) {
+            assert!(!cfg.binds.is_empty() || !cfg.gateways.is_empty() || cfg.mcp.is_some(), "{name}");
+            let gateways = cfg.gateways.values().map(|g| g.port);
+            let mcp = cfg.mcp.as_ref().filter(|m| m.gateways.is_none() && cfg.gateways.is_empty()).map(|m| m.port());
+            for port in cfg.binds.iter().map(|b| b.port).chain(gateways).chain(mcp) {
                 assert!((8000..=9000).contains(&port), "{name}: port {port}");
             }
         }

@@ -13,9 +13,14 @@ use super::model::RoutePolicies;
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct McpShorthand {
-    /// TCP port (default 3000; 0 picks a free one).
-    #[serde(default = "d_port")]
-    pub port: u16,
+    /// TCP port of a port of its own (default 3000 when no `gateways` are defined; 0 picks a
+    /// free one). Deprecated in agentgateway in favour of `gateways`; not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Gateways (`name` or `name/listener`) the MCP route is served on, next to their routes.
+    /// Default: the gateway named `default` when top-level `gateways` are defined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateways: Option<Vec<String>>,
     /// Address to bind (default 0.0.0.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
@@ -43,11 +48,12 @@ pub struct McpShorthand {
     pub policies: RoutePolicies,
 }
 
-fn d_port() -> u16 {
-    3000
-}
-
 impl McpShorthand {
+    /// The port of the shorthand's own bind (when it is not attached to `gateways`).
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(3000)
+    }
+
     /// The backend the shorthand stands for.
     pub fn backend(&self) -> McpBackend {
         McpBackend {

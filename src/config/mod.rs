@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod dns;
 pub mod duration;
+pub mod gateways;
 pub mod live;
 pub mod load;
 pub mod mcp;

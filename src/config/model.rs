@@ -23,12 +23,32 @@ pub struct Config {
     /// Policies that apply to every listener: connection and HTTP limits, access log.
     #[serde(default)]
     pub frontend_policies: FrontendPolicies,
-    /// Ports to listen on, each with its listeners and routes.
+    /// Ports to listen on, each with its listeners and routes (agentgateway's older form;
+    /// `gateways` is the newer one, and both may be used in one file).
     #[serde(default)]
     pub binds: Vec<Bind>,
-    /// The MCP shorthand: one port serving federated MCP targets at `/mcp` and `/sse`.
+    /// Named gateways (agentgateway's newer form, replacing `binds`): a port each, with an
+    /// implicit listener or named `listeners`, and gateway-level policies. A gateway and a bind
+    /// never share a port.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gateways: BTreeMap<String, super::gateways::Gateway>,
+    /// HTTP routes served on `gateways`, attached by name (`gateways: [name | name/listener]`,
+    /// default the gateway `default`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<super::gateways::GatewayRoute>,
+    /// agentgateway's TCP routes: ringgate has no TCP routing, so any entry is an error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_routes: Vec<super::gateways::TcpRoute>,
+    /// The MCP shorthand: federated MCP targets served at `/mcp` and `/sse`, on a port of its own
+    /// or on `gateways`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<McpShorthand>,
+    /// agentgateway's LLM shorthand: ringgate has no LLM backends, so it is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<super::gateways::Unsupported>,
+    /// agentgateway's UI served on gateways: ringgate has no UI, so it is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<super::gateways::Unsupported>,
     /// Named backends that routes refer to with `backend: <name>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<NamedBackend>,

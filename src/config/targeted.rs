@@ -75,13 +75,31 @@ pub enum PolicyTarget {
     Route(NamespacedName),
     /// A top-level named backend (`backendTLS` only).
     Backend(BackendTarget),
+    /// agentgateway's Kubernetes ListenerSet: a standalone file defines none, so this is an
+    /// error (target a `gateway` and its `listenerName` instead).
+    ListenerSet(ListenerSetTarget),
 }
 
-/// A gateway target: the standalone file is one gateway, narrowed by port and listener name.
+/// agentgateway's `listenerSet` target `{name, namespace, section}`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerSetTarget {
+    /// Name of the ListenerSet resource.
+    pub name: String,
+    /// Namespace of the ListenerSet resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// One listener of the set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+}
+
+/// A gateway target: a named entry of `gateways`, or (for `binds`, which have no name) any bind,
+/// narrowed by port and listener name.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GatewayTarget {
-    /// agentgateway's gateway name; a standalone file is one gateway, so it is not compared.
+    /// Only the entry of `gateways` with this name; `binds` have no name and always match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_name: Option<String>,
     /// agentgateway's gateway namespace (not compared).
@@ -106,31 +124,46 @@ pub struct BackendTarget {
 /// A targeted-policy error: the path under `policies[i]` and what is wrong.
 pub type TargetError = (String, String);
 
-/// The policies of the route `route` (named `name`, in listener `listener` of `bind`): its inline
-/// policies, then route-targeted ones, then gateway-targeted ones. A policy kind set at a more
-/// specific level replaces the same kind from a less specific one (as in agentgateway).
+/// Where a route is served: its bind (and the bind's gateway name, for `gateways` entries), and
+/// its listener's name.
+#[derive(Clone, Copy)]
+pub struct Place<'a> {
+    /// The bind.
+    pub bind: &'a Bind,
+    /// The name of the `gateways` entry the bind comes from.
+    pub gateway: Option<&'a str>,
+    /// The listener's name.
+    pub listener: Option<&'a str>,
+}
+
+/// The policies of the route named `name` served at `at`: its inline policies, then
+/// route-targeted ones, then `layers` (the listener's and the gateway's own, for `gateways`),
+/// then gateway-targeted ones. A policy kind set at a more specific level replaces the same kind
+/// from a less specific one (as in agentgateway).
 pub fn route_policies(
     targeted: &[TargetedPolicy],
     inline: &RoutePolicies,
-    bind: &Bind,
-    listener: Option<&str>,
+    at: Place,
     name: Option<&str>,
+    layers: &[RoutePolicies],
 ) -> Result<Option<RoutePolicies>, TargetError> {
     let for_route = targeted.iter().enumerate().filter(|(_, t)| match &t.target {
         PolicyTarget::Route(r) => name == Some(r.name.as_str()),
         _ => false,
     });
     let for_gateway = targeted.iter().enumerate().filter(|(_, t)| match &t.target {
-        PolicyTarget::Gateway(g) => gateway_matches(g, bind, listener),
+        PolicyTarget::Gateway(g) => gateway_matches(g, at),
         _ => false,
     });
+    let for_route: Vec<(usize, &RoutePolicies)> = for_route.map(|(i, t)| (i, &t.policy)).collect();
+    let own = layers.iter().map(|l| (usize::MAX, l));
     let mut merged: Option<serde_json::Value> = None;
-    for (i, t) in for_route.chain(for_gateway) {
+    for (i, policy) in for_route.into_iter().chain(own).chain(for_gateway.map(|(i, t)| (i, &t.policy))) {
         let base = match merged.take() {
             Some(m) => m,
             None => to_value(inline, i)?,
         };
-        merged = Some(fill(base, to_value(&t.policy, i)?));
+        merged = Some(fill(base, to_value(policy, i)?));
     }
     merged
         .map(|m| serde_json::from_value(m).map_err(|e| ("policies".to_string(), format!("cannot merge policies: {e}"))))
@@ -158,7 +191,7 @@ pub fn backend_policies(
 /// target carries only what a backend takes.
 pub fn check(
     targeted: &[TargetedPolicy],
-    binds: &[&Bind],
+    binds: &[(&Bind, Option<&str>)],
     route_names: &[&str],
     backend_names: &[&str],
 ) -> Result<(), TargetError> {
@@ -169,11 +202,13 @@ pub fn check(
                 return Err((format!("{at}.route.name"), format!("no route is named `{}`", r.name)));
             }
             PolicyTarget::Gateway(g) => {
-                if !binds.iter().any(|b| {
-                    b.listeners.iter().any(|l| gateway_matches(g, b, l.name.as_deref()))
-                        || (g.listener_name.is_none() && gateway_matches(g, b, None))
+                if !binds.iter().any(|&(bind, gateway)| {
+                    let place = |listener| Place { bind, gateway, listener };
+                    bind.listeners.iter().any(|l| gateway_matches(g, place(l.name.as_deref())))
+                        || (g.listener_name.is_none() && gateway_matches(g, place(None)))
                 }) {
-                    return Err((format!("{at}.gateway"), "matches no bind (port) and listener (name)".into()));
+                    let msg = "matches no gateway (name), bind (port) and listener (name)";
+                    return Err((format!("{at}.gateway"), msg.into()));
                 }
             }
             PolicyTarget::Backend(b) => {
@@ -187,18 +222,31 @@ pub fn check(
                     return Err((format!("policies[{i}].policy"), msg.into()));
                 }
             }
+            PolicyTarget::ListenerSet(_) => {
+                let msg = "ringgate has no listener sets (Kubernetes ListenerSet resources); target \
+                           `gateway: {gatewayName, listenerName}` instead";
+                return Err((format!("{at}.listenerSet"), msg.into()));
+            }
             PolicyTarget::Route(_) => {}
         }
     }
     Ok(())
 }
 
-fn gateway_matches(g: &GatewayTarget, bind: &Bind, listener: Option<&str>) -> bool {
-    g.port.is_none_or(|p| p == bind.port) && g.listener_name.as_deref().is_none_or(|n| Some(n) == listener)
+fn gateway_matches(g: &GatewayTarget, at: Place) -> bool {
+    g.port.is_none_or(|p| p == at.bind.port)
+        && g.listener_name.as_deref().is_none_or(|n| Some(n) == at.listener)
+        && match (g.gateway_name.as_deref(), at.gateway) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        }
 }
 
 fn to_value(p: &RoutePolicies, i: usize) -> Result<serde_json::Value, TargetError> {
-    serde_json::to_value(p).map_err(|e| (format!("policies[{i}].policy"), e.to_string()))
+    serde_json::to_value(p).map_err(|e| {
+        let at = if i == usize::MAX { "policies".to_string() } else { format!("policies[{i}].policy") };
+        (at, e.to_string())
+    })
 }
 
 /// `specific` with the policy kinds it lacks taken from `general`.
@@ -241,37 +289,38 @@ mod tests {
         );
         let inline: RoutePolicies = serde_saphyr::from_str("timeout: { requestTimeout: 1s }").unwrap();
         let b = bind(8080, &["l"]);
-        let got = route_policies(&t, &inline, &b, Some("l"), Some("api")).unwrap().unwrap();
+        let at = |b| Place { bind: b, gateway: None, listener: Some("l") };
+        let got = route_policies(&t, &inline, at(&b), Some("api"), &[]).unwrap().unwrap();
         let v = serde_json::to_value(&got).unwrap();
         assert_eq!(v["cors"]["allowOrigins"][0], "https://route.example");
         assert_eq!(v["timeout"]["requestTimeout"], "1s");
         // another route on the gateway gets the gateway's policies only
-        let got = route_policies(&t, &RoutePolicies::default(), &b, Some("l"), Some("web")).unwrap().unwrap();
+        let got = route_policies(&t, &RoutePolicies::default(), at(&b), Some("web"), &[]).unwrap().unwrap();
         let v = serde_json::to_value(&got).unwrap();
         assert_eq!(
             (v["cors"]["allowOrigins"][0].as_str(), v["timeout"]["requestTimeout"].as_str()),
             (Some("https://gw.example"), Some("9s"))
         );
         // nothing targets port 9090
-        assert!(route_policies(&t, &inline, &bind(9090, &["l"]), Some("l"), Some("x")).unwrap().is_none());
+        assert!(route_policies(&t, &inline, at(&bind(9090, &["l"])), Some("x"), &[]).unwrap().is_none());
     }
 
     #[test]
     fn targets_must_exist_and_backends_take_tls_only() {
         let b = bind(8080, &["main"]);
         let t = policies("- {name: p, target: {route: {name: nope}}, policy: {}}");
-        let e = check(&t, &[&b], &["api"], &[]).unwrap_err();
+        let e = check(&t, &[(&b, None)], &["api"], &[]).unwrap_err();
         assert_eq!(e.0, "policies[0].target.route.name");
         let t = policies("- {name: p, target: {gateway: {port: 8080, listenerName: other}}, policy: {}}");
-        assert!(check(&t, &[&b], &[], &[]).unwrap_err().1.contains("matches no bind"));
+        assert!(check(&t, &[(&b, None)], &[], &[]).unwrap_err().1.contains("matches no gateway"));
         let t = policies("- {name: p, target: {gateway: {listenerName: main}}, policy: {}}");
-        assert!(check(&t, &[&b], &[], &[]).is_ok());
+        assert!(check(&t, &[(&b, None)], &[], &[]).is_ok());
         let t =
             policies("- {name: p, target: {backend: {backend: {name: be}}}, policy: {cors: {allowOrigins: ['*']}}}");
-        assert!(check(&t, &[&b], &[], &["be"]).unwrap_err().1.contains("only `backendTLS`"));
+        assert!(check(&t, &[(&b, None)], &[], &["be"]).unwrap_err().1.contains("only `backendTLS`"));
         let t =
             policies("- {name: p, target: {backend: {backend: {name: be}}}, policy: {backendTLS: {insecure: true}}}");
-        assert!(check(&t, &[&b], &[], &["be"]).is_ok());
+        assert!(check(&t, &[(&b, None)], &[], &["be"]).is_ok());
         assert!(backend_policies(&t, None, "be").and_then(|p| p.backend_tls).is_some_and(|t| t.insecure));
         assert!(backend_policies(&t, None, "other").is_none());
     }
