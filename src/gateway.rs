@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use ringgate_runtime::{bind_shared, spawn_shards, DriverChoice, ShardHandle};
 
 use crate::admin::AdminState;
-use crate::config::compile::compile;
+use crate::config::compile::{compile, compile_bound};
 use crate::config::model::{Config, Driver, Workers};
 use crate::config::{parse_str, Snapshot};
 use crate::observe::metrics::{Registry, ReloadResult};
@@ -170,9 +170,10 @@ impl Control {
     }
 
     fn reload(&mut self, why: &str) {
-        let snap = match load(&self.opts)
-            .and_then(|(c, source)| compile(c, &source, &self.registry).map_err(|e| e.to_string()))
-        {
+        let snap = match load(&self.opts).and_then(|(c, source)| {
+            let bound = self.bound().clone();
+            compile_bound(c, &source, &self.registry, &bound).map_err(|e| e.to_string())
+        }) {
             Ok(mut s) => {
                 // a bind naming the port we already serve (e.g. the one `port: 0` got) is the same bind
                 for b in &mut s.binds {

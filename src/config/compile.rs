@@ -356,6 +356,21 @@ impl Ctx<'_> {
 
 /// Compile `config`. DNS names are resolved here, on the control thread, never on a shard.
 pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snapshot, ConfigError> {
+    compile_bound(config, source, registry, &[])
+}
+
+/// [`compile`] for a gateway serving the listeners `bound` (configured address → bound
+/// address), as a reload does: a bind naming the port that `port: 0` got is that bind, and its
+/// routes keep their names (what metrics, rate-limit buckets and MCP state are kept under, and
+/// how open streams tell what changed), so naming the port the gateway announced or 0 is alike.
+/// Replicas on port 0 keep sharing rate-limit buckets, which naming routes by their bound
+/// ports would end.
+pub fn compile_bound(
+    config: Config,
+    source: &str,
+    registry: &Registry,
+    bound: &[(SocketAddr, SocketAddr)],
+) -> Result<Snapshot, ConfigError> {
     let cx = Ctx { source, backends: &config.backends };
     let mut names = std::collections::HashSet::new();
     for (i, b) in config.backends.iter().enumerate() {
@@ -396,6 +411,7 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
             .parse()
             .or_else(|_| format!("[{ip}]:{}", bind.port).parse())
             .map_err(|_| cx.err(format!("{p}.{address}"), format!("`{ip}` is not an IP address")))?;
+        let port = bound.iter().find(|(_, actual)| *actual == addr).map_or(bind.port, |(key, _)| key.port());
         // binds may share a port on different addresses; a gateway owns its port on every address
         let gateway = src.gateway.is_some();
         let clash = seen.iter().find(|s| bind.port != 0 && s.0 == bind.port && (s.1 == addr || s.2 || gateway));
@@ -425,7 +441,7 @@ pub fn compile(config: Config, source: &str, registry: &Registry) -> Result<Snap
             let mut routes = Vec::with_capacity(l.routes.len());
             for (ri, r) in l.routes.iter().enumerate() {
                 let rname = r.name.clone().unwrap_or_else(|| format!("route{ri}"));
-                let full = format!("{}/{lname}/{rname}", bind.port);
+                let full = format!("{port}/{lname}/{rname}");
                 let stats = registry.route(&full);
                 let rp = ls.and_then(|s| s.routes.get(ri)).cloned().unwrap_or_else(|| format!("{lp}.routes[{ri}]"));
                 let at = targeted::Place { bind, gateway: src.gateway, listener: l.name.as_deref() };
@@ -1233,11 +1249,15 @@ fn compile_mcp(
         session_ttl: process.mcp.session_ttl.get(),
         resume: {
             let r = &process.mcp.resumption;
+            if r.poll_after.is_some_and(|d| d.get().is_zero()) {
+                return Err(cx.err("config.mcp.resumption.pollAfter", "must be longer than 0"));
+            }
             crate::mcp::resume::Limits {
                 max_events: r.max_events,
                 max_bytes: r.max_bytes,
                 retention: r.retention.get(),
                 max_streams: r.max_streams,
+                poll: r.poll_after.map(|after| (after.get(), r.poll_retry.get())),
             }
         },
         catalog_max_bytes: process.mcp.catalog_cache.max_bytes,
@@ -1311,6 +1331,25 @@ mod tests {
     fn compiled(yaml: &str) -> Result<Snapshot, ConfigError> {
         let cfg = crate::config::load::parse_str(yaml, "t.yaml")?;
         compile(cfg, "t.yaml", &Registry::new(1))
+    }
+
+    #[test]
+    fn a_reload_naming_the_port_that_port_0_got_keeps_the_route_names() {
+        let yaml = |port: u16| {
+            format!("binds:\n- port: {port}\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - backends:\n      - mcp:\n          targets:\n          - name: a\n            demo: {{}}\n")
+        };
+        let bound = [("127.0.0.1:0".parse().unwrap(), "127.0.0.1:41234".parse().unwrap())];
+        let named = |port: u16, bound: &[(SocketAddr, SocketAddr)]| {
+            let cfg = crate::config::load::parse_str(&yaml(port), "t.yaml").unwrap();
+            let snap = compile_bound(cfg, "t.yaml", &Registry::new(1), bound).unwrap();
+            let r = &snap.binds[0].listeners[0].routes[0];
+            (r.name.to_string(), r.mcp.as_ref().unwrap().scope.to_string())
+        };
+        let first = named(0, &[]);
+        assert_eq!(first, ("0/listener0/route0".to_string(), "0/listener0/route0".to_string()));
+        assert_eq!(named(0, &bound), first);
+        assert_eq!(named(41234, &bound), first, "the port 0 got is that bind");
+        assert_eq!(named(41235, &bound).0, "41235/listener0/route0", "another port is another bind");
     }
 
     fn compile_err(yaml: &str) -> String {

@@ -380,6 +380,20 @@ pub struct Resumption {
     /// that, new answers carry no event ids.
     #[serde(default = "d_max_streams")]
     pub max_streams: usize,
+    /// SSE polling (2025-11-25, SEP-1699): an answer still running after this long is handed
+    /// back to the client, which is told (`retry`) when to come back with `Last-Event-ID` for
+    /// the rest, and its connection is closed. Off unless set; only for sessions of 2025-11-25
+    /// or later, whose clients expect it.
+    #[serde(default)]
+    pub poll_after: Option<Duration>,
+    /// How long a client handed back by `pollAfter` waits before it comes back (the `retry` it
+    /// is sent; default 1s).
+    #[serde(default = "d_poll_retry")]
+    pub poll_retry: Duration,
+}
+
+fn d_poll_retry() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn d_max_events() -> usize {
@@ -405,6 +419,8 @@ impl Default for Resumption {
             max_bytes: d_max_bytes(),
             retention: d_retention(),
             max_streams: d_max_streams(),
+            poll_after: None,
+            poll_retry: d_poll_retry(),
         }
     }
 }

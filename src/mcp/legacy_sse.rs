@@ -4,7 +4,7 @@ use super::access::{Access, StreamCaller};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::jsonrpc::Message;
+use super::jsonrpc::{self, Message};
 use super::plan::McpPlan;
 use super::relay::Relay;
 use super::serve::{self, Out, KEEPALIVE, TARGET_IDLE};
@@ -49,7 +49,24 @@ pub async fn open(
     let mut ev = Vec::with_capacity(endpoint.len() + 32);
     sse::write_event(&mut ev, None, Some("endpoint"), endpoint.as_bytes());
     let mut open = out.event_raw(ev).await.is_ok();
+    // a reload that changes what the client sees is announced, like on a Streamable HTTP GET
+    // stream; one committed since this request's configuration was taken, right away
+    let mut committed = ctx.committed.borrow().clone();
+    let mut view = plan.view;
+    let mut reloaded = true;
     while open {
+        if std::mem::take(&mut reloaded) {
+            let now = serve::current_view(ctx, &plan.scope);
+            for m in serve::list_changes(view, now) {
+                let mut ev = Vec::new();
+                sse::write_event(&mut ev, None, Some("message"), &jsonrpc::notification(m, None));
+                open &= out.event_raw(ev).await.is_ok();
+            }
+            view = now;
+        }
+        if !open {
+            break;
+        }
         let mut drained = false;
         let ev = monoio::select! {
             // the session holds a sender, so the channel never disconnects here
@@ -64,6 +81,11 @@ pub async fn open(
                 None
             }
             _ = out.client_gone() => None,
+            _ = committed.fired() => {
+                committed = ctx.committed.borrow().clone();
+                reloaded = true;
+                continue;
+            }
         };
         match ev {
             Some(ev) => open = out.event_raw(ev).await.is_ok(),

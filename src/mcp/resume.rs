@@ -70,11 +70,20 @@ pub struct Limits {
     pub retention: Duration,
     /// Streams kept per shard; past it, new streams carry no ids.
     pub max_streams: usize,
+    /// SSE polling: an answer running longer than the first is handed back to its client, told
+    /// to come back after the second (`retry`).
+    pub poll: Option<(Duration, Duration)>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_events: 256, max_bytes: 256 << 10, retention: Duration::from_secs(60), max_streams: 1024 }
+        Limits {
+            max_events: 256,
+            max_bytes: 256 << 10,
+            retention: Duration::from_secs(60),
+            max_streams: 1024,
+            poll: None,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -84,7 +84,7 @@ pub async fn serve(
         if let Message::Request { id, method, params, .. } = &msg {
             if method == "subscriptions/listen" {
                 let (id, params) = (id.clone(), params.clone());
-                return subscriptions::listen(ctx, plan, pol, client, head, id, params).await;
+                return subscriptions::listen(ctx, plan, pol, access, client, head, id, params).await;
             }
         }
     } else {
@@ -257,6 +257,30 @@ pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed:
             }
         }
     }
+}
+
+/// [`Exchange::resource_owner`] for what a 2026-07-28 request names outside of a request to
+/// the owner (a listen stream's `resourceSubscriptions`), so that it finds the owner
+/// `resources/read` and `resources/subscribe` would.
+pub(super) async fn resource_owner(
+    ctx: &Rc<ShardCtx>,
+    plan: &McpPlan,
+    access: Access<'_>,
+    uri: &str,
+) -> Result<(usize, String), RpcError> {
+    // a lookup answers nobody: its sink is never written to
+    let (nowhere, _) = flume::bounded(1);
+    let ex = Exchange {
+        relay: Relay { ctx, plan, idle: TARGET_IDLE, renew: None },
+        out: Out::stream(nowhere),
+        access,
+        modern: true,
+        session: None,
+        sid: None,
+        tail: None,
+        param_headers: Vec::new(),
+    };
+    ex.resource_owner(uri).await
 }
 
 /// A message refused at the transport level after it was read: the error answer carries its id.
@@ -562,6 +586,13 @@ impl<'a> Out<'a> {
         if !self.sse {
             self.sse = true;
             self.status = 200;
+            if self.poll().is_some() {
+                // a stream that may be handed back ends early; the connection must not carry
+                // another request meanwhile (the handler goes on with it)
+                if let Sink::Http { keep, .. } = &mut self.sink {
+                    *keep = false;
+                }
+            }
             self.head(&mut out, 200, b"text/event-stream");
             out.extend_from_slice(
                 b"cache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n",
@@ -579,6 +610,35 @@ impl<'a> Out<'a> {
             }
             _ => sent,
         }
+    }
+
+    /// SSE polling (SEP-1699): how long an answer may keep its connection before it is handed
+    /// back, and the `retry` the client is then told; only for clients that expect it (they
+    /// know priming events) on a resumable stream.
+    fn poll(&self) -> Option<(Duration, Duration)> {
+        let r = self.resume.as_ref()?;
+        if !r.priming || !matches!(self.sink, Sink::Http { .. }) {
+            return None;
+        }
+        r.limits.poll
+    }
+
+    /// Hand a running answer back to its client: the stream is started (with its priming
+    /// event) if need be, then gets a `retry` and ends without the answer, so the client comes
+    /// back with `Last-Event-ID` after `retry` for the rest, which is kept meanwhile. A stream
+    /// that cannot be resumed (the shard keeps too many) goes on as it was.
+    async fn hand_back(&mut self, retry: Duration) -> Result<(), Failed> {
+        if !self.sse {
+            self.prime().await?;
+        }
+        let Some(t) = self.tape().cloned() else { return Ok(()) };
+        let mut ev = Vec::new();
+        sse::write_retry(&mut ev, retry.as_millis() as u64);
+        self.event_raw(ev).await?;
+        self.end_stream().await?;
+        t.detach();
+        self.gone = true;
+        Ok(())
     }
 
     /// How long nobody has read this resumable stream (`None` while someone does, or when it is
@@ -838,10 +898,7 @@ impl Exchange<'_> {
                 }
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                match self.locate(Kind::Resource, param_str(&params, "uri")).await {
-                    Ok((ti, uri)) if !self.access.allows(self.plan(), ti, Kind::Resource, &uri) => {
-                        Err(self.hidden(Kind::Resource, &params))
-                    }
+                match self.resource_owner(param_str(&params, "uri")).await {
                     Ok((ti, uri)) => {
                         return self.forward(ti, id, method, Outgoing::renamed(params, raw, "uri", uri)).await
                     }
@@ -859,6 +916,17 @@ impl Exchange<'_> {
             },
         };
         Ok(tree.map(Served::Tree))
+    }
+
+    /// The target owning resource `uri` as the client names it (by its prefix, or under
+    /// `prefixMode: never` the one that lists it or whose template matches it), and the URI it
+    /// knows it by. A resource the caller may not see is as unknown as one that does not exist.
+    async fn resource_owner(&self, uri: &str) -> Result<(usize, String), RpcError> {
+        let (ti, local) = self.locate(Kind::Resource, uri).await?;
+        if !self.access.allows(self.plan(), ti, Kind::Resource, &local) {
+            return Err(self.hidden(Kind::Resource, &Some(json!({ "uri": uri }))));
+        }
+        Ok((ti, local))
     }
 
     /// The target owning a (possibly prefixed) tool/prompt name or resource URI, and the name
@@ -1176,22 +1244,32 @@ impl Exchange<'_> {
         // client cancels with a notification instead). Watched only while an answer may take
         // long, and only with nothing unread from the client (a pipelined request stays intact).
         let watch = self.modern && f.streams() && self.out.can_watch();
+        // SSE polling: when a slow answer is handed back to its client
+        let mut poll = self.out.poll().filter(|_| f.streams()).map(|(after, retry)| (Instant::now() + after, retry));
         loop {
-            let relay = &self.relay;
-            let fetch = async {
-                if raw_answer {
-                    f.next_answer(relay).await
-                } else {
-                    f.next(relay).await.map(|m| m.map(Answer::Other))
+            let next = {
+                let relay = &self.relay;
+                let fetch = async {
+                    if raw_answer {
+                        f.next_answer(relay).await
+                    } else {
+                        f.next(relay).await.map(|m| m.map(Answer::Other))
+                    }
+                };
+                // kept across a hand-back: a read cut short could lose what the target sent
+                let mut fetch = std::pin::pin!(fetch);
+                loop {
+                    let due = poll.map(|(at, _)| at);
+                    monoio::select! {
+                        m = &mut fetch => break Some(m),
+                        // a client handed back comes back elsewhere: its leaving cancels nothing
+                        _ = self.out.client_left(), if watch && !self.out.gone => break None,
+                        _ = monoio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
+                            let retry = poll.take().map_or(Duration::ZERO, |(_, r)| r);
+                            self.out.hand_back(retry).await?;
+                        }
+                    }
                 }
-            };
-            let next = if watch {
-                monoio::select! {
-                    m = fetch => Some(m),
-                    _ = self.out.client_left() => None,
-                }
-            } else {
-                Some(fetch.await)
             };
             let Some(next) = next else {
                 if let Some(via) = self.via(ti) {
@@ -1659,7 +1737,7 @@ async fn resume_stream(
 
 /// What clients of the MCP route `scope` can see under the configuration now in use (a route
 /// that is gone shows nothing, which differs from any real view).
-fn current_view(ctx: &ShardCtx, scope: &str) -> (u64, u64) {
+pub(super) fn current_view(ctx: &ShardCtx, scope: &str) -> (u64, u64) {
     let state = ctx.current();
     let routes = state.snap.binds.iter().flat_map(|b| &b.listeners).flat_map(|l| &l.routes);
     routes.filter_map(|r| r.mcp.as_ref()).find(|m| &*m.scope == scope).map_or((0, 0), |m| m.view)
@@ -1667,7 +1745,7 @@ fn current_view(ctx: &ShardCtx, scope: &str) -> (u64, u64) {
 
 /// The `list_changed` notifications a client gets when what it can see changes from `was` to
 /// `now` (fingerprints of tools, and of prompts and resources).
-fn list_changes(was: (u64, u64), now: (u64, u64)) -> Vec<&'static str> {
+pub(super) fn list_changes(was: (u64, u64), now: (u64, u64)) -> Vec<&'static str> {
     let mut out = Vec::new();
     if was.0 != now.0 {
         out.push("notifications/tools/list_changed");

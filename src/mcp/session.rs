@@ -123,6 +123,8 @@ pub struct ShardSessions {
     pub resume: super::resume::Streams,
     /// List pages of targets, served again until they expire or their target's list changes.
     pub catalog: super::catalog::Catalog,
+    /// What shared stdio processes and HTTP+SSE sessions send unprompted, for listen streams.
+    pub hub: super::hub::Hub,
 }
 
 /// A legacy HTTP+SSE session, kept by the shard its stream lives on for as long as the stream is open.

@@ -23,6 +23,8 @@ use super::relay::upstream_error;
 use super::waiters::Waiters;
 use crate::proxy::shard::ShardCtx;
 
+/// How many notifications may wait for the shard's hub before more are dropped.
+const TAP_BACKLOG: usize = 256;
 /// How long the target may take to accept the gateway's answer to its own request.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// The stream may stay silent this long (servers that send no keep-alives are idle between calls).
@@ -50,6 +52,8 @@ pub struct SseConn {
     stop: Signal,
     /// Fired when the handshake is over, either way.
     ready: Signal,
+    /// Where its notifications go: the shard hub's stream, while a listen stream hears it.
+    tap: RefCell<Option<flume::Sender<Message>>>,
 }
 
 /// A request in flight on an HTTP+SSE target: its messages (progress, with the token set to
@@ -106,6 +110,7 @@ pub async fn shared(
         dead: Cell::new(false),
         stop: Signal::new(),
         ready: Signal::new(),
+        tap: RefCell::new(None),
     });
     ctx.mcp.set_sse_conn(&key, Some(c.clone()));
     let started = c.start(ctx, t, idle).await;
@@ -128,6 +133,36 @@ impl SseConn {
     /// Whether the session failed; the next request opens a new one.
     pub fn is_dead(&self) -> bool {
         self.dead.get()
+    }
+
+    /// A new stream of the notifications the target sends unprompted (replacing an earlier
+    /// one: the shard has one hub); it ends with the session.
+    pub fn tap(&self) -> flume::Receiver<Message> {
+        let (tx, rx) = flume::bounded(TAP_BACKLOG);
+        if !self.dead.get() {
+            *self.tap.borrow_mut() = Some(tx);
+        }
+        rx
+    }
+
+    /// Send a request and wait for its answer (the hub's `resources/subscribe`).
+    pub async fn request(
+        self: &Rc<Self>,
+        ctx: &ShardCtx,
+        method: &str,
+        params: &Value,
+        idle: Duration,
+    ) -> Result<Value, RpcError> {
+        let call = self.call(ctx, method, Some(params), idle, None).await?;
+        loop {
+            match monoio::time::timeout(idle, call.rx.recv_async()).await {
+                Ok(Ok(Message::Response { result, .. })) => return Ok(result),
+                Ok(Ok(Message::Error { error, .. })) => return Err(RpcError::from_value(&error)),
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(self.down("lost its stream before answering")),
+                Err(_) => return Err(self.down("did not answer in time")),
+            }
+        }
     }
 
     /// Send a request; `params._meta.progressToken` is replaced by the request's id so progress
@@ -185,6 +220,8 @@ impl SseConn {
     fn close(&self) {
         self.dead.set(true);
         self.stop.fire();
+        // the hub's stream ends: its listeners subscribe again on the next session
+        self.tap.borrow_mut().take();
     }
 
     /// Open the stream, learn the endpoint, start the reader and do the handshake.
@@ -288,7 +325,16 @@ impl SseConn {
             Message::Notification { method, params } if method == "notifications/progress" => {
                 params.as_ref().and_then(|p| p.get("progressToken")).and_then(Value::as_u64)
             }
-            Message::Notification { .. } => None,
+            Message::Notification { .. } => {
+                let tap = self.tap.borrow().clone();
+                if let Some(tx) = tap {
+                    // a hub that cannot keep up loses it rather than stall the stream
+                    if let Err(flume::TrySendError::Disconnected(_)) = tx.try_send(msg) {
+                        self.tap.borrow_mut().take();
+                    }
+                }
+                return;
+            }
             Message::Request { id, method, .. } => {
                 let answer = if method == "ping" {
                     jsonrpc::response(id, &json!({}))

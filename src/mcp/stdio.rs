@@ -83,6 +83,10 @@ struct Shared {
     /// Taken once the handshake is over, so that an idle process keeps no channel.
     ready: Mutex<Option<flume::Receiver<()>>>,
     alive: AtomicBool,
+    /// Where a shared process's notifications go: one receiver per shard hub listening to it.
+    taps: Mutex<Vec<flume::Sender<Message>>>,
+    /// `resources/subscribe` holds by URI, over every shard: the process hears of a URI once.
+    subs: Mutex<HashMap<String, usize>>,
     /// The session whose process this is, once its handshake is done: told when it crashes.
     owner: Mutex<Owner>,
 }
@@ -126,6 +130,71 @@ impl Drop for Running {
         // once the reader has reaped the child its pid may be reused: only signal a live one
         if self.shared.alive.load(Ordering::Acquire) {
             kill_group(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Shared {
+    /// Hand a notification to every hub listening; a hub that is gone or cannot keep up loses it
+    /// (the reader never waits for a shard).
+    fn tap(&self, msg: Message) {
+        if let Ok(mut taps) = self.taps.lock() {
+            taps.retain(|t| !matches!(t.try_send(msg.clone()), Err(flume::TrySendError::Disconnected(_))));
+        }
+    }
+}
+
+/// How many notifications may wait for a shard's hub before more are dropped.
+const TAP_BACKLOG: usize = 256;
+
+/// A stdio target's shared process as a source of notifications for a shard's hub.
+#[derive(Clone)]
+pub struct SharedProc(Arc<Running>);
+
+impl SharedProc {
+    /// Identifies the process (a restarted target is another source).
+    pub fn key(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// A new stream of the notifications the process sends unprompted; it ends when the process does.
+    pub fn tap(&self) -> flume::Receiver<Message> {
+        let (tx, rx) = flume::bounded(TAP_BACKLOG);
+        if let Ok(mut t) = self.0.shared.taps.lock() {
+            if self.0.shared.alive.load(Ordering::Acquire) {
+                t.push(tx);
+            }
+        }
+        rx
+    }
+
+    /// Hold a subscription to `uri` for a shard; the first hold sends `resources/subscribe` and
+    /// returns the call to wait on.
+    pub fn hold(&self, uri: &str) -> Option<Result<StdioCall, RpcError>> {
+        let first = self.0.shared.subs.lock().ok().map(|mut s| {
+            let n = s.entry(uri.to_string()).or_insert(0);
+            *n += 1;
+            *n == 1
+        });
+        first?.then(|| self.0.call("resources/subscribe", Some(&json!({ "uri": uri })), false, None))
+    }
+
+    /// Give up a shard's hold on `uri`; the last one sends `resources/unsubscribe` (whose answer
+    /// nobody waits for).
+    pub fn release(&self, uri: &str) {
+        let last = self.0.shared.subs.lock().ok().is_some_and(|mut s| match s.get_mut(uri) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                s.remove(uri);
+                true
+            }
+            None => false,
+        });
+        if last && self.0.shared.alive.load(Ordering::Acquire) {
+            let _ = self.0.call("resources/unsubscribe", Some(&json!({ "uri": uri })), false, None);
         }
     }
 }
@@ -198,6 +267,11 @@ impl StdioServer {
         origin: Option<String>,
     ) -> Result<StdioCall, RpcError> {
         self.running().await?.call(method, params, false, origin)
+    }
+
+    /// The shared process (started if needed), as a source of notifications.
+    pub async fn shared_proc(&self) -> Result<SharedProc, RpcError> {
+        self.running().await.map(SharedProc)
     }
 
     /// Cancel the request the client knows as `origin` on the shared process, if it is there.
@@ -725,6 +799,8 @@ fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::
         ready: Mutex::new(Some(ready_rx)),
         alive: AtomicBool::new(true),
         owner: Mutex::new(Owner::None),
+        taps: Mutex::new(Vec::new()),
+        subs: Mutex::new(HashMap::new()),
     });
     let sh = shared.clone();
     let n = name.clone();
@@ -779,27 +855,32 @@ impl Events for Reader {
                     sh.waiters.about(n, msg);
                 }
             }
-            // what nobody can take: a request is answered here, a notification dropped
+            // what nobody can take: a request is answered here, a notification goes to the
+            // shard hubs listening (a shared process's), else nowhere
             msg => {
                 // this thread is no shard: the epoch tells every shard the lists changed
                 if let Message::Notification { method, .. } = &msg {
                     super::catalog::invalidate(name, method);
                 }
-                if let Some(Message::Request { id, method, .. }) = sh.waiters.relay(msg) {
-                    let answer = if method == "ping" {
-                        jsonrpc::response(&id, &json!({}))
-                    } else {
-                        let why = if sh.waiters.relays() {
-                            "has no client stream open to relay it to"
+                match sh.waiters.relay(msg) {
+                    Some(n @ Message::Notification { .. }) => sh.tap(n),
+                    Some(Message::Request { id, method, .. }) => {
+                        let answer = if method == "ping" {
+                            jsonrpc::response(&id, &json!({}))
                         } else {
-                            "is not relayed to clients by a shared stdio target"
+                            let why = if sh.waiters.relays() {
+                                "has no client stream open to relay it to"
+                            } else {
+                                "is not relayed to clients by a shared stdio target"
+                            };
+                            jsonrpc::error_response(
+                                Some(&id),
+                                &RpcError::new(jsonrpc::METHOD_NOT_FOUND, format!("`{method}` {why}")),
+                            )
                         };
-                        jsonrpc::error_response(
-                            Some(&id),
-                            &RpcError::new(jsonrpc::METHOD_NOT_FOUND, format!("`{method}` {why}")),
-                        )
-                    };
-                    let _ = self.input.send(answer);
+                        let _ = self.input.send(answer);
+                    }
+                    _ => {}
                 }
             }
         }
@@ -821,6 +902,10 @@ impl Events for Reader {
         };
         let restart = owner.as_ref().and_then(|p| Some((p.clone(), p.crashed()?)));
         sh.alive.store(false, Ordering::Release);
+        // the hubs' streams end: their listeners subscribe again on the next process
+        if let Ok(mut t) = sh.taps.lock() {
+            t.clear();
+        }
         // what the child left behind in its group goes too; then the child is reaped (it has
         // exited, or its stdout ended and it is killed now)
         kill_group(child.id(), libc::SIGKILL);
@@ -961,6 +1046,8 @@ mod tests {
             ready,
             alive: AtomicBool::new(true),
             owner: Mutex::new(Owner::None),
+            taps: Mutex::new(Vec::new()),
+            subs: Mutex::new(HashMap::new()),
         }
     }
 

@@ -3,15 +3,17 @@
 use std::rc::Rc;
 
 use futures_util::future::join_all;
+use futures_util::stream::LocalBoxStream;
 use serde_json::{json, Map, Value};
 
+use super::access::Access;
 use super::jsonrpc::{self, Message};
 use super::merge;
-use super::names;
 use super::plan::{McpPlan, TargetKind};
 use super::relay::{Relay, Via};
 use super::serve::{self, Out, KEEPALIVE, TARGET_IDLE};
 use super::session::{now_secs, Sealed};
+use super::{hub, sse_client};
 use crate::config::compile::PolicyPlan;
 use crate::http::codec::RequestHead;
 use crate::http::io::Peer;
@@ -32,6 +34,9 @@ pub struct Filter {
     pub resources: bool,
     /// `notifications/resources/updated` for these URIs (as the client knows them: prefixed).
     pub uris: Vec<String>,
+    /// Those of `uris` subscribed to at their owner (target index, URI as the client knows it):
+    /// what is delivered, and echoed.
+    pub owned: Vec<(usize, String)>,
 }
 
 impl Filter {
@@ -49,6 +54,7 @@ impl Filter {
             prompts: flag("promptsListChanged"),
             resources: flag("resourcesListChanged"),
             uris,
+            owned: Vec::new(),
         }
     }
 
@@ -64,25 +70,48 @@ impl Filter {
                 m.insert(k.into(), Value::Bool(true));
             }
         }
-        if !self.uris.is_empty() {
-            m.insert("resourceSubscriptions".into(), json!(self.uris));
+        let mut uris: Vec<&str> = self.owned.iter().map(|(_, u)| u.as_str()).collect();
+        uris.dedup();
+        if !uris.is_empty() {
+            m.insert("resourceSubscriptions".into(), json!(uris));
         }
         Value::Object(m)
     }
 
-    /// A target's notification as the listen stream carries it: only the kinds asked for, a
-    /// resource's URI prefixed as the client knows it, tagged with the subscription id.
-    pub fn deliver(&self, target: &str, prefixed: bool, msg: Message, subscription: &Value) -> Option<Vec<u8>> {
-        let Message::Notification { method, params } = msg else { return None };
-        let wanted = match method.as_str() {
+    fn wants(&self, method: &str) -> bool {
+        match method {
             "notifications/tools/list_changed" => self.tools,
             "notifications/prompts/list_changed" => self.prompts,
             "notifications/resources/list_changed" => self.resources,
-            "notifications/resources/updated" => !self.uris.is_empty(),
+            "notifications/resources/updated" => !self.owned.is_empty(),
             // logging and server→client requests have no place on a listen stream
             _ => false,
-        };
-        if !wanted {
+        }
+    }
+
+    /// The gateway's own list change (a reload changed what the client sees), if asked for.
+    pub fn announce(&self, method: &str, subscription: &Value) -> Option<Vec<u8>> {
+        if !self.wants(method) {
+            return None;
+        }
+        let mut p = json!({});
+        tag(&mut p, subscription);
+        Some(jsonrpc::notification(method, Some(&p)))
+    }
+
+    /// Target `ti`'s notification as the listen stream carries it: only the kinds asked for, a
+    /// resource's URI prefixed as the client knows it and only from the target it was
+    /// subscribed at, tagged with the subscription id.
+    pub fn deliver(
+        &self,
+        ti: usize,
+        target: &str,
+        prefixed: bool,
+        msg: Message,
+        subscription: &Value,
+    ) -> Option<Vec<u8>> {
+        let Message::Notification { method, params } = msg else { return None };
+        if !self.wants(&method) {
             return None;
         }
         let mut p = match params {
@@ -92,7 +121,7 @@ impl Filter {
         merge::prefix_notification(target, &method, &mut p, prefixed);
         if method == "notifications/resources/updated" {
             let uri = p.get("uri").and_then(Value::as_str)?;
-            if !self.uris.iter().any(|u| u == uri) {
+            if !self.owned.iter().any(|(t, u)| *t == ti && u == uri) {
                 return None;
             }
         }
@@ -126,21 +155,36 @@ pub fn end(subscription: &Value) -> Vec<u8> {
 }
 
 /// Serve `subscriptions/listen`: open upstream sessions of the stream's own with the HTTP
-/// targets (initialize, their GET streams, `resources/subscribe` for the URIs asked for), answer
-/// with the acknowledgement, then relay what they send until the client closes the stream (the
-/// upstream sessions are deleted), the upstreams end theirs, or the shard drains (both end with
-/// the listen result). Stdio, HTTP+SSE and demo targets contribute nothing yet.
+/// targets (initialize, their GET streams), join the shard's hub for the stdio and HTTP+SSE
+/// targets (whose shared process or session every client of the shard uses), subscribe each URI
+/// asked for at the target that owns it, answer with the acknowledgement, then relay what the
+/// targets send, and the list changes a reload makes, until the client closes the stream (the
+/// upstream sessions are deleted, the hub subscriptions given up), an upstream stream ends, or
+/// the shard drains (both end with the listen result: the client listens again).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn listen(
     ctx: &Rc<ShardCtx>,
     plan: &McpPlan,
     pol: &PolicyPlan,
+    access: Access<'_>,
     client: &mut Peer,
     head: &RequestHead,
     id: Value,
     params: Option<Value>,
 ) -> Result<Done, Failed> {
-    let filter = Filter::from_params(params.as_ref());
+    // a reload committed from here on is seen below, one committed since this request's
+    // configuration was taken right away
+    let mut committed = ctx.committed.borrow().clone();
+    let _open = OpenStream::count(ctx);
+    let mut filter = Filter::from_params(params.as_ref());
     let relay = Relay { ctx, plan, idle: TARGET_IDLE, renew: None };
+    let mut owners = Vec::new();
+    for uri in &filter.uris {
+        match serve::resource_owner(ctx, plan, access, uri).await {
+            Ok((ti, local)) => owners.push((ti, uri.clone(), local)),
+            Err(e) => eprintln!("mcp listen: not subscribing to {uri}: {}", e.message),
+        }
+    }
     let init = json!({
         "protocolVersion": merge::negotiate(None),
         "capabilities": {},
@@ -157,57 +201,141 @@ pub(super) async fn listen(
         });
     let ups: Vec<_> = join_all(opens).await.into_iter().flatten().collect();
     let sealed = Sealed { v: String::new(), t: ups, iat: now_secs(), h: None, c: None };
-    let names = plan.names();
-    let subscribes = filter.uris.iter().filter_map(|uri| {
-        let (ti, local) = if plan.prefixed { names::split_uri(uri, &names)? } else { (0, uri.as_str()) };
-        let up = sealed.target(&plan.targets.get(ti)?.name)?;
-        let relay = &relay;
-        Some(async move {
-            let _ = relay.call(ti, Via::Own(up), "resources/subscribe", Some(&json!({ "uri": local }))).await;
-        })
-    });
-    join_all(subscribes).await;
+    let mut members = Vec::new();
+    for (ti, t) in plan.targets.iter().enumerate() {
+        let up = match &t.kind {
+            TargetKind::Stdio(s) => s.shared_proc().await.map(hub::Upstream::Stdio),
+            TargetKind::Sse(h) => sse_client::shared(ctx, &t.name, h, TARGET_IDLE).await.map(hub::Upstream::Sse),
+            _ => continue,
+        };
+        match up {
+            Ok(up) => members.push((ti, ctx.mcp.hub.join(ctx, up, TARGET_IDLE))),
+            Err(e) => eprintln!("mcp target {}: not heard by listen streams: {}", t.name, e.message),
+        }
+    }
+    for (ti, uri, local) in owners {
+        let subscribed = match &plan.targets[ti].kind {
+            TargetKind::Http(_) => match sealed.target(&plan.targets[ti].name) {
+                Some(up) => {
+                    relay.call(ti, Via::Own(up), "resources/subscribe", Some(&json!({ "uri": local }))).await.map(drop)
+                }
+                None => continue,
+            },
+            _ => match members.iter_mut().find(|(t, _)| *t == ti) {
+                Some((_, m)) => m.subscribe(&local).await,
+                None => continue,
+            },
+        };
+        match subscribed {
+            Ok(_) => filter.owned.push((ti, uri)),
+            Err(e) => eprintln!("mcp target {}: refused resources/subscribe: {}", plan.targets[ti].name, e.message),
+        }
+    }
     let mut merged = serve::unprompted(ctx, plan, &sealed).await;
     let had_streams = merged.is_some();
+    let mut shared = hub_streams(&members);
     let mut out = Out::http(pol, head, client, false);
     let mut graceful = out.event(&acknowledgement(&filter, &id)).await.is_ok();
+    let mut view = plan.view;
+    let mut reloaded = true;
+    let mut messages = Vec::new();
     while graceful {
-        let mut message = None;
+        if std::mem::take(&mut reloaded) {
+            let now = serve::current_view(ctx, &plan.scope);
+            messages.extend(serve::list_changes(view, now).into_iter().filter_map(|m| filter.announce(m, &id)));
+            view = now;
+        }
+        for m in messages.drain(..) {
+            graceful &= out.event(&m).await.is_ok();
+        }
+        if !graceful {
+            break;
+        }
         let mut tick = false;
         monoio::select! {
             m = serve::next_unprompted(&mut merged), if merged.is_some() => match m {
                 Some((ti, msg)) => {
                     super::catalog::observe(ctx, &plan.targets[ti].name, &msg);
-                    message = filter.deliver(&plan.targets[ti].name, plan.prefixed, msg, &id);
+                    messages.extend(filter.deliver(ti, &plan.targets[ti].name, plan.prefixed, msg, &id));
                 }
                 None => break,
             },
+            m = next_shared(&mut shared), if shared.is_some() => match m {
+                Some((ti, msg)) => messages.extend(filter.deliver(ti, &plan.targets[ti].name, plan.prefixed, msg, &id)),
+                // a shared upstream went away (a stdio process exited): what was subscribed
+                // there is gone, so the client listens again
+                None => break,
+            },
             _ = monoio::time::sleep(KEEPALIVE) => tick = true,
+            _ = committed.fired() => {
+                committed = ctx.committed.borrow().clone();
+                reloaded = true;
+            }
             _ = ctx.draining.fired() => break,
             // closing the stream is how a client ends its subscription
             _ = out.client_gone() => graceful = false,
         }
-        let sent = match message {
-            Some(m) => out.event(&m).await,
-            None if tick => {
-                let mut ev = Vec::new();
-                super::sse::write_comment(&mut ev, "keep-alive");
-                out.event_raw(ev).await
-            }
-            None => Ok(()),
-        };
-        graceful &= sent.is_ok();
+        if tick {
+            let mut ev = Vec::new();
+            super::sse::write_comment(&mut ev, "keep-alive");
+            graceful &= out.event_raw(ev).await.is_ok();
+        }
     }
     if graceful {
-        // the upstream streams ended, or the shard drains: the client should listen again
+        // an upstream stream ended, or the shard drains: the client should listen again
         let _ = out.event(&end(&id)).await;
         let _ = out.end_stream().await;
     }
     drop(merged);
+    drop(shared);
+    drop(members);
     if had_streams || !sealed.t.is_empty() {
         serve::delete_upstreams(ctx, plan, &sealed).await;
     }
     Ok(Done::local(200, out.bytes(), false))
+}
+
+/// Counts an open listen stream in the shard's gauge for as long as it lives, however it ends
+/// (dropped last: after its hub subscriptions were given up).
+struct OpenStream<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> OpenStream<'a> {
+    fn count(ctx: &'a ShardCtx) -> Self {
+        let g = &ctx.registry.shards[ctx.index].mcp_listen_streams;
+        g.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenStream(g)
+    }
+}
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// What the shared upstreams a listen stream hears send, merged; an item `None` when one of
+/// them went away.
+type Shared = Option<LocalBoxStream<'static, Option<(usize, Message)>>>;
+
+fn hub_streams(members: &[(usize, hub::Membership)]) -> Shared {
+    use futures_util::stream::{self, StreamExt};
+    let streams = members.iter().map(|(ti, m)| {
+        let ti = *ti;
+        stream::unfold(m.rx.clone(), move |rx| async move { rx.recv_async().await.ok().map(|m| (Some((ti, m)), rx)) })
+            .chain(stream::once(async { None }))
+            .boxed_local()
+    });
+    let streams: Vec<_> = streams.collect();
+    (!streams.is_empty()).then(|| stream::select_all(streams).boxed_local())
+}
+
+/// The next message of a shared upstream; `None` once one of them went away.
+async fn next_shared(s: &mut Shared) -> Option<(usize, Message)> {
+    use futures_util::StreamExt;
+    match s {
+        Some(s) => s.next().await.flatten(),
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -224,7 +352,13 @@ mod tests {
             "toolsListChanged": true, "promptsListChanged": false, "resourceSubscriptions": ["a+file:///x", 3],
             "taskIds": ["t"]
         }})));
-        assert_eq!(f, Filter { tools: true, prompts: false, resources: false, uris: vec!["a+file:///x".into()] });
+        assert_eq!(
+            f,
+            Filter { tools: true, prompts: false, resources: false, uris: vec!["a+file:///x".into()], owned: vec![] }
+        );
+        // a URI is honored once it is subscribed at its owner
+        assert_eq!(f.honored(), json!({"toolsListChanged": true}));
+        let f = Filter { owned: vec![(0, "a+file:///x".into())], ..f };
         assert_eq!(f.honored(), json!({"toolsListChanged": true, "resourceSubscriptions": ["a+file:///x"]}));
         assert_eq!(Filter::from_params(None).honored(), json!({}));
         let ack: Value = serde_json::from_slice(&acknowledgement(&f, &json!(7))).unwrap();
@@ -237,33 +371,49 @@ mod tests {
 
     #[test]
     fn only_asked_for_notifications_pass_tagged_and_with_uris_prefixed() {
-        let f = Filter { tools: false, prompts: true, resources: false, uris: vec!["a+file:///x".into()] };
+        let f = Filter {
+            tools: false,
+            prompts: true,
+            resources: false,
+            uris: vec!["a+file:///x".into()],
+            owned: vec![(0, "a+file:///x".into())],
+        };
         let sub = json!(5);
-        assert!(f.deliver("a", true, note("notifications/tools/list_changed", json!({})), &sub).is_none());
-        assert!(f.deliver("a", true, note("notifications/message", json!({"level": "info"})), &sub).is_none());
+        assert!(f.deliver(0, "a", true, note("notifications/tools/list_changed", json!({})), &sub).is_none());
+        assert!(f.deliver(0, "a", true, note("notifications/message", json!({"level": "info"})), &sub).is_none());
         let req = Message::Request { id: json!(1), method: "roots/list".into(), params: None, raw: None };
-        assert!(f.deliver("a", true, req, &sub).is_none());
+        assert!(f.deliver(0, "a", true, req, &sub).is_none());
         let p: Value = serde_json::from_slice(
-            &f.deliver("a", true, note("notifications/prompts/list_changed", json!({})), &sub).unwrap(),
+            &f.deliver(0, "a", true, note("notifications/prompts/list_changed", json!({})), &sub).unwrap(),
         )
         .unwrap();
         assert_eq!(p["params"]["_meta"][SUBSCRIPTION_ID], 5);
         // the target's own URI comes out prefixed, as the client subscribed to it
-        let u =
-            f.deliver("a", true, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub).unwrap();
+        let u = f
+            .deliver(0, "a", true, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub)
+            .unwrap();
         let u: Value = serde_json::from_slice(&u).unwrap();
         assert_eq!((u["params"]["uri"].as_str(), &u["params"]["_meta"][SUBSCRIPTION_ID]), (Some("a+file:///x"), &sub));
         // another target's resource of the same name, or another resource, is not asked for
         assert!(f
-            .deliver("b", true, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub)
+            .deliver(1, "b", true, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub)
             .is_none());
         assert!(f
-            .deliver("a", true, note("notifications/resources/updated", json!({"uri": "file:///y"})), &sub)
+            .deliver(0, "a", true, note("notifications/resources/updated", json!({"uri": "file:///y"})), &sub)
             .is_none());
         // unprefixed (one target): URIs are the target's own
-        let one = Filter { uris: vec!["file:///x".into()], ..Filter::default() };
+        let one = Filter { owned: vec![(0, "file:///x".into())], ..Filter::default() };
         assert!(one
-            .deliver("a", false, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub)
+            .deliver(0, "a", false, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub)
             .is_some());
+        // prefixMode never: the same URI from a target it was not subscribed at is not asked for
+        assert!(one
+            .deliver(1, "b", false, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub)
+            .is_none());
+        // a reload's list change, only where asked for
+        assert!(f.announce("notifications/tools/list_changed", &sub).is_none());
+        let p: Value =
+            serde_json::from_slice(&f.announce("notifications/prompts/list_changed", &sub).unwrap()).unwrap();
+        assert_eq!(p["params"]["_meta"][SUBSCRIPTION_ID], 5);
     }
 }

@@ -49,6 +49,8 @@ pub const MCP_REPLAYED_EVENTS_TOTAL: &str = "ringgate_mcp_replayed_events_total"
 /// Era probes (`server/discover`) of Streamable HTTP MCP targets, by target and what they found
 /// (`modern`, `legacy`, `failed`; `modern_only` when a target known modern refused `initialize`).
 pub const MCP_ERA_PROBES_TOTAL: &str = "ringgate_mcp_era_probes_total";
+/// Open MCP `subscriptions/listen` streams, by shard.
+pub const MCP_LISTEN_STREAMS: &str = "ringgate_mcp_listen_streams";
 /// The `result` labels of [`MCP_STREAM_RESUMES_TOTAL`].
 pub const RESUME_RESULTS: [&str; 3] = ["resumed", "unknown", "gap"];
 /// MCP list pages looked up in the catalog cache, by kind (`tools`, `prompts`, `resources`,
@@ -264,6 +266,8 @@ pub struct ShardStats {
     pub mcp_catalog_lookups: [[AtomicU64; crate::mcp::catalog::RESULTS.len()]; crate::mcp::catalog::KINDS.len()],
     /// Bytes in this shard's catalog cache.
     pub mcp_catalog_bytes: AtomicI64,
+    /// `subscriptions/listen` streams open on this shard.
+    pub mcp_listen_streams: AtomicI64,
 }
 
 impl Default for ShardStats {
@@ -285,6 +289,7 @@ impl Default for ShardStats {
             mcp_replayed: AtomicU64::new(0),
             mcp_catalog_lookups: Default::default(),
             mcp_catalog_bytes: AtomicI64::new(0),
+            mcp_listen_streams: AtomicI64::new(0),
         }
     }
 }
@@ -483,6 +488,10 @@ impl Registry {
         header(&mut out, MCP_CATALOG_BYTES, "gauge", "Bytes of MCP list pages in the catalog cache, by shard.");
         for (i, s) in self.shards.iter().enumerate() {
             let _ = writeln!(out, "{MCP_CATALOG_BYTES}{{shard=\"{i}\"}} {}", s.mcp_catalog_bytes.load(Relaxed));
+        }
+        header(&mut out, MCP_LISTEN_STREAMS, "gauge", "Open MCP subscriptions/listen streams, by shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "{MCP_LISTEN_STREAMS}{{shard=\"{i}\"}} {}", s.mcp_listen_streams.load(Relaxed));
         }
         let ok: u64 = self.shards.iter().map(|s| s.tls_handshakes.load(Relaxed)).sum();
         header(&mut out, TLS_HANDSHAKES_TOTAL, "counter", "TLS handshakes completed by HTTPS listeners.");

@@ -1,20 +1,22 @@
 """A small dual-era MCP server on the real Python `mcp` 2.3.0 SDK (MCPServer), for interop tests.
 
-    target/peers/py/bin/python tests/peers/py_server.py --port N
-        [--transport streamable-http|sse] [--stateless] [--json] [--page-size K]
+    target/peers/py/bin/python tests/peers/py_server.py [--port N]
+        [--transport streamable-http|sse|stdio] [--stateless] [--json] [--page-size K]
         [--rug-pull] [--poison] [--notify] [--modern-only] [--log FILE]
 
 Streamable HTTP serves `/mcp` (answers 2026-07-28 requests statelessly and `initialize` as a
 legacy session; --stateless turns legacy sessions off, --json answers with application/json
-instead of SSE); sse serves `GET /sse` + `POST /messages/`. Listens on 127.0.0.1.
+instead of SSE); sse serves `GET /sse` + `POST /messages/`; both listen on 127.0.0.1 and need
+--port. stdio speaks on stdin/stdout.
 
 Tools: echo(message), add(a, b) (structured output), slow(steps) (one progress notification
 per step), fail(message) (isError result), and filler tools t00..t04, so that with
 --page-size K tools/list comes in several pages (nextCursor = the next offset).
 Resource test://static (text), template test://item/{id}, prompt greet(name).
 
---notify remembers the sessions that `resources/subscribe` and adds touch(uri), which sends
-each of them `notifications/tools/list_changed` and, if it subscribed to uri,
+--notify remembers the sessions that `resources/subscribe` (forgets on `resources/unsubscribe`;
+both are logged to stderr as `subscribe URI` / `unsubscribe URI`) and adds touch(uri), which
+sends each of them `notifications/tools/list_changed` and, if it subscribed to uri,
 `notifications/resources/updated` (on their GET streams: unrelated to any request).
 
 --modern-only makes it a server of the 2026-07-28 era alone, which the SDK has no switch for:
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import anyio
@@ -119,6 +122,13 @@ SUBSCRIBERS: dict[Any, set[str]] = {}
 
 async def subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
     SUBSCRIBERS.setdefault(ctx.session, set()).add(str(params.uri))
+    print(f"subscribe {params.uri}", file=sys.stderr, flush=True)
+    return types.EmptyResult()
+
+
+async def unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+    SUBSCRIBERS.get(ctx.session, set()).discard(str(params.uri))
+    print(f"unsubscribe {params.uri}", file=sys.stderr, flush=True)
     return types.EmptyResult()
 
 
@@ -220,8 +230,8 @@ class EraFixture:
 def main() -> None:
     global PAGE_SIZE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--transport", choices=("streamable-http", "sse"), default="streamable-http")
+    p.add_argument("--port", type=int)
+    p.add_argument("--transport", choices=("streamable-http", "sse", "stdio"), default="streamable-http")
     p.add_argument("--stateless", action="store_true")
     p.add_argument("--json", action="store_true")
     p.add_argument("--page-size", type=int, default=0)
@@ -239,7 +249,12 @@ def main() -> None:
     if opts.notify:
         mcp.add_tool(touch, name="touch")
         mcp._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
-    if opts.transport == "sse":
+        mcp._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
+    if opts.transport == "stdio":
+        mcp.run("stdio")
+    elif opts.port is None:
+        p.error("--port is needed for the HTTP transports")
+    elif opts.transport == "sse":
         mcp.run("sse", host="127.0.0.1", port=opts.port)
     elif opts.modern_only or opts.log:
         import uvicorn

@@ -1,0 +1,214 @@
+//! Per-shard fan-out of what shared upstreams (a stdio target's shared process, the shard's HTTP+SSE session with a target) send unprompted, to the listen streams that hear them, with `resources/subscribe` sent upstream once per URI and `resources/unsubscribe` when its last listener leaves.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::jsonrpc::{Message, RpcError, INTERNAL_ERROR};
+use super::sse_client::SseConn;
+use super::stdio::SharedProc;
+use crate::proxy::shard::ShardCtx;
+
+/// How many notifications may wait for a slow listen stream before more are dropped for it.
+const LISTENER_BACKLOG: usize = 64;
+
+/// A shared upstream whose notifications the hub relays.
+#[derive(Clone)]
+pub enum Upstream {
+    /// A stdio target's shared process (one for all shards: its subscriptions are counted over
+    /// every shard).
+    Stdio(SharedProc),
+    /// This shard's HTTP+SSE session with a target.
+    Sse(Rc<SseConn>),
+}
+
+impl Upstream {
+    fn key(&self) -> usize {
+        match self {
+            Upstream::Stdio(p) => p.key(),
+            Upstream::Sse(c) => Rc::as_ptr(c) as usize,
+        }
+    }
+
+    fn tap(&self) -> flume::Receiver<Message> {
+        match self {
+            Upstream::Stdio(p) => p.tap(),
+            Upstream::Sse(c) => c.tap(),
+        }
+    }
+
+    /// The shard's first listener for `uri` subscribes.
+    async fn subscribe(&self, ctx: &ShardCtx, uri: &str, idle: Duration) -> Result<(), RpcError> {
+        match self {
+            Upstream::Stdio(p) => {
+                let Some(call) = p.hold(uri) else { return Ok(()) };
+                let call = call?;
+                match monoio::time::timeout(idle, call.rx.recv_async()).await {
+                    Ok(Ok(Message::Error { error, .. })) => Err(RpcError::from_value(&error)),
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(_)) | Err(_) => {
+                        Err(RpcError::new(INTERNAL_ERROR, "stdio target did not answer resources/subscribe"))
+                    }
+                }
+            }
+            Upstream::Sse(c) => c.request(ctx, "resources/subscribe", &json!({ "uri": uri }), idle).await.map(drop),
+        }
+    }
+
+    /// The shard's last listener for `uri` left.
+    async fn unsubscribe(&self, ctx: &ShardCtx, uri: &str, idle: Duration) {
+        match self {
+            Upstream::Stdio(p) => p.release(uri),
+            Upstream::Sse(c) if !c.is_dead() => {
+                let _ = c.request(ctx, "resources/unsubscribe", &json!({ "uri": uri }), idle).await;
+            }
+            Upstream::Sse(_) => {}
+        }
+    }
+}
+
+/// The shard's hub: one source per shared upstream that a listen stream hears.
+#[derive(Default)]
+pub struct Hub {
+    sources: RefCell<HashMap<usize, Weak<Source>>>,
+    next_listener: Cell<u64>,
+}
+
+/// One shared upstream and the listen streams of this shard that hear it. Dropped with its last
+/// listener, which stops its pump and so its stream from the upstream.
+struct Source {
+    upstream: Upstream,
+    listeners: RefCell<Vec<(u64, flume::Sender<Message>)>>,
+    /// Listeners by URI they subscribed to.
+    uris: RefCell<HashMap<String, usize>>,
+    /// Dropped to stop the pump.
+    _stop: flume::Sender<()>,
+}
+
+/// A listen stream's place at one source: what the upstream sends, and its subscriptions,
+/// given up when it is dropped.
+pub struct Membership {
+    ctx: Rc<ShardCtx>,
+    source: Rc<Source>,
+    id: u64,
+    uris: Vec<String>,
+    idle: Duration,
+    /// What the upstream sends; ends when it goes away.
+    pub rx: flume::Receiver<Message>,
+}
+
+impl Hub {
+    /// Join the source for `upstream`, opening its stream on first use.
+    pub fn join(&self, ctx: &Rc<ShardCtx>, upstream: Upstream, idle: Duration) -> Membership {
+        let key = upstream.key();
+        let mut sources = self.sources.borrow_mut();
+        sources.retain(|_, s| s.strong_count() > 0);
+        let source = match sources.get(&key).and_then(Weak::upgrade) {
+            Some(s) => s,
+            None => {
+                let (stop, stopped) = flume::bounded(1);
+                let s = Rc::new(Source {
+                    upstream: upstream.clone(),
+                    listeners: RefCell::new(Vec::new()),
+                    uris: RefCell::new(HashMap::new()),
+                    _stop: stop,
+                });
+                let from = upstream.tap();
+                monoio::spawn(pump(Rc::downgrade(&s), from, stopped));
+                sources.insert(key, Rc::downgrade(&s));
+                s
+            }
+        };
+        let id = self.next_listener.get();
+        self.next_listener.set(id + 1);
+        let (tx, rx) = flume::bounded(LISTENER_BACKLOG);
+        source.listeners.borrow_mut().push((id, tx));
+        Membership { ctx: ctx.clone(), source, id, uris: Vec::new(), idle, rx }
+    }
+}
+
+/// Relay what the upstream sends to every listener of the source, until the upstream's stream
+/// ends (its listeners' streams end with it) or the source is dropped.
+async fn pump(source: Weak<Source>, from: flume::Receiver<Message>, stop: flume::Receiver<()>) {
+    loop {
+        let m = monoio::select! {
+            m = from.recv_async() => m.ok(),
+            _ = stop.recv_async() => return,
+        };
+        let Some(s) = source.upgrade() else { return };
+        let Some(m) = m else {
+            // the listeners see their stream end and listen again, on a new upstream
+            s.listeners.borrow_mut().clear();
+            return;
+        };
+        // a listener that cannot keep up loses this one rather than hold the others back
+        s.listeners
+            .borrow_mut()
+            .retain(|(_, tx)| !matches!(tx.try_send(m.clone()), Err(flume::TrySendError::Disconnected(_))));
+    }
+}
+
+impl Membership {
+    /// Subscribe to `uri` (as the upstream knows it): upstream only for the shard's first listener.
+    pub async fn subscribe(&mut self, uri: &str) -> Result<(), RpcError> {
+        self.uris.push(uri.to_string());
+        let first = {
+            let mut uris = self.source.uris.borrow_mut();
+            let n = uris.entry(uri.to_string()).or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if !first {
+            return Ok(());
+        }
+        let subscribed = self.source.upstream.subscribe(&self.ctx, uri, self.idle).await;
+        if subscribed.is_err() {
+            // not held: the next listener for it tries again
+            self.uris.pop();
+            let mut uris = self.source.uris.borrow_mut();
+            if let Some(n) = uris.get_mut(uri) {
+                *n -= 1;
+                if *n == 0 {
+                    uris.remove(uri);
+                    if let Upstream::Stdio(p) = &self.source.upstream {
+                        p.release(uri);
+                    }
+                }
+            }
+        }
+        subscribed
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.source.listeners.borrow_mut().retain(|(id, _)| *id != self.id);
+        let mut last = Vec::new();
+        {
+            let mut uris = self.source.uris.borrow_mut();
+            for u in self.uris.drain(..) {
+                match uris.get_mut(&u) {
+                    Some(n) if *n > 1 => *n -= 1,
+                    Some(_) => {
+                        uris.remove(&u);
+                        last.push(u);
+                    }
+                    None => {}
+                }
+            }
+        }
+        if last.is_empty() {
+            return;
+        }
+        let (ctx, upstream, idle) = (self.ctx.clone(), self.source.upstream.clone(), self.idle);
+        // dropped where nothing can wait (a stream's end): the upstream hears of it meanwhile
+        monoio::spawn(async move {
+            for u in last {
+                upstream.unsubscribe(&ctx, &u, idle).await;
+            }
+        });
+    }
+}

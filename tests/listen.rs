@@ -1,0 +1,296 @@
+//! `subscriptions/listen` through the real binary with shared upstreams (a stdio target's shared process, HTTP+SSE targets), subscriptions counted per URI, owners found under `prefixMode: never`, and reloads announced on every kind of client stream.
+//!
+//! The peers come from `tests/peers/install.sh` (run by `test.sh`); a missing peer fails the test.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::peers::*;
+use common::*;
+use serde_json::{json, Value};
+
+fn config(port: u16, extra: &str, targets: &str) -> String {
+    format!(
+        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\nbinds:\n- port: {port}\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /mcp}}}}]\n      backends:\n      - mcp:\n{extra}          targets:\n{targets}"
+    )
+}
+
+/// A target running tests/peers/py_server.py over stdio, with `--notify`.
+fn py_stdio(name: &str) -> String {
+    let script = root().join("tests/peers/py_server.py");
+    format!(
+        "          - name: {name}\n            stdio: {{ cmd: \"{}\", args: [\"{}\", --transport, stdio, --notify] }}\n",
+        peer("py/bin/python").display(),
+        script.display()
+    )
+}
+
+/// tests/peers/py_server.py over HTTP+SSE with `--notify`, logging to `log`; the server and its port.
+fn py_sse(log: &std::path::Path) -> (PeerServer, u16) {
+    let port = free_port();
+    let script = root().join("tests/peers/py_server.py");
+    let args = [script.to_str().unwrap(), "--port", &port.to_string(), "--transport", "sse", "--notify"];
+    (start_peer_logged(&peer("py/bin/python"), &args, &[], port, Some(log)), port)
+}
+
+/// Run the Python `mcp` client script; returns its JSON output and exit status.
+fn py_client(url: &str, mode: &str, args: &[&str]) -> Value {
+    let out: Output = Command::new(peer("py/bin/python"))
+        .arg(root().join("tests/peers/mcp_client.py"))
+        .args(["--url", url, "--mode", mode, "--timeout", "30"])
+        .args(args)
+        .output()
+        .expect("run mcp_client.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!("client printed no JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert_eq!(out.status.code(), Some(0), "{mode} {args:?}: {v}");
+    v
+}
+
+/// A 2026-07-28 request (headers and `_meta` as the era wants them).
+fn modern(method: &str, name: Option<&str>, id: u64, mut params: Value) -> String {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+    let name = name.map(|n| format!("mcp-name: {n}\r\n")).unwrap_or_default();
+    format!(
+        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\nmcp-method: {method}\r\n{name}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// `tools/call` in the 2026-07-28 era; the answer's text.
+fn call(addr: SocketAddr, tool: &str, args: Value) -> String {
+    let r = raw(addr, modern("tools/call", Some(tool), 2, json!({"name": tool, "arguments": args})).as_bytes());
+    let v = common::mcp::message(&r);
+    v["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{v}")).to_string()
+}
+
+/// An SSE response read message by message (comments, ids and chunk framing skipped).
+struct Stream(BufReader<TcpStream>);
+
+impl Stream {
+    /// Send `request` and read up to the body; the response must be an event stream.
+    fn open(addr: SocketAddr, request: &str) -> Stream {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        let head = read_head(&mut r).expect("a response");
+        // short reads from here on, so that waits for what may not come end on time
+        r.get_ref().set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
+        Stream(r)
+    }
+
+    /// A `subscriptions/listen` stream; its acknowledgement is read.
+    fn listen(addr: SocketAddr, notifications: Value) -> (Stream, Value) {
+        let mut s =
+            Stream::open(addr, &modern("subscriptions/listen", None, 1, json!({"notifications": notifications})));
+        let ack = s.message(Duration::from_secs(30)).expect("an acknowledgement");
+        assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+        (s, ack)
+    }
+
+    /// The next message, if one comes within `wait` (keep-alives do not count).
+    fn message(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = Instant::now() + wait;
+        let mut line = String::new();
+        while Instant::now() < deadline {
+            line.clear();
+            match self.0.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {
+                    // a legacy stream's `endpoint` event carries a path, not a message
+                    let data = line.trim_end().strip_prefix("data:").map(str::trim);
+                    if let Some(m) = data.and_then(|d| serde_json::from_str(d).ok()) {
+                        return Some(m);
+                    }
+                }
+                // the read timeout: look at the deadline again
+                Err(_) => {}
+            }
+        }
+        None
+    }
+
+    /// Messages until one with `method` arrives (within 20 s).
+    fn until(&mut self, method: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            match self.message(deadline - Instant::now()) {
+                Some(m) if m["method"] == method => return m,
+                Some(m) => seen.push(m),
+                None => break,
+            }
+        }
+        panic!("no {method}; saw {seen:?}")
+    }
+}
+
+/// The gauge summed over shards.
+fn listen_streams(gw: &Gateway) -> u64 {
+    let m = gw.metrics();
+    m.lines()
+        .filter(|l| l.starts_with("ringgate_mcp_listen_streams{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn listen_streams_hear_shared_stdio_and_legacy_sse_targets() {
+    let log = tempdir().join("py-sse.log");
+    let (_sse, port) = py_sse(&log);
+    let targets =
+        format!("{}          - name: pys\n            sse: {{ host: \"127.0.0.1:{port}\" }}\n", py_stdio("pyo"));
+    let gw = Gateway::start(&config(0, "", &targets));
+    let url = format!("http://{}/mcp", gw.addr());
+    // a real client listens, then calls a tool that makes the target notify every session that
+    // subscribed: here the shared process, and the shard's shared session with the sse target
+    for t in ["pyo", "pys"] {
+        let out = py_client(
+            &url,
+            "2026-07-28",
+            &["listen", &format!("{t}_touch"), r#"{"uri": "test://static"}"#, &format!("{t}+test://static")],
+        );
+        assert_eq!(out["honored"]["resourceSubscriptions"], json!([format!("{t}+test://static")]), "{out}");
+        let events = out["events"].as_array().unwrap();
+        assert!(events.iter().any(|e| e["type"] == "ToolsListChanged"), "{t}: {out}");
+        assert!(
+            events.iter().any(|e| e["type"] == "ResourceUpdated" && e["uri"] == format!("{t}+test://static")),
+            "{t}: {out}"
+        );
+    }
+    // the client closed its streams: the sse target's sessions were unsubscribed
+    wait_for("unsubscribe at the sse target", || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("unsubscribe test://static")
+    });
+}
+
+#[test]
+fn a_uri_is_subscribed_upstream_once_and_unsubscribed_when_its_last_listener_leaves() {
+    let gw =
+        Gateway::start(&config(0, "", &format!("          - name: demo\n            demo: {{}}\n{}", py_stdio("pyo"))));
+    let addr = gw.addr();
+    let subscribed = "mcp target pyo: subscribe test://static";
+    let unsubscribed = "mcp target pyo: unsubscribe test://static";
+    let asked = json!({"resourceSubscriptions": ["pyo+test://static"]});
+    // new connections land on either shard: the process is shared by both, and so is the count
+    let (mut first, ack) = Stream::listen(addr, asked.clone());
+    assert_eq!(ack["params"]["notifications"]["resourceSubscriptions"], json!(["pyo+test://static"]), "{ack}");
+    let (mut second, _) = Stream::listen(addr, asked.clone());
+    gw.wait_line(subscribed);
+    assert_eq!(gw.count_lines(subscribed), 1, "subscribed once for both listeners");
+
+    call(addr, "pyo_touch", json!({"uri": "test://static"}));
+    for s in [&mut first, &mut second] {
+        let m = s.until("notifications/resources/updated");
+        assert_eq!(m["params"]["uri"], "pyo+test://static", "{m}");
+        assert_eq!(m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 1, "{m}");
+    }
+
+    // the first leaves; once its stream is gone the second still hears the resource
+    drop(first);
+    wait_for("the first stream to end", || listen_streams(&gw) == 1);
+    call(addr, "pyo_touch", json!({"uri": "test://static"}));
+    let m = second.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pyo+test://static", "{m}");
+    assert_eq!(gw.count_lines(unsubscribed), 0, "still listened to");
+
+    // the last one leaves: the process is told
+    drop(second);
+    gw.wait_line(unsubscribed);
+    assert_eq!(gw.count_lines(unsubscribed), 1);
+    // the process wrote every subscribe before that line: the count is final
+    assert_eq!(gw.count_lines(subscribed), 1);
+}
+
+#[test]
+fn under_prefix_mode_never_a_listen_uri_goes_to_the_target_that_lists_it() {
+    // demo is first: a URI without a prefix used to go to the first target
+    let targets = format!("          - name: demo\n            demo: {{}}\n{}", py_stdio("py"));
+    let gw = Gateway::start(&config(0, "          prefixMode: never\n", &targets));
+    let addr = gw.addr();
+    let (mut s, ack) = Stream::listen(addr, json!({"resourceSubscriptions": ["test://static", "nope://x"]}));
+    // only what has an owner is honored
+    assert_eq!(ack["params"]["notifications"]["resourceSubscriptions"], json!(["test://static"]), "{ack}");
+    gw.wait_line("mcp target py: subscribe test://static");
+    call(addr, "touch", json!({"uri": "test://static"}));
+    let m = s.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "test://static", "{m}");
+}
+
+#[test]
+fn a_reload_that_adds_a_target_is_announced_on_get_sse_and_listen_streams() {
+    let one = "          - name: a\n            demo: {}\n";
+    let gw = Gateway::start(&config(0, "", one));
+    let addr = gw.addr();
+
+    // a Streamable HTTP session's GET stream
+    let sid = common::mcp::initialize(addr);
+    let mut get = Stream::open(
+        addr,
+        &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
+    );
+    // a legacy HTTP+SSE stream (its first event names the endpoint)
+    let mut sse = Stream::open(addr, "GET /mcp/sse HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\n\r\n");
+    // a listen stream asking for tool list changes only
+    let (mut listen, _) = Stream::listen(addr, json!({"toolsListChanged": true}));
+    wait_for("the listen stream", || listen_streams(&gw) == 1);
+
+    // the same port, as the file names it: port 0 stays the bound one
+    gw.rewrite_config(&config(0, "", &format!("{one}          - name: b\n            demo: {{}}\n")));
+    gw.wait_line("reload applied");
+    for (kind, s) in [("GET", &mut get), ("/sse", &mut sse)] {
+        assert_eq!(s.until("notifications/tools/list_changed")["method"], "notifications/tools/list_changed", "{kind}");
+        s.until("notifications/resources/list_changed");
+    }
+    let m = listen.until("notifications/tools/list_changed");
+    assert_eq!(m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 1, "{m}");
+    // what it did not ask for does not come
+    let more = listen.message(Duration::from_millis(300));
+    assert!(more.is_none(), "{more:?}");
+}
+
+#[test]
+fn a_reload_naming_the_port_that_port_0_got_keeps_the_route_and_announces_only_changes() {
+    let two = "          - name: a\n            demo: {}\n          - name: b\n            demo: {}\n";
+    let gw = Gateway::start(&config(0, "", two));
+    let (addr, port) = (gw.addr(), gw.addr().port());
+    let sid = common::mcp::initialize(addr);
+    let mut get = Stream::open(
+        addr,
+        &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
+    );
+    // the file now names the port the gateway announced: the same bind, the same route, the
+    // same view, so nothing to announce
+    gw.rewrite_config(&config(port, "", two));
+    gw.wait_line("reload applied");
+    // a tool filter changes the tools list only
+    gw.rewrite_config(&config(port, "", &format!("{two}            tools: {{exclude: [add]}}\n")));
+    wait_for("the second reload", || gw.count_lines("reload applied") == 2);
+    assert_eq!(get.until("notifications/tools/list_changed")["method"], "notifications/tools/list_changed");
+    let more = get.message(Duration::from_millis(500));
+    assert!(more.is_none(), "the first reload announced nothing, the second only the tools: {more:?}");
+    let m = gw.metrics();
+    assert!(m.contains("route=\"0/listener0/route0\""), "the route keeps its name: {m}");
+    assert!(!m.contains(&format!("route=\"{port}/listener0/route0\"")), "{m}");
+}
