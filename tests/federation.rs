@@ -121,7 +121,8 @@ fn reloads_that_change_what_a_client_sees_are_announced_on_its_get_stream() {
     let two = "          - name: a\n            demo: {}\n          - name: b\n            demo: {}\n";
     let gw = Gateway::start(&config(0, "", two, ""));
     let (addr, port) = (gw.addr(), gw.addr().port());
-    // the route's identity includes its configured port: first name the port port 0 got
+    // later reloads name the port that port 0 got (they keep the route: see
+    // a_reload_naming_the_port_that_port_0_got_keeps_the_route_and_announces_only_changes)
     gw.rewrite_config(&config(port, "", two, ""));
     wait_count(&gw, "reload applied", 1);
     let sid = initialize(addr);
