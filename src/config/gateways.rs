@@ -206,67 +206,52 @@ impl JsonSchema for GatewayProtocol {
     }
 }
 
-/// A field agentgateway has and ringgate does not implement: any value is an error naming it
-/// (by its path), so a config never silently loses a policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unsupported;
+/// Declares a type no value deserializes into: any value is an error with the given message,
+/// and the schema says `false`, so an editor flags the field too.
+macro_rules! refused {
+    ($(#[$doc:meta])* $name:ident, $why:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name;
 
-impl<'de> Deserialize<'de> for Unsupported {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "agentgateway has this field but ringgate does not implement it; remove it (README, Configuration)",
-        ))
-    }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+                Err(serde::de::Error::custom($why))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_unit()
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> String {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+                schemars::schema::Schema::Bool(false)
+            }
+            fn is_referenceable() -> bool {
+                false
+            }
+        }
+    };
 }
 
-impl Serialize for Unsupported {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_unit()
-    }
-}
+refused!(
+    /// A field agentgateway has and ringgate does not implement: any value is an error naming it
+    /// (by its path), so a config never silently loses a policy.
+    Unsupported,
+    "agentgateway has this field but ringgate does not implement it; remove it (README, Configuration)"
+);
 
-impl JsonSchema for Unsupported {
-    fn schema_name() -> String {
-        "Unsupported".into()
-    }
-    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
-        // `false`: no value is valid, so an editor flags the field too.
-        schemars::schema::Schema::Bool(false)
-    }
-    fn is_referenceable() -> bool {
-        false
-    }
-}
-
-/// An entry of agentgateway's `tcpRoutes`: ringgate has no TCP routing, so any entry is an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpRoute;
-
-impl<'de> Deserialize<'de> for TcpRoute {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "TCP routes are not supported: ringgate has no TCP routing (HTTP and HTTPS `routes` only)",
-        ))
-    }
-}
-
-impl Serialize for TcpRoute {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_unit()
-    }
-}
-
-impl JsonSchema for TcpRoute {
-    fn schema_name() -> String {
-        "TcpRoute".into()
-    }
-    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
-        schemars::schema::Schema::Bool(false)
-    }
-    fn is_referenceable() -> bool {
-        false
-    }
-}
+refused!(
+    /// An entry of agentgateway's `tcpRoutes`: ringgate has no TCP routing, so any entry is an error.
+    TcpRoute,
+    "TCP routes are not supported: ringgate has no TCP routing (HTTP and HTTPS `routes` only)"
+);
 
 /// A listener of a bind to compile, with where its parts were written.
 pub struct ListenerSource {
