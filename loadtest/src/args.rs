@@ -10,6 +10,7 @@ use crate::mcp::Target;
 /// Help text of rg-fixture.
 pub const FIXTURE_USAGE: &str = "usage: rg-fixture [--listen ADDR (127.0.0.1:0)] [--tools N (8)] [--body-bytes N (5)]
                   [--notify-ms N (1000)] [--llm-chunks N (8)] [--llm-chunk-ms N (0)] [--delay-us N (0)]
+                  [--list-ttl-ms N (0): the ttlMs cache hint of a 2026-07-28 tools/list]
        rg-fixture stdio [--tools N (8)]   (the MCP server on stdin/stdout, legacy era)
 Serves /mcp... (MCP, legacy sessions and 2026-07-28; a path segment delay-<us> delays tools/* answers),
 /v1/chat/completions (OpenAI stub, JSON or stream: true SSE) and anything else as plain HTTP
@@ -67,6 +68,7 @@ pub fn fixture(args: &[String]) -> Result<(SocketAddr, FixtureConfig), String> {
             "llm-chunks" => cfg.llm_chunks = num(n, v)?,
             "llm-chunk-ms" => cfg.llm_chunk_gap = Duration::from_millis(num(n, v)?),
             "delay-us" => cfg.delay = Duration::from_micros(num(n, v)?),
+            "list-ttl-ms" => cfg.list_ttl_ms = num(n, v)?,
             _ => return Err(format!("unknown option --{n}")),
         }
     }
@@ -201,7 +203,9 @@ mod tests {
     #[test]
     fn fixture_command_line() {
         let (addr, cfg) =
-            fixture(&strings("--listen 127.0.0.1:7000 --tools 24 --notify-ms 250 --delay-us 40")).unwrap();
+            fixture(&strings("--listen 127.0.0.1:7000 --tools 24 --notify-ms 250 --delay-us 40 --list-ttl-ms 9"))
+                .unwrap();
+        assert_eq!(cfg.list_ttl_ms, 9);
         assert_eq!(addr.port(), 7000);
         assert_eq!((cfg.tools, cfg.notify, cfg.delay), (24, Duration::from_millis(250), Duration::from_micros(40)));
         assert_eq!(fixture(&strings("--help")).unwrap_err(), "");

@@ -32,6 +32,8 @@ pub struct FixtureConfig {
     pub llm_chunk_gap: Duration,
     /// Delay before every MCP `tools/*` answer (a path segment `delay-<µs>` overrides it).
     pub delay: Duration,
+    /// The `ttlMs` cache hint of a 2026-07-28 `tools/list` (0: do not cache; always `public`).
+    pub list_ttl_ms: u64,
 }
 
 impl Default for FixtureConfig {
@@ -43,6 +45,7 @@ impl Default for FixtureConfig {
             llm_chunks: 8,
             llm_chunk_gap: Duration::ZERO,
             delay: Duration::ZERO,
+            list_ttl_ms: 0,
         }
     }
 }
@@ -125,7 +128,8 @@ impl Fixture {
             .collect();
         let tools_legacy = json!({ "tools": tools }).to_string();
         let tools_modern =
-            json!({ "tools": tools, "resultType": "complete", "ttlMs": 0, "cacheScope": "public" }).to_string();
+            json!({ "tools": tools, "resultType": "complete", "ttlMs": cfg.list_ttl_ms, "cacheScope": "public" })
+                .to_string();
         let stamp = unix_nanos() ^ u64::from(std::process::id()) << 20;
         Fixture {
             body: vec![b'x'; cfg.body_bytes],
