@@ -1120,15 +1120,19 @@ fn guard_plan(
 /// Per-session processes (or upstream sessions) a target may have at once unless `maxSessions` says otherwise.
 const DEFAULT_MAX_SESSIONS: usize = 100;
 
+/// A fingerprint of a config value, through its JSON text: equal for equal configurations
+/// within one process (reloads compare them).
+fn json_fingerprint<T: serde::Serialize>(v: &T) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(v).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
 /// Fingerprints of what an MCP backend's clients can see: of its tools, and of its prompts and
 /// resources (targets, names, filters, tool guard, `mcpAuthorization`).
 fn mcp_view(m: &McpBackend, authz: Option<&model::Rules>) -> (u64, u64) {
-    use std::hash::{Hash, Hasher};
-    let fp = |v: serde_json::Value| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        v.to_string().hash(&mut h);
-        h.finish()
-    };
+    let fp = |v: serde_json::Value| json_fingerprint(&v);
     let targets: Vec<_> = m
         .targets
         .iter()
@@ -1217,12 +1221,7 @@ fn compile_mcp(
         });
         let guard = guard_plan(cx, p, &tp, m.tool_guard.as_ref(), t)?;
         let catalog_max_age = t.catalog_max_age.unwrap_or(process.mcp.catalog_cache.max_age).get();
-        let catalog_fp = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            serde_json::to_string(t).unwrap_or_default().hash(&mut h);
-            h.finish()
-        };
+        let catalog_fp = json_fingerprint(t);
         targets.push(TargetPlan {
             name: t.name.as_str().into(),
             kind,
