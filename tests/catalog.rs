@@ -262,23 +262,24 @@ fn pages_not_meant_for_everyone_are_not_cached() {
     assert!(fx.lists("/public") <= 2, "the public page is served to sessions too");
 }
 
+/// Both shards hold cached pages (by their `ringgate_mcp_catalog_bytes` gauges).
+fn both_shards_cache_pages(gw: &Gateway) -> bool {
+    let m = gw.metrics();
+    (0..2).all(|s| {
+        m.lines()
+            .any(|l| l.strip_prefix(&format!("ringgate_mcp_catalog_bytes{{shard=\"{s}\"}} ")).is_some_and(|v| v != "0"))
+    })
+}
+
 #[test]
 fn list_changed_on_an_upstream_stream_reaches_every_shard_before_the_client() {
     let fx = Fixture::start();
     let gw = Gateway::start(&config(&target("pub", &fx.host("/public")), ""));
     let addr = gw.addr();
     // fill both shards' caches (new connections spread over the shards)
-    let filled = |gw: &Gateway| {
-        let m = gw.metrics();
-        (0..2).all(|s| {
-            m.lines().any(|l| {
-                l.strip_prefix(&format!("ringgate_mcp_catalog_bytes{{shard=\"{s}\"}} ")).is_some_and(|v| v != "0")
-            })
-        })
-    };
     poll("both shards to cache the page", || {
         assert_eq!(names(&raw(addr, &modern_list())), ["v0"]);
-        filled(&gw)
+        both_shards_cache_pages(&gw)
     });
     let lists = fx.lists("/public");
     for _ in 0..6 {
@@ -405,17 +406,9 @@ fn list_changed_from_a_shared_stdio_process_reaches_every_shard() {
     );
     let gw = Gateway::start(&config(&target, ""));
     let addr = gw.addr();
-    let filled = |gw: &Gateway| {
-        let m = gw.metrics();
-        (0..2).all(|s| {
-            m.lines().any(|l| {
-                l.strip_prefix(&format!("ringgate_mcp_catalog_bytes{{shard=\"{s}\"}} ")).is_some_and(|v| v != "0")
-            })
-        })
-    };
     poll("both shards to cache the page", || {
         assert_eq!(names(&raw(addr, &modern_list())), ["v0"]);
-        filled(&gw)
+        both_shards_cache_pages(&gw)
     });
     let served: usize = modern_call(addr, "count").parse().unwrap();
     for _ in 0..6 {
