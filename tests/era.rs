@@ -8,7 +8,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use common::peers::*;
 use common::*;
@@ -131,19 +130,6 @@ fn legacy_call(addr: SocketAddr, sid: &str, tool: &str, text: &str) -> String {
     v["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{tool}: {v}")).to_string()
 }
 
-/// The Python `mcp` 2.x client in `mode`; its JSON output.
-fn py_client(url: &str, mode: &str, args: &[&str]) -> Value {
-    let out: Output = Command::new(peer("py/bin/python"))
-        .arg(root().join("tests/peers/mcp_client.py"))
-        .args(["--url", url, "--mode", mode, "--timeout", "30"])
-        .args(args)
-        .output()
-        .expect("run mcp_client.py");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{mode} {args:?}: {text} {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
 /// A probe count of the gateway's metrics (0 when absent).
 fn probes(gw: &Gateway, target: &str, era: &str) -> u64 {
     let needle = format!("ringgate_mcp_era_probes_total{{target=\"{target}\",era=\"{era}\"}} ");
@@ -228,7 +214,7 @@ fn clients_of_both_eras_reach_modern_only_dual_and_legacy_only_targets() {
     // envelope (capabilities, client info) to the target, a legacy client's the gateway's
     let url = format!("http://{addr}/mcp");
     for mode in ["2026-07-28", "legacy"] {
-        let v = py_client(&url, mode, &["call", "modern_echo", r#"{"message":"py"}"#]);
+        let v = py_ok(&url, mode, &["call", "modern_echo", r#"{"message":"py"}"#]);
         assert_eq!(v["content"][0]["text"], "Echo: py", "{mode}: {v}");
         let last = logged(&modern_log).into_iter().rev().find(|l| l["method"] == "tools/call").unwrap();
         let client = last["client"].as_str().unwrap_or_else(|| panic!("no clientInfo: {last}"));

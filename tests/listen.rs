@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::peers::*;
@@ -35,22 +34,6 @@ fn py_sse(log: &std::path::Path) -> (PeerServer, u16) {
     let script = root().join("tests/peers/py_server.py");
     let args = [script.to_str().unwrap(), "--port", &port.to_string(), "--transport", "sse", "--notify"];
     (start_peer_logged(&peer("py/bin/python"), &args, &[], port, Some(log)), port)
-}
-
-/// Run the Python `mcp` client script; returns its JSON output and exit status.
-fn py_client(url: &str, mode: &str, args: &[&str]) -> Value {
-    let out: Output = Command::new(peer("py/bin/python"))
-        .arg(root().join("tests/peers/mcp_client.py"))
-        .args(["--url", url, "--mode", mode, "--timeout", "30"])
-        .args(args)
-        .output()
-        .expect("run mcp_client.py");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!("client printed no JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
-    });
-    assert_eq!(out.status.code(), Some(0), "{mode} {args:?}: {v}");
-    v
 }
 
 /// A 2026-07-28 request (headers and `_meta` as the era wants them).
@@ -166,7 +149,7 @@ fn listen_streams_hear_shared_stdio_and_legacy_sse_targets() {
     // a real client listens, then calls a tool that makes the target notify every session that
     // subscribed: here the shared process, and the shard's shared session with the sse target
     for t in ["pyo", "pys"] {
-        let out = py_client(
+        let out = py_ok(
             &url,
             "2026-07-28",
             &["listen", &format!("{t}_touch"), r#"{"uri": "test://static"}"#, &format!("{t}+test://static")],

@@ -6,33 +6,12 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::peers::*;
 use common::*;
 use serde_json::{json, Value};
-
-/// Run the Python `mcp` client script; returns its JSON output and exit status.
-fn py_client(url: &str, mode: &str, args: &[&str]) -> (Value, i32) {
-    let out: Output = Command::new(peer("py/bin/python"))
-        .arg(root().join("tests/peers/mcp_client.py"))
-        .args(["--url", url, "--mode", mode, "--timeout", "30"])
-        .args(args)
-        .output()
-        .expect("run mcp_client.py");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!("client printed no JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
-    });
-    (v, out.status.code().unwrap_or(-1))
-}
-
-fn py_ok(url: &str, mode: &str, args: &[&str]) -> Value {
-    let (v, code) = py_client(url, mode, args);
-    assert_eq!(code, 0, "{mode} {args:?}: {v}");
-    v
-}
 
 fn gateway(targets: &str, extra: &str) -> Gateway {
     Gateway::start(&format!(

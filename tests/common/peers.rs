@@ -2,7 +2,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The repository root.
@@ -147,4 +147,27 @@ fn listening_inodes(port: u16) -> Vec<String> {
         }
     }
     inodes
+}
+
+/// Run the Python `mcp` 2.x client script (tests/peers/mcp_client.py) in `mode`: its JSON output
+/// and its exit status.
+pub fn py_client(url: &str, mode: &str, args: &[&str]) -> (serde_json::Value, i32) {
+    let out: Output = Command::new(peer("py/bin/python"))
+        .arg(root().join("tests/peers/mcp_client.py"))
+        .args(["--url", url, "--mode", mode, "--timeout", "30"])
+        .args(args)
+        .output()
+        .expect("run mcp_client.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!("client printed no JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    (v, out.status.code().unwrap_or(-1))
+}
+
+/// [`py_client`] that must succeed: its JSON output.
+pub fn py_ok(url: &str, mode: &str, args: &[&str]) -> serde_json::Value {
+    let (v, code) = py_client(url, mode, args);
+    assert_eq!(code, 0, "{mode} {args:?}: {v}");
+    v
 }
