@@ -94,6 +94,7 @@ async fn requests(
         // taken once the head is here, not before the wait for it: a reload committed while
         // the connection was idle applies to its next request
         let state = ctx.current();
+        ringgate_runtime::spin::touch();
         ctx.in_flight.set(ctx.in_flight.get() + 1);
         let keep = handle(ctx, &state, client, head, peer, bind, sni_listener).await;
         ctx.in_flight.set(ctx.in_flight.get() - 1);
