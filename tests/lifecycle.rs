@@ -78,6 +78,7 @@ fn sighup_reloads_and_new_binds_start_listening() {
     std::fs::write(&gw.config, yaml).unwrap();
     gw.signal(libc::SIGHUP);
     gw.wait_line("reload applied");
+    gw.wait_line(&format!("listening bind=127.0.0.1:{second_port} address=127.0.0.1:{second_port}"));
     let r = get(format!("127.0.0.1:{second_port}").parse().unwrap(), "/");
     assert_eq!(r.body_str(), "second");
 }
