@@ -27,6 +27,8 @@ pub struct Options {
     pub driver: Option<Driver>,
     /// `--workers`.
     pub workers: Option<usize>,
+    /// How the config file is watched (from the environment).
+    pub watch: crate::config::watch::Mode,
 }
 
 enum Event {
@@ -130,7 +132,7 @@ pub fn run(opts: Options) -> Result<(), String> {
 
     watch_dns(admin.clone(), tx.clone());
     if let Some(p) = &opts.config {
-        crate::config::watch::spawn(p.clone(), baseline.flatten(), log, move || {
+        crate::config::watch::spawn(p.clone(), baseline.flatten(), opts.watch, log, move || {
             tx.send(Event::Reload("file change")).is_ok()
         });
     }
