@@ -27,6 +27,8 @@ pub struct Options {
     pub driver: Option<Driver>,
     /// `--workers`.
     pub workers: Option<usize>,
+    /// How the config file is watched (from the environment).
+    pub watch: crate::config::watch::Mode,
 }
 
 enum Event {
@@ -68,19 +70,20 @@ pub fn run(opts: Options) -> Result<(), String> {
         Driver::Legacy => DriverChoice::Legacy,
     };
     let registry = Registry::new(workers);
-    let snap = Arc::new(compile(config, &source, &registry).map_err(|e| e.to_string())?);
+    let mut snap = compile(config, &source, &registry).map_err(|e| e.to_string())?;
 
     // sockets are bound here so port 0 resolves once and a busy port fails before any shard starts
     let mut bound: Vec<(SocketAddr, SocketAddr)> = Vec::new();
     let mut per_shard: Vec<Vec<(SocketAddr, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
-    for b in &snap.binds {
+    for b in &mut snap.binds {
         let socks = bind_shared(b.addr, workers, 4096).map_err(|e| e.to_string())?;
-        let actual = socks[0].local_addr().map_err(|e| e.to_string())?;
-        bound.push((b.addr, actual));
+        b.listen = socks[0].local_addr().map_err(|e| e.to_string())?;
+        bound.push((b.addr, b.listen));
         for (i, s) in socks.into_iter().enumerate() {
-            per_shard[i].push((b.addr, s));
+            per_shard[i].push((b.listen, s));
         }
     }
+    let snap = Arc::new(snap);
 
     let mut mailboxes = Vec::with_capacity(workers);
     let mut receivers = Vec::with_capacity(workers);
@@ -129,7 +132,7 @@ pub fn run(opts: Options) -> Result<(), String> {
 
     watch_dns(admin.clone(), tx.clone());
     if let Some(p) = &opts.config {
-        crate::config::watch::spawn(p.clone(), baseline.flatten(), log, move || {
+        crate::config::watch::spawn(p.clone(), baseline.flatten(), opts.watch, log, move || {
             tx.send(Event::Reload("file change")).is_ok()
         });
     }
@@ -170,19 +173,11 @@ impl Control {
     }
 
     fn reload(&mut self, why: &str) {
-        let snap = match load(&self.opts).and_then(|(c, source)| {
+        let mut snap = match load(&self.opts).and_then(|(c, source)| {
             let bound = self.bound().clone();
             compile_bound(c, &source, &self.registry, &bound).map_err(|e| e.to_string())
         }) {
-            Ok(mut s) => {
-                // a bind naming the port we already serve (e.g. the one `port: 0` got) is the same bind
-                for b in &mut s.binds {
-                    if let Some((key, _)) = self.bound().iter().find(|(_, actual)| *actual == b.addr) {
-                        b.addr = *key;
-                    }
-                }
-                Arc::new(s)
-            }
+            Ok(s) => s,
             Err(e) => {
                 self.registry.count_reload(ReloadResult::Invalid);
                 log(&format!("reload rejected trigger={why} error={e:?}; the previous configuration keeps serving"));
@@ -197,17 +192,23 @@ impl Control {
         // new binds get sockets now; a failure here rejects the reload before any shard sees it
         let mut fresh: Vec<Vec<(SocketAddr, std::net::TcpListener)>> = (0..self.workers).map(|_| Vec::new()).collect();
         let mut fresh_bound = Vec::new();
-        for b in &snap.binds {
-            if self.bound().iter().any(|(k, _)| *k == b.addr) {
+        let configured: Vec<SocketAddr> = snap.binds.iter().map(|b| b.addr).collect();
+        let kept = claim(&configured, &self.bound());
+        for (b, kept) in snap.binds.iter_mut().zip(kept) {
+            if let Some(listen) = kept {
+                b.listen = listen;
                 continue;
             }
-            match bind_shared(b.addr, self.workers, 4096) {
-                Ok(socks) => {
-                    if let Ok(a) = socks[0].local_addr() {
-                        fresh_bound.push((b.addr, a));
-                    }
+            match bind_shared(b.addr, self.workers, 4096).and_then(|socks| {
+                let a =
+                    socks[0].local_addr().map_err(|source| ringgate_runtime::BindError::Io { addr: b.addr, source })?;
+                Ok((a, socks))
+            }) {
+                Ok((a, socks)) => {
+                    b.listen = a;
+                    fresh_bound.push((b.addr, a));
                     for (i, s) in socks.into_iter().enumerate() {
-                        fresh[i].push((b.addr, s));
+                        fresh[i].push((a, s));
                     }
                 }
                 Err(e) => {
@@ -217,6 +218,7 @@ impl Control {
                 }
             }
         }
+        let snap = Arc::new(snap);
         let mut fresh = fresh.into_iter();
         let mailboxes = &self.mailboxes;
         let result = ringgate_runtime::swap::two_phase(
@@ -240,9 +242,12 @@ impl Control {
                     log("reload: a shard did not confirm the commit in time");
                 }
                 self.registry.count_reload(ReloadResult::Success);
-                let keep: Vec<SocketAddr> = snap.binds.iter().map(|b| b.addr).collect();
+                let keep: Vec<SocketAddr> = snap.binds.iter().map(|b| b.listen).collect();
+                for (cfg, actual) in &fresh_bound {
+                    log(&format!("listening bind={cfg} address={actual}"));
+                }
                 let mut bound = self.bound();
-                bound.retain(|(k, _)| keep.contains(k));
+                bound.retain(|(_, actual)| keep.contains(actual));
                 bound.extend(fresh_bound);
                 drop(bound);
                 *self.admin.current.lock().unwrap_or_else(|p| p.into_inner()) = snap.clone();
@@ -278,6 +283,30 @@ impl Control {
         }
         log(&format!("drained connections_cut={cut} stdio_sessions_ended={ended}"));
     }
+}
+
+/// Which served socket (by its bound address) each bind, given by configured address, keeps;
+/// None for a bind that needs a socket of its own. A bind naming the address a socket got (the
+/// port `port: 0` got, say) is that socket's; the others take the sockets of their configured
+/// address in order, so several `port: 0` on one address each keep their own.
+fn claim(binds: &[SocketAddr], bound: &[(SocketAddr, SocketAddr)]) -> Vec<Option<SocketAddr>> {
+    let mut taken = vec![false; bound.len()];
+    let mut out = vec![None; binds.len()];
+    for (slot, b) in out.iter_mut().zip(binds) {
+        if let Some(j) = bound.iter().position(|(_, actual)| actual == b).filter(|&j| !taken[j]) {
+            taken[j] = true;
+            *slot = Some(bound[j].1);
+        }
+    }
+    for (slot, b) in out.iter_mut().zip(binds) {
+        if slot.is_none() {
+            if let Some(j) = (0..bound.len()).find(|&j| !taken[j] && bound[j].0 == *b) {
+                taken[j] = true;
+                *slot = Some(bound[j].1);
+            }
+        }
+    }
+    out
 }
 
 fn watch_signals(tx: mpsc::Sender<Event>) -> Result<(), String> {
@@ -320,4 +349,26 @@ fn watch_dns(admin: Arc<AdminState>, tx: mpsc::Sender<Event>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim;
+    use std::net::SocketAddr;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn port_0_binds_on_one_address_keep_their_own_sockets() {
+        let bound = [(a("127.0.0.1:0"), a("127.0.0.1:41001")), (a("127.0.0.1:0"), a("127.0.0.1:41002"))];
+        let zero = a("127.0.0.1:0");
+        assert_eq!(claim(&[zero, zero], &bound), [Some(bound[0].1), Some(bound[1].1)]);
+        assert_eq!(claim(&[zero, zero, zero], &bound), [Some(bound[0].1), Some(bound[1].1), None]);
+        // naming the second's port keeps it; the remaining `port: 0` takes the first
+        assert_eq!(claim(&[zero, a("127.0.0.1:41002")], &bound), [Some(bound[0].1), Some(bound[1].1)]);
+        assert_eq!(claim(&[a("127.0.0.1:41003")], &bound), [None]);
+        assert_eq!(claim(&[a("0.0.0.0:8080")], &[(a("0.0.0.0:8080"), a("0.0.0.0:8080"))]), [Some(a("0.0.0.0:8080"))]);
+    }
 }

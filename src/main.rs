@@ -13,7 +13,10 @@ const USAGE: &str = "usage:
   ringgate [-c FILE] [--driver auto|uring|legacy] [--workers N]   run the gateway (embedded default config without -c)
   ringgate validate -c FILE                                       check a config file and exit
   ringgate schema                                                 print the config JSON Schema
-  ringgate --version";
+  ringgate --version
+environment:
+  RINGGATE_CONFIG_WATCH=auto|poll       watch the config file with inotify (polling if it cannot start), or poll only
+  RINGGATE_CONFIG_POLL_INTERVAL=250ms   between polls of the config file";
 
 fn main() -> ExitCode {
     match real_main() {
@@ -28,6 +31,11 @@ fn main() -> ExitCode {
 fn real_main() -> Result<(), String> {
     let mut args = std::env::args().skip(1).peekable();
     let mut opts = Options::default();
+    let var = |k: &str| std::env::var(k).ok();
+    opts.watch = ringgate::config::watch::Mode::from_env(
+        var("RINGGATE_CONFIG_WATCH").as_deref(),
+        var("RINGGATE_CONFIG_POLL_INTERVAL").as_deref(),
+    )?;
     let mut command = "run";
     while let Some(a) = args.next() {
         match a.as_str() {

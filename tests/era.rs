@@ -9,6 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use common::mcp::{message, post, post_with};
 use common::peers::*;
 use common::*;
 use serde_json::{json, Value};
@@ -58,26 +59,6 @@ fn logged(log: &Path) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &str) -> Response {
-    let mut req = format!(
-        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    raw(addr, req.as_bytes())
-}
-
-/// The last JSON-RPC message of an answer (JSON, or the data of the last SSE event).
-fn answer(r: &Response) -> Value {
-    let body = r.body_str();
-    let json = body.lines().rev().find_map(|l| l.strip_prefix("data: ")).map_or(body.clone(), str::to_string);
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {} {body}", r.status))
-}
-
 /// A 2026-07-28 request (a new connection each, so requests spread over the shards).
 fn modern(addr: SocketAddr, method: &str, params: Value) -> Value {
     let mut params = params;
@@ -91,7 +72,7 @@ fn modern(addr: SocketAddr, method: &str, params: Value) -> Value {
     if method == "tools/call" {
         headers.push(("mcp-name", &name));
     }
-    answer(&post(addr, &headers, &body))
+    message(&post_with(addr, "/mcp", &headers, &body))
 }
 
 fn modern_call(addr: SocketAddr, tool: &str, text: &str) -> String {
@@ -112,17 +93,17 @@ fn names(v: &Value) -> Vec<String> {
 /// A legacy (2025-11-25) session: initialize, then initialized; its id.
 fn legacy_session(addr: SocketAddr) -> String {
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"era-test","version":"1"}}}"#;
-    let r = post(addr, &[], init);
+    let r = post(addr, None, init);
     assert_eq!(r.status, 200, "{}", r.body_str());
     let sid = r.header("mcp-session-id").unwrap_or_else(|| panic!("no session: {}", r.body_str())).to_string();
-    let n = post(addr, &[("mcp-session-id", &sid)], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let n = post(addr, Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     assert_eq!(n.status, 202, "{}", n.body_str());
     sid
 }
 
 fn legacy(addr: SocketAddr, sid: &str, method: &str, params: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params}).to_string();
-    answer(&post(addr, &[("mcp-session-id", sid), ("mcp-protocol-version", "2025-11-25")], &body))
+    message(&post_with(addr, "/mcp", &[("mcp-session-id", sid), ("mcp-protocol-version", "2025-11-25")], &body))
 }
 
 fn legacy_call(addr: SocketAddr, sid: &str, tool: &str, text: &str) -> String {

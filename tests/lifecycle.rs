@@ -95,6 +95,7 @@ fn sighup_reloads_and_new_binds_start_listening() {
     std::fs::write(&gw.config, yaml).unwrap();
     gw.signal(libc::SIGHUP);
     gw.wait_line("reload applied");
+    gw.wait_line(&format!("listening bind=127.0.0.1:{second_port} address=127.0.0.1:{second_port}"));
     let r = get(format!("127.0.0.1:{second_port}").parse().unwrap(), "/");
     assert_eq!(r.body_str(), "second");
 }
@@ -224,6 +225,25 @@ fn a_config_renamed_over_the_file_is_served_even_with_the_same_size_and_mtime() 
     let (a, b) = (upstream("a"), upstream("b"));
     let (ya, yb) = same_size_configs(a.addr, b.addr);
     let gw = Gateway::start(&ya);
+    assert!(serves(&gw, "a"));
+    let mtime = std::fs::metadata(&gw.config).unwrap().modified().unwrap();
+    let tmp = gw.dir.join(".config.yaml.swp");
+    write_with_mtime(&tmp, &yb, mtime);
+    std::fs::rename(&tmp, &gw.config).unwrap();
+    wait_until("the replaced config is served", || serves(&gw, "b"));
+    gw.wait_line("reload applied trigger=file change");
+}
+
+/// `RINGGATE_CONFIG_WATCH=poll` skips inotify: the polling fallback alone serves a changed file
+/// (here one renamed over it with the same size and mtime, which only the contents tell apart).
+#[test]
+fn with_the_poll_watch_mode_a_changed_file_is_served() {
+    let (a, b) = (upstream("a"), upstream("b"));
+    let (ya, yb) = same_size_configs(a.addr, b.addr);
+    let poll = [("RINGGATE_CONFIG_WATCH", "poll"), ("RINGGATE_CONFIG_POLL_INTERVAL", "20ms")];
+    let gw = Gateway::start_env(&ya, &poll);
+    assert!(gw.wait_line("config watch: polling file=").contains("every 20ms"));
+    assert_eq!(gw.count_lines("config watch: inotify"), 0, "{:?}", gw.lines.lock().unwrap());
     assert!(serves(&gw, "a"));
     let mtime = std::fs::metadata(&gw.config).unwrap().modified().unwrap();
     let tmp = gw.dir.join(".config.yaml.swp");

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::mcp::{post_request, post_with};
 use common::peers::*;
 use common::*;
 use serde_json::{json, Value};
@@ -30,23 +31,6 @@ fn session_target(name: &str, extra: &str) -> String {
     )
 }
 
-fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &str) -> Response {
-    raw(addr, request(headers, body).as_bytes())
-}
-
-fn request(headers: &[(&str, &str)], body: &str) -> String {
-    let mut req = format!(
-        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    req
-}
-
 /// The JSON-RPC messages of a response: its JSON body, or the data of its SSE events.
 fn messages(r: &Response) -> Vec<Value> {
     let body = r.body_str();
@@ -63,8 +47,9 @@ fn answer(r: &Response) -> Value {
 }
 
 fn initialize(addr: SocketAddr, capabilities: &str) -> Result<String, Value> {
-    let r = post(
+    let r = post_with(
         addr,
+        "/mcp",
         &[],
         &format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{capabilities},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
@@ -80,7 +65,7 @@ fn initialize(addr: SocketAddr, capabilities: &str) -> Result<String, Value> {
 fn call(addr: SocketAddr, sid: &str, tool: &str) -> Value {
     let body =
         format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#);
-    answer(&post(addr, &[("mcp-session-id", sid)], &body))
+    answer(&post_with(addr, "/mcp", &[("mcp-session-id", sid)], &body))
 }
 
 fn text(v: &Value) -> String {
@@ -100,7 +85,11 @@ fn modern_call(tool: &str) -> String {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
     );
-    request(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", tool)], &body)
+    post_request(
+        "/mcp",
+        &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", tool)],
+        &body,
+    )
 }
 
 /// The gateway's log line for what a target's stderr said, waited for: the `n`th (from 0) line
@@ -139,7 +128,10 @@ fn each_session_gets_its_own_process_which_ends_with_it() {
     assert!(!alive(&pa), "DELETE ended the session's process");
     assert!(alive(&pb), "the other session's process runs on");
     assert_eq!(text(&call(addr, &b, "pid")), pb);
-    assert_eq!(post(addr, &[("mcp-session-id", &a)], r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).status, 404);
+    assert_eq!(
+        post_with(addr, "/mcp", &[("mcp-session-id", &a)], r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).status,
+        404
+    );
 
     // shutdown ends what is left, and the shared process
     gw.signal(libc::SIGTERM);
@@ -244,14 +236,14 @@ fn a_crashed_session_process_is_restarted_and_its_calls_in_flight_fail() {
     let addr = gw.addr();
     let sid = initialize(addr, r#"{"elicitation":{}}"#).unwrap();
     let s = ("mcp-session-id", sid.as_str());
-    assert_eq!(post(addr, &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
+    assert_eq!(post_with(addr, "/mcp", &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
     let mut get = get_stream(addr, &sid);
     let pid = text(&call(addr, &sid, "pid"));
 
     // a call in flight when the process dies gets a JSON-RPC error naming the target
     let body = r#"{"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"wait","arguments":{}}}"#;
     let waiting = std::thread::spawn({
-        let req = request(&[s], body);
+        let req = post_request("/mcp", &[s], body);
         move || raw(addr, req.as_bytes())
     });
     nth_line(&gw, "mcp target s: waiting ", 0);
@@ -294,8 +286,9 @@ fn a_session_process_that_keeps_crashing_is_given_up_on_alone() {
     let addr = gw.addr();
     let fine = initialize(addr, "{}").unwrap();
     // this client's name makes every process started for it exit once initialized
-    let r = post(
+    let r = post_with(
         addr,
+        "/mcp",
         &[],
         r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"crashy","version":"1"}}}"#,
     );
@@ -337,7 +330,7 @@ fn what_a_session_process_asks_and_tells_reaches_its_client() {
     let addr = gw.addr();
     let sid = initialize(addr, r#"{"elicitation":{},"roots":{"listChanged":true}}"#).unwrap();
     let s = ("mcp-session-id", sid.as_str());
-    assert_eq!(post(addr, &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
+    assert_eq!(post_with(addr, "/mcp", &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
     // the process was initialized with the client's own capabilities
     let caps: Value = serde_json::from_str(&text(&call(addr, &sid, "s_caps"))).unwrap();
     assert_eq!(caps["elicitation"], json!({}), "{caps}");
@@ -345,20 +338,24 @@ fn what_a_session_process_asks_and_tells_reaches_its_client() {
     // elicitation: the request arrives on the call's stream with a routable id; the answer,
     // POSTed on another connection (any shard), reaches the process, which then answers the call
     let body = r#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"s_ask","arguments":{}}}"#;
-    let mut stream = open(addr, &request(&[s], body));
+    let mut stream = open(addr, &post_request("/mcp", &[s], body));
     let ask = read_until(&mut stream, |v| v["method"] == "elicitation/create");
     assert_eq!(ask["params"]["message"], "your name?");
     let id = ask["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("rg~0~"), "{id}");
     let reply = json!({"jsonrpc": "2.0", "id": id, "result": {"action": "accept", "content": {"name": "Ada"}}});
-    assert_eq!(post(addr, &[s], &reply.to_string()).status, 202);
+    assert_eq!(post_with(addr, "/mcp", &[s], &reply.to_string()).status, 202);
     let done = read_until(&mut stream, |v| v["id"] == 11);
     let got: Value = serde_json::from_str(&text(&done)).unwrap();
     assert_eq!(got, json!({"action": "accept", "content": {"name": "Ada"}}));
 
     // logging during a call comes on the call's stream, prefixed by nothing but its target
-    let logged =
-        messages(&post(addr, &[s], r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"t_log"}}"#));
+    let logged = messages(&post_with(
+        addr,
+        "/mcp",
+        &[s],
+        r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"t_log"}}"#,
+    ));
     assert_eq!(logged[0]["method"], "notifications/message", "{logged:?}");
     assert!(logged[0]["params"]["data"].as_str().unwrap().starts_with("hello from "));
 
@@ -372,7 +369,7 @@ fn what_a_session_process_asks_and_tells_reaches_its_client() {
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     // the stream was attached to the processes before its head was written
     let note = r#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#;
-    assert_eq!(post(addr, &[s], note).status, 202);
+    assert_eq!(post_with(addr, "/mcp", &[s], note).status, 202);
     let seen = read_until(&mut get, |_| true);
     assert_eq!(seen["method"], "notifications/message", "{seen}");
     assert!(seen["params"]["data"].as_str().unwrap().starts_with("roots changed in "), "{seen}");
@@ -404,7 +401,7 @@ fn cancellation_reaches_stdio_targets_in_both_eras() {
         let id = 70 + n;
         let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}"}}}}"#);
         let waiting = std::thread::spawn({
-            let req = request(&[s], &body);
+            let req = post_request("/mcp", &[s], &body);
             move || raw(addr, req.as_bytes())
         });
         let line = nth_line(&gw, &format!("mcp target {target}: waiting "), 0);
@@ -412,7 +409,7 @@ fn cancellation_reaches_stdio_targets_in_both_eras() {
         let cancel = format!(
             r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"changed my mind"}}}}"#
         );
-        assert_eq!(post(addr, &[s], &cancel).status, 202);
+        assert_eq!(post_with(addr, "/mcp", &[s], &cancel).status, 202);
         nth_line(&gw, &format!("mcp target {target}: cancelled {upstream_id} changed my mind"), 0);
         // the POST does not hang on an answer the server will never send
         let r = waiting.join().unwrap();
@@ -500,7 +497,12 @@ fn the_session_cap_holds_for_sse_targets_in_per_session_mode() {
     assert_eq!(delete(addr, &a).status, 200);
     gw.wait_line("mcp target evs: session stream ended");
     let b = initialize(addr, "{}").unwrap();
-    let listed = answer(&post(addr, &[("mcp-session-id", &b)], r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#));
+    let listed = answer(&post_with(
+        addr,
+        "/mcp",
+        &[("mcp-session-id", &b)],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    ));
     assert!(listed["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()), "{listed}");
 }
 

@@ -437,3 +437,37 @@ routes:
     gw.wait_metric("ringgate_requests_total{route=\"0/api/api-only\",status=\"200\"} 1");
     gw.wait_metric("ringgate_requests_total{route=\"0/www/site\",status=\"200\"} 1");
 }
+
+/// Each of two `port: 0` entries on one address answers with its own routes, in both config
+/// forms and after a reload (which keeps each on the port it got).
+#[test]
+fn two_port_0_binds_on_one_address_each_serve_their_own_routes() {
+    let binds = |one: &str, two: &str| {
+        config(&format!(
+            "- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - policies: {{directResponse: {{body: {one}}}}}\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - policies: {{directResponse: {{body: {two}}}}}\n"
+        ))
+    };
+    let gateways = "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\ngateways:\n  one: {port: 0, bindAddress: 127.0.0.1}\n  two: {port: 0, bindAddress: 127.0.0.1}\nroutes:\n- {gateways: [one], policies: {directResponse: {body: from-one}}}\n- {gateways: [two], policies: {directResponse: {body: from-two}}}\n";
+    for (yaml, want) in
+        [(binds("first", "second"), ["first", "second"]), (gateways.to_string(), ["from-one", "from-two"])]
+    {
+        let gw = Gateway::start(&yaml);
+        assert_eq!(gw.binds.len(), 2, "{:?}", gw.lines.lock().unwrap());
+        assert_ne!(gw.binds[0], gw.binds[1]);
+        for (addr, body) in gw.binds.iter().zip(want) {
+            assert_eq!(get(*addr, "/").body_str(), body, "{addr}");
+        }
+        let listeners: serde_json::Value = serde_json::from_str(&get(gw.admin, "/listeners").body_str()).unwrap();
+        let shown: Vec<_> =
+            listeners.as_array().unwrap().iter().map(|l| l["address"].as_str().unwrap().to_string()).collect();
+        assert_eq!(shown, gw.binds.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "{listeners}");
+    }
+    // a reload keeps each entry on the port it got, and the two apart
+    let gw = Gateway::start(&binds("first", "second"));
+    std::fs::write(&gw.config, binds("third", "fourth")).unwrap();
+    gw.signal(libc::SIGHUP);
+    gw.wait_line("reload applied");
+    for (addr, body) in gw.binds.iter().zip(["third", "fourth"]) {
+        assert_eq!(get(*addr, "/").body_str(), body, "{addr}");
+    }
+}

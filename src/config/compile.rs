@@ -44,6 +44,9 @@ pub struct Snapshot {
 pub struct BindPlan {
     /// Address as configured (port may be 0).
     pub addr: SocketAddr,
+    /// The address its socket is bound to, which tells accepted connections their bind apart
+    /// from another `port: 0` on the same address; `addr` until the gateway binds it.
+    pub listen: SocketAddr,
     /// Listeners, most specific hostname first.
     pub listeners: Vec<ListenerPlan>,
     /// Whether the bind speaks TLS (its listeners are `HTTPS`, each with a config).
@@ -418,16 +421,6 @@ pub fn compile_bound(
         if let Some(&(_, _, _, first)) = clash {
             return Err(cx.err(format!("{p}.port"), format!("port {} is bound twice: by {first} and {p}", bind.port)));
         }
-        // connections find their bind by its configured address, so two `port: 0` on one address
-        // would both be served by the first (kept as it was for binds alone)
-        let twin = seen.iter().find(|s| bind.port == 0 && s.0 == 0 && s.1 == addr && (s.2 || gateway));
-        if let Some(&(_, _, _, first)) = twin {
-            let msg = format!(
-                "port 0 on {} is used twice: by {first} and {p}; give them different addresses or ports",
-                addr.ip()
-            );
-            return Err(cx.err(format!("{p}.port"), msg));
-        }
         seen.push((bind.port, addr, gateway, p));
         let mut listeners = Vec::with_capacity(bind.listeners.len());
         let https = bind.listeners.first().is_some_and(|l| l.protocol == Some(model::ListenerProtocol::Https));
@@ -455,7 +448,7 @@ pub fn compile_bound(
         }
         // exact hostnames, then longer wildcards, then catch-all
         listeners.sort_by_key(|l| std::cmp::Reverse(l.hostname.as_ref().map_or(0, |h| h.specificity() + 1)));
-        binds.push(BindPlan { addr, listeners, tls: https });
+        binds.push(BindPlan { addr, listen: addr, listeners, tls: https });
     }
     let limits = config.frontend_policies.http.clone();
     if limits.max_header_bytes < 256 {
@@ -1797,8 +1790,8 @@ policies:
             "gateways:\n  a: {port: 18082, bindAddress: 127.0.0.1}\n  b: {port: 18082, bindAddress: 127.0.0.2}\n",
         );
         assert!(e.contains("gateways.b.port: port 18082 is bound twice: by gateways.a and gateways.b"), "{e}");
-        let e = compile_err("gateways:\n  a: {port: 0}\n  b: {port: 0}\n");
-        assert!(e.contains("gateways.b.port: port 0 on 0.0.0.0 is used twice: by gateways.a and gateways.b"), "{e}");
+        // each `port: 0` gets a port of its own
+        assert!(compiled("gateways:\n  a: {port: 0}\n  b: {port: 0}\n").is_ok());
         assert!(compiled("gateways:\n  a: {port: 0}\n  b: {port: 0, bindAddress: 127.0.0.1}\n").is_ok());
         let e = compile_err("gateways:\n  a: {port: 1, bindAddress: nope}\n");
         assert!(e.contains("gateways.a.bindAddress: `nope` is not an IP address"), "{e}");

@@ -23,8 +23,9 @@ pub const DEFAULT_GATEWAY: &str = "default";
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Gateway {
-    /// TCP port (0 picks a free one; the bound port is shown at `/listeners` on the admin
-    /// server). Two gateways never share a port, even on different addresses.
+    /// TCP port (0 picks a free one, another for each such gateway or bind; the bound port is
+    /// logged and shown at `/listeners` on the admin server). Two gateways never share a port,
+    /// even on different addresses.
     pub port: u16,
     /// Address to bind (default 0.0.0.0); every listener of the gateway shares it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -330,7 +330,8 @@ impl Default for HttpLimits {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Bind {
-    /// TCP port (0 picks a free one; the bound port is shown at `/listeners` on the admin server).
+    /// TCP port (0 picks a free one, another for each such bind; the bound port is logged as
+    /// `listening bind=… address=…` and shown at `/listeners` on the admin server).
     pub port: u16,
     /// Address to bind (default 0.0.0.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -34,8 +34,44 @@ pub fn stamp(p: &Path) -> Option<Stamp> {
     Some(Stamp { ino: m.ino(), len: m.len(), mtime: m.modified().ok(), hash: h.finish() })
 }
 
-/// Between polls when inotify is unavailable.
-const POLL: Duration = Duration::from_millis(250);
+/// How the file is watched: `RINGGATE_CONFIG_WATCH` and `RINGGATE_CONFIG_POLL_INTERVAL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mode {
+    /// Poll from the start, never trying inotify: for file systems whose changes inotify does
+    /// not see (NFS, some FUSE mounts, a bind mount replaced from outside).
+    pub poll_only: bool,
+    /// Between polls, when polling.
+    pub interval: Duration,
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode { poll_only: false, interval: Duration::from_millis(250) }
+    }
+}
+
+impl Mode {
+    /// The mode from the values of `RINGGATE_CONFIG_WATCH` (`auto`, the default: inotify,
+    /// polling when it cannot start; or `poll`) and `RINGGATE_CONFIG_POLL_INTERVAL` (a duration
+    /// such as `250ms`, the default); unset or empty is the default.
+    pub fn from_env(watch: Option<&str>, interval: Option<&str>) -> Result<Mode, String> {
+        let mut m = Mode::default();
+        match watch.map(str::trim) {
+            None | Some("" | "auto") => {}
+            Some("poll") => m.poll_only = true,
+            Some(other) => return Err(format!("RINGGATE_CONFIG_WATCH must be `auto` or `poll`, not `{other}`")),
+        }
+        if let Some(v) = interval.filter(|v| !v.trim().is_empty()) {
+            let d = super::duration::parse(v).map_err(|e| format!("RINGGATE_CONFIG_POLL_INTERVAL: {e}"))?.get();
+            if d < Duration::from_millis(1) {
+                return Err(format!("RINGGATE_CONFIG_POLL_INTERVAL must be at least 1ms, not `{v}`"));
+            }
+            m.interval = d;
+        }
+        Ok(m)
+    }
+}
+
 /// A save is often several events (write, close, rename, chmod): the file is looked at once no
 /// event came for this long.
 const QUIET: Duration = Duration::from_millis(50);
@@ -45,9 +81,16 @@ const MAX_DEBOUNCE: Duration = Duration::from_millis(500);
 /// network file system, a bind mount replaced from outside) is caught, late.
 const SAFETY_POLL: Duration = Duration::from_secs(5);
 
-/// Watch `path` on a thread of its own, calling `changed` after each change of the file (compared
-/// with `baseline`, its stamp before it was first read) until `changed` returns false.
-pub fn spawn(path: PathBuf, baseline: Option<Stamp>, log: fn(&str), changed: impl FnMut() -> bool + Send + 'static) {
+/// Watch `path` on a thread of its own as `mode` says, calling `changed` after each change of the
+/// file (compared with `baseline`, its stamp before it was first read) until `changed` returns
+/// false.
+pub fn spawn(
+    path: PathBuf,
+    baseline: Option<Stamp>,
+    mode: Mode,
+    log: fn(&str),
+    changed: impl FnMut() -> bool + Send + 'static,
+) {
     let _ = std::thread::Builder::new().name("ringgate-watch".into()).spawn(move || {
         let mut changed = changed;
         let mut last = baseline;
@@ -60,12 +103,20 @@ pub fn spawn(path: PathBuf, baseline: Option<Stamp>, log: fn(&str), changed: imp
             }
             true
         };
+        let every = mode.interval;
+        if mode.poll_only {
+            log(&format!("config watch: polling file={path:?} every {every:?} (RINGGATE_CONFIG_WATCH=poll)"));
+            while look(&path) {
+                std::thread::sleep(every);
+            }
+            return;
+        }
         let inotify = match Inotify::new(&watch_dirs(&path)) {
             Ok(i) => i,
             Err(e) => {
-                log(&format!("config watch: inotify unavailable ({e}); polling file={:?} every {POLL:?}", path));
+                log(&format!("config watch: inotify unavailable ({e}); polling file={path:?} every {every:?}"));
                 while look(&path) {
-                    std::thread::sleep(POLL);
+                    std::thread::sleep(every);
                 }
                 return;
             }
@@ -85,10 +136,10 @@ pub fn spawn(path: PathBuf, baseline: Option<Stamp>, log: fn(&str), changed: imp
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    log(&format!("config watch: inotify failed ({e}); polling file={:?} every {POLL:?}", path));
+                    log(&format!("config watch: inotify failed ({e}); polling file={path:?} every {every:?}"));
                     drop(inotify);
                     while look(&path) {
-                        std::thread::sleep(POLL);
+                        std::thread::sleep(every);
                     }
                     return;
                 }
@@ -224,7 +275,7 @@ mod tests {
         let before = stamp(&f);
         let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        spawn(f.clone(), before, |_| {}, move || tx.send(()).is_ok());
+        spawn(f.clone(), before, Mode::default(), |_| {}, move || tx.send(()).is_ok());
         for i in 0..20 {
             let tmp = d.join(format!(".c.yaml.{i}"));
             std::fs::write(&tmp, "bbbb").unwrap();
@@ -234,5 +285,17 @@ mod tests {
         assert_ne!(stamp(&f), before);
         rx.recv_timeout(Duration::from_secs(10)).expect("the change was seen");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_watch_mode_comes_from_the_environment_and_bad_values_are_refused() {
+        assert_eq!(Mode::from_env(None, None), Ok(Mode::default()));
+        assert_eq!(Mode::from_env(Some("auto"), Some("")), Ok(Mode::default()));
+        let m = Mode::from_env(Some("poll"), Some("20ms")).unwrap();
+        assert_eq!(m, Mode { poll_only: true, interval: Duration::from_millis(20) });
+        let e = Mode::from_env(Some("inotify"), None).unwrap_err();
+        assert_eq!(e, "RINGGATE_CONFIG_WATCH must be `auto` or `poll`, not `inotify`");
+        assert!(Mode::from_env(None, Some("soon")).unwrap_err().starts_with("RINGGATE_CONFIG_POLL_INTERVAL: invalid"));
+        assert!(Mode::from_env(None, Some("0ms")).is_err());
     }
 }

@@ -42,7 +42,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: Sock
     // on a TLS bind, the hostname of the listener the SNI chose: requests must stay within it
     let (io, sni_listener) = {
         let state = ctx.current();
-        match state.snap.binds.iter().find(|b| b.addr == bind) {
+        match state.snap.binds.iter().find(|b| b.listen == bind) {
             Some(b) if b.tls => match handshake(&ctx, &state, b, stream, peer).await {
                 Some((s, host)) => (s, Some(host)),
                 None => return,
@@ -264,7 +264,7 @@ async fn handle(
 ) -> bool {
     let started = Instant::now();
     let snap = &state.snap;
-    let selected = snap.binds.iter().position(|b| b.addr == bind).and_then(|i| route::select(snap, i, &head));
+    let selected = snap.binds.iter().position(|b| b.listen == bind).and_then(|i| route::select(snap, i, &head));
     let route_name = selected.as_ref().map(|s| s.route.name.clone());
     let mut who = None;
     let result = match &selected {

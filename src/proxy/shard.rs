@@ -27,7 +27,7 @@ pub enum ShardMsg {
     Precommit {
         /// The new configuration.
         snapshot: Arc<Snapshot>,
-        /// This shard's sockets for binds that are new in this snapshot.
+        /// This shard's sockets for binds that are new in this snapshot, by bound address.
         listeners: Vec<(SocketAddr, std::net::TcpListener)>,
         /// Where to answer.
         ack: flume::Sender<Ack>,
@@ -141,6 +141,7 @@ pub struct ShardCtx {
     pub in_flight: Cell<usize>,
     /// Fired whenever a connection closes while draining, so drain can re-check.
     conn_closed: RefCell<Signal>,
+    /// Accept loops by bound address.
     accepting: RefCell<HashMap<SocketAddr, Signal>>,
     rng: Cell<u64>,
     /// Access log buffer.
@@ -253,7 +254,7 @@ pub async fn run(
             }
             ShardMsg::Commit { done } => {
                 if let Some(p) = ctx.pending.borrow_mut().take() {
-                    let keep: Vec<SocketAddr> = p.state.snap.binds.iter().map(|b| b.addr).collect();
+                    let keep: Vec<SocketAddr> = p.state.snap.binds.iter().map(|b| b.listen).collect();
                     ctx.log.format.set(p.state.snap.log_format);
                     ctx.log.enabled.set(p.state.snap.access_log);
                     *ctx.state.borrow_mut() = p.state;

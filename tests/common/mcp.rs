@@ -6,18 +6,31 @@ use serde_json::{json, Value};
 
 use super::{raw, Response};
 
-/// POST a JSON-RPC message to /mcp on a new connection (so SO_REUSEPORT spreads them over shards).
-pub fn post(addr: SocketAddr, session: Option<&str>, body: &str) -> Response {
+/// The text of a POST of a JSON-RPC message to `path`, with the content headers MCP asks for and
+/// `headers`: for a request sent by hand (on a kept stream, from another thread).
+pub fn post_request(path: &str, headers: &[(&str, &str)], body: &str) -> String {
     let mut req = format!(
-        "POST /mcp HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n",
+        "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n",
         body.len()
     );
-    if let Some(s) = session {
-        req.push_str(&format!("mcp-session-id: {s}\r\n"));
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
     }
     req.push_str("\r\n");
     req.push_str(body);
-    raw(addr, req.as_bytes())
+    req
+}
+
+/// POST a JSON-RPC message to `path` with `headers` on a new connection (so SO_REUSEPORT spreads
+/// them over shards).
+pub fn post_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    raw(addr, post_request(path, headers, body).as_bytes())
+}
+
+/// POST a JSON-RPC message to /mcp, in `session` if given, on a new connection.
+pub fn post(addr: SocketAddr, session: Option<&str>, body: &str) -> Response {
+    let headers: Vec<(&str, &str)> = session.map(|s| ("mcp-session-id", s)).into_iter().collect();
+    post_with(addr, "/mcp", &headers, body)
 }
 
 /// The one JSON-RPC message of an answer, whether it came as JSON or as an SSE stream.

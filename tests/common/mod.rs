@@ -60,11 +60,24 @@ impl Gateway {
     /// Start with the config file `config` already in place (a symlink, say) under `dir`, which
     /// is removed on drop.
     pub fn start_file(dir: PathBuf, config: PathBuf, args: &[&str]) -> Gateway {
+        Self::start_with(dir, config, args, &[])
+    }
+
+    /// Start with `yaml` and these environment variables set.
+    pub fn start_env(yaml: &str, envs: &[(&str, &str)]) -> Gateway {
+        let dir = tempdir();
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        Self::start_with(dir, config, &[], envs)
+    }
+
+    fn start_with(dir: PathBuf, config: PathBuf, args: &[&str], envs: &[(&str, &str)]) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
             .arg("-c")
             .arg(&config)
             .args(driver_args())
             .args(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
