@@ -4,7 +4,12 @@
 
 mod common;
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 use common::mcp::*;
 use common::peers::*;
@@ -13,8 +18,12 @@ use common::*;
 const KEY: &str = "5e55105e55105e55105e55105e55105e55105e55105e55105e55105e55105e55";
 
 fn gateway_with(settings: &str, targets: &str) -> Gateway {
+    gateway_on(2, settings, targets)
+}
+
+fn gateway_on(workers: usize, settings: &str, targets: &str) -> Gateway {
     Gateway::start(&format!(
-        "config:\n  workers: 2\n  adminAddr: 127.0.0.1:0\n{settings}binds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: demo\n            demo: {{}}\n{targets}"
+        "config:\n  workers: {workers}\n  adminAddr: 127.0.0.1:0\n{settings}binds:\n- port: 0\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: demo\n            demo: {{}}\n{targets}"
     ))
 }
 
@@ -29,6 +38,139 @@ fn start_py(port: u16) -> PeerServer {
 }
 
 const RENEWED: &str = "upstream session expired, re-initialized";
+
+/// What [`Forgetful`] shares between its connections and the test.
+#[derive(Default)]
+struct Upstreams {
+    /// Sessions it knows.
+    live: HashSet<String>,
+    /// `initialize` requests received.
+    inits: usize,
+    /// Requests refused with 404 (a session it does not know).
+    not_found: usize,
+    /// Sessions ended by DELETE.
+    deleted: Vec<String>,
+    /// While set, `initialize` is held (received, not answered).
+    hold: bool,
+}
+
+/// A stateful Streamable HTTP MCP target in this process that can forget its sessions: `tools/call`
+/// echoes `Echo: {message}`, `initialize` can be held, and everything is counted.
+struct Forgetful {
+    addr: SocketAddr,
+    st: Arc<Mutex<Upstreams>>,
+}
+
+impl Forgetful {
+    fn start() -> Forgetful {
+        let st = Arc::new(Mutex::new(Upstreams::default()));
+        let s = st.clone();
+        let addr = serve_requests(move |head, body| Some(Forgetful::answer(&s, head, body)));
+        Forgetful { addr, st }
+    }
+
+    fn answer(st: &Mutex<Upstreams>, head: &str, body: &[u8]) -> Vec<u8> {
+        let session = head_header(head, "mcp-session-id");
+        let reply = |status: &str, extra: &str, body: &str| {
+            format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        };
+        if head.starts_with("DELETE") {
+            let mut g = st.lock().unwrap();
+            if let Some(s) = session {
+                g.live.remove(&s);
+                g.deleted.push(s);
+            }
+            return reply("200 OK", "", "");
+        }
+        if head.starts_with("GET") {
+            return reply("405 Method Not Allowed", "", "");
+        }
+        let msg: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if msg["method"] == "initialize" {
+            st.lock().unwrap().inits += 1;
+            while st.lock().unwrap().hold {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let mut g = st.lock().unwrap();
+            let s = format!("up-{}", g.inits);
+            g.live.insert(s.clone());
+            let out = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"protocolVersion": msg["params"]["protocolVersion"],
+                "capabilities": {"tools": {}}, "serverInfo": {"name": "forgetful", "version": "1"}}});
+            return reply("200 OK", &format!("mcp-session-id: {s}\r\n"), &out.to_string());
+        }
+        let mut g = st.lock().unwrap();
+        if !session.is_some_and(|s| g.live.contains(&s)) {
+            g.not_found += 1;
+            return reply(
+                "404 Not Found",
+                "",
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}"#,
+            );
+        }
+        let Some(id) = msg.get("id") else { return reply("202 Accepted", "", "") };
+        let result = match msg["method"].as_str() {
+            Some("tools/call") => {
+                json!({"content": [{"type": "text", "text": format!("Echo: {}", msg["params"]["arguments"]["message"].as_str().unwrap_or(""))}]})
+            }
+            Some("tools/list") => json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}),
+            _ => json!({}),
+        };
+        reply("200 OK", "", &json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
+    }
+
+    fn target(&self) -> String {
+        format!("          - name: fx\n            mcp: {{ host: \"http://{}/mcp\" }}\n", self.addr)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Upstreams) -> R) -> R {
+        f(&mut self.st.lock().unwrap())
+    }
+}
+
+/// Concurrent calls on `sid` after `fx` forgot every session (its `initialize` held until each
+/// call was refused once); each call's answer.
+fn calls_after_forgetting(fx: &Forgetful, addrs: &[SocketAddr], sid: &str) -> Vec<Result<String, Value>> {
+    fx.with(|u| {
+        u.live.clear();
+        u.hold = true;
+        u.not_found = 0;
+    });
+    let calls: Vec<_> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| {
+            let sid = sid.to_string();
+            std::thread::spawn(move || call(addr, &sid, "fx_echo", &format!("c{i}")))
+        })
+        .collect();
+    wait_until("every call to be refused", || fx.with(|u| u.not_found) == addrs.len());
+    fx.with(|u| u.hold = false);
+    calls.into_iter().map(|c| c.join().unwrap()).collect()
+}
+
+#[test]
+fn concurrent_calls_on_a_shard_renew_a_forgotten_upstream_session_once() {
+    const N: usize = 6;
+    let fx = Forgetful::start();
+    let gw = gateway_on(1, "", &fx.target());
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    assert_eq!(call(addr, &sid, "fx_echo", "before"), Ok("Echo: before".into()));
+    // the shard's pooled upstream session and the client's own
+    let inits = fx.with(|u| u.inits);
+    let answers = calls_after_forgetting(&fx, &[addr; N], &sid);
+    for (i, a) in answers.into_iter().enumerate() {
+        assert_eq!(a, Ok(format!("Echo: c{i}")), "call {i}");
+    }
+    assert_eq!(fx.with(|u| u.inits), inits + 1, "one new upstream session for every waiting call");
+    assert_eq!(gw.count_lines(RENEWED), 1);
+    assert_eq!(call(addr, &sid, "fx_echo", "after"), Ok("Echo: after".into()));
+    assert_eq!(fx.with(|u| u.inits), inits + 1);
+}
 
 #[test]
 fn an_upstream_session_the_target_forgot_is_renewed_once_for_every_shard() {

@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 
 use super::demo;
 use super::era::{self, Era, Verdict};
+use super::flight::Join;
 use super::http_client::{self, HttpError, Post, Reply};
 use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR};
 use super::merge::{self, MODERN_VERSION};
 use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
 use super::raw::{rename_params, RawObject};
-use super::session::{Pooled, Upstream};
+use super::session::{Pooled, RenewKey, Upstream};
 use super::sse_client::{self, SessionSse, SessionSseCall, SseCall};
 use super::stdio::{SessionProc, StdioCall, SESSION_LIMIT};
 use crate::config::mcp::TargetProtocol;
@@ -384,11 +385,46 @@ impl Relay<'_> {
         r: &Renewal,
     ) -> Result<Upstream, RpcError> {
         let name = &self.plan.targets[ti].name;
-        let known = r.id.as_deref().and_then(|id| self.ctx.mcp.renewed(id, name)).filter(|u| u.s != old.s);
-        if let Some(up) = known {
-            r.fresh.borrow_mut().push(up.clone());
-            return Ok(up);
+        // a legacy HTTP+SSE session has no id of its own: its forgotten upstream session names it
+        let key: Option<RenewKey> = match (&r.id, &old.s) {
+            (Some(id), s) => Some((id.clone(), name.clone(), s.as_deref().map(Box::from))),
+            (None, Some(s)) => Some((Arc::from(""), name.clone(), Some(Box::from(s.as_str())))),
+            (None, None) => None,
+        };
+        loop {
+            let known = r.id.as_deref().and_then(|id| self.ctx.mcp.renewed(id, name)).filter(|u| u.s != old.s);
+            if let Some(up) = known {
+                r.fresh.borrow_mut().push(up.clone());
+                return Ok(up);
+            }
+            let lead = match key.as_ref().map(|k| self.ctx.mcp.renewals.join(k, 0)) {
+                Some(Join::Wait(w)) => match w.await {
+                    Some(Ok(up)) => {
+                        r.fresh.borrow_mut().push(up.clone());
+                        return Ok(up);
+                    }
+                    Some(Err(e)) => return Err(e),
+                    // the request renewing went away before it had: look again, maybe renew
+                    None => continue,
+                },
+                Some(Join::Lead(l)) => Some(l),
+                None => None,
+            };
+            let renewed = self.renew_fresh(ti, h, r).await;
+            if let Ok(up) = &renewed {
+                r.fresh.borrow_mut().push(up.clone());
+            }
+            // after every shard took it in: a waiter's client may go to another shard next
+            if let Some(l) = lead {
+                l.land(&renewed);
+            }
+            return renewed;
         }
+    }
+
+    /// Initialize a new upstream session of the client's with target `ti` and tell every shard.
+    async fn renew_fresh(&self, ti: usize, h: &HttpTargetPlan, r: &Renewal) -> Result<Upstream, RpcError> {
+        let name = &self.plan.targets[ti].name;
         let (_, up) = self.own_upstream(ti, h, &r.params, true).await?;
         eprintln!("mcp target {name}: upstream session expired, re-initialized for its client session");
         if let Some(id) = &r.id {
@@ -407,7 +443,6 @@ impl Relay<'_> {
             // a shard that does not answer in time (draining) renews on its own if it must
             let _ = monoio::time::timeout(RENEW_ACK, tell).await;
         }
-        r.fresh.borrow_mut().push(up.clone());
         Ok(up)
     }
 

@@ -119,6 +119,10 @@ pub struct ShardSessions {
     own_sse: RefCell<HashMap<String, Arc<SessionSse>>>,
     next_id: Cell<u64>,
     sweeps: Cell<u32>,
+    /// Renewals of upstream sessions in flight, by (client session id, target, forgotten
+    /// upstream session id): concurrent requests that found the same one forgotten wait for one
+    /// new upstream session instead of each making one (all but one would be left unused).
+    pub renewals: super::flight::Flights<RenewKey, Result<Upstream, super::jsonrpc::RpcError>>,
     /// Resumable SSE streams this shard produces.
     pub resume: super::resume::Streams,
     /// List pages of targets, served again until they expire or their target's list changes.
@@ -126,6 +130,10 @@ pub struct ShardSessions {
     /// What shared stdio processes and HTTP+SSE sessions send unprompted, for listen streams.
     pub hub: super::hub::Hub,
 }
+
+/// What a renewal is shared under: the client session id (empty for a legacy HTTP+SSE
+/// session), the target's name and the upstream session id it forgot.
+pub type RenewKey = (Arc<str>, Arc<str>, Option<Box<str>>);
 
 /// A legacy HTTP+SSE session, kept by the shard its stream lives on for as long as the stream is open.
 pub struct SseSession {
