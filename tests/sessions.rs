@@ -44,18 +44,21 @@ const RENEWED: &str = "upstream session expired, re-initialized";
 struct Upstreams {
     /// Sessions it knows.
     live: HashSet<String>,
-    /// `initialize` requests received.
+    /// `initialize` requests of the client's (the gateway's own pooled session aside) received,
+    /// each session named `up-{n}` after its number `n` among them.
     inits: usize,
+    /// How many of those may be answered: later ones are held until it grows.
+    gate: usize,
     /// Requests refused with 404 (a session it does not know).
     not_found: usize,
     /// Sessions ended by DELETE.
     deleted: Vec<String>,
-    /// While set, `initialize` is held (received, not answered).
-    hold: bool,
+    /// The session of each `tools/call` answered.
+    calls: Vec<String>,
 }
 
 /// A stateful Streamable HTTP MCP target in this process that can forget its sessions: `tools/call`
-/// echoes `Echo: {message}`, `initialize` can be held, and everything is counted.
+/// echoes `Echo: {message}`, a client's `initialize` can be held, and everything is counted.
 struct Forgetful {
     addr: SocketAddr,
     st: Arc<Mutex<Upstreams>>,
@@ -63,7 +66,7 @@ struct Forgetful {
 
 impl Forgetful {
     fn start() -> Forgetful {
-        let st = Arc::new(Mutex::new(Upstreams::default()));
+        let st = Arc::new(Mutex::new(Upstreams { gate: usize::MAX, ..Upstreams::default() }));
         let s = st.clone();
         let addr = serve_requests(move |head, body| Some(Forgetful::answer(&s, head, body)));
         Forgetful { addr, st }
@@ -91,13 +94,21 @@ impl Forgetful {
         }
         let msg: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         if msg["method"] == "initialize" {
-            st.lock().unwrap().inits += 1;
-            while st.lock().unwrap().hold {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            let mut g = st.lock().unwrap();
-            let s = format!("up-{}", g.inits);
-            g.live.insert(s.clone());
+            let s = if msg["params"]["clientInfo"]["name"] == "ringgate" {
+                "pooled".to_string()
+            } else {
+                let n = {
+                    let mut g = st.lock().unwrap();
+                    g.inits += 1;
+                    g.inits
+                };
+                while n > st.lock().unwrap().gate {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                // fixed width: the ids order as their numbers do
+                format!("up-{n:04}")
+            };
+            st.lock().unwrap().live.insert(s.clone());
             let out = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"protocolVersion": msg["params"]["protocolVersion"],
                 "capabilities": {"tools": {}}, "serverInfo": {"name": "forgetful", "version": "1"}}});
             return reply("200 OK", &format!("mcp-session-id: {s}\r\n"), &out.to_string());
@@ -114,6 +125,7 @@ impl Forgetful {
         let Some(id) = msg.get("id") else { return reply("202 Accepted", "", "") };
         let result = match msg["method"].as_str() {
             Some("tools/call") => {
+                g.calls.push(head_header(head, "mcp-session-id").unwrap_or_default());
                 json!({"content": [{"type": "text", "text": format!("Echo: {}", msg["params"]["arguments"]["message"].as_str().unwrap_or(""))}]})
             }
             Some("tools/list") => json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}),
@@ -131,25 +143,39 @@ impl Forgetful {
     }
 }
 
-/// Concurrent calls on `sid` after `fx` forgot every session (its `initialize` held until each
-/// call was refused once); each call's answer.
-fn calls_after_forgetting(fx: &Forgetful, addrs: &[SocketAddr], sid: &str) -> Vec<Result<String, Value>> {
+/// Forget every session and hold the client's `initialize` from now on.
+fn forget_and_hold(fx: &Forgetful) {
     fx.with(|u| {
         u.live.clear();
-        u.hold = true;
+        u.gate = u.inits;
         u.not_found = 0;
     });
-    let calls: Vec<_> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, &addr)| {
-            let sid = sid.to_string();
-            std::thread::spawn(move || call(addr, &sid, "fx_echo", &format!("c{i}")))
-        })
-        .collect();
-    wait_until("every call to be refused", || fx.with(|u| u.not_found) == addrs.len());
-    fx.with(|u| u.hold = false);
+}
+
+/// A `tools/call` of `fx_echo` with `text` on session `sid`, on a new connection, in a thread.
+fn call_in_thread(addr: SocketAddr, sid: &str, text: String) -> std::thread::JoinHandle<Result<String, Value>> {
+    let sid = sid.to_string();
+    std::thread::spawn(move || call(addr, &sid, "fx_echo", &text))
+}
+
+/// Concurrent calls on `sid` after `fx` forgot every session (its `initialize` held until each
+/// call was refused once); each call's answer.
+fn calls_after_forgetting(fx: &Forgetful, addr: SocketAddr, n: usize, sid: &str) -> Vec<Result<String, Value>> {
+    forget_and_hold(fx);
+    let calls: Vec<_> = (0..n).map(|i| call_in_thread(addr, sid, format!("c{i}"))).collect();
+    wait_until("every call to be refused", || fx.with(|u| u.not_found) == n);
+    fx.with(|u| u.gate = usize::MAX);
     calls.into_iter().map(|c| c.join().unwrap()).collect()
+}
+
+/// Connections each shard has accepted, by `ringgate_connections_total`.
+fn connections(gw: &Gateway) -> [u64; 2] {
+    let m = gw.metrics();
+    let n = |s: usize| {
+        let p = format!("ringgate_connections_total{{shard=\"{s}\"}} ");
+        m.lines().find_map(|l| l.strip_prefix(&p).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+    };
+    [n(0), n(1)]
 }
 
 #[test]
@@ -162,7 +188,7 @@ fn concurrent_calls_on_a_shard_renew_a_forgotten_upstream_session_once() {
     assert_eq!(call(addr, &sid, "fx_echo", "before"), Ok("Echo: before".into()));
     // the shard's pooled upstream session and the client's own
     let inits = fx.with(|u| u.inits);
-    let answers = calls_after_forgetting(&fx, &[addr; N], &sid);
+    let answers = calls_after_forgetting(&fx, addr, N, &sid);
     for (i, a) in answers.into_iter().enumerate() {
         assert_eq!(a, Ok(format!("Echo: c{i}")), "call {i}");
     }
@@ -170,6 +196,48 @@ fn concurrent_calls_on_a_shard_renew_a_forgotten_upstream_session_once() {
     assert_eq!(gw.count_lines(RENEWED), 1);
     assert_eq!(call(addr, &sid, "fx_echo", "after"), Ok("Echo: after".into()));
     assert_eq!(fx.with(|u| u.inits), inits + 1);
+}
+
+#[test]
+fn of_two_shards_renewing_one_forgotten_upstream_session_the_later_ends_its_own() {
+    let fx = Forgetful::start();
+    let gw = gateway_with("", &fx.target());
+    let addr = gw.addr();
+    let sid = initialize(addr);
+    assert_eq!(call(addr, &sid, "fx_echo", "before"), Ok("Echo: before".into()));
+    let inits = fx.with(|u| u.inits);
+    forget_and_hold(&fx);
+    // calls on new connections until each shard has one waiting on its own renewal
+    let base = connections(&gw);
+    let mut calls = Vec::new();
+    while connections(&gw).iter().zip(base).any(|(now, then)| *now == then) {
+        assert!(calls.len() < 64, "new connections never reached both shards");
+        let total = |c: [u64; 2]| c[0] + c[1];
+        calls.push(call_in_thread(addr, &sid, format!("c{}", calls.len())));
+        wait_until("the call's connection to be counted", || {
+            total(connections(&gw)) == total(base) + calls.len() as u64
+        });
+    }
+    wait_until("both shards to renew", || fx.with(|u| u.inits) == inits + 2);
+    // one shard's renewal is answered first, and every shard learns of it before its calls go on
+    let first = format!("up-{:04}", inits + 1);
+    fx.with(|u| u.gate = inits + 1);
+    wait_until("a call on the first renewal", || fx.with(|u| u.calls.contains(&first)));
+    fx.with(|u| u.gate = usize::MAX);
+    for (i, c) in calls.into_iter().enumerate() {
+        assert_eq!(c.join().unwrap(), Ok(format!("Echo: c{i}")), "call {i}");
+    }
+    let second = format!("up-{:04}", inits + 2);
+    assert_eq!(fx.with(|u| u.deleted.clone()), std::slice::from_ref(&second), "the later renewal was ended unused");
+    assert_eq!(gw.count_lines(RENEWED), 2);
+    // every shard uses the first from now on
+    let used = fx.with(|u| u.calls.len());
+    for i in 0..12 {
+        assert_eq!(call(addr, &sid, "fx_echo", &format!("a{i}")), Ok(format!("Echo: a{i}")));
+    }
+    assert!(fx.with(|u| u.calls[used..].iter().all(|s| *s == first)), "{:?}", fx.with(|u| u.calls.clone()));
+    assert_eq!(fx.with(|u| u.inits), inits + 2);
+    assert!(!fx.with(|u| u.calls.contains(&second)), "nobody used the ended one");
 }
 
 #[test]
