@@ -24,11 +24,14 @@ struct State {
     /// Open GET streams (chunked SSE) of upstream sessions.
     streams: Vec<TcpStream>,
     sessions: u32,
+    /// Whether `/gated` lists are answered yet (they are held until [`Fixture::open`]).
+    open: bool,
 }
 
 /// A Streamable HTTP MCP target: `initialize` gives a session, `tools/list` answers one tool
 /// named after the version, with hints by path: `/plain` none, `/public` 60 s public,
-/// `/private` 60 s private, `/ttl0` ttl 0 public.
+/// `/private` 60 s private, `/ttl0` ttl 0 public, `/gated` none but answered only once the test
+/// opens the gate.
 struct Fixture {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
@@ -64,6 +67,11 @@ impl Fixture {
         let ev = b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
         let chunk = [format!("{:x}\r\n", ev.len()).as_bytes(), ev, b"\r\n"].concat();
         st.streams.retain_mut(|s| s.write_all(&chunk).is_ok());
+    }
+
+    /// Answer the `/gated` lists held so far and from now on.
+    fn open(&self) {
+        self.state.lock().unwrap().open = true;
     }
 
     fn host(&self, path: &str) -> String {
@@ -109,8 +117,11 @@ fn serve(s: TcpStream, st: Arc<Mutex<State>>) {
                        "serverInfo": {"name": "catalog-fixture", "version": "1"}})
             }
             "tools/list" => {
-                let mut g = st.lock().unwrap();
-                *g.lists.entry(path.clone()).or_default() += 1;
+                *st.lock().unwrap().lists.entry(path.clone()).or_default() += 1;
+                while path == "/gated" && !st.lock().unwrap().open {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                let g = st.lock().unwrap();
                 let mut r = json!({"tools": [{"name": format!("v{}", g.version), "description": "the current version",
                                               "inputSchema": {"type": "object"}}]});
                 let hints = match path.as_str() {
@@ -225,6 +236,28 @@ fn a_second_list_is_served_from_the_cache_of_its_shard() {
         .map(|v| v.parse::<i64>().unwrap())
         .sum();
     assert!(bytes > 0, "{m}");
+}
+
+#[test]
+fn concurrent_misses_on_a_shard_share_one_fetch() {
+    const N: usize = 8;
+    let fx = Fixture::start();
+    // one shard: every request misses the same cache
+    let gw = Gateway::start(&config(&target("slow", &fx.host("/gated")), "").replace("workers: 2", "workers: 1"));
+    let addr = gw.addr();
+    let clients: Vec<_> = (0..N).map(|_| std::thread::spawn(move || names(&raw(addr, &modern_list())))).collect();
+    // each miss is counted before it fetches or joins the fetch in flight, which the gate holds
+    let misses = "ringgate_mcp_catalog_lookups_total{kind=\"tools\",result=\"miss\"}";
+    poll("every request to miss", || metric(&gw, misses) == N as i64);
+    fx.open();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), ["v0"]);
+    }
+    assert_eq!(fx.lists("/gated"), 1, "one fetch answered every concurrent miss");
+    assert_eq!(metric(&gw, "ringgate_mcp_catalog_coalesced_total{kind=\"tools\"}"), N as i64 - 1);
+    // and the page it fetched is cached
+    assert_eq!(names(&raw(addr, &modern_list())), ["v0"]);
+    assert_eq!(fx.lists("/gated"), 1);
 }
 
 #[test]

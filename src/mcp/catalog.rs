@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::cursor;
-use super::jsonrpc::Message;
+use super::flight::Flights;
+use super::jsonrpc::{Message, RpcError};
 use super::names::{has_scheme, Kind};
 use crate::proxy::shard::{ShardCtx, ShardMsg};
 
@@ -352,7 +353,15 @@ pub struct Key<'a> {
     pub fp: u64,
 }
 
+/// What a fetch of a page is shared under: the fields of its [`Key`], owned.
+pub type FlightKey = (Arc<str>, Arc<str>, usize, Option<Box<str>>, u64);
+
 impl Key<'_> {
+    /// The key concurrent misses of this page share one fetch under.
+    pub fn flight(&self) -> FlightKey {
+        (self.scope.clone(), self.target.clone(), kind_index(self.kind), self.cursor.map(Box::from), self.fp)
+    }
+
     fn hash(&self) -> u64 {
         let mut h = DefaultHasher::new();
         self.scope.hash(&mut h);
@@ -392,6 +401,10 @@ pub struct Catalog {
     entries: RefCell<HashMap<u64, Entry>>,
     bytes: Cell<usize>,
     tick: Cell<u64>,
+    /// Pages being fetched from targets reached through a pooled upstream, tagged with the
+    /// invalidation epoch they were fetched at: concurrent misses of one page wait for its one
+    /// fetch, and get its error too (a failing target is not asked once per waiting client).
+    pub flights: Flights<FlightKey, Result<Value, RpcError>>,
 }
 
 impl Catalog {
@@ -432,6 +445,10 @@ impl Catalog {
         max_bytes: usize,
         now: Instant,
     ) {
+        // fetched before a `list_changed`: storing it would only push out a newer fetch's page
+        if epoch != self::epoch(key.target, key.kind) {
+            return;
+        }
         let size = page.size();
         let h = key.hash();
         let mut map = self.entries.borrow_mut();
@@ -584,8 +601,11 @@ mod tests {
         cat.put(&k1, epoch(&t1, Kind::Tool), ttl, false, page(), 10 * size, now);
         assert_eq!(invalidate(&t1, "notifications/prompts/list_changed"), [Kind::Prompt]);
         assert!(cat.get(&k1, false, now).is_some(), "another kind changed");
+        let before = epoch(&t1, Kind::Tool);
         invalidate(&t1, "notifications/tools/list_changed");
         assert!(cat.get(&k1, false, now).is_none(), "list_changed");
+        cat.put(&k1, before, ttl, false, page(), 10 * size, now);
+        assert!(cat.is_empty(), "a page fetched before the list changed is not kept");
         // room for two: the least recently used goes
         let k2 = key(&scope, &t2, None);
         let k3 = key(&scope, &t2, Some("p2"));

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod cursor;
 pub mod demo;
 pub mod era;
+pub mod flight;
 pub mod http_client;
 pub mod hub;
 pub mod jsonrpc;

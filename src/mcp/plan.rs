@@ -90,6 +90,7 @@ pub enum TargetKind {
 }
 
 /// A resolved HTTP target (Streamable HTTP, or the stream of an HTTP+SSE one).
+#[derive(Clone)]
 pub struct HttpTargetPlan {
     /// `host[:port]` for the `Host` header.
     pub authority: String,

@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 
 use super::demo;
 use super::era::{self, Era, Verdict};
+use super::flight::Join;
 use super::http_client::{self, HttpError, Post, Reply};
 use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR};
 use super::merge::{self, MODERN_VERSION};
 use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
 use super::raw::{rename_params, RawObject};
-use super::session::{Pooled, Upstream};
+use super::session::{Pooled, RenewKey, Took, Upstream};
 use super::sse_client::{self, SessionSse, SessionSseCall, SseCall};
 use super::stdio::{SessionProc, StdioCall, SESSION_LIMIT};
 use crate::config::mcp::TargetProtocol;
@@ -54,6 +55,29 @@ pub struct Renewal {
 
 /// How long a shard waits for the others to take in a renewed upstream session before it goes on.
 const RENEW_ACK: Duration = Duration::from_secs(1);
+
+/// How long an upstream session that lost a renewal race (two shards renewed the same forgotten
+/// session at once, and each used its own) stays open before it is ended: the requests already
+/// sent on it finish first.
+const LOSER_GRACE: Duration = Duration::from_secs(60);
+
+/// Another shard renewed an upstream session of client session `id` in place of `from`: use it
+/// from now on. If it won over one this shard made at the same moment, ours is ended.
+pub fn renewed_elsewhere(ctx: &Rc<ShardCtx>, id: &str, up: Upstream, from: Option<String>) {
+    if let Took::Displaced(s, h) = ctx.mcp.renew(id, up, from, None) {
+        end_later(ctx, s, h);
+    }
+}
+
+/// End upstream session `s` of `h` after [`LOSER_GRACE`].
+fn end_later(ctx: &Rc<ShardCtx>, s: String, h: Rc<HttpTargetPlan>) {
+    eprintln!("mcp: another shard's renewal of an upstream session won; ending ours in {LOSER_GRACE:?}");
+    let ctx = ctx.clone();
+    monoio::spawn(async move {
+        monoio::time::sleep(LOSER_GRACE).await;
+        http_client::delete(&ctx, &h, &s, LOSER_GRACE).await;
+    });
+}
 
 /// A request in flight on one target.
 pub enum InFlight {
@@ -384,31 +408,85 @@ impl Relay<'_> {
         r: &Renewal,
     ) -> Result<Upstream, RpcError> {
         let name = &self.plan.targets[ti].name;
-        let known = r.id.as_deref().and_then(|id| self.ctx.mcp.renewed(id, name)).filter(|u| u.s != old.s);
-        if let Some(up) = known {
-            r.fresh.borrow_mut().push(up.clone());
-            return Ok(up);
+        // a legacy HTTP+SSE session has no id of its own: its forgotten upstream session names it
+        let key: Option<RenewKey> = match (&r.id, &old.s) {
+            (Some(id), s) => Some((id.clone(), name.clone(), s.as_deref().map(Box::from))),
+            (None, Some(s)) => Some((Arc::from(""), name.clone(), Some(Box::from(s.as_str())))),
+            (None, None) => None,
+        };
+        loop {
+            let known = r.id.as_deref().and_then(|id| self.ctx.mcp.renewed(id, name)).filter(|u| u.s != old.s);
+            if let Some(up) = known {
+                r.fresh.borrow_mut().push(up.clone());
+                return Ok(up);
+            }
+            let lead = match key.as_ref().map(|k| self.ctx.mcp.renewals.join(k, 0)) {
+                Some(Join::Wait(w)) => match w.await {
+                    Some(Ok(up)) => {
+                        r.fresh.borrow_mut().push(up.clone());
+                        return Ok(up);
+                    }
+                    Some(Err(e)) => return Err(e),
+                    // the request renewing went away before it had: look again, maybe renew
+                    None => continue,
+                },
+                Some(Join::Lead(l)) => Some(l),
+                None => None,
+            };
+            let renewed = self.renew_fresh(ti, h, old, r).await;
+            if let Ok(up) = &renewed {
+                r.fresh.borrow_mut().push(up.clone());
+            }
+            // after every shard took it in: a waiter's client may go to another shard next
+            if let Some(l) = lead {
+                l.land(&renewed);
+            }
+            return renewed;
         }
+    }
+
+    /// Initialize a new upstream session of the client's with target `ti` in place of `old` and
+    /// tell every shard. If another shard's renewal of `old` is known by then, the new one is
+    /// ended unused and the other one used.
+    async fn renew_fresh(
+        &self,
+        ti: usize,
+        h: &HttpTargetPlan,
+        old: &Upstream,
+        r: &Renewal,
+    ) -> Result<Upstream, RpcError> {
+        let name = &self.plan.targets[ti].name;
         let (_, up) = self.own_upstream(ti, h, &r.params, true).await?;
         eprintln!("mcp target {name}: upstream session expired, re-initialized for its client session");
-        if let Some(id) = &r.id {
-            self.ctx.mcp.renew(id, up.clone());
-            let (ack, acked) = flume::bounded(self.ctx.siblings.len());
-            let tell = async {
-                for (i, s) in self.ctx.siblings.iter().enumerate().filter(|(i, _)| *i != self.ctx.index) {
-                    let msg = ShardMsg::Renewed { id: id.clone(), up: up.clone(), ack: ack.clone() };
-                    if s.send_async(msg).await.is_err() {
-                        eprintln!("mcp: shard {i} stopped; it will renew on its own");
-                    }
+        let Some(id) = &r.id else { return Ok(up) };
+        let mine = Some(Rc::new(h.clone()));
+        match self.ctx.mcp.renew(id, up.clone(), old.s.clone(), mine) {
+            Took::Kept => {}
+            Took::Beaten(winner) => {
+                if let Some(s) = &up.s {
+                    eprintln!("mcp target {name}: another shard renewed the same upstream session; ending ours");
+                    http_client::delete(self.ctx, h, s, self.idle).await;
                 }
-                drop(ack);
-                while acked.recv_async().await.is_ok() {}
-            };
-            // a shard that does not answer in time (draining) renews on its own if it must
-            let _ = monoio::time::timeout(RENEW_ACK, tell).await;
+                return Ok(winner);
+            }
+            // not expected (a shard renews a forgotten session once), but ended like any loser
+            Took::Displaced(s, h) => end_later(self.ctx, s, h),
         }
-        r.fresh.borrow_mut().push(up.clone());
-        Ok(up)
+        let (ack, acked) = flume::bounded(self.ctx.siblings.len());
+        let tell = async {
+            for (i, s) in self.ctx.siblings.iter().enumerate().filter(|(i, _)| *i != self.ctx.index) {
+                let msg = ShardMsg::Renewed { id: id.clone(), up: up.clone(), from: old.s.clone(), ack: ack.clone() };
+                if s.send_async(msg).await.is_err() {
+                    eprintln!("mcp: shard {i} stopped; it will renew on its own");
+                }
+            }
+            drop(ack);
+            while acked.recv_async().await.is_ok() {}
+        };
+        // a shard that does not answer in time (draining) renews on its own if it must
+        let _ = monoio::time::timeout(RENEW_ACK, tell).await;
+        // another shard that renewed the same session at once may have won meanwhile
+        Ok(self.ctx.mcp.renewed(id, name).unwrap_or(up))
     }
 
     /// Send a request and wait for its result, ignoring notifications on the way.

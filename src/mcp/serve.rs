@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::access::Access;
 use super::catalog;
+use super::flight::Join;
 use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND};
 use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
@@ -1083,6 +1084,59 @@ impl Exchange<'_> {
         }
     }
 
+    /// Target `ti`'s page of `kind` at `cursor`, which this shard's cache missed: fetched and
+    /// kept if it may be. Through a pooled upstream the answer is the same for every caller, so
+    /// concurrent misses of the page share one fetch (and its error); one from after a
+    /// `list_changed` does not get a fetch from before it. A client's own upstream session
+    /// answers for that client alone: its misses fetch on their own.
+    async fn fetch_page(
+        &self,
+        ti: usize,
+        via: Via<'_>,
+        kind: Kind,
+        cursor: Option<&str>,
+        params: Option<&Value>,
+    ) -> Result<Value, RpcError> {
+        let plan = self.plan();
+        let ctx = self.relay.ctx;
+        let t = &plan.targets[ti];
+        let pooled = matches!(via, Via::Pooled);
+        let key = catalog::Key { scope: &plan.scope, target: &t.name, kind, cursor, fp: t.catalog_fp };
+        let method = kind.list_method();
+        loop {
+            let epoch = catalog::epoch(&t.name, kind);
+            let lead = if pooled {
+                match ctx.mcp.catalog.flights.join(&key.flight(), epoch) {
+                    Join::Lead(l) => Some(l),
+                    Join::Wait(w) => {
+                        ctx.registry.shards[ctx.index].mcp_catalog_coalesced[catalog::kind_index(kind)]
+                            .fetch_add(1, Relaxed);
+                        match w.await {
+                            Some(answer) => return answer,
+                            // its client left before the answer: fetch anew (or wait for whoever does)
+                            None => continue,
+                        }
+                    }
+                }
+            } else {
+                None
+            };
+            let answer = self.relay.call(ti, via, method, params).await;
+            if let Ok(page) = &answer {
+                let admitted = catalog::admit(page, t.catalog_max_age, pooled);
+                if let Some(((ttl, public), built)) = admitted.zip(catalog::Page::build(kind, page)) {
+                    let now = std::time::Instant::now();
+                    ctx.mcp.catalog.put(&key, epoch, ttl, public, built, plan.catalog_max_bytes, now);
+                }
+            }
+            // stored first: a miss right after the waiters wake finds the page
+            if let Some(l) = lead {
+                l.land(&answer);
+            }
+            return answer;
+        }
+    }
+
     /// A list request: each target's page from this shard's catalog cache where it has a good
     /// one, from the target otherwise (fanned out concurrently), merged in target order.
     async fn list(&self, kind: Kind, params: Option<Value>) -> Result<Served, RpcError> {
@@ -1104,9 +1158,7 @@ impl Exchange<'_> {
         let cache_on = !plan.resolve && plan.catalog_max_bytes > 0;
         let now = std::time::Instant::now();
         let mut hits = Vec::new();
-        // per target fetched: the invalidation epoch before the fetch and whether its upstream
-        // is shared, if its page may be kept
-        let mut fills = Vec::with_capacity(targets.len());
+        // per target asked: its params and, if its page may be kept, how to keep it
         let mut calls = Vec::with_capacity(targets.len());
         for (ti, c) in targets {
             let t = &plan.targets[ti];
@@ -1114,7 +1166,7 @@ impl Exchange<'_> {
             let pooled = matches!(via, Via::Pooled);
             if !cache_on || t.catalog_max_age.is_zero() {
                 stats[catalog::BYPASS].fetch_add(1, Relaxed);
-                calls.push((ti, with_cursor(params.clone(), c)));
+                calls.push((ti, via, with_cursor(params.clone(), c.clone()), None));
                 continue;
             }
             let key =
@@ -1126,21 +1178,18 @@ impl Exchange<'_> {
                 }
                 None => {
                     stats[catalog::MISS].fetch_add(1, Relaxed);
-                    fills.push((ti, c.clone(), catalog::epoch(&t.name, kind), pooled));
-                    calls.push((ti, with_cursor(params.clone(), c)));
+                    calls.push((ti, via, with_cursor(params.clone(), c.clone()), Some(c)));
                 }
             }
         }
-        let answers = if calls.is_empty() { Vec::new() } else { self.fanout(calls.into_iter(), method).await };
-        for (ti, c, epoch, pooled) in fills {
-            let Some((_, Ok(page))) = answers.iter().find(|(i, _)| *i == ti) else { continue };
-            let t = &plan.targets[ti];
-            let Some((ttl, public)) = catalog::admit(page, t.catalog_max_age, pooled) else { continue };
-            let Some(built) = catalog::Page::build(kind, page) else { continue };
-            let key =
-                catalog::Key { scope: &plan.scope, target: &t.name, kind, cursor: c.as_deref(), fp: t.catalog_fp };
-            ctx.mcp.catalog.put(&key, epoch, ttl, public, built, plan.catalog_max_bytes, now);
-        }
+        let fetches = calls.into_iter().map(|(ti, via, p, fill)| async move {
+            let answer = match fill {
+                None => self.relay.call(ti, via, method, p.as_ref()).await,
+                Some(c) => self.fetch_page(ti, via, kind, c.as_deref(), p.as_ref()).await,
+            };
+            (ti, answer)
+        });
+        let answers = join_all(fetches).await;
         if cache_on {
             catalog::publish(ctx);
         }

@@ -10,7 +10,7 @@ use ringgate_runtime::Signal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::plan::McpPlan;
+use super::plan::{HttpTargetPlan, McpPlan};
 use super::sse_client::{self, SessionSse, SseConn};
 use super::stdio::{self, SessionProc};
 
@@ -105,7 +105,7 @@ pub struct ShardSessions {
     seen: RefCell<HashMap<String, Instant>>,
     /// Upstream sessions renewed after their target forgot the sealed ones, by client session
     /// id: the sealed id cannot change under the client, so every shard applies these to it.
-    renewed: RefCell<HashMap<String, Vec<Upstream>>>,
+    renewed: RefCell<HashMap<String, Vec<Renewed>>>,
     /// Upstream sessions shared by stateless requests, by target endpoint.
     pooled: RefCell<HashMap<String, Rc<Pooled>>>,
     /// Legacy HTTP+SSE sessions whose stream is open on this shard, by session id.
@@ -119,6 +119,10 @@ pub struct ShardSessions {
     own_sse: RefCell<HashMap<String, Arc<SessionSse>>>,
     next_id: Cell<u64>,
     sweeps: Cell<u32>,
+    /// Renewals of upstream sessions in flight, by (client session id, target, forgotten
+    /// upstream session id): concurrent requests that found the same one forgotten wait for one
+    /// new upstream session instead of each making one (all but one would be left unused).
+    pub renewals: super::flight::Flights<RenewKey, Result<Upstream, super::jsonrpc::RpcError>>,
     /// Resumable SSE streams this shard produces.
     pub resume: super::resume::Streams,
     /// List pages of targets, served again until they expire or their target's list changes.
@@ -126,6 +130,31 @@ pub struct ShardSessions {
     /// What shared stdio processes and HTTP+SSE sessions send unprompted, for listen streams.
     pub hub: super::hub::Hub,
 }
+
+/// A renewed upstream session as a shard knows it.
+struct Renewed {
+    up: Upstream,
+    /// The upstream session id it replaced (which the target forgot).
+    from: Option<String>,
+    /// Set when this shard made it: how to end it should another shard's renewal of the same
+    /// forgotten session win.
+    mine: Option<Rc<HttpTargetPlan>>,
+}
+
+/// What became of a renewal this shard made or was told of ([`ShardSessions::renew`]).
+pub enum Took {
+    /// It is the session's upstream session from now on.
+    Kept,
+    /// Another renewal of the same forgotten session won (or it was replaced since): that one
+    /// is used instead, and this one is not.
+    Beaten(Upstream),
+    /// It won over one this shard made, which nobody should use any more: end that one.
+    Displaced(String, Rc<HttpTargetPlan>),
+}
+
+/// What a renewal is shared under: the client session id (empty for a legacy HTTP+SSE
+/// session), the target's name and the upstream session id it forgot.
+pub type RenewKey = (Arc<str>, Arc<str>, Option<Box<str>>);
 
 /// A legacy HTTP+SSE session, kept by the shard its stream lives on for as long as the stream is open.
 pub struct SseSession {
@@ -171,7 +200,7 @@ impl ShardSessions {
         let renewed = self.renewed.borrow();
         // most shards never renew anything: no lookup then
         if let Some(r) = (!renewed.is_empty()).then(|| renewed.get(id)).flatten() {
-            r.iter().for_each(|u| s.replace(u));
+            r.iter().for_each(|u| s.replace(&u.up));
         }
         drop(renewed);
         let mut seen = self.seen.borrow_mut();
@@ -205,19 +234,38 @@ impl ShardSessions {
         true
     }
 
-    /// Note that session `id` now reaches target `up.n` on a new upstream session.
-    pub fn renew(&self, id: &str, up: Upstream) {
+    /// Note that session `id` now reaches target `up.n` on upstream session `up`, which
+    /// replaced `from`; `mine` when this shard made it. Two shards that renewed the same
+    /// forgotten session at once each tell every shard: every shard keeps the same one of the
+    /// two (the lower id, whatever the order they arrive in), and the shard that made the other
+    /// learns it must end it.
+    pub fn renew(&self, id: &str, up: Upstream, from: Option<String>, mine: Option<Rc<HttpTargetPlan>>) -> Took {
         let mut r = self.renewed.borrow_mut();
         let ups = r.entry(id.to_string()).or_default();
-        match ups.iter_mut().find(|u| u.n == up.n) {
-            Some(u) => *u = up,
-            None => ups.push(up),
+        let new = Renewed { up, from, mine };
+        let Some(old) = ups.iter_mut().find(|u| u.up.n == new.up.n) else {
+            ups.push(new);
+            return Took::Kept;
+        };
+        if old.up.s == new.up.s {
+            return Took::Kept;
+        }
+        let raced = old.from == new.from;
+        // a renewal this shard knows to have been replaced already arrives late
+        let stale = old.from.is_some() && old.from == new.up.s;
+        if stale || raced && old.up.s < new.up.s {
+            return Took::Beaten(old.up.clone());
+        }
+        let was = std::mem::replace(old, new);
+        match (raced, was.mine, was.up.s) {
+            (true, Some(h), Some(s)) => Took::Displaced(s, h),
+            _ => Took::Kept,
         }
     }
 
     /// The upstream session that replaced the sealed one of session `id` with target `name`.
     pub fn renewed(&self, id: &str, name: &str) -> Option<Upstream> {
-        self.renewed.borrow().get(id)?.iter().find(|u| u.n == name).cloned()
+        self.renewed.borrow().get(id)?.iter().find(|u| u.up.n == name).map(|u| u.up.clone())
     }
 
     /// End a session on this shard.
@@ -443,7 +491,7 @@ mod tests {
         s.t.push(Upstream { n: "b".into(), s: Some("b-1".into()), v: "2025-06-18".into() });
         let id = s.seal(&p).unwrap();
         let up = Upstream { n: "a".into(), s: Some("up-2".into()), v: "2025-11-25".into() };
-        shard.renew(&id, up.clone());
+        assert!(matches!(shard.renew(&id, up.clone(), Some("a-1".into()), None), Took::Kept));
         assert_eq!(shard.renewed(&id, "a"), Some(up.clone()));
         assert_eq!(shard.renewed(&id, "b"), None);
         let admitted = shard.admit(&p, &id).unwrap();
@@ -451,11 +499,46 @@ mod tests {
         assert_eq!(admitted.target("b").and_then(|u| u.s.as_deref()), Some("b-1"), "other targets untouched");
         assert_eq!(admitted.c, s.c, "the client's params travel in the id");
         // renewed again (it expired once more): the latest wins
-        let again = Upstream { s: Some("up-3".into()), ..up };
-        shard.renew(&id, again.clone());
+        let again = Upstream { s: Some("up-3".into()), ..up.clone() };
+        assert!(matches!(shard.renew(&id, again.clone(), Some("up-2".into()), None), Took::Kept));
         assert_eq!(shard.admit(&p, &id).unwrap().target("a"), Some(&again));
+        let late = shard.renew(&id, up, Some("a-1".into()), None);
+        assert!(matches!(late, Took::Beaten(u) if u == again), "told late of the one before");
         shard.revoke(&id, p.session_ttl);
         assert_eq!(shard.renewed(&id, "a"), None);
+    }
+
+    #[test]
+    fn two_shards_renewing_one_forgotten_session_agree_and_the_loser_ends_its_own() {
+        let h = Rc::new(HttpTargetPlan {
+            authority: "t".into(),
+            path: "/mcp".into(),
+            addrs: Vec::new(),
+            credential: None,
+            tls: None,
+        });
+        let up = |s: &str| Upstream { n: "a".into(), s: Some(s.into()), v: "2025-06-18".into() };
+        let from = || Some("forgotten".to_string());
+        // shard x made up-1, shard y up-2, from the same forgotten session; each hears of the
+        // other's after keeping its own
+        let (x, y) = (ShardSessions::default(), ShardSessions::default());
+        assert!(matches!(x.renew("c", up("up-1"), from(), Some(h.clone())), Took::Kept));
+        assert!(matches!(y.renew("c", up("up-2"), from(), Some(h.clone())), Took::Kept));
+        assert!(matches!(x.renew("c", up("up-2"), from(), None), Took::Beaten(u) if u == up("up-1")));
+        assert!(matches!(y.renew("c", up("up-1"), from(), None), Took::Displaced(s, _) if s == "up-2"));
+        // a third shard hears of both, in either order: the same one
+        for order in [["up-1", "up-2"], ["up-2", "up-1"]] {
+            let z = ShardSessions::default();
+            for s in order {
+                z.renew("c", up(s), from(), None);
+            }
+            assert_eq!(z.renewed("c", "a"), Some(up("up-1")));
+        }
+        assert_eq!((x.renewed("c", "a"), y.renewed("c", "a")), (Some(up("up-1")), Some(up("up-1"))));
+        // made after hearing of the winner: the new one is beaten before anyone used it
+        let w = ShardSessions::default();
+        w.renew("c", up("up-1"), from(), None);
+        assert!(matches!(w.renew("c", up("up-3"), from(), Some(h)), Took::Beaten(u) if u == up("up-1")));
     }
 
     #[test]

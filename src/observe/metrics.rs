@@ -56,6 +56,9 @@ pub const RESUME_RESULTS: [&str; 3] = ["resumed", "unknown", "gap"];
 /// MCP list pages looked up in the catalog cache, by kind (`tools`, `prompts`, `resources`,
 /// `resource_templates`) and result (`hit`, `miss`, `bypass`): one per target of each list.
 pub const MCP_CATALOG_LOOKUPS_TOTAL: &str = "ringgate_mcp_catalog_lookups_total";
+/// Catalog cache misses that waited for the same page's fetch already in flight on their
+/// shard instead of asking the target, by kind.
+pub const MCP_CATALOG_COALESCED_TOTAL: &str = "ringgate_mcp_catalog_coalesced_total";
 /// Bytes of MCP list pages held in the catalog cache, by shard.
 pub const MCP_CATALOG_BYTES: &str = "ringgate_mcp_catalog_bytes";
 /// Crashed per-session stdio processes, by target and result (`restarted`, `gave_up`).
@@ -264,6 +267,8 @@ pub struct ShardStats {
     pub mcp_replayed: AtomicU64,
     /// Catalog cache lookups, by kind and result (`mcp::catalog::KINDS` × `RESULTS`).
     pub mcp_catalog_lookups: [[AtomicU64; crate::mcp::catalog::RESULTS.len()]; crate::mcp::catalog::KINDS.len()],
+    /// Catalog cache misses that shared a fetch in flight, by kind (`mcp::catalog::KINDS`).
+    pub mcp_catalog_coalesced: [AtomicU64; crate::mcp::catalog::KINDS.len()],
     /// Bytes in this shard's catalog cache.
     pub mcp_catalog_bytes: AtomicI64,
     /// `subscriptions/listen` streams open on this shard.
@@ -288,6 +293,7 @@ impl Default for ShardStats {
             mcp_resumes: Default::default(),
             mcp_replayed: AtomicU64::new(0),
             mcp_catalog_lookups: Default::default(),
+            mcp_catalog_coalesced: Default::default(),
             mcp_catalog_bytes: AtomicI64::new(0),
             mcp_listen_streams: AtomicI64::new(0),
         }
@@ -484,6 +490,16 @@ impl Registry {
                 let n: u64 = self.shards.iter().map(|s| s.mcp_catalog_lookups[k][r].load(Relaxed)).sum();
                 let _ = writeln!(out, "{MCP_CATALOG_LOOKUPS_TOTAL}{{kind=\"{kind}\",result=\"{res}\"}} {n}");
             }
+        }
+        header(
+            &mut out,
+            MCP_CATALOG_COALESCED_TOTAL,
+            "counter",
+            "MCP catalog cache misses that shared a fetch already in flight.",
+        );
+        for (k, kind) in crate::mcp::catalog::KINDS.iter().enumerate() {
+            let n: u64 = self.shards.iter().map(|s| s.mcp_catalog_coalesced[k].load(Relaxed)).sum();
+            let _ = writeln!(out, "{MCP_CATALOG_COALESCED_TOTAL}{{kind=\"{kind}\"}} {n}");
         }
         header(&mut out, MCP_CATALOG_BYTES, "gauge", "Bytes of MCP list pages in the catalog cache, by shard.");
         for (i, s) in self.shards.iter().enumerate() {

@@ -70,6 +70,8 @@ pub enum ShardMsg {
         id: Arc<str>,
         /// The target's new upstream session.
         up: crate::mcp::session::Upstream,
+        /// The upstream session id it replaced (another shard may have replaced it at once).
+        from: Option<String>,
         /// Where to answer.
         ack: flume::Sender<()>,
     },
@@ -283,8 +285,8 @@ pub async fn run(
                 let _ = reply.try_send(ctx.mcp.last_seen(&id));
             }
             ShardMsg::CatalogChanged { target, kinds } => crate::mcp::catalog::forget(&ctx, &target, kinds),
-            ShardMsg::Renewed { id, up, ack } => {
-                ctx.mcp.renew(&id, up);
+            ShardMsg::Renewed { id, up, from, ack } => {
+                crate::mcp::relay::renewed_elsewhere(&ctx, &id, up, from);
                 let _ = ack.try_send(());
             }
             ShardMsg::SseMessage { id, plan, msg, ack } => {
