@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use common::mcp::{message, post, post_with};
+use common::mcp::{message, modern, modern_call, post, post_with};
 use common::peers::*;
 use common::*;
 use serde_json::{json, Value};
@@ -57,27 +57,6 @@ fn log_file(dir: &Path, name: &str) -> PathBuf {
 fn logged(log: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-/// A 2026-07-28 request (a new connection each, so requests spread over the shards).
-fn modern(addr: SocketAddr, method: &str, params: Value) -> Value {
-    let mut params = params;
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-    });
-    let name = params.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)];
-    if method == "tools/call" {
-        headers.push(("mcp-name", &name));
-    }
-    message(&post_with(addr, "/mcp", &headers, &body))
-}
-
-fn modern_call(addr: SocketAddr, tool: &str, text: &str) -> String {
-    let v = modern(addr, "tools/call", json!({"name": tool, "arguments": {"message": text}}));
-    v["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{tool}: {v}")).to_string()
 }
 
 fn modern_tools(addr: SocketAddr) -> Vec<String> {

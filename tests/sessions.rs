@@ -51,6 +51,10 @@ struct Upstreams {
     gate: usize,
     /// Requests refused with 404 (a session it does not know).
     not_found: usize,
+    /// `initialize` requests of the gateway's own pooled session received.
+    pooled_inits: usize,
+    /// Whether those are held.
+    hold_pooled: bool,
     /// Sessions ended by DELETE.
     deleted: Vec<String>,
     /// The session of each `tools/call` answered.
@@ -95,6 +99,10 @@ impl Forgetful {
         let msg: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         if msg["method"] == "initialize" {
             let s = if msg["params"]["clientInfo"]["name"] == "ringgate" {
+                st.lock().unwrap().pooled_inits += 1;
+                while st.lock().unwrap().hold_pooled {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
                 "pooled".to_string()
             } else {
                 let n = {
@@ -168,6 +176,13 @@ fn calls_after_forgetting(fx: &Forgetful, addr: SocketAddr, n: usize, sid: &str)
     calls.into_iter().map(|c| c.join().unwrap()).collect()
 }
 
+/// Requests shard 0 is serving, by `ringgate_active_requests`.
+fn active_requests(gw: &Gateway) -> u64 {
+    let m = gw.metrics();
+    let p = "ringgate_active_requests{shard=\"0\"} ";
+    m.lines().find_map(|l| l.strip_prefix(p).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+}
+
 /// Connections each shard has accepted, by `ringgate_connections_total`.
 fn connections(gw: &Gateway) -> [u64; 2] {
     let m = gw.metrics();
@@ -196,6 +211,26 @@ fn concurrent_calls_on_a_shard_renew_a_forgotten_upstream_session_once() {
     assert_eq!(gw.count_lines(RENEWED), 1);
     assert_eq!(call(addr, &sid, "fx_echo", "after"), Ok("Echo: after".into()));
     assert_eq!(fx.with(|u| u.inits), inits + 1);
+}
+
+#[test]
+fn concurrent_first_requests_on_a_shard_set_up_one_pooled_upstream_session() {
+    const N: usize = 6;
+    let fx = Forgetful::start();
+    fx.with(|u| u.hold_pooled = true);
+    let gw = gateway_on(1, "", &fx.target());
+    let addr = gw.addr();
+    // 2026-07-28 clients share the shard's pooled session with a legacy target
+    let calls: Vec<_> =
+        (0..N).map(|i| std::thread::spawn(move || modern_call(addr, "fx_echo", &format!("c{i}")))).collect();
+    wait_until("every request to be in the gateway", || active_requests(&gw) == N as u64);
+    fx.with(|u| u.hold_pooled = false);
+    for (i, c) in calls.into_iter().enumerate() {
+        assert_eq!(c.join().unwrap(), format!("Echo: c{i}"));
+    }
+    assert_eq!(fx.with(|u| u.pooled_inits), 1, "one pooled upstream session for all of them");
+    assert_eq!(modern_call(addr, "fx_echo", "after"), "Echo: after");
+    assert_eq!(fx.with(|u| u.pooled_inits), 1);
 }
 
 #[test]

@@ -699,9 +699,27 @@ impl Relay<'_> {
     /// configured) and, for a legacy target, a shared upstream session.
     async fn pooled_session(&self, ti: usize, h: &HttpTargetPlan) -> Result<Rc<Pooled>, RpcError> {
         let key = pool_key(h);
-        if let Some(p) = self.ctx.mcp.pooled(&key) {
-            return Ok(p);
+        loop {
+            if let Some(p) = self.ctx.mcp.pooled(&key) {
+                return Ok(p);
+            }
+            // concurrent first requests set up one session, not one each (the others would leak)
+            match self.ctx.mcp.pooled_setups.join(&key, 0) {
+                Join::Lead(lead) => {
+                    let set_up = self.set_up_pooled(ti, h, &key).await;
+                    lead.land(&set_up);
+                    return set_up;
+                }
+                Join::Wait(w) => {
+                    if let Some(set_up) = w.await {
+                        return set_up;
+                    }
+                }
+            }
         }
+    }
+
+    async fn set_up_pooled(&self, ti: usize, h: &HttpTargetPlan, key: &str) -> Result<Rc<Pooled>, RpcError> {
         let t = &self.plan.targets[ti];
         let discovered = match t.protocol {
             TargetProtocol::Legacy => None,
@@ -728,7 +746,7 @@ impl Relay<'_> {
             }
         };
         let p = Rc::new(p);
-        self.ctx.mcp.set_pooled(&key, Some(p.clone()));
+        self.ctx.mcp.set_pooled(key, Some(p.clone()));
         Ok(p)
     }
 

@@ -123,6 +123,8 @@ pub struct ShardSessions {
     /// upstream session id): concurrent requests that found the same one forgotten wait for one
     /// new upstream session instead of each making one (all but one would be left unused).
     pub renewals: super::flight::Flights<RenewKey, Result<Upstream, super::jsonrpc::RpcError>>,
+    /// Set-ups of this shard's pooled way to an HTTP target in flight, by pool key.
+    pub pooled_setups: super::flight::Flights<String, Result<Rc<Pooled>, super::jsonrpc::RpcError>>,
     /// Resumable SSE streams this shard produces.
     pub resume: super::resume::Streams,
     /// List pages of targets, served again until they expire or their target's list changes.

@@ -17,6 +17,8 @@ pub const REQUEST_ERRORS_TOTAL: &str = "ringgate_request_errors_total";
 pub const UPSTREAM_RETRIES_TOTAL: &str = "ringgate_upstream_retries_total";
 /// Open client connections, by shard.
 pub const ACTIVE_CONNECTIONS: &str = "ringgate_active_connections";
+/// Requests being served (head received, response not finished), by shard; open streams count.
+pub const ACTIVE_REQUESTS: &str = "ringgate_active_requests";
 /// Pooled upstream connections found closed by the upstream, by what found them
 /// ([`STALE_FOUND_BY`]).
 pub const UPSTREAM_STALE_TOTAL: &str = "ringgate_upstream_stale_connections_total";
@@ -239,6 +241,8 @@ impl RouteStats {
 pub struct ShardStats {
     /// Open client connections.
     pub active_connections: AtomicI64,
+    /// Requests being served.
+    pub active_requests: AtomicI64,
     /// Accepted client connections.
     pub connections_total: AtomicU64,
     /// Connections refused over the limit.
@@ -279,6 +283,7 @@ impl Default for ShardStats {
     fn default() -> Self {
         ShardStats {
             active_connections: AtomicI64::new(0),
+            active_requests: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
             connections_rejected: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
@@ -431,6 +436,10 @@ impl Registry {
         header(&mut out, ACTIVE_CONNECTIONS, "gauge", "Open client connections, by shard.");
         for (i, s) in self.shards.iter().enumerate() {
             let _ = writeln!(out, "{ACTIVE_CONNECTIONS}{{shard=\"{i}\"}} {}", s.active_connections.load(Relaxed));
+        }
+        header(&mut out, ACTIVE_REQUESTS, "gauge", "Requests being served, by shard.");
+        for (i, s) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "{ACTIVE_REQUESTS}{{shard=\"{i}\"}} {}", s.active_requests.load(Relaxed));
         }
         header(&mut out, CONNECTIONS_TOTAL, "counter", "Client connections accepted, by shard.");
         for (i, s) in self.shards.iter().enumerate() {

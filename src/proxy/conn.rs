@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -96,7 +97,10 @@ async fn requests(
         let state = ctx.current();
         ringgate_runtime::spin::touch();
         ctx.in_flight.set(ctx.in_flight.get() + 1);
+        let stats = &ctx.registry.shards[ctx.index];
+        stats.active_requests.fetch_add(1, Relaxed);
         let keep = handle(ctx, &state, client, head, peer, bind, sni_listener).await;
+        stats.active_requests.fetch_sub(1, Relaxed);
         ctx.in_flight.set(ctx.in_flight.get() - 1);
         if !keep || ctx.draining.is_fired() {
             return;

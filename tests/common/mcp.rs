@@ -43,6 +43,28 @@ pub fn message(r: &Response) -> Value {
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// A 2026-07-28 request (a new connection each, so requests spread over the shards).
+pub fn modern(addr: SocketAddr, method: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let name = params.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)];
+    if method == "tools/call" {
+        headers.push(("mcp-name", &name));
+    }
+    message(&post_with(addr, "/mcp", &headers, &body))
+}
+
+/// A 2026-07-28 `tools/call` of `tool` with a message; the answer's text.
+pub fn modern_call(addr: SocketAddr, tool: &str, text: &str) -> String {
+    let v = modern(addr, "tools/call", json!({"name": tool, "arguments": {"message": text}}));
+    v["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{tool}: {v}")).to_string()
+}
+
 /// Initialize a session (and send `initialized`); returns its id.
 pub fn initialize(addr: SocketAddr) -> String {
     let r = post(
