@@ -273,3 +273,34 @@ fn protocol_fixes_the_era_without_probing() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("protocol"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+/// A legacy client cannot read a 2026-07-28 target's `input_required`: the gateway asks it the
+/// target's questions as server→client requests on the call's stream and retries with its
+/// answers (`inputResponses`, the echoed `requestState`, a new id), round after round; what the
+/// client did not declare it can answer is a -32021 error naming the target.
+#[test]
+fn a_legacy_client_answers_a_modern_only_targets_input_requests() {
+    let dir = tempdir();
+    let log = log_file(&dir, "mrtr");
+    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
+    let gw = gateway(&target("modern", port, ""));
+    let url = format!("http://{}/mcp", gw.addr());
+
+    let content = r#"{"name":"Ada","colour":"teal"}"#;
+    let v = py_ok(&url, "legacy", &["elicit", "modern_ask_name", "{}", content]);
+    assert_eq!(v["protocol"], "2025-11-25", "{v}");
+    assert_eq!(v["elicitations"], json!(["What is your name?", "What is your favourite colour?"]), "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "Ada likes teal", "{v}");
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    // three rounds reached the target, each as a 2026-07-28 request, the retries under new ids
+    let calls: Vec<_> = logged(&log).into_iter().filter(|l| l["method"] == "tools/call").collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(calls.iter().all(|l| l["version"] == "2026-07-28" && l["status"] == 200), "{calls:?}");
+
+    // the elicit client declares elicitation, not sampling
+    let (v, code) = py_client(&url, "legacy", &["elicit", "modern_ask_llm", "{}", "{}"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["error"]["code"], -32021, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("`modern`") && msg.contains("sampling"), "{v}");
+}

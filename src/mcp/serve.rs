@@ -19,7 +19,7 @@ use super::raw::RawObject;
 use super::relay::{InFlight, Relay, Renewal, Via};
 use super::resume::{self, Resumable};
 use super::session::{now_secs, Refused, Sealed, SseSession, Upstream};
-use super::{cursor, legacy_sse, sse, subscriptions};
+use super::{cursor, legacy_sse, mrtr, sse, subscriptions};
 use crate::config::compile::PolicyPlan;
 use crate::config::model::HttpLimits;
 use crate::error::{McpReject, ProxyError};
@@ -34,6 +34,9 @@ use crate::proxy::upstream;
 /// How long a target may stay silent while the gateway waits on it.
 pub(super) const TARGET_IDLE: Duration = Duration::from_secs(300);
 const SERVER_NAME: &str = "ringgate";
+/// How long a bridged `input_required` waits for the client's answer to one question (a person
+/// may be filling in a form).
+const ASK_WAIT: Duration = TARGET_IDLE;
 /// `_meta` keys of the 2026-07-28 era, which legacy upstream sessions must not see.
 const MODERN_META_PREFIX: &str = "io.modelcontextprotocol/";
 /// Prefix of the ids the gateway gives server→client requests, to route the client's answer.
@@ -1238,8 +1241,103 @@ impl Exchange<'_> {
         Ok(Served::Text(w.finish(if self.modern { MODERN_LIST_MEMBERS.as_bytes() } else { b"" })))
     }
 
-    /// Forward a request to its one owning target, relaying what it sends before its answer.
+    /// Forward a request to its one owning target, relaying what it sends before its answer. A
+    /// legacy client cannot read a 2026-07-28 target's `input_required`: the gateway asks it
+    /// the target's questions itself and retries with its answers ([`Exchange::bridge`]).
     async fn forward(
+        &mut self,
+        ti: usize,
+        id: &Value,
+        method: &str,
+        params: Outgoing,
+    ) -> Result<Result<Served, RpcError>, Failed> {
+        let declared = match self.bridges(ti) {
+            Some(declared) => declared,
+            None => return self.forward_once(ti, id, method, params).await,
+        };
+        // the target asks only what it is told the client can answer
+        let params = mrtr::with_capabilities(params.tree(false), &declared);
+        let first = self.forward_once(ti, id, method, Outgoing::Tree(Some(params.clone()))).await?;
+        self.bridge(ti, id, method, params, &declared, first).await
+    }
+
+    /// What the client declared it can answer (its `initialize` capabilities), when a request
+    /// to target `ti` may come back `input_required` for a legacy client to be asked: the
+    /// client's session speaks to the target in 2026-07-28.
+    fn bridges(&self, ti: usize) -> Option<Value> {
+        if self.modern || !self.is_http(ti) {
+            return None;
+        }
+        let s = self.session.as_ref()?;
+        s.target(&self.plan().targets[ti].name).filter(|u| u.v == MODERN_VERSION)?;
+        Some(s.c.as_ref().and_then(|c| c.get("capabilities")).cloned().unwrap_or_else(|| json!({})))
+    }
+
+    /// Answer `input_required` rounds for a legacy client: each input request goes to it on
+    /// this request's stream as a server→client request with an id of the gateway's, and with
+    /// its answers the original request goes to the target again (a new id, `inputResponses`,
+    /// the echoed `requestState`), until the target completes or [`mrtr::MAX_ROUNDS`] pass.
+    async fn bridge(
+        &mut self,
+        ti: usize,
+        id: &Value,
+        method: &str,
+        mut params: Value,
+        declared: &Value,
+        mut answer: Result<Served, RpcError>,
+    ) -> Result<Result<Served, RpcError>, Failed> {
+        let target = self.plan().targets[ti].name.clone();
+        let Some(sid) = self.sid.map(str::to_string) else { return Ok(answer) };
+        for round in 1..=mrtr::MAX_ROUNDS + 1 {
+            let result = match &answer {
+                Ok(Served::Tree(r)) if mrtr::is_input_required(r) => r,
+                _ => return Ok(answer),
+            };
+            if round > mrtr::MAX_ROUNDS {
+                let why = format!("target `{target}` still asked for input after {} rounds", mrtr::MAX_ROUNDS);
+                return Ok(Err(RpcError::new(INTERNAL_ERROR, why)));
+            }
+            let asked = match mrtr::parse(result, &target) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            if let Some(e) = mrtr::missing_capability(&asked, Some(declared), &target) {
+                return Ok(Err(e));
+            }
+            // the previous round's answer is read; its connection goes back to the pool
+            if let Some(t) = self.tail.take() {
+                t.close(&self.relay).await;
+            }
+            // every question goes out before any answer is awaited: a client may answer in any order
+            let mut pending = Vec::with_capacity(asked.asks.len());
+            for ask in &asked.asks {
+                let p = mrtr::Pending::new(&sid);
+                self.out.event(&jsonrpc::request(&p.id(), &ask.method, ask.params.as_ref())).await?;
+                pending.push(p);
+            }
+            let mut responses = serde_json::Map::new();
+            for (ask, p) in asked.asks.iter().zip(&pending) {
+                let msg = match monoio::time::timeout(ASK_WAIT, p.rx.recv_async()).await {
+                    Ok(Ok(msg)) => msg,
+                    _ => {
+                        let why = format!("the client did not answer `{}` for target `{target}` in time", ask.method);
+                        return Ok(Err(RpcError::new(INTERNAL_ERROR, why)));
+                    }
+                };
+                match mrtr::answer(msg, ask, &target) {
+                    Ok(v) => responses.insert(ask.key.clone(), v),
+                    Err(e) => return Ok(Err(e)),
+                };
+            }
+            params = mrtr::retry_params(Some(&params), responses, asked.state);
+            let retry = mrtr::retry_id(id, round);
+            answer = self.forward_once(ti, &retry, method, Outgoing::Tree(Some(params.clone()))).await?;
+        }
+        Ok(answer)
+    }
+
+    /// [`Exchange::forward`] of one request as it is.
+    async fn forward_once(
         &mut self,
         ti: usize,
         id: &Value,
@@ -1376,6 +1474,15 @@ impl Exchange<'_> {
 
     /// A client's answer to a relayed server→client request: back to the target that asked.
     async fn client_answer(&self, msg: Message) -> Result<(), Failed> {
+        if mrtr::is_ask_id(&msg) {
+            // one of the gateway's own questions (a bridged `input_required`): to the request
+            // waiting for it, wherever it runs
+            let sid = self.sid.unwrap_or_default();
+            if !mrtr::deliver(sid, msg) {
+                return Err(McpReject::InvalidRequest("response to an unknown request id".into()).into());
+            }
+            return Ok(());
+        }
         let (ti, up, body) = route_answer(self.plan(), self.session.as_ref(), msg)?;
         self.relay.post_message(ti, &up, &body).await;
         Ok(())

@@ -7,7 +7,9 @@ each scenario's description says which tool, prompt or resource it calls and wha
 tools test_simple_text, test_image_content, test_audio_content, test_embedded_resource,
 test_multiple_content_types, test_tool_with_logging, test_tool_with_progress,
 test_error_handling, test_sampling, test_elicitation, test_elicitation_sep1034_defaults,
-test_elicitation_sep1330_enums, json_schema_2020_12_tool; resources test://static-text,
+test_elicitation_sep1330_enums, json_schema_2020_12_tool, the 2026-07-28 multi-round-trip
+tools test_input_required_result_{elicitation,sampling,list_roots,request_state,tampered_state,
+multiple_inputs,multi_round,capabilities} and prompt test_input_required_result_prompt; resources test://static-text,
 test://static-binary, test://template/{id}/data, test://watched-resource; prompts
 test_simple_prompt, test_prompt_with_arguments, test_prompt_with_embedded_resource,
 test_prompt_with_image; completions. Streamable HTTP with legacy sessions at /mcp, 127.0.0.1.
@@ -211,6 +213,146 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
 @mcp.tool(name="json_schema_2020_12_tool", description="Tool with JSON Schema 2020-12 features")
 def json_schema_tool(name: str = "") -> str:
     return f"ok {name}"
+
+
+# 2026-07-28 multi-round-trip requests (SEP-2322): a tool answers `input_required` until the
+# client's retry carries the answers it asked for. The SDK seals `requestState` (AES-GCM, a
+# key of this process) and rejects a tampered echo before the tool runs.
+NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+
+def elicit_request(message: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"method": "elicitation/create", "params": {"message": message, "requestedSchema": schema}}
+
+
+def sample_request(prompt: str, max_tokens: int) -> dict[str, Any]:
+    message = {"role": "user", "content": {"type": "text", "text": prompt}}
+    return {"method": "sampling/createMessage", "params": {"messages": [message], "maxTokens": max_tokens}}
+
+
+ROOTS_REQUEST = {"method": "roots/list", "params": {}}
+
+
+def input_required(requests: dict[str, Any], state: str | None = None) -> types.InputRequiredResult:
+    body: dict[str, Any] = {"inputRequests": requests}
+    if state is not None:
+        body["requestState"] = state
+    return types.InputRequiredResult.model_validate(body)
+
+
+def answers(ctx: Context, *keys: str) -> dict[str, Any] | None:
+    """The client's answers to `keys`, or None while one is missing (it is asked again)."""
+    got = ctx.input_responses or {}
+    return {k: got[k] for k in keys} if all(k in got for k in keys) else None
+
+
+def said(answer: Any) -> str:
+    """What an answer says, whichever kind it is (elicitation, sampling, roots)."""
+    if isinstance(answer, types.ElicitResult):
+        return json.dumps(answer.content or {}, sort_keys=True)
+    if isinstance(answer, types.ListRootsResult):
+        return ", ".join(str(r.uri) for r in answer.roots)
+    return str(getattr(getattr(answer, "content", None), "text", answer))
+
+
+Mrtr = types.CallToolResult | types.InputRequiredResult
+
+
+@mcp.tool(description="Asks the user's name (input_required), then greets them")
+def test_input_required_result_elicitation(ctx: Context) -> Mrtr:
+    got = answers(ctx, "user_name")
+    if got is None:
+        return input_required({"user_name": elicit_request("What is your name?", NAME_SCHEMA)})
+    answer = got["user_name"]
+    name = (answer.content or {}).get("name", "stranger") if isinstance(answer, types.ElicitResult) else "stranger"
+    return types.CallToolResult(content=[text(f"Hello, {name}!")])
+
+
+@mcp.tool(description="Asks the client's LLM (input_required), then reports its answer")
+def test_input_required_result_sampling(ctx: Context) -> Mrtr:
+    got = answers(ctx, "capital_question")
+    if got is None:
+        return input_required({"capital_question": sample_request("What is the capital of France?", 100)})
+    return types.CallToolResult(content=[text(f"LLM said: {said(got['capital_question'])}")])
+
+
+@mcp.tool(description="Asks the client's roots (input_required), then lists them")
+def test_input_required_result_list_roots(ctx: Context) -> Mrtr:
+    got = answers(ctx, "client_roots")
+    if got is None:
+        return input_required({"client_roots": ROOTS_REQUEST})
+    return types.CallToolResult(content=[text(f"Roots: {said(got['client_roots'])}")])
+
+
+CONFIRM = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+def confirmed(ctx: Context, state: str) -> Mrtr:
+    """Ask for a confirmation with `state`; complete once it comes back with that same state."""
+    if answers(ctx, "confirm") is None or ctx.request_state != state:
+        return input_required({"confirm": elicit_request("Please confirm", CONFIRM)}, state)
+    return types.CallToolResult(content=[text(f"state-ok: {said(ctx.input_responses['confirm'])}")])
+
+
+@mcp.tool(description="input_required with a requestState that must come back")
+def test_input_required_result_request_state(ctx: Context) -> Mrtr:
+    return confirmed(ctx, "awaiting-confirmation")
+
+
+@mcp.tool(description="input_required with a sealed requestState; a tampered echo is an error")
+def test_input_required_result_tampered_state(ctx: Context) -> Mrtr:
+    return confirmed(ctx, "awaiting-untampered-confirmation")
+
+
+@mcp.tool(description="Asks for a name, a greeting and the roots at once")
+def test_input_required_result_multiple_inputs(ctx: Context) -> Mrtr:
+    got = answers(ctx, "user_name", "greeting", "client_roots")
+    if got is None or ctx.request_state != "all-three":
+        requests = {
+            "user_name": elicit_request("What is your name?", NAME_SCHEMA),
+            "greeting": sample_request("Generate a greeting", 50),
+            "client_roots": ROOTS_REQUEST,
+        }
+        return input_required(requests, "all-three")
+    return types.CallToolResult(content=[text(" | ".join(said(got[k]) for k in sorted(got)))])
+
+
+@mcp.tool(description="Two rounds of questions, the state changing between them")
+def test_input_required_result_multi_round(ctx: Context) -> Mrtr:
+    state = ctx.request_state or ""
+    step1, step2 = answers(ctx, "step1"), answers(ctx, "step2")
+    if state.startswith("round-2:") and step2 is not None:
+        return types.CallToolResult(content=[text(f"{state[len('round-2:'):]} likes {said(step2['step2'])}")])
+    if state == "round-1" and step1 is not None:
+        color = {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}
+        ask = elicit_request("Step 2: What is your favorite color?", color)
+        return input_required({"step2": ask}, f"round-2:{said(step1['step1'])}")
+    return input_required({"step1": elicit_request("Step 1: What is your name?", NAME_SCHEMA)}, "round-1")
+
+
+@mcp.tool(description="Asks only what the client's declared capabilities allow")
+def test_input_required_result_capabilities(ctx: Context) -> Mrtr:
+    caps = ctx.client_capabilities
+    wanted = {}
+    if caps is not None and caps.elicitation is not None:
+        wanted["user_name"] = elicit_request("What is your name?", NAME_SCHEMA)
+    if caps is not None and caps.sampling is not None:
+        wanted["greeting"] = sample_request("Generate a greeting", 50)
+    if not wanted:
+        return types.CallToolResult(content=[text("the client can answer no input request")])
+    got = answers(ctx, *wanted)
+    if got is None:
+        return input_required(wanted)
+    return types.CallToolResult(content=[text(" | ".join(said(got[k]) for k in sorted(got)))])
+
+
+@mcp.prompt(description="A prompt that asks for its context first (input_required)")
+def test_input_required_result_prompt(ctx: Context) -> list[UserMessage] | types.InputRequiredResult:
+    got = answers(ctx, "user_context")
+    if got is None:
+        schema = {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]}
+        return input_required({"user_context": elicit_request("What context should the prompt use?", schema)})
+    return [UserMessage(f"Use this context: {said(got['user_context'])}")]
 
 
 @mcp.resource("test://static-text", mime_type="text/plain")

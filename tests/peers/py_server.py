@@ -2,7 +2,7 @@
 
     target/peers/py/bin/python tests/peers/py_server.py [--port N]
         [--transport streamable-http|sse|stdio] [--stateless] [--json] [--page-size K]
-        [--rug-pull] [--poison] [--notify] [--modern-only] [--log FILE]
+        [--rug-pull] [--poison] [--notify] [--modern-only] [--mrtr] [--log FILE]
 
 Streamable HTTP serves `/mcp` (answers 2026-07-28 requests statelessly and `initialize` as a
 legacy session; --stateless turns legacy sessions off, --json answers with application/json
@@ -26,6 +26,10 @@ and DELETE get 405, as the spec asks of such a server. --log FILE appends one JS
 HTTP request (method, JSON-RPC method, MCP-Protocol-Version, whether it had a session id,
 Mcp-Method, Mcp-Name, status, the `_meta` clientInfo name) so tests can tell which era, and
 whose envelope, reached the server.
+
+--mrtr adds 2026-07-28 multi-round-trip tools: ask_name() answers `input_required` twice (an
+elicitation of a name, then of a colour, the name carried in `requestState`) and then
+"<name> likes <colour>"; ask_llm() asks one sampling/createMessage and answers "LLM: <text>".
 
 Tool-poisoning fixtures: --rug-pull adds rug_pull(), after which every list shows echo with a
 different (innocent-looking) description, as a server that changes a tool after it was approved
@@ -114,6 +118,44 @@ def rug_pull() -> str:
 
 def poisoned(a: int, b: int) -> str:
     return str(a + b)
+
+
+# --mrtr: 2026-07-28 multi-round-trip tools (they answer `input_required` until the retry
+# carries what they asked)
+def _elicit(message: str, field: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {field: {"type": "string"}}, "required": [field]}
+    return {"method": "elicitation/create", "params": {"message": message, "requestedSchema": schema}}
+
+
+def _asked(ctx: Context, key: str) -> dict[str, Any] | None:
+    """The content the client accepted for `key`, if this retry carries it."""
+    answer = (ctx.input_responses or {}).get(key)
+    return getattr(answer, "content", None) or None if answer is not None else None
+
+
+def ask_name(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    """Two rounds of elicitation (a name, then a colour; the state carries the name), then a line."""
+    state = ctx.request_state or ""
+    name, colour = _asked(ctx, "name"), _asked(ctx, "colour")
+    if state.startswith("named:") and colour is not None:
+        line = f"{state[len('named:'):]} likes {colour.get('colour')}"
+        return types.CallToolResult(content=[types.TextContent(type="text", text=line)])
+    if state == "start" and name is not None:
+        ask = {"colour": _elicit("What is your favourite colour?", "colour")}
+        return types.InputRequiredResult.model_validate({"inputRequests": ask, "requestState": f"named:{name.get('name')}"})
+    ask = {"name": _elicit("What is your name?", "name")}
+    return types.InputRequiredResult.model_validate({"inputRequests": ask, "requestState": "start"})
+
+
+def ask_llm(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    """One round of sampling, then the client's LLM's answer."""
+    answer = (ctx.input_responses or {}).get("llm")
+    if answer is None:
+        message = {"role": "user", "content": {"type": "text", "text": "Say hi"}}
+        ask = {"llm": {"method": "sampling/createMessage", "params": {"messages": [message], "maxTokens": 10}}}
+        return types.InputRequiredResult.model_validate({"inputRequests": ask})
+    text = getattr(answer.content, "text", "")
+    return types.CallToolResult(content=[types.TextContent(type="text", text=f"LLM: {text}")])
 
 
 # --notify: session -> the URIs it subscribed to
@@ -239,6 +281,7 @@ def main() -> None:
     p.add_argument("--poison", action="store_true", help="add poisoned(a, b), with injected instructions")
     p.add_argument("--notify", action="store_true", help="remember subscribers; add touch(uri), which notifies them")
     p.add_argument("--modern-only", action="store_true", help="refuse everything but 2026-07-28 requests")
+    p.add_argument("--mrtr", action="store_true", help="add ask_name() and ask_llm(), which answer input_required")
     p.add_argument("--log", help="append a JSON line per HTTP request to this file")
     opts = p.parse_args()
     PAGE_SIZE = opts.page_size
@@ -250,6 +293,9 @@ def main() -> None:
         mcp.add_tool(touch, name="touch")
         mcp._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
         mcp._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
+    if opts.mrtr:
+        mcp.add_tool(ask_name, name="ask_name")
+        mcp.add_tool(ask_llm, name="ask_llm")
     if opts.transport == "stdio":
         mcp.run("stdio")
     elif opts.port is None:
