@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use ringgate::config::model::Driver;
 use ringgate::gateway::{self, Options};
 
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

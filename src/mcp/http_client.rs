@@ -262,6 +262,26 @@ impl Reply {
         }
     }
 
+    /// Wait, at most `idle`, until the next message may be read without waiting for the
+    /// upstream: bytes are buffered, or the (plain) socket is readable. A long-lived stream waits
+    /// here, in a small future holding no read buffer (the parser's is given back too), and
+    /// reads with [`Reply::next`] in a transient one.
+    pub async fn readable(&mut self, idle: Duration) -> Result<(), HttpError> {
+        let Some(up) = self.body.up.as_ref() else { return Ok(()) };
+        let consumed = self.sse.as_mut().is_none_or(sse::Parser::release_if_consumed);
+        if !consumed || !up.buf.is_empty() {
+            return Ok(());
+        }
+        // TLS may hold decrypted bytes already: only a plain socket's readiness says it all
+        let crate::tls::Stream::Plain(s) = &up.io else { return Ok(()) };
+        // boxed: a timer is most of a waiting future's size, and a waiting stream keeps its future
+        match Box::pin(monoio::time::timeout(idle, s.readable(false))).await {
+            Err(_) => Err(HttpError::Transport(ProxyError::UpstreamTimeout)),
+            // a failed socket fails the read that follows
+            Ok(_) => Ok(()),
+        }
+    }
+
     /// The next SSE event of an event-stream answer; `None` at its end (or for a JSON answer).
     pub async fn next_event(&mut self, ctx: &ShardCtx, idle: Duration) -> Result<Option<sse::Event>, HttpError> {
         let Some(parser) = &mut self.sse else { return Ok(None) };

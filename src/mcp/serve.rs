@@ -64,11 +64,31 @@ pub async fn serve(
     let modern_header = head.header_str("mcp-protocol-version") == Some(MODERN_VERSION);
     match head.method() {
         "POST" => {}
-        "DELETE" if plan.stateful && !modern_header => return delete(ctx, plan, pol, client, head).await,
-        "GET" if plan.stateful && !modern_header => return listen(ctx, plan, pol, client, head).await,
+        "DELETE" if plan.stateful && !modern_header => return Box::pin(delete(ctx, plan, pol, client, head)).await,
+        // boxed: a GET stream keeps this future for its whole life, and inlined here it would
+        // also be sized by a POST exchange's states (and those by it)
+        "GET" if plan.stateful && !modern_header => return Box::pin(listen(ctx, plan, pol, client, head)).await,
         _ if plan.stateful && !modern_header => return Err(McpReject::MethodNotAllowed("GET, POST, DELETE").into()),
         _ => return Err(McpReject::MethodNotAllowed("POST").into()),
     }
+    // boxed, as every branch above: this future is what an open stream's connection keeps
+    // (boxed in `conn`), so it must not be sized by the states of the others
+    Box::pin(post(ctx, plan, pol, access, client, head, modern_header, limits)).await
+}
+
+/// A POSTed JSON-RPC message: its answer (JSON, or an SSE stream while the targets send more).
+#[allow(clippy::too_many_arguments)]
+async fn post(
+    ctx: &Rc<ShardCtx>,
+    plan: &Arc<McpPlan>,
+    pol: &PolicyPlan,
+    access: Access<'_>,
+    client: &mut Peer,
+    head: &RequestHead,
+    modern_header: bool,
+    limits: &HttpLimits,
+) -> Result<Done, Failed> {
+    let (max_body, idle) = (limits.max_body_bytes, limits.idle_timeout.get());
     let accept = head.header_str("accept").unwrap_or("");
     let any = accept.contains("*/*");
     if !(any || accept.contains("application/json") && accept.contains("text/event-stream")) {
@@ -88,7 +108,7 @@ pub async fn serve(
         if let Message::Request { id, method, params, .. } = &msg {
             if method == "subscriptions/listen" {
                 let (id, params) = (id.clone(), params.clone());
-                return subscriptions::listen(ctx, plan, pol, access, client, head, id, params).await;
+                return Box::pin(subscriptions::listen(ctx, plan, pol, access, client, head, id, params)).await;
             }
         }
     } else {
@@ -121,9 +141,7 @@ pub async fn serve(
         tail: None,
         param_headers: param_headers(head),
     };
-    // boxed: this future is what a GET stream's connection keeps for its whole life, and the
-    // exchange's state is most of its size (8 of 9 KiB)
-    Box::pin(ex.handle(msg)).await?;
+    ex.handle(msg).await?;
     // a client that left a resumable answer has nothing more to read here
     Ok(Done::local(ex.out.status, ex.out.bytes, keep && !ex.out.gone))
 }
@@ -245,7 +263,7 @@ pub(super) async fn on_stream(
 /// Relay what a legacy HTTP+SSE session's targets send unprompted onto its stream, until the
 /// stream or every upstream stream ends.
 pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed: &Sealed) {
-    let mut merged = unprompted(ctx, plan, sealed).await;
+    let mut merged = Box::pin(unprompted(ctx, plan, sealed)).await;
     while merged.is_some() {
         let m = monoio::select! {
             m = next_unprompted(&mut merged) => m,
@@ -1763,15 +1781,19 @@ async fn listen(
     let mut committed = ctx.committed.borrow().clone();
     let (id, sealed) = session(ctx, plan, head).await?;
     if let Some(last) = head.header_str("last-event-id") {
-        if let Some(done) = resume_stream(ctx, plan, pol, client, head, id, last).await? {
+        // boxed, as is opening the upstream streams: states the stream's loop below never
+        // returns to would otherwise size the future the stream keeps while it is open
+        if let Some(done) = Box::pin(resume_stream(ctx, plan, pol, client, head, id, last)).await? {
             return Ok(done);
         }
     }
-    let mut merged = unprompted(ctx, plan, &sealed).await;
+    let mut merged = Box::pin(unprompted(ctx, plan, &sealed)).await;
     // the client sends nothing more on this connection: its read buffer would only sit there
     client.park();
     let mut out = Out::http(pol, head, client, false);
     out.resumable(ctx, id, resume::Kind::Get, &sealed.v, plan.resume);
+    // the upstream streams are open: the session's state is not needed for the stream's life
+    drop(sealed);
     out.prime().await?;
     let mut view = current_view(ctx, &plan.scope);
     let mut messages: Vec<Vec<u8>> =
@@ -1947,7 +1969,9 @@ pub(super) async fn unprompted<'a>(ctx: &'a ShardCtx, plan: &'a McpPlan, sealed:
         match r {
             Ok(reply) => streams.push(
                 stream::unfold((ti, reply), move |(ti, mut r)| async move {
-                    match r.next(ctx, STREAM_IDLE).await {
+                    // the stream waits for its upstream in a small future and reads in a boxed one
+                    r.readable(STREAM_IDLE).await.ok()?;
+                    match Box::pin(r.next(ctx, STREAM_IDLE)).await {
                         Ok(Some(m)) => Some(((ti, m), (ti, r))),
                         _ => None,
                     }
@@ -1957,7 +1981,12 @@ pub(super) async fn unprompted<'a>(ctx: &'a ShardCtx, plan: &'a McpPlan, sealed:
             Err(e) => eprintln!("mcp target {}: no GET stream: {e}", plan.targets[ti].name),
         }
     }
-    (!streams.is_empty()).then(|| stream::select_all(streams).boxed_local())
+    // one stream (one target) needs no merging, nor select_all's queue and task nodes
+    match streams.len() {
+        0 => None,
+        1 => streams.pop(),
+        _ => Some(stream::select_all(streams).boxed_local()),
+    }
 }
 
 /// The next unprompted message; `None` once every upstream stream has ended.
@@ -2069,6 +2098,41 @@ fn strip_modern_meta(params: Option<Value>) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An open GET stream keeps `serve`'s future (boxed by `conn`) and `listen`'s for its whole
+    /// life: neither may carry the states of a POST exchange or of opening the stream.
+    #[test]
+    fn an_open_stream_keeps_small_futures() {
+        #[allow(clippy::type_complexity)]
+        fn serve_size<'a, F>(
+            _: impl FnOnce(
+                &'a Rc<ShardCtx>,
+                &'a Selected<'a>,
+                &'a Arc<McpPlan>,
+                Access<'a>,
+                &'a mut Peer,
+                &'a RequestHead,
+                &'a HttpLimits,
+            ) -> F,
+        ) -> usize {
+            std::mem::size_of::<F>()
+        }
+        fn listen_size<'a, F>(
+            _: impl FnOnce(&'a ShardCtx, &'a McpPlan, &'a PolicyPlan, &'a mut Peer, &'a RequestHead) -> F,
+        ) -> usize {
+            std::mem::size_of::<F>()
+        }
+        // what each upstream stream of it waits in (it reads in a transient, boxed future)
+        fn wait_size<'a, F>(_: impl FnOnce(&'a mut crate::mcp::http_client::Reply, Duration) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let (serve, listen) = (serve_size(serve), listen_size(listen));
+        let wait = wait_size(crate::mcp::http_client::Reply::readable);
+        eprintln!("future sizes: serve {serve} B, listen {listen} B, upstream wait {wait} B");
+        assert!(wait <= 256, "upstream wait: {wait} B");
+        assert!(serve <= 512, "serve: {serve} B");
+        assert!(listen <= 1792, "listen: {listen} B");
+    }
 
     #[test]
     fn a_reload_announces_the_lists_whose_view_changed() {

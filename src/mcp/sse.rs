@@ -78,6 +78,18 @@ impl Parser {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Give back the buffer's allocation once every byte pushed was consumed, so a stream that
+    /// waits between events holds none; whether it did (`false`: part of an event is buffered).
+    pub fn release_if_consumed(&mut self) -> bool {
+        if self.pos < self.buf.len() {
+            return false;
+        }
+        self.buf = Vec::new();
+        self.pos = 0;
+        self.scanned = 0;
+        true
+    }
+
     /// Next complete event, Ok(None) if more bytes are needed, Err if the pending event exceeds max_event_bytes or is
     /// not UTF-8.
     pub fn next_event(&mut self) -> Result<Option<Event>, SseError> {
@@ -230,6 +242,25 @@ fn write_lines(out: &mut Vec<u8>, prefix: &[u8], text: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_consumed_buffer_is_released_and_a_partial_event_kept() {
+        let mut p = Parser::new(1 << 20);
+        p.push(b"data: one\n\ndata: tw");
+        assert_eq!(p.next_event().unwrap().unwrap().data, "one");
+        assert!(!p.release_if_consumed(), "half an event is buffered");
+        assert_eq!(p.next_event().unwrap(), None);
+        assert!(!p.release_if_consumed());
+        p.push(b"o\r");
+        assert_eq!(p.next_event().unwrap(), None);
+        // the event's terminator is split: the '\r' was consumed, its '\n' is still to come
+        assert!(p.release_if_consumed());
+        assert_eq!(p.buf.capacity(), 0);
+        p.push(b"\n\r\n");
+        assert_eq!(p.next_event().unwrap().unwrap().data, "two");
+        assert!(p.release_if_consumed());
+        assert_eq!(p.buf.capacity(), 0);
+    }
 
     fn ev(id: Option<&str>, event: Option<&str>, data: &str, retry: Option<u64>) -> Event {
         Event { id: id.map(Into::into), event: event.map(Into::into), data: data.into(), retry }

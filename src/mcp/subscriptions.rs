@@ -231,7 +231,7 @@ pub(super) async fn listen(
             Err(e) => eprintln!("mcp target {}: refused resources/subscribe: {}", plan.targets[ti].name, e.message),
         }
     }
-    let mut merged = serve::unprompted(ctx, plan, &sealed).await;
+    let mut merged = Box::pin(serve::unprompted(ctx, plan, &sealed)).await;
     let had_streams = merged.is_some();
     let mut shared = hub_streams(&members);
     let mut out = Out::http(pol, head, client, false);

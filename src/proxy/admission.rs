@@ -136,7 +136,9 @@ pub async fn admit_global(
         let value = |p: &crate::auth::cel::Program| cx.as_ref().and_then(|cx| p.eval_string(cx)).unwrap_or_default();
         g.buckets.iter().enumerate().map(|(i, b)| g.redis_key(i, b.key.as_ref().map(value).as_deref())).collect()
     };
-    match g.take(&ctx.redis.conn(g.addr), &keys).await {
+    // boxed: only routes with a global limit pay for the Redis exchange's state, which would
+    // otherwise size every connection's task (an open event stream's for its whole life)
+    match Box::pin(g.take(&ctx.redis.conn(g.addr), &keys)).await {
         Ok(v) if !v.allowed => Err(rate_limited(&v)),
         Ok(_) => Ok(()),
         Err(_) if g.fail_open => {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::admission::{self, Admitted};
 use super::shard::{ShardCtx, ShardState};
+use super::transform::Changes;
 use super::upstream::{self, BodyOut, CopyError, Outgoing};
 use super::{ext_authz, policy, route};
 use crate::auth::Identity;
@@ -44,7 +45,8 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: monoio::net::TcpStream, peer: Sock
     let (io, sni_listener) = {
         let state = ctx.current();
         match state.snap.binds.iter().find(|b| b.listen == bind) {
-            Some(b) if b.tls => match handshake(&ctx, &state, b, stream, peer).await {
+            // boxed: the handshake's state would otherwise size the connection's task for its life
+            Some(b) if b.tls => match Box::pin(handshake(&ctx, &state, b, stream, peer)).await {
                 Some((s, host)) => (s, Some(host)),
                 None => return,
             },
@@ -302,7 +304,8 @@ async fn handle(
                 write_error_response(&f.error, close, &cors, &mut out);
                 keep = client.send_out(out).await.is_ok() && !close;
                 if unread_body && !keep {
-                    linger(client).await;
+                    // boxed: rare, and its timed read would add to every connection's task
+                    Box::pin(linger(client)).await;
                 }
             }
             (f.error.status(), keep, Some(f.error), 0, f.upstream, f.attempts)
@@ -471,7 +474,8 @@ async fn serve_route(
         Some(plan) => {
             let max_body = limits.max_body_bytes;
             let check = ext_authz::Check { head, id: identity, peer, idle: limits.idle_timeout.get(), max_body };
-            ext_authz::check(ctx, plan, &check, client, &mut continued).await?
+            // boxed: only routes with extAuthz pay for its state (see `forward`)
+            Box::pin(ext_authz::check(ctx, plan, &check, client, &mut continued)).await?
         }
         None => Vec::new(),
     };
@@ -535,8 +539,30 @@ async fn serve_route(
         // long-lived event streams included
         return Box::pin(crate::mcp::serve::serve(ctx, sel, plan, access, client, head, limits)).await;
     }
+    // boxed too: inlined, the exchange's state would size every connection's task for its whole
+    // life, an MCP event stream's included (one allocation per forwarded request)
+    let changes = (edits, to_upstream, to_client);
+    Box::pin(forward(ctx, sel, client, head, peer, limits, changes, cors)).await
+}
 
-    // forward
+/// The request's header changes: per-request edits (`extAuthz`, consumed credentials), then the
+/// route's transformations towards the upstream and towards the client.
+type Edits<'p> = (Vec<(&'p str, Option<Vec<u8>>)>, Changes<'p>, Changes<'p>);
+
+/// Forward the request to the route's upstream and its response to the client.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    ctx: &Rc<ShardCtx>,
+    sel: &route::Selected<'_>,
+    client: &mut Peer,
+    head: &RequestHead,
+    peer: SocketAddr,
+    limits: &crate::config::model::HttpLimits,
+    (mut edits, to_upstream, to_client): Edits<'_>,
+    cors: Option<(&CorsPlan, Option<&str>)>,
+) -> Result<Done, Failed> {
+    let pol = &sel.route.policies;
+    let max_body = limits.max_body_bytes;
     let idle = limits.idle_timeout.get();
     let replay = match head.framing {
         // a SigV4 signature covers the body's hash: read it whole (within maxBodyBytes)
@@ -634,4 +660,21 @@ async fn serve_route(
         attempts: answer.attempts,
         upstream_time: Some(answer.upstream_time),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task lives as long as the connection (an MCP event stream for hours): the
+    /// states of a forwarded exchange, a TLS handshake or an MCP request are boxed, not inlined.
+    #[test]
+    fn a_connection_task_keeps_no_request_state_inline() {
+        fn task_size<A, B, C, D, F>(_: impl FnOnce(A, B, C, D) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let size = task_size(serve);
+        eprintln!("connection task: {size} B");
+        assert!(size <= 3 * 1024, "{size} B");
+    }
 }

@@ -278,18 +278,21 @@ impl AsyncWriteRent for TlsStream {
     }
 }
 
+// The TLS branches are boxed: inlined, their state (several times a plain socket's operation)
+// would size every future that reads or writes a `Stream`, the connection task and each open
+// event stream's included, whether the connection is TLS or not.
 impl AsyncReadRent for Stream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(t) => t.read(buf).await,
+            Stream::Tls(t) => Box::pin(t.read(buf)).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.readv(buf).await,
-            Stream::Tls(t) => t.readv(buf).await,
+            Stream::Tls(t) => Box::pin(t.readv(buf)).await,
         }
     }
 }
@@ -298,14 +301,14 @@ impl AsyncWriteRent for Stream {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.write(buf).await,
-            Stream::Tls(t) => t.write(buf).await,
+            Stream::Tls(t) => Box::pin(t.write(buf)).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.writev(buf).await,
-            Stream::Tls(t) => t.writev(buf).await,
+            Stream::Tls(t) => Box::pin(t.writev(buf)).await,
         }
     }
 
