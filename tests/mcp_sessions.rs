@@ -359,10 +359,13 @@ fn a_session_process_that_keeps_crashing_is_given_up_on_alone() {
     assert!(text(&call(addr, &fine, "pid")).parse::<u32>().is_ok());
 }
 
-/// Read an SSE response up to and including the first message `want` accepts.
+/// Read an SSE response up to and including the first message `want` accepts (within 30 s:
+/// keep-alives would keep a read timeout from ever firing).
 fn read_until(r: &mut BufReader<TcpStream>, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut line = String::new();
     loop {
+        assert!(Instant::now() < deadline, "no such message within 30 s");
         line.clear();
         assert!(r.read_line(&mut line).unwrap() > 0, "stream ended early");
         if let Some(data) = line.strip_prefix("data: ") {

@@ -740,12 +740,14 @@ impl SessionProc {
         if !self.adopt(&r) {
             return None;
         }
-        // before anything the client sends reaches it
-        let _ = r.stdin.send(jsonrpc::notification("notifications/initialized", None));
         // before the swap, so that no call finds the new process without it
         self.replaying.store(true, Ordering::Release);
-        let old = self.running.swap(r.clone());
+        // the GET stream first: what it asks as soon as it is initialized goes there
+        let old = self.running.load_full();
         old.shared.waiters.hand_over(&r.shared.waiters);
+        // before the swap: before anything the client sends reaches it
+        let _ = r.stdin.send(jsonrpc::notification("notifications/initialized", None));
+        self.running.store(r.clone());
         st.started = Instant::now();
         crate::observe::metrics::count_stdio_restart(&self.server.name, "restarted");
         eprintln!("mcp target {}: session process restarted (pid {}, was {})", self.server.name, r.pid, old.pid);
