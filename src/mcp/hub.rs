@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::jsonrpc::{Message, RpcError, INTERNAL_ERROR};
-use super::sse_client::SseConn;
+use super::plan::{McpPlan, TargetKind};
+use super::session::Sealed;
+use super::sse_client::{self, SseConn};
 use super::stdio::SharedProc;
 use crate::proxy::shard::ShardCtx;
 
@@ -128,6 +130,37 @@ impl Hub {
         source.listeners.borrow_mut().push((id, tx));
         Membership { ctx: ctx.clone(), source, id, uris: Vec::new(), idle, rx }
     }
+}
+
+/// Join the shard's hub for every stdio and HTTP+SSE target of `plan` that `own` has no upstream
+/// of its own with (their shared process, the shard's shared session), starting or opening it
+/// if needed; the memberships by target index, and whether every such target was joined.
+pub async fn join_shared(
+    ctx: &Rc<ShardCtx>,
+    plan: &McpPlan,
+    own: &Sealed,
+    idle: Duration,
+) -> (Vec<(usize, Membership)>, bool) {
+    let mut members = Vec::new();
+    let mut all = true;
+    for (ti, t) in plan.targets.iter().enumerate() {
+        if own.target(&t.name).is_some_and(|u| u.s.is_some()) {
+            continue;
+        }
+        let up = match &t.kind {
+            TargetKind::Stdio(s) => s.shared_proc().await.map(Upstream::Stdio),
+            TargetKind::Sse(h) => sse_client::shared(ctx, &t.name, h, idle).await.map(Upstream::Sse),
+            _ => continue,
+        };
+        match up {
+            Ok(up) => members.push((ti, ctx.mcp.hub.join(ctx, up, idle))),
+            Err(e) => {
+                all = false;
+                eprintln!("mcp target {}: not heard by listen and GET streams: {}", t.name, e.message);
+            }
+        }
+    }
+    (members, all)
 }
 
 /// Relay what the upstream sends to every listener of the source, until the upstream's stream
