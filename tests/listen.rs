@@ -169,6 +169,47 @@ fn listen_streams_hear_shared_stdio_and_legacy_sse_targets() {
 }
 
 #[test]
+fn a_legacy_sessions_get_stream_hears_a_shared_stdio_process_change_its_lists() {
+    let targets = format!("{}            upstreamMode: shared\n", py_stdio("pyo"));
+    let gw = Gateway::start(&config(0, "", &format!("          - name: demo\n            demo: {{}}\n{targets}")));
+    let addr = gw.addr();
+    let sid = common::mcp::initialize(addr);
+    let mut get = Stream::open(
+        addr,
+        &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
+    );
+    // the shared process notifies the sessions that subscribed: this one's requests go to it
+    let rpc = |id: u64, method: &str, params: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        let v = common::mcp::message(&common::mcp::post(addr, Some(&sid), &body));
+        assert!(v.get("result").is_some(), "{method}: {v}");
+    };
+    rpc(2, "resources/subscribe", json!({"uri": "pyo+test://static"}));
+    gw.wait_line("mcp target pyo: subscribe test://static");
+    rpc(3, "tools/call", json!({"name": "pyo_touch", "arguments": {"uri": "test://static"}}));
+    let m = get.until("notifications/tools/list_changed");
+    // the gateway's own notification: nothing of the target's goes with it
+    assert_eq!(m, json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
+
+    // the shared process dies; the stream stays open and hears the one started after it
+    let started = gw.wait_line("mcp target pyo: started");
+    let pid = started.rsplit("(pid ").next().unwrap().trim_end_matches(')');
+    assert!(std::process::Command::new("kill").args(["-9", pid]).status().unwrap().success());
+    gw.wait_line(&format!("process exited (pid {pid})"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // the new process knows no subscription: this session subscribes again
+        rpc(4, "resources/subscribe", json!({"uri": "pyo+test://static"}));
+        rpc(5, "tools/call", json!({"name": "pyo_touch", "arguments": {"uri": "test://static"}}));
+        match get.message(Duration::from_millis(500)) {
+            Some(m) if m["method"] == "notifications/tools/list_changed" => break,
+            m => assert!(Instant::now() < deadline, "nothing from the new process: {m:?}"),
+        }
+    }
+    assert_eq!(gw.count_lines("mcp target pyo: started"), 2);
+}
+
+#[test]
 fn a_uri_is_subscribed_upstream_once_and_unsubscribed_when_its_last_listener_leaves() {
     let gw =
         Gateway::start(&config(0, "", &format!("          - name: demo\n            demo: {{}}\n{}", py_stdio("pyo"))));

@@ -281,6 +281,57 @@ fn a_crashed_session_process_is_restarted_and_its_calls_in_flight_fail() {
 }
 
 #[test]
+fn a_restarted_session_process_hears_the_sessions_log_level_and_subscriptions_again() {
+    let gw = gateway(&session_target("s", ""));
+    let addr = gw.addr();
+    let sid = initialize(addr, r#"{"roots":{}}"#).unwrap();
+    let s = ("mcp-session-id", sid.as_str());
+    assert_eq!(post_with(addr, "/mcp", &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
+    let mut get = get_stream(addr, &sid);
+    let rpc = |id: u32, method: &str, params: Value| {
+        let a = answer(&post_with(
+            addr,
+            "/mcp",
+            &[s],
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        ));
+        assert_eq!(a["result"], json!({}), "{method}: {a}");
+    };
+    rpc(2, "logging/setLevel", json!({"level": "debug"}));
+    rpc(3, "logging/setLevel", json!({"level": "warning"}));
+    rpc(4, "resources/subscribe", json!({"uri": "test://a"}));
+    rpc(5, "resources/subscribe", json!({"uri": "test://b"}));
+    rpc(6, "resources/unsubscribe", json!({"uri": "test://b"}));
+    let state = || -> Value { serde_json::from_str(&text(&call(addr, &sid, "state"))).unwrap() };
+    let before = state();
+    assert_eq!((&before["level"], &before["subscribed"]), (&json!("warning"), &json!(["test://a"])), "{before}");
+
+    let pid = text(&call(addr, &sid, "pid"));
+    kill(&pid);
+    nth_line(&gw, &format!("process exited (pid {pid})"), 0);
+    // the first call after the restart finds the last level and the subscriptions left in place
+    let after = state();
+    assert_eq!((&after["level"], &after["subscribed"]), (&json!("warning"), &json!(["test://a"])), "{after}");
+    assert_ne!(text(&call(addr, &sid, "pid")), pid);
+
+    // the restarted process asks for the roots again; the client's answer on its GET stream reaches it
+    let ask = read_until(&mut get, |v| v["method"] == "roots/list");
+    let roots = json!({"roots": [{"uri": "file:///work", "name": "work"}]});
+    let reply = json!({"jsonrpc": "2.0", "id": ask["id"], "result": roots});
+    assert_eq!(post_with(addr, "/mcp", &[s], &reply.to_string()).status, 202);
+    assert_eq!(state()["roots"], roots);
+
+    // an update of the subscribed URI from the new process reaches the client's GET stream; the
+    // unsubscribed one, touched first, is not subscribed there
+    for uri in ["test://b", "test://a"] {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "touch", "arguments": {"uri": uri}}});
+        assert_eq!(text(&answer(&post_with(addr, "/mcp", &[s], &body.to_string()))), "touched");
+    }
+    let updated = read_until(&mut get, |v| v["method"] == "notifications/resources/updated");
+    assert_eq!(updated["params"]["uri"], "test://a", "{updated}");
+}
+
+#[test]
 fn a_session_process_that_keeps_crashing_is_given_up_on_alone() {
     let gw = gateway(&session_target("s", ""));
     let addr = gw.addr();
@@ -302,10 +353,13 @@ fn a_session_process_that_keeps_crashing_is_given_up_on_alone() {
     assert!(text(&call(addr, &fine, "pid")).parse::<u32>().is_ok());
 }
 
-/// Read an SSE response up to and including the first message `want` accepts.
+/// Read an SSE response up to and including the first message `want` accepts (within 30 s:
+/// keep-alives would keep a read timeout from ever firing).
 fn read_until(r: &mut BufReader<TcpStream>, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut line = String::new();
     loop {
+        assert!(Instant::now() < deadline, "no such message within 30 s");
         line.clear();
         assert!(r.read_line(&mut line).unwrap() > 0, "stream ended early");
         if let Some(data) = line.strip_prefix("data: ") {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::jsonrpc::{Message, RpcError, INTERNAL_ERROR};
-use super::sse_client::SseConn;
+use super::plan::{McpPlan, TargetKind};
+use super::session::Sealed;
+use super::sse_client::{self, SseConn};
 use super::stdio::SharedProc;
 use crate::proxy::shard::ShardCtx;
 
@@ -128,6 +130,42 @@ impl Hub {
         source.listeners.borrow_mut().push((id, tx));
         Membership { ctx: ctx.clone(), source, id, uris: Vec::new(), idle, rx }
     }
+}
+
+/// The targets a session has an upstream of its own with, which [`join_shared`] leaves out.
+pub fn own_upstreams(s: &Sealed) -> Vec<String> {
+    s.t.iter().filter(|u| u.s.is_some()).map(|u| u.n.clone()).collect()
+}
+
+/// Join the shard's hub for every stdio and HTTP+SSE target of `plan` not named in `own` (the
+/// session's [`own_upstreams`]): their shared process, the shard's shared session, started or
+/// opened if needed; the memberships by target index, and whether every such target was joined.
+pub async fn join_shared(
+    ctx: &Rc<ShardCtx>,
+    plan: &McpPlan,
+    own: &[String],
+    idle: Duration,
+) -> (Vec<(usize, Membership)>, bool) {
+    let mut members = Vec::new();
+    let mut all = true;
+    for (ti, t) in plan.targets.iter().enumerate() {
+        if own.iter().any(|n| **n == *t.name) {
+            continue;
+        }
+        let up = match &t.kind {
+            TargetKind::Stdio(s) => s.shared_proc().await.map(Upstream::Stdio),
+            TargetKind::Sse(h) => sse_client::shared(ctx, &t.name, h, idle).await.map(Upstream::Sse),
+            _ => continue,
+        };
+        match up {
+            Ok(up) => members.push((ti, ctx.mcp.hub.join(ctx, up, idle))),
+            Err(e) => {
+                all = false;
+                eprintln!("mcp target {}: not heard by listen and GET streams: {}", t.name, e.message);
+            }
+        }
+    }
+    (members, all)
 }
 
 /// Relay what the upstream sends to every listener of the source, until the upstream's stream

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use futures_util::FutureExt;
 use serde_json::{json, Value};
 
 use super::access::Access;
@@ -19,7 +20,7 @@ use super::raw::RawObject;
 use super::relay::{InFlight, Relay, Renewal, Via};
 use super::resume::{self, Resumable};
 use super::session::{now_secs, Refused, Sealed, SseSession, Upstream};
-use super::{cursor, legacy_sse, mrtr, sse, subscriptions};
+use super::{cursor, hub, legacy_sse, mrtr, sse, subscriptions};
 use crate::config::compile::PolicyPlan;
 use crate::config::model::HttpLimits;
 use crate::error::{McpReject, ProxyError};
@@ -1762,11 +1763,12 @@ pub(super) const KEEPALIVE: Duration = Duration::from_secs(15);
 /// GET streams may stay silent for this long.
 const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
 
-/// The legacy GET stream: what every HTTP target of the session sends unprompted (list changes,
-/// resource updates, logging, server→client requests), merged, until the client leaves or the
-/// shard drains.
+/// The legacy GET stream: what the session's own upstreams send unprompted (list changes,
+/// resource updates, logging, server→client requests), merged, and the list changes of the
+/// shared upstreams it uses (stdio targets' shared processes, the shard's HTTP+SSE sessions,
+/// heard through the shard's hub), until the client leaves or the shard drains.
 async fn listen(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     plan: &McpPlan,
     pol: &PolicyPlan,
     client: &mut Peer,
@@ -1788,6 +1790,14 @@ async fn listen(
         }
     }
     let mut merged = Box::pin(unprompted(ctx, plan, &sealed)).await;
+    // what a rejoin needs of the session, which is dropped below
+    let own = hub::own_upstreams(&sealed);
+    let (mut members, all) = Box::pin(join_hub(ctx, plan, &own)).await;
+    let mut shared = subscriptions::hub_streams(&members);
+    // how many of them have not gone away
+    let mut heard_from = members.len();
+    // a shared upstream that could not be joined, or went away, is joined again later
+    let mut rejoin_at = (!all).then(|| Instant::now() + KEEPALIVE);
     // the client sends nothing more on this connection: its read buffer would only sit there
     client.park();
     let mut out = Out::http(pol, head, client, false);
@@ -1810,6 +1820,10 @@ async fn listen(
             break;
         }
         let mut tick = false;
+        let mut heard = None;
+        let rejoin = rejoin_at.is_some();
+        let rejoin_in = rejoin_at.map(|t| t.saturating_duration_since(Instant::now()));
+        let wait = rejoin_in.map_or(KEEPALIVE, |r| r.min(KEEPALIVE));
         monoio::select! {
             // without any upstream stream, the client still gets an open stream (keep-alives
             // only), so it does not reconnect in a loop
@@ -1821,7 +1835,14 @@ async fn listen(
                 // every upstream ended its stream (e.g. the session was deleted): so do we
                 None => break,
             },
-            _ = monoio::time::sleep(KEEPALIVE) => tick = true,
+            m = subscriptions::next_shared(&mut shared), if shared.is_some() => heard = Some(m),
+            // one timer for both: each costs the stream's future hundreds of bytes
+            _ = monoio::time::sleep(wait) => {
+                if rejoin_in.is_some_and(|r| r <= wait) {
+                    rejoin_at = None;
+                }
+                tick = wait == KEEPALIVE;
+            }
             _ = committed.fired() => {
                 committed = ctx.committed.borrow().clone();
                 let now = current_view(ctx, &plan.scope);
@@ -1829,6 +1850,35 @@ async fn listen(
                 view = now;
             }
             _ = ctx.draining.fired() => break,
+        }
+        if rejoin && rejoin_at.is_none() {
+            let (m, all) = Box::pin(join_hub(ctx, plan, &own)).await;
+            // joined before the old memberships go, so that sources still heard stay open
+            members = m;
+            shared = subscriptions::hub_streams(&members);
+            heard_from = members.len();
+            rejoin_at = (!all).then(|| Instant::now() + KEEPALIVE);
+        }
+        // what else the shared upstreams sent meanwhile is taken too: a burst of list changes
+        // (one per target) reaches the client as one of each kind
+        while let Some(m) = heard.take() {
+            let Some((_, msg)) = m else {
+                // a shared upstream went away (a stdio process exited): its next one is joined
+                // soon; the others are still heard meanwhile
+                heard_from = heard_from.saturating_sub(1);
+                if heard_from == 0 {
+                    shared = None;
+                }
+                rejoin_at.get_or_insert_with(|| Instant::now() + REJOIN_AFTER);
+                break;
+            };
+            if let Some(change) = list_change(&msg) {
+                let note = jsonrpc::notification(change, None);
+                if !messages.contains(&note) {
+                    messages.push(note);
+                }
+            }
+            heard = subscriptions::next_shared(&mut shared).now_or_never();
         }
         // a client that resumed gets its keep-alives from the connection it resumed on
         if tick && !out.gone {
@@ -1841,6 +1891,27 @@ async fn listen(
     }
     let _ = out.end_stream().await;
     Ok(Done::local(200, out.bytes, false))
+}
+
+/// How long a GET stream waits before joining a shared upstream that went away again.
+const REJOIN_AFTER: Duration = Duration::from_secs(1);
+
+/// [`hub::join_shared`] for a GET stream, which waits for a shared upstream that is slow to
+/// start or answer no longer than a keep-alive (it is joined again later). Boxed: a GET stream's
+/// future would otherwise keep room for it for its whole life.
+async fn join_hub(ctx: &Rc<ShardCtx>, plan: &McpPlan, own: &[String]) -> (Vec<(usize, hub::Membership)>, bool) {
+    let join = Box::pin(hub::join_shared(ctx, plan, own, TARGET_IDLE));
+    monoio::time::timeout(KEEPALIVE, join).await.unwrap_or_default()
+}
+
+/// A shared upstream's list change as a session's GET stream carries it: the gateway's own
+/// notification, without the target's params. What else a shared upstream sends (logging,
+/// resource updates) is no one session's.
+fn list_change(msg: &Message) -> Option<&'static str> {
+    let Message::Notification { method, .. } = msg else { return None };
+    ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"]
+        .into_iter()
+        .find(|m| m == method)
 }
 
 /// A GET with `Last-Event-ID`: the shard that produces the stream (named in the id) replays what
@@ -2118,7 +2189,7 @@ mod tests {
             std::mem::size_of::<F>()
         }
         fn listen_size<'a, F>(
-            _: impl FnOnce(&'a ShardCtx, &'a McpPlan, &'a PolicyPlan, &'a mut Peer, &'a RequestHead) -> F,
+            _: impl FnOnce(&'a Rc<ShardCtx>, &'a McpPlan, &'a PolicyPlan, &'a mut Peer, &'a RequestHead) -> F,
         ) -> usize {
             std::mem::size_of::<F>()
         }
@@ -2131,7 +2202,8 @@ mod tests {
         eprintln!("future sizes: serve {serve} B, listen {listen} B, upstream wait {wait} B");
         assert!(wait <= 256, "upstream wait: {wait} B");
         assert!(serve <= 512, "serve: {serve} B");
-        assert!(listen <= 1792, "listen: {listen} B");
+        // 1,664 B before GET streams joined the hub (rejoin state, the shared streams)
+        assert!(listen <= 2048, "listen: {listen} B");
     }
 
     #[test]
@@ -2146,6 +2218,19 @@ mod tests {
                 "notifications/resources/list_changed"
             ]
         );
+    }
+
+    #[test]
+    fn a_get_stream_takes_only_list_changes_from_shared_upstreams() {
+        let note = |method: &str| Message::Notification { method: method.into(), params: Some(json!({"x": 1})) };
+        assert_eq!(
+            list_change(&note("notifications/prompts/list_changed")),
+            Some("notifications/prompts/list_changed")
+        );
+        assert_eq!(list_change(&note("notifications/resources/updated")), None);
+        assert_eq!(list_change(&note("notifications/message")), None);
+        let ask = Message::Request { id: json!(1), method: "roots/list".into(), params: None, raw: None };
+        assert_eq!(list_change(&ask), None);
     }
 
     #[test]

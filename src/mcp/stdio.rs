@@ -41,8 +41,17 @@ pub const KEY_PREFIX: &str = "stdio~";
 const HEALTHY: Duration = Duration::from_secs(30);
 /// Crashes in a row (none after a healthy run) after which a session's process is not restarted.
 const MAX_CRASHES: u32 = 3;
-/// How long a restarted process may take to answer `initialize`.
+/// How long a restarted process may take to answer `initialize`, and then to answer the
+/// requests replaying its session's state.
 const RESTART_HANDSHAKE: Duration = Duration::from_secs(10);
+/// Subscribed URIs a session's process remembers to replay after a restart; more are forwarded
+/// but not replayed (a client subscribing to thousands would make every restart a storm).
+const MAX_REMEMBERED_URIS: usize = 256;
+/// Bytes of URI text a session's process remembers at most (with `MAX_REMEMBERED_URIS`, what
+/// bounds its memory of subscriptions).
+const MAX_REMEMBERED_URI_BYTES: usize = 64 * 1024;
+/// The longest `logging/setLevel` level remembered (the spec's longest is `emergency`).
+const MAX_LEVEL_LEN: usize = 32;
 
 /// A stdio target: its shared process (started on first use) and the count of its per-session ones.
 pub struct StdioServer {
@@ -307,7 +316,7 @@ impl StdioServer {
             "clientInfo": params.get("clientInfo").cloned()
                 .unwrap_or_else(|| json!({"name": "ringgate", "version": env!("CARGO_PKG_VERSION")})),
         });
-        let r = match spawn(&self.name, &self.cfg, init.clone(), true) {
+        let r = match spawn(&self.name, &self.cfg, init.clone(), true, true) {
             Ok(r) => r,
             Err(e) => {
                 self.live.fetch_sub(1, Ordering::AcqRel);
@@ -334,6 +343,8 @@ impl StdioServer {
             init: init.to_string().into(),
             running: ArcSwap::new(r.clone()),
             restart: Mutex::new(Restart { crashes: 0, started: Instant::now(), gave_up: false, done: None }),
+            replaying: AtomicBool::new(false),
+            remembered: Mutex::new(Remembered::default()),
             ttl,
             last_used: AtomicU64::new(now_ms()),
             ended: AtomicBool::new(false),
@@ -369,7 +380,7 @@ impl StdioServer {
                         "capabilities": {},
                         "clientInfo": {"name": "ringgate", "version": env!("CARGO_PKG_VERSION")},
                     });
-                    match spawn(&self.name, &self.cfg, init, false) {
+                    match spawn(&self.name, &self.cfg, init, false, true) {
                         Ok(r) => {
                             st.running = Some(r.clone());
                             r
@@ -473,11 +484,67 @@ pub struct SessionProc {
     /// The process serving now (the crashed one while a restart is under way).
     running: ArcSwap<Running>,
     restart: Mutex<Restart>,
+    /// A restarted process is in place but still hearing its session's state replayed: calls
+    /// wait for that as for the restart.
+    replaying: AtomicBool,
+    /// What the client set up on its process, replayed to a restarted one.
+    remembered: Mutex<Remembered>,
     ttl: Duration,
     /// Last use by its session, in ms since `EPOCH`.
     last_used: AtomicU64,
     ended: AtomicBool,
 }
+
+/// The session state a client set up on its process with requests, which a restarted process
+/// must hear again: the last `logging/setLevel` level and the URIs subscribed to (and not
+/// unsubscribed from), at most `MAX_REMEMBERED_URIS` of them.
+#[derive(Default)]
+struct Remembered {
+    level: Option<Box<str>>,
+    uris: Vec<Box<str>>,
+    /// Bytes of URI text in `uris`.
+    uri_bytes: usize,
+}
+
+impl Remembered {
+    /// Note what a request forwarded to the process sets up; false if it is not remembered
+    /// because the bounds are reached.
+    fn note(&mut self, method: &str, params: Option<&Value>) -> bool {
+        let arg = |k: &str| params.and_then(|p| p.get(k)).and_then(Value::as_str);
+        match (method, arg("level"), arg("uri")) {
+            ("logging/setLevel", Some(level), _) if level.len() <= MAX_LEVEL_LEN => self.level = Some(level.into()),
+            ("logging/setLevel", Some(_), _) => return false,
+            ("resources/subscribe", _, Some(uri)) if !self.uris.iter().any(|u| &**u == uri) => {
+                if self.uris.len() >= MAX_REMEMBERED_URIS || self.uri_bytes + uri.len() > MAX_REMEMBERED_URI_BYTES {
+                    return false;
+                }
+                self.uri_bytes += uri.len();
+                self.uris.push(uri.into());
+            }
+            ("resources/unsubscribe", _, Some(uri)) => {
+                if let Some(i) = self.uris.iter().position(|u| &**u == uri) {
+                    self.uri_bytes -= uri.len();
+                    self.uris.swap_remove(i);
+                    if self.uris.is_empty() {
+                        self.uris = Vec::new();
+                    }
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// The requests that set it up again, in order: the level first, so that what a
+    /// subscription logs is filtered by it.
+    fn requests(&self) -> Vec<(&'static str, Value)> {
+        let level = self.level.iter().map(|l| ("logging/setLevel", json!({ "level": &**l })));
+        level.chain(self.uris.iter().map(|u| ("resources/subscribe", json!({ "uri": &**u })))).collect()
+    }
+}
+
+/// A request replaying session state to a restarted process (its method), awaiting its answer.
+type Replayed = (&'static str, StdioCall);
 
 /// Crash bookkeeping of a session's process.
 struct Restart {
@@ -515,9 +582,10 @@ impl SessionProc {
     async fn current(&self) -> Result<Arc<Running>, RpcError> {
         // each round waits for one restart to end; a few rounds cover a restart that crashed
         // again, more would mean a wake-up that changed nothing
-        for _ in 0..=MAX_CRASHES {
+        for _ in 0..=MAX_CRASHES + 1 {
             let r = self.running.load_full();
-            if r.shared.alive.load(Ordering::Acquire) {
+            let alive = r.shared.alive.load(Ordering::Acquire);
+            if alive && !self.replaying.load(Ordering::Acquire) {
                 return Ok(r);
             }
             let done = {
@@ -536,6 +604,8 @@ impl SessionProc {
                 }
                 match &st.done {
                     Some(d) => d.clone(),
+                    // its replay ended meanwhile
+                    None if alive => return Ok(r),
                     // its exit is being handled: a restart is about to be scheduled (or not)
                     None => return Err(self.down("exited; try again shortly")),
                 }
@@ -557,6 +627,15 @@ impl SessionProc {
     ) -> Result<StdioCall, RpcError> {
         self.touch();
         let relays = origin.is_some();
+        if matches!(method, "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe") {
+            let kept = self.remembered.lock().is_ok_and(|mut m| m.note(method, params));
+            if !kept {
+                eprintln!(
+                    "mcp target {}: a session's {method} is not replayed if its process restarts (over {MAX_REMEMBERED_URIS} URIs or {MAX_REMEMBERED_URI_BYTES} bytes of them, or a level over {MAX_LEVEL_LEN} bytes)",
+                    self.server.name
+                );
+            }
+        }
         self.current().await?.call(method, params, relays, origin)
     }
 
@@ -591,6 +670,8 @@ impl SessionProc {
     /// or give up, counting crashes since the last healthy run.
     fn crashed(&self) -> Option<flume::Sender<()>> {
         let mut st = self.restart.lock().ok()?;
+        // a replay under way is over: the `done` it would end is the next restart's
+        self.replaying.store(false, Ordering::Release);
         if self.ended.load(Ordering::Acquire) {
             return None;
         }
@@ -642,21 +723,31 @@ impl SessionProc {
         true
     }
 
-    /// Put a restarted process (handshake done) in place of the crashed one: the session's GET
-    /// stream moves to it and hears that its lists may have changed. False if it exited already.
-    fn install(self: &Arc<Self>, r: Arc<Running>) -> bool {
-        let Ok(mut st) = self.restart.lock() else { return true };
+    /// Put a restarted process (`initialize` answered) in place of the crashed one: it hears
+    /// `notifications/initialized`, the session's GET stream moves to it (so that what it asks
+    /// once initialized, such as `roots/list`, reaches the client, and the client's answer
+    /// reaches it) and hears that its lists may have changed, and the requests replaying the
+    /// session's state are sent, whose answers calls wait for until [`SessionProc::replayed`].
+    /// None if it exited already.
+    fn install(self: &Arc<Self>, r: Arc<Running>) -> Option<Vec<Replayed>> {
+        let Ok(mut st) = self.restart.lock() else { return Some(Vec::new()) };
         if self.ended.load(Ordering::Acquire) {
             st.done = None;
             drop(st);
             r.terminate();
-            return true;
+            return Some(Vec::new());
         }
         if !self.adopt(&r) {
-            return false;
+            return None;
         }
-        let old = self.running.swap(r.clone());
+        // before the swap, so that no call finds the new process without it
+        self.replaying.store(true, Ordering::Release);
+        // the GET stream first: what it asks as soon as it is initialized goes there
+        let old = self.running.load_full();
         old.shared.waiters.hand_over(&r.shared.waiters);
+        // before the swap: before anything the client sends reaches it
+        let _ = r.stdin.send(jsonrpc::notification("notifications/initialized", None));
+        self.running.store(r.clone());
         st.started = Instant::now();
         crate::observe::metrics::count_stdio_restart(&self.server.name, "restarted");
         eprintln!("mcp target {}: session process restarted (pid {}, was {})", self.server.name, r.pid, old.pid);
@@ -669,8 +760,21 @@ impl SessionProc {
                 let _ = r.shared.waiters.relay(Message::Notification { method, params: None });
             }
         }
-        st.done = None;
-        true
+        drop(st);
+        let replay = self.remembered.lock().map(|m| m.requests()).unwrap_or_default();
+        let calls =
+            replay.into_iter().filter_map(|(method, p)| Some((method, r.call(method, Some(&p), false, None).ok()?)));
+        Some(calls.collect())
+    }
+
+    /// The restarted process answered its replay (or took too long): calls go to it now, unless
+    /// it crashed meanwhile and another restart is under way.
+    fn replayed(&self) {
+        if let Ok(mut st) = self.restart.lock() {
+            if self.replaying.swap(false, Ordering::AcqRel) {
+                st.done = None;
+            }
+        }
     }
 
     /// End it (once): SIGTERM to its group, SIGKILL after a grace period.
@@ -773,8 +877,15 @@ fn backoff(failures: u32) -> Duration {
 }
 
 /// Start `cfg` in a process group of its own that dies with the gateway, its pipes handed to
-/// the I/O thread (`stdio_io`); the handshake is sent at once with `init` as params.
-fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::io::Result<Arc<Running>> {
+/// the I/O thread (`stdio_io`); the handshake is sent at once with `init` as params, and
+/// `notifications/initialized` once it is answered if `initialized` (else by whoever waits for it).
+fn spawn(
+    name: &Arc<str>,
+    cfg: &StdioTarget,
+    init: Value,
+    relays: bool,
+    initialized: bool,
+) -> std::io::Result<Arc<Running>> {
     let mut cmd = Command::new(&cfg.cmd);
     cmd.args(&cfg.args).envs(&cfg.env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.process_group(0);
@@ -805,7 +916,7 @@ fn spawn(name: &Arc<str>, cfg: &StdioTarget, init: Value, relays: bool) -> std::
     let sh = shared.clone();
     let n = name.clone();
     let stdin = stdio_io::start(name.clone(), child, move |input| {
-        Box::new(Reader { name: n, pid, shared: sh, input, ready: Some(ready_tx) })
+        Box::new(Reader { name: n, pid, shared: sh, input, ready: Some(ready_tx), initialized })
     })?;
     let _ = stdin.send(jsonrpc::request(&json!(0), "initialize", Some(&init)));
     Ok(Arc::new(Running { pid, stdin, shared, name: name.clone() }))
@@ -820,6 +931,8 @@ struct Reader {
     input: Arc<Input>,
     /// Until the handshake is over; dropping it wakes whoever waits for it.
     ready: Option<flume::Sender<()>>,
+    /// Whether it sends `notifications/initialized` when `initialize` is answered.
+    initialized: bool,
 }
 
 impl Events for Reader {
@@ -834,8 +947,11 @@ impl Events for Reader {
         };
         match msg {
             Message::Response { id, result } if self.ready.is_some() && id == json!(0) => {
+                // before the result is out: whoever sees it may send requests at once
+                if self.initialized {
+                    let _ = self.input.send(jsonrpc::notification("notifications/initialized", None));
+                }
                 let _ = sh.init.set(Ok(result.to_string().into()));
-                let _ = self.input.send(jsonrpc::notification("notifications/initialized", None));
                 sh.handshake_over(&mut self.ready);
             }
             Message::Error { id, error } if self.ready.is_some() && id == json!(0) => {
@@ -973,6 +1089,8 @@ fn restart_loop(rx: &flume::Receiver<Job>) {
     // jobs waiting for their time, and started processes waiting for their handshake
     let mut due: Vec<Job> = Vec::new();
     let mut starting: Vec<(Job, Arc<Running>, Instant)> = Vec::new();
+    // installed processes whose replay of their session's state is not answered yet
+    let mut replaying: Vec<(Job, Vec<Replayed>, Instant)> = Vec::new();
     loop {
         let now = Instant::now();
         let mut i = 0;
@@ -987,7 +1105,8 @@ fn restart_loop(rx: &flume::Receiver<Job>) {
             }
             let s = &job.proc.server;
             let init = serde_json::from_str(&job.proc.init).unwrap_or_else(|_| json!({}));
-            match spawn(&s.name, &s.cfg, init, true) {
+            // `install` sends `notifications/initialized`, once the process is the session's
+            match spawn(&s.name, &s.cfg, init, true, false) {
                 Ok(r) => starting.push((job, r, now + RESTART_HANDSHAKE)),
                 Err(e) => {
                     eprintln!("mcp target {}: cannot restart a session process: {e}", s.name);
@@ -1006,8 +1125,11 @@ fn restart_loop(rx: &flume::Receiver<Job>) {
                 continue;
             }
             let (job, r, _) = starting.swap_remove(i);
-            if ok && job.proc.install(r.clone()) {
-                continue;
+            if ok {
+                if let Some(calls) = job.proc.install(r.clone()) {
+                    replaying.push((job, calls, now + RESTART_HANDSHAKE));
+                    continue;
+                }
             }
             eprintln!("mcp target {}: a restarted session process did not finish its handshake", job.proc.server.name);
             // dropping the last handle kills a process still running
@@ -1016,8 +1138,36 @@ fn restart_loop(rx: &flume::Receiver<Job>) {
                 due.push(Job { due: at, ..job });
             }
         }
+        let mut i = 0;
+        while i < replaying.len() {
+            let (job, calls, deadline) = &mut replaying[i];
+            calls.retain(|(method, call)| match call.rx.try_recv() {
+                Err(flume::TryRecvError::Empty) => true,
+                Ok(Message::Error { error, .. }) => {
+                    let e = RpcError::from_value(&error);
+                    eprintln!(
+                        "mcp target {}: a restarted session process refused the replayed {method}: {}",
+                        job.proc.server.name, e.message
+                    );
+                    false
+                }
+                _ => false,
+            });
+            if !calls.is_empty() && *deadline > now {
+                i += 1;
+                continue;
+            }
+            if !calls.is_empty() {
+                eprintln!(
+                    "mcp target {}: a restarted session process did not answer its replayed state in time",
+                    job.proc.server.name
+                );
+            }
+            // dropping the job wakes the calls waiting
+            replaying.swap_remove(i).0.proc.replayed();
+        }
         // handshakes are polled: they are rare and short, and their readers run on other threads
-        let wait = if starting.is_empty() {
+        let wait = if starting.is_empty() && replaying.is_empty() {
             due.iter().map(|j| j.due.saturating_duration_since(now)).min()
         } else {
             Some(Duration::from_millis(10))
@@ -1062,6 +1212,8 @@ mod tests {
             init: "{}".into(),
             running: ArcSwap::new(running),
             restart: Mutex::new(Restart { crashes: 0, started: Instant::now(), gave_up: false, done: None }),
+            replaying: AtomicBool::new(false),
+            remembered: Mutex::new(Remembered::default()),
             ttl: Duration::from_secs(10),
             last_used: AtomicU64::new(last_used),
             ended: AtomicBool::new(false),
@@ -1096,6 +1248,39 @@ mod tests {
         fresh.end();
         assert_eq!(server.live.load(Ordering::Acquire), 3, "ended once");
         assert!(!fresh.is_live());
+    }
+
+    #[test]
+    fn the_last_level_and_the_subscriptions_left_are_replayed_within_bounds() {
+        let mut m = Remembered::default();
+        let uri = |u: &str| Some(json!({ "uri": u }));
+        assert!(m.note("logging/setLevel", Some(&json!({"level": "debug"}))));
+        assert!(m.note("logging/setLevel", Some(&json!({"level": "error"}))));
+        assert!(!m.note("logging/setLevel", Some(&json!({"level": "x".repeat(MAX_LEVEL_LEN + 1)}))));
+        for u in ["a://1", "a://2", "a://1", "a://3"] {
+            assert!(m.note("resources/subscribe", uri(u).as_ref()));
+        }
+        assert!(m.note("resources/unsubscribe", uri("a://2").as_ref()));
+        assert!(m.note("tools/call", None));
+        let replay: Vec<_> = m.requests().into_iter().map(|(method, p)| format!("{method} {p}")).collect();
+        assert_eq!(
+            replay,
+            [
+                r#"logging/setLevel {"level":"error"}"#,
+                r#"resources/subscribe {"uri":"a://1"}"#,
+                r#"resources/subscribe {"uri":"a://3"}"#
+            ]
+        );
+        assert_eq!(m.uri_bytes, 10);
+        // past the bounds a subscription is not remembered; an unsubscription makes room
+        for i in m.uris.len()..MAX_REMEMBERED_URIS {
+            assert!(m.note("resources/subscribe", uri(&format!("b://{i}")).as_ref()));
+        }
+        assert!(!m.note("resources/subscribe", uri("c://1").as_ref()));
+        assert!(m.note("resources/unsubscribe", uri("a://1").as_ref()));
+        assert!(m.note("resources/subscribe", uri("c://1").as_ref()));
+        assert!(!m.note("resources/subscribe", uri(&"d".repeat(MAX_REMEMBERED_URI_BYTES)).as_ref()));
+        assert_eq!(m.uris.len(), MAX_REMEMBERED_URIS);
     }
 
     #[test]

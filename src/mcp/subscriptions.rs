@@ -7,13 +7,13 @@ use futures_util::stream::LocalBoxStream;
 use serde_json::{json, Map, Value};
 
 use super::access::Access;
+use super::hub;
 use super::jsonrpc::{self, Message};
 use super::merge;
 use super::plan::{McpPlan, TargetKind};
 use super::relay::{Relay, Via};
 use super::serve::{self, Out, KEEPALIVE, TARGET_IDLE};
 use super::session::{now_secs, Sealed};
-use super::{hub, sse_client};
 use crate::config::compile::PolicyPlan;
 use crate::http::codec::RequestHead;
 use crate::http::io::Peer;
@@ -201,18 +201,9 @@ pub(super) async fn listen(
         });
     let ups: Vec<_> = join_all(opens).await.into_iter().flatten().collect();
     let sealed = Sealed { v: String::new(), t: ups, iat: now_secs(), h: None, c: None };
-    let mut members = Vec::new();
-    for (ti, t) in plan.targets.iter().enumerate() {
-        let up = match &t.kind {
-            TargetKind::Stdio(s) => s.shared_proc().await.map(hub::Upstream::Stdio),
-            TargetKind::Sse(h) => sse_client::shared(ctx, &t.name, h, TARGET_IDLE).await.map(hub::Upstream::Sse),
-            _ => continue,
-        };
-        match up {
-            Ok(up) => members.push((ti, ctx.mcp.hub.join(ctx, up, TARGET_IDLE))),
-            Err(e) => eprintln!("mcp target {}: not heard by listen streams: {}", t.name, e.message),
-        }
-    }
+    // the stream's own upstream sessions are with HTTP targets only: every stdio and HTTP+SSE
+    // target is heard through the hub
+    let (mut members, _) = hub::join_shared(ctx, plan, &hub::own_upstreams(&sealed), TARGET_IDLE).await;
     for (ti, uri, local) in owners {
         let subscribed = match &plan.targets[ti].kind {
             TargetKind::Http(_) => match sealed.target(&plan.targets[ti].name) {
@@ -315,9 +306,9 @@ impl Drop for OpenStream<'_> {
 
 /// What the shared upstreams a listen stream hears send, merged; an item `None` when one of
 /// them went away.
-type Shared = Option<LocalBoxStream<'static, Option<(usize, Message)>>>;
+pub(super) type Shared = Option<LocalBoxStream<'static, Option<(usize, Message)>>>;
 
-fn hub_streams(members: &[(usize, hub::Membership)]) -> Shared {
+pub(super) fn hub_streams(members: &[(usize, hub::Membership)]) -> Shared {
     use futures_util::stream::{self, StreamExt};
     let streams = members.iter().map(|(ti, m)| {
         let ti = *ti;
@@ -330,7 +321,7 @@ fn hub_streams(members: &[(usize, hub::Membership)]) -> Shared {
 }
 
 /// The next message of a shared upstream; `None` once one of them went away.
-async fn next_shared(s: &mut Shared) -> Option<(usize, Message)> {
+pub(super) async fn next_shared(s: &mut Shared) -> Option<(usize, Message)> {
     use futures_util::StreamExt;
     match s {
         Some(s) => s.next().await.flatten(),
