@@ -1,10 +1,9 @@
-//! Thread-per-core shards for ringgate: CPU discovery, pinned monoio runtimes with driver fallback, SO_REUSEPORT listeners, shard-local signals, busy polling and the two-phase swap.
+//! Thread-per-core shards for ringgate: CPU discovery, pinned monoio runtimes with driver fallback, SO_REUSEPORT listeners, shard-local signals and the two-phase swap.
 
 pub mod cpus;
 pub mod listen;
 pub mod shard;
 pub mod signal;
-pub mod spin;
 pub mod swap;
 
 pub use listen::{bind_shared, BindError};

@@ -1,11 +1,11 @@
-//! Human durations in config (`50us`, `500ms`, `10s`, `1m30s`, `2h`), kept as written for the config dump.
+//! Human durations in config (`500ms`, `10s`, `1m30s`, `2h`), kept as written for the config dump.
 
 use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A duration parsed from `<number><unit>` parts, units `us` (or `µs`), `ms`, `s`, `m`, `h`.
+/// A duration parsed from `<number><unit>` parts, units `ms`, `s`, `m`, `h`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Duration(pub std::time::Duration);
 
@@ -33,9 +33,7 @@ impl fmt::Debug for Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if !self.0.subsec_nanos().is_multiple_of(1_000_000) {
-            write!(f, "{}us", self.0.as_micros())
-        } else if !ms.is_multiple_of(1000) || ms == 0 {
+        if !ms.is_multiple_of(1000) || ms == 0 {
             write!(f, "{ms}ms")
         } else {
             write!(f, "{}s", ms / 1000)
@@ -43,7 +41,7 @@ impl fmt::Display for Duration {
     }
 }
 
-/// Parse `50us`, `500ms`, `10s`, `1m30s`, `2h`, `1.5s` (microsecond resolution).
+/// Parse `500ms`, `10s`, `1m30s`, `2h`, `1.5s`.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration `{s}`: expected e.g. `500ms`, `10s`, `1m30s`, `2h`");
     let mut rest = s.trim();
@@ -60,7 +58,6 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         rest = &rest[num_end..];
         let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let factor_ms = match &rest[..unit_end] {
-            "us" | "µs" => 0.001,
             "ms" => 1.0,
             "s" => 1000.0,
             "m" => 60_000.0,
@@ -73,7 +70,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     if !total.is_finite() || total > 1e15 {
         return Err(bad());
     }
-    Ok(Duration(std::time::Duration::from_micros((total * 1000.0).round() as u64)))
+    Ok(Duration::from_millis(total.round() as u64))
 }
 
 impl<'de> Deserialize<'de> for Duration {
@@ -98,8 +95,8 @@ impl JsonSchema for Duration {
             instance_type: Some(schemars::schema::InstanceType::String.into()),
             ..Default::default()
         };
-        o.string().pattern = Some(r"^([0-9]+(\.[0-9]+)?(us|µs|ms|s|m|h))+$".into());
-        o.metadata().description = Some("A duration such as `50us`, `500ms`, `10s`, `1m30s`, `2h`.".into());
+        o.string().pattern = Some(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$".into());
+        o.metadata().description = Some("A duration such as `500ms`, `10s`, `1m30s`, `2h`.".into());
         o.into()
     }
 }
@@ -115,10 +112,6 @@ mod tests {
         assert_eq!(parse("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse("50us").unwrap().get(), std::time::Duration::from_micros(50));
-        assert_eq!(parse("50µs").unwrap().get(), std::time::Duration::from_micros(50));
-        assert_eq!(parse("0.5ms").unwrap().to_string(), "500us");
-        assert_eq!(parse("1ms500us").unwrap().to_string(), "1500us");
     }
 
     #[test]

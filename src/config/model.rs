@@ -106,11 +106,6 @@ pub struct ProcessConfig {
     /// config is reloaded with the new addresses. `0s` resolves only at load.
     #[serde(default = "default_dns_refresh")]
     pub dns_refresh_interval: Duration,
-    /// After a request starts, each shard polls for I/O instead of sleeping for this long (e.g.
-    /// `50us`), so the reply it waits for costs no wake-up: lower latency at low load for up to
-    /// this much CPU per request. `0s` (the default) sleeps at once. Read at start only.
-    #[serde(default)]
-    pub busy_poll: Duration,
 }
 
 fn default_admin_addr() -> String {
@@ -134,7 +129,6 @@ impl Default for ProcessConfig {
             mcp: McpSettings::default(),
             session: SessionSettings::default(),
             dns_refresh_interval: default_dns_refresh(),
-            busy_poll: Duration::default(),
         }
     }
 }

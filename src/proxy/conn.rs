@@ -97,7 +97,6 @@ async fn requests(
         // taken once the head is here, not before the wait for it: a reload committed while
         // the connection was idle applies to its next request
         let state = ctx.current();
-        ringgate_runtime::spin::touch();
         ctx.in_flight.set(ctx.in_flight.get() + 1);
         let stats = &ctx.registry.shards[ctx.index];
         stats.active_requests.fetch_add(1, Relaxed);

@@ -197,7 +197,6 @@ pub async fn run(
     registry: Arc<Registry>,
 ) {
     let log = AccessLog::new(initial.log_format, initial.access_log);
-    ringgate_runtime::spin::start(initial.config.config.busy_poll.get());
     let ctx = Rc::new(ShardCtx {
         index: info.index,
         registry,
