@@ -256,9 +256,9 @@ def environment(bins):
 
 
 class Fixture:
-    def __init__(self, work, bins, name, *args):
+    def __init__(self, work, bins, name, *args, cpu=LOAD_CPU):
         (self.port,) = free_ports(1)
-        self.p = PROCS.start(LOAD_CPU, [bins.fixture, "--listen", f"127.0.0.1:{self.port}"] + [str(a) for a in args],
+        self.p = PROCS.start(cpu, [bins.fixture, "--listen", f"127.0.0.1:{self.port}"] + [str(a) for a in args],
                              os.path.join(work, f"{name}.log"))
         wait_port(self.port, self.p, name)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -414,17 +414,29 @@ def scenario_mcp_call(work, bins):
         "direct-modern": (fx.url + "/mcp", "mcp-call-modern", None),
         "via-modern": (gw.url("call"), "mcp-call-modern", gw),
     }
+    # direct again with the fixture on the gateway's core: its calls cross cores twice, as the
+    # gateway's do four times, so this row shows what crossing costs on this machine
+    fx1 = Fixture(work, bins, "fixture-core1", "--tools", "8", cpu=SUT_CPU)
+    paths["xcore-legacy"] = (fx1.url + "/mcp", "mcp-call-legacy", None)
+    paths["xcore-modern"] = (fx1.url + "/mcp", "mcp-call-modern", None)
+    fxs = {"xcore-legacy": fx1, "xcore-modern": fx1}
+    # (key in the JSON, label in the table, via path, direct path)
+    eras = [("legacy", "legacy", "via-legacy", "direct-legacy"), ("modern", "modern", "via-modern", "direct-modern"),
+            ("legacy_xcore", "legacy, over direct across cores", "via-legacy", "xcore-legacy"),
+            ("modern_xcore", "modern, over direct across cores", "via-modern", "xcore-modern")]
     base = ["--conns", CONNS, "--duration", DURATION, "--warmup", WARMUP]
     # a short unmeasured run per path first: connections, pooled upstream sessions, page cache
     for p, (url, mode, g) in paths.items():
-        rg_load(bins, work, f"prime-{p}", url, mode, "--conns", CONNS, "--duration", 1, "--warmup", 0, gw=g, fx=fx)
+        rg_load(bins, work, f"prime-{p}", url, mode, "--conns", CONNS, "--duration", 1, "--warmup", 0, gw=g,
+                fx=fxs.get(p, fx))
     fixed = {p: [] for p in paths}
     for r in range(ROUNDS):
         for p, (url, mode, g) in paths.items():
-            fixed[p].append(rg_load(bins, work, f"fixed{r}-{p}", url, mode, "--rate", RATE, *base, gw=g, fx=fx))
+            fixed[p].append(rg_load(bins, work, f"fixed{r}-{p}", url, mode, "--rate", RATE, *base, gw=g,
+                                    fx=fxs.get(p, fx)))
     sat = {}
     for p, (url, mode, g) in paths.items():
-        sat[p] = [rg_load(bins, work, f"sat-{p}", url, mode, *base, gw=g, fx=fx)]
+        sat[p] = [rg_load(bins, work, f"sat-{p}", url, mode, *base, gw=g, fx=fxs.get(p, fx))]
     out = {
         "fixed_rate": {p: row_summary(v) for p, v in fixed.items()},
         "saturation": {p: row_summary(v) for p, v in sat.items()},
@@ -432,9 +444,9 @@ def scenario_mcp_call(work, bins):
         "raw": {"fixed_rate": fixed, "saturation": sat},
         "gateway_thread_cpus": gw.affinity(),
     }
-    for era in ("legacy", "modern"):
+    for era, _, via, direct in eras:
         for k in ("p50", "p99", "p99_9"):
-            m, s = added(fixed[f"via-{era}"], fixed[f"direct-{era}"], k)
+            m, s = added(fixed[via], fixed[direct], k)
             out["added_latency_us"][f"{era}_{k}"] = {"median": m, "per_round_spread": s}
     for era in ("legacy", "modern"):
         v, d = sat[f"via-{era}"][0], sat[f"direct-{era}"][0]
@@ -445,16 +457,18 @@ def scenario_mcp_call(work, bins):
     w(f"Fixed rate {RATE:,.0f} calls/s, rg-load open loop over {CONNS} connections, latency from the intended send "
       f"time; median of {ROUNDS} interleaved rounds of {DURATION:g} s (after {WARMUP:g} s of warm-up each):\n")
     labels = {"direct-legacy": "direct, legacy session", "via-legacy": "via ringgate, legacy session",
-              "direct-modern": "direct, modern (2026-07-28)", "via-modern": "via ringgate, modern (2026-07-28)"}
+              "direct-modern": "direct, modern (2026-07-28)", "via-modern": "via ringgate, modern (2026-07-28)",
+              "xcore-legacy": "direct across cores (fixture on core 1), legacy session",
+              "xcore-modern": "direct across cores (fixture on core 1), modern (2026-07-28)"}
     table(w, [(labels[p], out["fixed_rate"][p]) for p in paths], True)
     w("")
     w("| latency added by ringgate at the fixed rate | p50 µs | p99 µs | p99.9 µs | target |")
     w("|---|---:|---:|---:|---|")
-    for era in ("legacy", "modern"):
+    for era, label, _, _ in eras:
         a = out["added_latency_us"]
         p50, p99, p999 = a[f"{era}_p50"], a[f"{era}_p99"], a[f"{era}_p99_9"]
         verdict = "met" if p50["median"] is not None and p50["median"] <= 100 and p99["median"] <= 250 else "missed"
-        w(f"| {era} (median; per-round range) | {f(p50['median'])} ({f(p50['per_round_spread'][0])} to "
+        w(f"| {label} (median; per-round range) | {f(p50['median'])} ({f(p50['per_round_spread'][0])} to "
           f"{f(p50['per_round_spread'][1])}) | {f(p99['median'])} ({f(p99['per_round_spread'][0])} to "
           f"{f(p99['per_round_spread'][1])}) | {f(p999['median'])} | ≤ 100 / ≤ 250: {verdict} |")
     w("")

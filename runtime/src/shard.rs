@@ -135,7 +135,21 @@ fn run_shard<F, Fut>(
     Fut: Future<Output = ()> + 'static,
 {
     if uring_ok {
-        match RuntimeBuilder::<IoUringDriver>::new().with_entries(4096).enable_timer().build() {
+        // COOP_TASKRUN (5.19+): a completion does not interrupt the shard with an IPI while it
+        // runs; it is picked up at its next io_uring_enter (every loop turn, and spinning with
+        // busyPoll). Only this thread uses its ring, which is what the flag asks. Older kernels
+        // refuse the flag: then the ring is set up without it.
+        let coop = RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(4096)
+            .uring_builder({
+                let mut b = io_uring::IoUring::builder();
+                b.setup_coop_taskrun();
+                b
+            })
+            .enable_timer()
+            .build();
+        let built = coop.or_else(|_| RuntimeBuilder::<IoUringDriver>::new().with_entries(4096).enable_timer().build());
+        match built {
             Ok(mut rt) => {
                 let info = ShardInfo { index, cpu, driver: DriverKind::Uring };
                 let _ = ready.send(Ok(info));
