@@ -169,6 +169,12 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // what the gateway said last, to read next to the failed assertion
+            let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+            let from = lines.len().saturating_sub(40);
+            eprintln!("--- last gateway log lines ---\n{}", lines[from..].join("\n"));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
