@@ -162,7 +162,12 @@ pub fn py_client(url: &str, mode: &str, args: &[&str]) -> (serde_json::Value, i3
     let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
         panic!("client printed no JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
     });
-    (v, out.status.code().unwrap_or(-1))
+    let code = out.status.code().unwrap_or(-1);
+    if code != 0 {
+        // shown with the test's output when it fails
+        eprintln!("mcp_client.py {args:?} exited {code}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    (v, code)
 }
 
 /// [`py_client`] that must succeed: its JSON output.
