@@ -136,8 +136,8 @@ fn run_shard<F, Fut>(
 {
     if uring_ok {
         // COOP_TASKRUN (5.19+): a completion does not interrupt the shard with an IPI while it
-        // runs; it is picked up at its next io_uring_enter (every loop turn, and spinning with
-        // busyPoll). Only this thread uses its ring, which is what the flag asks. Older kernels
+        // runs; it is picked up at its next io_uring_enter, which every turn of monoio's loop
+        // makes. Only this thread uses its ring, which is what the flag asks. Older kernels
         // refuse the flag: then the ring is set up without it.
         let coop = RuntimeBuilder::<IoUringDriver>::new()
             .with_entries(4096)
