@@ -42,14 +42,8 @@ fn text(v: &Value) -> &str {
 #[test]
 fn prefix_mode_never_routes_unprefixed_names_to_their_one_owner() {
     let port = free_port();
-    let script = root().join("tests/peers/py_server.py");
     // py pages its tools by 3: the owner of a tool on a later page is found by paging
-    let _py = start_peer(
-        &peer("py/bin/python"),
-        &[script.to_str().unwrap(), "--port", &port.to_string(), "--page-size", "3"],
-        &[],
-        port,
-    );
+    let _py = py_server(port, &["--page-size", "3"]);
     let targets = format!(
         "          - name: demo\n            demo: {{}}\n          - name: py\n            mcp: {{ host: \"http://127.0.0.1:{port}/mcp\" }}\n"
     );

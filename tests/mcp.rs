@@ -54,13 +54,7 @@ fn federates_stdio_http_and_python_targets_with_paging() {
     let ev_port = free_port();
     let _ev = start_peer(&everything(), &["streamableHttp"], &[("PORT", ev_port.to_string())], ev_port);
     let py_port = free_port();
-    let py_server = root().join("tests/peers/py_server.py");
-    let _py = start_peer(
-        &peer("py/bin/python"),
-        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--page-size", "3"],
-        &[],
-        py_port,
-    );
+    let _py = py_server(py_port, &["--page-size", "3"]);
     let targets = format!(
         "{}          - name: ev\n            stdio: {{ cmd: \"{}\", args: [stdio] }}\n          - name: evh\n            mcp: {{ host: \"http://127.0.0.1:{ev_port}/mcp\" }}\n          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n            tools: {{ exclude: [t04] }}\n",
         demo_target(),
@@ -535,13 +529,7 @@ fn legacy_sse_targets_federate_with_the_others_and_come_back_after_a_restart() {
     let evs_port = free_port();
     let mut evs = start_peer(&everything(), &["sse"], &[("PORT", evs_port.to_string())], evs_port);
     let py_port = free_port();
-    let py_server = root().join("tests/peers/py_server.py");
-    let _py = start_peer(
-        &peer("py/bin/python"),
-        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--transport", "sse"],
-        &[],
-        py_port,
-    );
+    let _py = py_server(py_port, &["--transport", "sse"]);
     // server-everything names `/message?sessionId=`, the Python SDK `/messages/?session_id=`
     let targets = format!(
         "{}          - name: ev\n            stdio: {{ cmd: \"{}\", args: [stdio] }}\n          - name: evs\n            sse: {{ host: \"http://127.0.0.1:{evs_port}/sse\" }}\n          - name: pys\n            sse: {{ host: \"127.0.0.1:{py_port}\" }}\n",
@@ -604,13 +592,7 @@ fn admin_tool(gw: &Gateway, target: &str, tool: &str) -> Value {
 #[test]
 fn tool_guard_blocks_rug_pulls_and_poisoned_tools() {
     let py_port = free_port();
-    let py_server = root().join("tests/peers/py_server.py");
-    let _py = start_peer(
-        &peer("py/bin/python"),
-        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--rug-pull", "--poison"],
-        &[],
-        py_port,
-    );
+    let _py = py_server(py_port, &["--rug-pull", "--poison"]);
     let targets = format!(
         "          - name: blk\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n            toolGuard: {{ pinning: block, scan: block }}\n          - name: alr\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n"
     );
@@ -679,13 +661,7 @@ fn tool_guard_blocks_rug_pulls_and_poisoned_tools() {
 #[test]
 fn stateless_http_targets_are_part_of_stateful_sessions() {
     let py_port = free_port();
-    let py_server = root().join("tests/peers/py_server.py");
-    let _py = start_peer(
-        &peer("py/bin/python"),
-        &[py_server.to_str().unwrap(), "--port", &py_port.to_string(), "--stateless", "--json"],
-        &[],
-        py_port,
-    );
+    let _py = py_server(py_port, &["--stateless", "--json"]);
     let targets =
         format!("{}          - name: pyl\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
     let gw = gateway(&targets, "");
@@ -916,13 +892,7 @@ fn resume_request(sid: &str, last: &str) -> String {
 #[test]
 fn a_dropped_post_stream_resumes_on_any_shard_with_exactly_the_missed_events() {
     let py_port = free_port();
-    let py_server = root().join("tests/peers/py_server.py");
-    let _py = start_peer(
-        &peer("py/bin/python"),
-        &[py_server.to_str().unwrap(), "--port", &py_port.to_string()],
-        &[],
-        py_port,
-    );
+    let _py = py_server(py_port, &[]);
     let targets =
         format!("{}          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
     let gw = gateway(&targets, "");
@@ -1068,13 +1038,7 @@ fn a_dropped_get_stream_resumes_with_what_came_while_it_was_away() {
 #[test]
 fn clients_before_2025_11_25_get_event_ids_but_no_priming_event() {
     let py_port = free_port();
-    let py_server = root().join("tests/peers/py_server.py");
-    let _py = start_peer(
-        &peer("py/bin/python"),
-        &[py_server.to_str().unwrap(), "--port", &py_port.to_string()],
-        &[],
-        py_port,
-    );
+    let _py = py_server(py_port, &[]);
     let gw = gateway(&format!("          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n"), "");
     let sid = initialize_version(gw.addr(), "2025-06-18");
     let call = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"steps":2},"_meta":{"progressToken":1}}}"#;
@@ -1286,13 +1250,7 @@ fn cutting_proxy(to: SocketAddr, cut_after: &'static str, events: usize) -> Sock
 #[test]
 fn real_clients_resume_a_call_whose_connection_broke() {
     let py_port = free_port();
-    let py_server = root().join("tests/peers/py_server.py");
-    let _py = start_peer(
-        &peer("py/bin/python"),
-        &[py_server.to_str().unwrap(), "--port", &py_port.to_string()],
-        &[],
-        py_port,
-    );
+    let _py = py_server(py_port, &[]);
     let targets =
         format!("{}          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
     let gw = gateway(&targets, "");
@@ -1329,13 +1287,7 @@ fn real_clients_resume_a_call_whose_connection_broke() {
 #[test]
 fn slow_answers_are_handed_back_and_real_clients_poll_for_the_rest() {
     let py_port = free_port();
-    let py_server = root().join("tests/peers/py_server.py");
-    let _py = start_peer(
-        &peer("py/bin/python"),
-        &[py_server.to_str().unwrap(), "--port", &py_port.to_string()],
-        &[],
-        py_port,
-    );
+    let _py = py_server(py_port, &[]);
     let targets =
         format!("{}          - name: py\n            mcp: {{ host: \"127.0.0.1:{py_port}\" }}\n", demo_target());
     // py_slow takes 50 ms a step: 40 steps outlast pollAfter

@@ -31,12 +31,6 @@ fn py_target(port: u16) -> String {
     format!("          - name: py\n            mcp: {{ host: \"http://127.0.0.1:{port}/mcp\" }}\n")
 }
 
-/// The Python `mcp` 2.3.0 peer: stateful Streamable HTTP, sessions kept in memory only.
-fn start_py(port: u16) -> PeerServer {
-    let script = root().join("tests/peers/py_server.py");
-    start_peer(&peer("py/bin/python"), &[script.to_str().unwrap(), "--port", &port.to_string()], &[], port)
-}
-
 const RENEWED: &str = "upstream session expired, re-initialized";
 
 /// What [`Forgetful`] shares between its connections and the test.
@@ -278,7 +272,7 @@ fn of_two_shards_renewing_one_forgotten_upstream_session_the_later_ends_its_own(
 #[test]
 fn an_upstream_session_the_target_forgot_is_renewed_once_for_every_shard() {
     let port = free_port();
-    let py = start_py(port);
+    let py = py_server(port, &[]);
     let gw = gateway_with("", &py_target(port));
     let addr = gw.addr();
     let sid = initialize(addr);
@@ -286,7 +280,7 @@ fn an_upstream_session_the_target_forgot_is_renewed_once_for_every_shard() {
 
     // the server restarts and forgets every session; the client's sealed id still names the old one
     drop(py);
-    let _py = start_py(port);
+    let _py = py_server(port, &[]);
     for i in 0..20 {
         assert_eq!(call(addr, &sid, "py_echo", &format!("after {i}")), Ok(format!("Echo: after {i}")), "call {i}");
     }
@@ -307,7 +301,7 @@ fn an_upstream_session_the_target_forgot_is_renewed_once_for_every_shard() {
 #[test]
 fn replicas_with_one_key_serve_each_others_sessions_and_renew_on_their_own() {
     let port = free_port();
-    let py = start_py(port);
+    let py = py_server(port, &[]);
     let settings = format!("  session:\n    key: {KEY}\n");
     let (a, b) = (gateway_with(&settings, &py_target(port)), gateway_with(&settings, &py_target(port)));
     let sid = initialize(a.addr());
@@ -318,7 +312,7 @@ fn replicas_with_one_key_serve_each_others_sessions_and_renew_on_their_own() {
     }
     // the upstream forgets the session: each replica renews it on its own, once
     drop(py);
-    let _py = start_py(port);
+    let _py = py_server(port, &[]);
     for i in 0..6 {
         let replica = if i % 2 == 0 { a.addr() } else { b.addr() };
         assert_eq!(call(replica, &sid, "py_echo", &format!("r{i}")), Ok(format!("Echo: r{i}")), "post {i}");

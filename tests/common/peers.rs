@@ -170,6 +170,16 @@ pub fn py_client(url: &str, mode: &str, args: &[&str]) -> (serde_json::Value, i3
     (v, code)
 }
 
+/// `tests/peers/py_server.py` (the Python `mcp` 2.3.0 server: stateful Streamable HTTP, sessions in
+/// memory) on `port`, with `args` after `--port`.
+pub fn py_server(port: u16, args: &[&str]) -> PeerServer {
+    let script = root().join("tests/peers/py_server.py");
+    let port_arg = port.to_string();
+    let argv: Vec<&str> =
+        [script.to_str().unwrap(), "--port", &port_arg].into_iter().chain(args.iter().copied()).collect();
+    start_peer(&peer("py/bin/python"), &argv, &[], port)
+}
+
 /// [`py_client`] that must succeed: its JSON output.
 pub fn py_ok(url: &str, mode: &str, args: &[&str]) -> serde_json::Value {
     let (v, code) = py_client(url, mode, args);
