@@ -219,6 +219,14 @@ fn kill(pid: &str) {
     assert!(Command::new("kill").args(["-9", pid]).status().unwrap().success());
 }
 
+/// A session [`initialize`]d with `capabilities` that has sent `notifications/initialized`.
+fn initialized(addr: SocketAddr, capabilities: &str) -> String {
+    let sid = initialize(addr, capabilities).unwrap();
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert_eq!(post_with(addr, "/mcp", &[("mcp-session-id", &sid)], note).status, 202);
+    sid
+}
+
 fn get_stream(addr: SocketAddr, sid: &str) -> BufReader<TcpStream> {
     let mut get = open(
         addr,
@@ -234,9 +242,8 @@ fn get_stream(addr: SocketAddr, sid: &str) -> BufReader<TcpStream> {
 fn a_crashed_session_process_is_restarted_and_its_calls_in_flight_fail() {
     let gw = gateway(&session_target("s", ""));
     let addr = gw.addr();
-    let sid = initialize(addr, r#"{"elicitation":{}}"#).unwrap();
+    let sid = initialized(addr, r#"{"elicitation":{}}"#);
     let s = ("mcp-session-id", sid.as_str());
-    assert_eq!(post_with(addr, "/mcp", &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
     let mut get = get_stream(addr, &sid);
     let pid = text(&call(addr, &sid, "pid"));
 
@@ -284,9 +291,8 @@ fn a_crashed_session_process_is_restarted_and_its_calls_in_flight_fail() {
 fn a_restarted_session_process_hears_the_sessions_log_level_and_subscriptions_again() {
     let gw = gateway(&session_target("s", ""));
     let addr = gw.addr();
-    let sid = initialize(addr, r#"{"roots":{}}"#).unwrap();
+    let sid = initialized(addr, r#"{"roots":{}}"#);
     let s = ("mcp-session-id", sid.as_str());
-    assert_eq!(post_with(addr, "/mcp", &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
     let mut get = get_stream(addr, &sid);
     let rpc = |id: u32, method: &str, params: Value| {
         let a = answer(&post_with(
@@ -382,9 +388,8 @@ fn open(addr: SocketAddr, req: &str) -> BufReader<TcpStream> {
 fn what_a_session_process_asks_and_tells_reaches_its_client() {
     let gw = gateway(&format!("{}{}", session_target("s", ""), session_target("t", "")));
     let addr = gw.addr();
-    let sid = initialize(addr, r#"{"elicitation":{},"roots":{"listChanged":true}}"#).unwrap();
+    let sid = initialized(addr, r#"{"elicitation":{},"roots":{"listChanged":true}}"#);
     let s = ("mcp-session-id", sid.as_str());
-    assert_eq!(post_with(addr, "/mcp", &[s], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
     // the process was initialized with the client's own capabilities
     let caps: Value = serde_json::from_str(&text(&call(addr, &sid, "s_caps"))).unwrap();
     assert_eq!(caps["elicitation"], json!({}), "{caps}");
