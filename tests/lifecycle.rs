@@ -203,16 +203,21 @@ fn serves(gw: &Gateway, name: &str) -> bool {
     get(gw.addr(), "/x").header("x-upstream") == Some(name)
 }
 
+/// Rename `yaml` over the gateway's config file the way editors save, with the old file's mtime.
+fn replace_keeping_mtime(gw: &Gateway, yaml: &str) {
+    let mtime = std::fs::metadata(&gw.config).unwrap().modified().unwrap();
+    let tmp = gw.dir.join(".config.yaml.swp");
+    write_with_mtime(&tmp, yaml, mtime);
+    std::fs::rename(&tmp, &gw.config).unwrap();
+}
+
 #[test]
 fn a_config_renamed_over_the_file_is_served_even_with_the_same_size_and_mtime() {
     let (a, b) = (upstream("a"), upstream("b"));
     let (ya, yb) = same_size_configs(a.addr, b.addr);
     let gw = Gateway::start(&ya);
     assert!(serves(&gw, "a"));
-    let mtime = std::fs::metadata(&gw.config).unwrap().modified().unwrap();
-    let tmp = gw.dir.join(".config.yaml.swp");
-    write_with_mtime(&tmp, &yb, mtime);
-    std::fs::rename(&tmp, &gw.config).unwrap();
+    replace_keeping_mtime(&gw, &yb);
     wait_until("the replaced config is served", || serves(&gw, "b"));
     gw.wait_line("reload applied trigger=file change");
 }
@@ -228,10 +233,7 @@ fn with_the_poll_watch_mode_a_changed_file_is_served() {
     assert!(gw.wait_line("config watch: polling file=").contains("every 20ms"));
     assert_eq!(gw.count_lines("config watch: inotify"), 0, "{:?}", gw.lines.lock().unwrap());
     assert!(serves(&gw, "a"));
-    let mtime = std::fs::metadata(&gw.config).unwrap().modified().unwrap();
-    let tmp = gw.dir.join(".config.yaml.swp");
-    write_with_mtime(&tmp, &yb, mtime);
-    std::fs::rename(&tmp, &gw.config).unwrap();
+    replace_keeping_mtime(&gw, &yb);
     wait_until("the replaced config is served", || serves(&gw, "b"));
     gw.wait_line("reload applied trigger=file change");
 }
