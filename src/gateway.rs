@@ -110,6 +110,19 @@ pub fn run(opts: Options) -> Result<(), String> {
     for s in &shards {
         *registry.shards[s.info.index].driver.lock().unwrap_or_else(|p| p.into_inner()) = s.info.driver.as_str();
     }
+    // one line per distinct reason (every shard usually shares one): why io_uring was not used
+    let mut fallbacks: Vec<(&str, Vec<String>)> = Vec::new();
+    for s in &shards {
+        if let Some(why) = s.fallback.as_deref() {
+            match fallbacks.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, on)) => on.push(s.info.index.to_string()),
+                None => fallbacks.push((why, vec![s.info.index.to_string()])),
+            }
+        }
+    }
+    for (why, on) in &fallbacks {
+        log(&format!("io_uring unavailable, using epoll shards={} reason={why:?}", on.join(",")));
+    }
     let drivers: Vec<&str> = shards.iter().map(|s| s.info.driver.as_str()).collect();
     log(&format!("shards started workers={workers} driver={} config={source:?}", drivers.join(",")));
     for (cfg, actual) in &bound {

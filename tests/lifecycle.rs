@@ -129,6 +129,47 @@ fn legacy_driver_is_used_and_reported() {
 }
 
 #[test]
+fn auto_driver_falls_back_to_epoll_when_seccomp_denies_io_uring() {
+    if !seccomp::io_uring_filter_supported() {
+        eprintln!("skipped: no io_uring seccomp filter for this architecture");
+        return;
+    }
+    let a = upstream("a");
+    // io_uring_setup/enter/register fail with EPERM, as under Docker's default seccomp profile
+    let gw = Gateway::start_without_io_uring(&config(a.addr, "/", 0), &["--driver", "auto"]);
+    assert_eq!(get(gw.admin, "/ready").status, 200);
+    let r = get(gw.addr(), "/through");
+    assert_eq!((r.status, r.header("x-upstream")), (200, Some("a")), "{}", r.body_str());
+    let m = gw.metrics();
+    for shard in 0..2 {
+        assert!(m.contains(&format!("ringgate_runtime_driver_info{{shard=\"{shard}\",driver=\"epoll\"}} 1")), "{m}");
+    }
+    assert!(!m.contains("driver=\"io_uring\""), "{m}");
+    let why = gw.wait_line("io_uring unavailable");
+    assert!(why.contains("shards=0,1") && why.contains("io_uring_setup: Operation not permitted"), "{why}");
+}
+
+#[test]
+fn uring_driver_fails_start_up_clearly_when_seccomp_denies_io_uring() {
+    if !seccomp::io_uring_filter_supported() {
+        eprintln!("skipped: no io_uring seccomp filter for this architecture");
+        return;
+    }
+    let dir = tempdir();
+    let f = dir.join("c.yaml");
+    std::fs::write(&f, config(upstream("a").addr, "/", 0)).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ringgate"));
+    cmd.arg("-c").arg(&f).args(["--driver", "uring"]).env_remove("MONOIO_FORCE_LEGACY_DRIVER");
+    let out = seccomp::deny_io_uring(&mut cmd).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // an error exit, not a panic or an abort
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("io_uring is not available") && err.contains("Operation not permitted"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn admin_endpoints() {
     let a = upstream("a");
     let gw = Gateway::start(&config(a.addr, "/", 0));

@@ -53,6 +53,8 @@ pub struct ShardHandle {
     pub info: ShardInfo,
     /// The shard's thread; it ends when the shard's main future returns.
     pub thread: JoinHandle<()>,
+    /// Why the shard runs epoll although `auto` preferred io_uring (None: it got what was chosen).
+    pub fallback: Option<String>,
 }
 
 /// A shard failed to start.
@@ -91,31 +93,31 @@ where
     Fut: Future<Output = ()> + 'static,
 {
     let main = Arc::new(main);
-    let uring_ok = match choice {
-        DriverChoice::Legacy => false,
-        // honours MONOIO_FORCE_LEGACY_DRIVER, probes the opcodes monoio needs
-        DriverChoice::Auto | DriverChoice::Uring => monoio::utils::detect_uring(),
+    let plan = match choice {
+        DriverChoice::Legacy => Plan::Epoll { fallback: None },
+        DriverChoice::Auto | DriverChoice::Uring => match probe_uring() {
+            Ok(()) => Plan::Uring,
+            Err(reason) if choice == DriverChoice::Uring => {
+                return Err(ShardSpawnError::UringUnavailable { index: 0, reason })
+            }
+            Err(reason) => Plan::Epoll { fallback: Some(reason) },
+        },
     };
-    if choice == DriverChoice::Uring && !uring_ok {
-        return Err(ShardSpawnError::UringUnavailable {
-            index: 0,
-            reason: "the kernel refused the io_uring probe".into(),
-        });
-    }
     let mut handles = Vec::with_capacity(count);
     for index in 0..count {
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let main = main.clone();
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<ShardInfo, ShardSpawnError>>(1);
+        let plan = plan.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Started, ShardSpawnError>>(1);
         let thread = std::thread::Builder::new()
             .name(format!("ringgate-shard-{index}"))
             .spawn(move || {
                 let pinned = cpu.filter(|c| core_affinity::set_for_current(core_affinity::CoreId { id: *c }));
-                run_shard(index, pinned, choice, uring_ok, ready_tx, main);
+                run_shard(index, pinned, choice, plan, ready_tx, main);
             })
             .map_err(|e| ShardSpawnError::Start { index, reason: e.to_string() })?;
         match ready_rx.recv() {
-            Ok(Ok(info)) => handles.push(ShardHandle { info, thread }),
+            Ok(Ok(Started { info, fallback })) => handles.push(ShardHandle { info, thread, fallback }),
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(ShardSpawnError::Start { index, reason: "shard thread exited during start".into() }),
         }
@@ -123,51 +125,90 @@ where
     Ok(handles)
 }
 
+/// Which driver a shard tries.
+#[derive(Clone)]
+enum Plan {
+    /// io_uring (epoll under `auto` if this shard's ring cannot be built after all).
+    Uring,
+    /// epoll; `fallback` says why when io_uring was preferred.
+    Epoll { fallback: Option<String> },
+}
+
+/// Whether io_uring can run monoio here, and if not, why (for the log that explains a fallback).
+fn probe_uring() -> Result<(), String> {
+    // honours MONOIO_FORCE_LEGACY_DRIVER, probes the opcodes monoio needs
+    if monoio::utils::detect_uring() {
+        return Ok(());
+    }
+    let forced = std::env::var("MONOIO_FORCE_LEGACY_DRIVER")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+    if forced {
+        return Err("MONOIO_FORCE_LEGACY_DRIVER is set".into());
+    }
+    // detect_uring only says no: repeat its first steps to learn the kernel's answer (EPERM under
+    // a seccomp filter such as Docker's default, ENOSYS without io_uring, EPERM when disabled by
+    // the kernel.io_uring_disabled sysctl)
+    let ring = io_uring::IoUring::new(2).map_err(|e| format!("io_uring_setup: {e}"))?;
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe).map_err(|e| format!("io_uring_register: {e}"))?;
+    Err("the kernel lacks io_uring operations monoio needs".into())
+}
+
+/// A shard's runtime is built: what it runs, and why it fell back if it did.
+struct Started {
+    info: ShardInfo,
+    fallback: Option<String>,
+}
+
 fn run_shard<F, Fut>(
     index: usize,
     cpu: Option<usize>,
     choice: DriverChoice,
-    uring_ok: bool,
-    ready: std::sync::mpsc::SyncSender<Result<ShardInfo, ShardSpawnError>>,
+    plan: Plan,
+    ready: std::sync::mpsc::SyncSender<Result<Started, ShardSpawnError>>,
     main: Arc<F>,
 ) where
     F: Fn(ShardInfo) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
-    if uring_ok {
-        // COOP_TASKRUN (5.19+): a completion does not interrupt the shard with an IPI while it
-        // runs; it is picked up at its next io_uring_enter, which every turn of monoio's loop
-        // makes. Only this thread uses its ring, which is what the flag asks. Older kernels
-        // refuse the flag: then the ring is set up without it.
-        let coop = RuntimeBuilder::<IoUringDriver>::new()
-            .with_entries(4096)
-            .uring_builder({
-                let mut b = io_uring::IoUring::builder();
-                b.setup_coop_taskrun();
-                b
-            })
-            .enable_timer()
-            .build();
-        let built = coop.or_else(|_| RuntimeBuilder::<IoUringDriver>::new().with_entries(4096).enable_timer().build());
-        match built {
-            Ok(mut rt) => {
-                let info = ShardInfo { index, cpu, driver: DriverKind::Uring };
-                let _ = ready.send(Ok(info));
-                rt.block_on(main(info));
-                return;
+    let fallback = match plan {
+        Plan::Uring => {
+            // COOP_TASKRUN (5.19+): a completion does not interrupt the shard with an IPI while it
+            // runs; it is picked up at its next io_uring_enter, which every turn of monoio's loop
+            // makes. Only this thread uses its ring, which is what the flag asks. Older kernels
+            // refuse the flag: then the ring is set up without it.
+            let coop = RuntimeBuilder::<IoUringDriver>::new()
+                .with_entries(4096)
+                .uring_builder({
+                    let mut b = io_uring::IoUring::builder();
+                    b.setup_coop_taskrun();
+                    b
+                })
+                .enable_timer()
+                .build();
+            let built =
+                coop.or_else(|_| RuntimeBuilder::<IoUringDriver>::new().with_entries(4096).enable_timer().build());
+            match built {
+                Ok(mut rt) => {
+                    let info = ShardInfo { index, cpu, driver: DriverKind::Uring };
+                    let _ = ready.send(Ok(Started { info, fallback: None }));
+                    rt.block_on(main(info));
+                    return;
+                }
+                Err(e) if choice == DriverChoice::Uring => {
+                    let _ = ready.send(Err(ShardSpawnError::UringUnavailable { index, reason: e.to_string() }));
+                    return;
+                }
+                // e.g. RLIMIT_MEMLOCK too low for a 4096-entry ring on old kernels
+                Err(e) => Some(format!("building the ring: {e}")),
             }
-            Err(e) if choice == DriverChoice::Uring => {
-                let _ = ready.send(Err(ShardSpawnError::UringUnavailable { index, reason: e.to_string() }));
-                return;
-            }
-            // e.g. RLIMIT_MEMLOCK too low on old kernels: fall through to epoll
-            Err(_) => {}
         }
-    }
+        Plan::Epoll { fallback } => fallback,
+    };
     match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
         Ok(mut rt) => {
             let info = ShardInfo { index, cpu, driver: DriverKind::Legacy };
-            let _ = ready.send(Ok(info));
+            let _ = ready.send(Ok(Started { info, fallback }));
             rt.block_on(main(info));
         }
         Err(e) => {

@@ -3,6 +3,7 @@
 
 pub mod mcp;
 pub mod peers;
+pub mod seccomp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -60,7 +61,7 @@ impl Gateway {
     /// Start with the config file `config` already in place (a symlink, say) under `dir`, which
     /// is removed on drop.
     pub fn start_file(dir: PathBuf, config: PathBuf, args: &[&str]) -> Gateway {
-        Self::start_with(dir, config, args, &[])
+        Self::start_with(dir, config, args, &[], |c| c)
     }
 
     /// Start with `yaml` and these environment variables set.
@@ -68,11 +69,27 @@ impl Gateway {
         let dir = tempdir();
         let config = dir.join("config.yaml");
         std::fs::write(&config, yaml).unwrap();
-        Self::start_with(dir, config, &[], envs)
+        Self::start_with(dir, config, &[], envs, |c| c)
     }
 
-    fn start_with(dir: PathBuf, config: PathBuf, args: &[&str], envs: &[(&str, &str)]) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+    /// Start with `yaml` and `args` in a process whose io_uring syscalls fail with EPERM, as in a
+    /// container under Docker's default seccomp profile.
+    pub fn start_without_io_uring(yaml: &str, args: &[&str]) -> Gateway {
+        let dir = tempdir();
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        // the filter, not a forced legacy driver, is what must make it fall back
+        Self::start_with(dir, config, args, &[], |c| seccomp::deny_io_uring(c.env_remove("MONOIO_FORCE_LEGACY_DRIVER")))
+    }
+
+    fn start_with(
+        dir: PathBuf,
+        config: PathBuf,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        prepare: fn(&mut Command) -> &mut Command,
+    ) -> Gateway {
+        let mut child = prepare(&mut Command::new(env!("CARGO_BIN_EXE_ringgate")))
             .arg("-c")
             .arg(&config)
             .args(driver_args())
