@@ -438,8 +438,8 @@ routes:
     gw.wait_metric("ringgate_requests_total{route=\"0/www/site\",status=\"200\"} 1");
 }
 
-/// Each of two `port: 0` entries on one address answers with its own routes, in both config
-/// forms and after a reload (which keeps each on the port it got).
+/// Each of two `port: 0` entries on one address answers with its own routes, named apart, in both
+/// config forms and after a reload (which keeps each on the port it got, and its route names).
 #[test]
 fn two_port_0_binds_on_one_address_each_serve_their_own_routes() {
     let binds = |one: &str, two: &str| {
@@ -461,13 +461,25 @@ fn two_port_0_binds_on_one_address_each_serve_their_own_routes() {
         let shown: Vec<_> =
             listeners.as_array().unwrap().iter().map(|l| l["address"].as_str().unwrap().to_string()).collect();
         assert_eq!(shown, gw.binds.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "{listeners}");
+        each_counted_under_its_own_route(&gw, 1);
     }
-    // a reload keeps each entry on the port it got, and the two apart
+    // a reload keeps each entry on the port it got, the two apart, and their route names
     let gw = Gateway::start(&binds("first", "second"));
+    for addr in &gw.binds {
+        assert_eq!(get(*addr, "/").status, 200);
+    }
     std::fs::write(&gw.config, binds("third", "fourth")).unwrap();
     gw.signal(libc::SIGHUP);
     gw.wait_line("reload applied");
     for (addr, body) in gw.binds.iter().zip(["third", "fourth"]) {
         assert_eq!(get(*addr, "/").body_str(), body, "{addr}");
+    }
+    each_counted_under_its_own_route(&gw, 2);
+}
+
+/// The first `port: 0` bind's route is `0/…`, the second's `0-1/…`: each has served `n` requests.
+fn each_counted_under_its_own_route(gw: &Gateway, n: usize) {
+    for route in ["0/listener0/route0", "0-1/listener0/route0"] {
+        gw.wait_metric(&format!("ringgate_requests_total{{route=\"{route}\",status=\"200\"}} {n}\n"));
     }
 }

@@ -118,7 +118,8 @@ pub struct ListenerPlan {
 
 /// A compiled route.
 pub struct RoutePlan {
-    /// `port/listener/route`, used in metrics and logs.
+    /// `port/listener/route` (`0-1/…` for a second `port: 0` bind on an address: see
+    /// `bind_name`), used in metrics, logs, rate-limit buckets and MCP scopes.
     pub name: Arc<str>,
     /// Hosts it serves (empty = any).
     pub hostnames: Vec<HostPattern>,
@@ -406,6 +407,8 @@ pub fn compile_bound(
     let mut binds = Vec::with_capacity(sources.len());
     // (port, address, from `gateways`, path) of the binds so far
     let mut seen: Vec<(u16, SocketAddr, bool, &str)> = Vec::new();
+    // configured addresses of the binds so far, for their names
+    let mut keys: Vec<SocketAddr> = Vec::with_capacity(sources.len());
     for src in &sources {
         let (bind, p) = (&*src.bind, src.path.as_str());
         let address = if src.gateway.is_some() { "bindAddress" } else { "address" };
@@ -414,7 +417,10 @@ pub fn compile_bound(
             .parse()
             .or_else(|_| format!("[{ip}]:{}", bind.port).parse())
             .map_err(|_| cx.err(format!("{p}.{address}"), format!("`{ip}` is not an IP address")))?;
-        let port = bound.iter().find(|(_, actual)| *actual == addr).map_or(bind.port, |(key, _)| key.port());
+        // the configured address: a bind naming the port `port: 0` got is that `port: 0` bind
+        let key = bound.iter().find(|(_, actual)| *actual == addr).map_or(addr, |(key, _)| *key);
+        let port = bind_name(key, &keys);
+        keys.push(key);
         // binds may share a port on different addresses; a gateway owns its port on every address
         let gateway = src.gateway.is_some();
         let clash = seen.iter().find(|s| bind.port != 0 && s.0 == bind.port && (s.1 == addr || s.2 || gateway));
@@ -460,6 +466,17 @@ pub fn compile_bound(
     let log = log_plan(&cx, &config.config.logging)?;
     let tls_handshake_timeout = config.frontend_policies.tls.handshake_timeout.get();
     Ok(Snapshot { config, binds, limits, access_log, log_format, log, tls_handshake_timeout })
+}
+
+/// The bind part of a route's name: its port, or for the second and later `port: 0` binds on one
+/// address (`earlier` are the configured addresses before it) `0-1`, `0-2`, … in config order,
+/// so each keeps routes of its own (in metrics, rate-limit buckets and MCP scopes). Config order
+/// is also the order in which a reload gives such binds their sockets back.
+fn bind_name(configured: SocketAddr, earlier: &[SocketAddr]) -> String {
+    match earlier.iter().filter(|a| **a == configured).count() {
+        0 => configured.port().to_string(),
+        n => format!("{}-{n}", configured.port()),
+    }
 }
 
 fn log_plan(cx: &Ctx, logging: &model::Logging) -> Result<crate::observe::access_log::LogPlan, ConfigError> {
@@ -1342,6 +1359,29 @@ mod tests {
         assert_eq!(named(0, &bound), first);
         assert_eq!(named(41234, &bound), first, "the port 0 got is that bind");
         assert_eq!(named(41235, &bound).0, "41235/listener0/route0", "another port is another bind");
+    }
+
+    #[test]
+    fn port_0_binds_on_one_address_get_route_names_of_their_own() {
+        let bind = |port: u16| {
+            format!("- port: {port}\n  address: 127.0.0.1\n  listeners:\n  - routes:\n    - policies: {{directResponse: {{body: x}}}}\n")
+        };
+        let names = |yaml: &str, bound: &[(SocketAddr, SocketAddr)]| -> Vec<String> {
+            let cfg = crate::config::load::parse_str(yaml, "t.yaml").unwrap();
+            let snap = compile_bound(cfg, "t.yaml", &Registry::new(1), bound).unwrap();
+            snap.binds.iter().flat_map(|b| &b.listeners).flat_map(|l| &l.routes).map(|r| r.name.to_string()).collect()
+        };
+        let three = format!("binds:\n{}{}{}", bind(0), bind(8080), bind(0));
+        let want = ["0/listener0/route0", "8080/listener0/route0", "0-1/listener0/route0"];
+        assert_eq!(names(&three, &[]), want);
+        // a reload, naming 0 or the port each got, keeps them
+        let zero = "127.0.0.1:0".parse().unwrap();
+        let bound = [(zero, "127.0.0.1:41001".parse().unwrap()), (zero, "127.0.0.1:41002".parse().unwrap())];
+        assert_eq!(names(&three, &bound), want);
+        assert_eq!(names(&format!("binds:\n{}{}{}", bind(0), bind(8080), bind(41002)), &bound), want);
+        // the `gateways` form, in name order
+        let gateways = "gateways:\n  one: {port: 0, bindAddress: 127.0.0.1}\n  two: {port: 0, bindAddress: 127.0.0.1}\nroutes:\n- {gateways: [one], policies: {directResponse: {body: a}}}\n- {gateways: [two], policies: {directResponse: {body: b}}}\n";
+        assert_eq!(names(gateways, &[]), ["0/listener0/route0", "0-1/listener0/route0"]);
     }
 
     fn compile_err(yaml: &str) -> String {
