@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plan::{HttpTargetPlan, McpPlan};
+use super::seal::Sealer;
 use super::sse_client::{self, SessionSse, SseConn};
 use super::stdio::{self, SessionProc};
 
@@ -117,6 +118,10 @@ pub struct ShardSessions {
     procs: RefCell<HashMap<String, Arc<SessionProc>>>,
     /// The same for client sessions' own upstream sessions with HTTP+SSE targets.
     own_sse: RefCell<HashMap<String, Arc<SessionSse>>>,
+    /// Session ids this shard opened lately, with what they seal and the key that opened them:
+    /// an id is immutable, so a repeat request skips the AEAD and the JSON (a third of a legacy
+    /// call's instructions). Bounded by [`OPENED_MAX`]; emptied when full.
+    opened: RefCell<HashMap<Box<str>, Opened>>,
     next_id: Cell<u64>,
     sweeps: Cell<u32>,
     /// Renewals of upstream sessions in flight, by (client session id, target, forgotten
@@ -132,6 +137,9 @@ pub struct ShardSessions {
     /// What shared stdio processes and HTTP+SSE sessions send unprompted, for listen streams.
     pub hub: super::hub::Hub,
 }
+
+/// An opened session id: the key that opened it and what it seals.
+type Opened = (Arc<Sealer>, Sealed);
 
 /// A renewed upstream session as a shard knows it.
 struct Renewed {
@@ -173,6 +181,10 @@ pub struct SseSession {
 /// How many events may wait for a slow client before the targets feeding its stream are held back.
 const STREAM_BACKLOG: usize = 64;
 
+/// How many opened session ids a shard keeps ([`ShardSessions::admit`]'s cache): about 1 KiB
+/// each, and far more than the sessions one shard serves at once in practice.
+const OPENED_MAX: usize = 1024;
+
 /// Why a session id is not admitted on its own word.
 #[derive(Debug, PartialEq)]
 pub enum Refused {
@@ -187,7 +199,7 @@ impl ShardSessions {
     /// Check `id` and note its use; the sealed upstream sessions come with the renewals this
     /// shard knows of applied.
     pub fn admit(&self, plan: &McpPlan, id: &str) -> Result<Sealed, Refused> {
-        let mut s = Sealed::open(plan, id).ok_or(Refused::Unknown)?;
+        let mut s = self.open(plan, id).ok_or(Refused::Unknown)?;
         if self.revoked.borrow().contains_key(id) {
             return Err(Refused::Unknown);
         }
@@ -218,6 +230,22 @@ impl ShardSessions {
         drop(seen);
         self.sweep(ttl);
         Ok(s)
+    }
+
+    /// [`Sealed::open`], from this shard's cache of ids opened with the same key when it can.
+    fn open(&self, plan: &McpPlan, id: &str) -> Option<Sealed> {
+        if let Some((key, s)) = self.opened.borrow().get(id) {
+            if Arc::ptr_eq(key, &plan.sealer) {
+                return Some(s.clone());
+            }
+        }
+        let s = Sealed::open(plan, id)?;
+        let mut opened = self.opened.borrow_mut();
+        if opened.len() >= OPENED_MAX {
+            opened.clear();
+        }
+        opened.insert(id.into(), (plan.sealer.clone(), s.clone()));
+        Some(s)
     }
 
     /// When this shard last served session `id`, if it remembers.
@@ -461,6 +489,28 @@ mod tests {
         assert_eq!(shard.last_seen(&old), None);
         shard.revoke(&id, p.session_ttl);
         assert_eq!(shard.admit(&p, &id).unwrap_err(), Refused::Unknown);
+    }
+
+    #[test]
+    fn a_cached_opening_is_used_only_with_the_key_that_made_it() {
+        let p = plan(Duration::from_secs(60));
+        let shard = ShardSessions::default();
+        let s = sealed(now_secs());
+        let id = s.seal(&p).unwrap();
+        assert_eq!(shard.admit(&p, &id), Ok(s.clone()));
+        assert_eq!(shard.opened.borrow().len(), 1);
+        assert_eq!(shard.admit(&p, &id), Ok(s));
+        // a reload to another key: the cached opening is not trusted, the id no longer opens
+        let other = McpPlan { sealer: Arc::new(Sealer::new([8; 32])), ..plan(Duration::from_secs(60)) };
+        assert_eq!(shard.admit(&other, &id).unwrap_err(), Refused::Unknown);
+        // the same key in a new plan (a reload that kept it) still opens it
+        let same = McpPlan { sealer: Arc::new(Sealer::new([7; 32])), ..plan(Duration::from_secs(60)) };
+        assert!(shard.admit(&same, &id).is_ok());
+        // bounded
+        for i in 0..OPENED_MAX + 1 {
+            shard.admit(&p, &sealed(now_secs() - i as u64 % 30).seal(&p).unwrap()).unwrap();
+        }
+        assert!(shard.opened.borrow().len() <= OPENED_MAX);
     }
 
     #[test]
