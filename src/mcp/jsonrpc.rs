@@ -1,9 +1,8 @@
 //! JSON-RPC 2.0 framing: parsing one message off the wire and serialising the ones the gateway sends.
 
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::raw::RawObject;
+use super::raw::{Members, Peeked, RawObject};
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
@@ -111,23 +110,35 @@ pub fn parse(body: &[u8]) -> Result<Message, RpcError> {
 /// [`parse`] for a client's message: the params of a [`RAW_PARAMS_METHODS`] request stay raw
 /// (`Message::Request::raw`), and only the members the gateway reads are built.
 pub fn parse_call(body: &[u8]) -> Result<Message, RpcError> {
-    if is_object(body) {
-        if let Ok(w) = serde_json::from_slice::<Wire<&RawValue, Value>>(body) {
+    // one pass over the text (checked as UTF-8 once, up front, so raw members need no second
+    // check): params come as their members, unparsed
+    if let Some(text) = object_text(body) {
+        if let Ok(w) = serde_json::from_str::<Wire<Peeked, Value>>(text) {
             let hot = matches!(&w.method, Some(Value::String(m)) if RAW_PARAMS_METHODS.contains(&m.as_str()));
-            if let Some(raw) = w.params.filter(|_| hot).and_then(|p| RawObject::parse(p.get())) {
-                let mut read = Map::new();
-                for (k, v) in raw.iter().filter(|(k, _)| READ_PARAMS.contains(k)) {
-                    read.insert(k.to_owned(), serde_json::from_str(v).map_err(parse_error)?);
-                }
-                let msg = classify(w.jsonrpc, w.id, w.method, Some(Value::Object(read)), w.result, w.error)?;
-                return Ok(match msg {
-                    Message::Request { id, method, params, .. } => {
-                        Message::Request { id, method, params, raw: Some(raw) }
+            let params = match w.params {
+                Some(Peeked::Object(m)) => {
+                    if let Some(raw) = hot.then(|| raw_object(text, &m)).flatten() {
+                        let mut read = Map::new();
+                        for (k, v) in m.iter().filter(|(k, _)| READ_PARAMS.contains(k)) {
+                            // a value serde_json cannot hold (a number out of range): the
+                            // general way says where in the body
+                            let Ok(v) = serde_json::from_str(v.get()) else { return parse_slow(body) };
+                            read.insert(k.to_owned(), v);
+                        }
+                        let msg = classify(w.jsonrpc, w.id, w.method, Some(Value::Object(read)), w.result, w.error)?;
+                        return Ok(match msg {
+                            Message::Request { id, method, params, .. } => {
+                                Message::Request { id, method, params, raw: Some(raw) }
+                            }
+                            m => m,
+                        });
                     }
-                    m => m,
-                });
-            }
-            let params = w.params.map(|p| serde_json::from_str(p.get())).transpose().map_err(parse_error)?;
+                    let Ok(params) = m.to_value() else { return parse_slow(body) };
+                    Some(params)
+                }
+                Some(Peeked::Other(v)) => Some(v),
+                None => None,
+            };
             return classify(w.jsonrpc, w.id, w.method, params, w.result, w.error);
         }
     }
@@ -145,26 +156,40 @@ pub enum Answer {
 
 /// [`parse`] for a target's answer to a call: a response's result stays raw.
 pub fn parse_answer(body: &[u8]) -> Result<Answer, RpcError> {
-    if is_object(body) {
-        if let Ok(w) = serde_json::from_slice::<Wire<Value, &RawValue>>(body) {
+    if let Some(text) = object_text(body) {
+        if let Ok(w) = serde_json::from_str::<Wire<Value, Peeked>>(text) {
             let Some(result) = w.result else {
                 return classify(w.jsonrpc, w.id, w.method, w.params, None, w.error).map(Answer::Other);
             };
             // classified with a stand-in: only the presence of a result counts there
             return match classify(w.jsonrpc, w.id, w.method, w.params, Some(Value::Null), w.error)? {
-                Message::Response { id, .. } => Ok(match RawObject::parse(result.get()) {
-                    Some(result) => Answer::Result { id, result },
-                    // not an object whose members can be spliced: a tree
-                    None => Answer::Other(Message::Response {
-                        id,
-                        result: serde_json::from_str(result.get()).map_err(parse_error)?,
-                    }),
+                Message::Response { id, .. } => Ok(match result {
+                    Peeked::Object(m) => match raw_object(text, &m) {
+                        Some(result) => Answer::Result { id, result },
+                        // not an object whose members can be spliced: a tree
+                        None => match m.to_value() {
+                            Ok(result) => Answer::Other(Message::Response { id, result }),
+                            Err(_) => return parse_slow(body).map(Answer::Other),
+                        },
+                    },
+                    Peeked::Other(result) => Answer::Other(Message::Response { id, result }),
                 }),
                 m => Ok(Answer::Other(m)),
             };
         }
     }
     parse_slow(body).map(Answer::Other)
+}
+
+/// The members `m` (read from `text`) as a [`RawObject`], if their names are distinct and
+/// free of escapes.
+fn raw_object(text: &str, m: &Members) -> Option<RawObject> {
+    m.distinct().then(|| RawObject::of(text, m)).flatten()
+}
+
+/// `body` as text, if it is an object in valid UTF-8 (the fast ways' precondition).
+fn object_text(body: &[u8]) -> Option<&str> {
+    is_object(body).then(|| std::str::from_utf8(body).ok()).flatten()
 }
 
 fn is_object(body: &[u8]) -> bool {
@@ -449,6 +474,11 @@ mod tests {
         assert_eq!(raw.to_value(), json!({"name":"t_echo","arguments":{"n":1.5},"_meta":{"progressToken":7}}));
         let again = Message::Request { id: json!(3), method, params: None, raw: Some(raw) };
         assert_eq!(again.to_bytes(), body.to_vec());
+        // escapes in a read member's value are decoded; the raw text keeps them
+        let body =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\u00e9t\u00e9","arguments":[]}}"#;
+        let Message::Request { params, raw, .. } = parse_call(body).unwrap() else { panic!("not a request") };
+        assert_eq!((params, raw.unwrap().get("name")), (Some(json!({"name":"été"})), Some(r#""\u00e9t\u00e9""#)));
         // other methods, non-object params and duplicate members: the same message as parse
         for body in [
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"c"}}"#,
@@ -457,6 +487,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
             r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
             r#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"a":{"b":1,"b":2},"a":[true,null,-2,1e400]}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"na\u006de":"x","arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[{"a":1,"a":2},"s",1.5]}"#,
         ] {
             assert_eq!(parse_call(body.as_bytes()), parse(body.as_bytes()), "{body}");
         }
@@ -466,6 +499,8 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{}}"#,
             br#"{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{}}"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"x"}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":null}"#,
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"\xff\"}}",
         ] {
             assert_eq!(parse_call(body).unwrap_err(), parse(body).unwrap_err());
         }
@@ -485,6 +520,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"result":{},"result":{}}"#,
             r#"{"jsonrpc":"2.0","id":1,"result":[1]}"#,
             r#"{"jsonrpc":"2.0","id":1,"result":{"a":1,"a":2}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"\u0061":1}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":"done"}"#,
         ] {
             assert_eq!(parse_answer(body.as_bytes()), parse(body.as_bytes()).map(Answer::Other), "{body}");
         }

@@ -21,7 +21,12 @@ pub struct RawObject {
 impl RawObject {
     /// `json` if it is an object whose member names are all different and free of escapes.
     pub fn parse(json: &str) -> Option<RawObject> {
-        let m = Members::parse(json)?;
+        RawObject::of(json, &Members::parse(json)?)
+    }
+
+    /// The object whose members `m` are, read from `json` (text that contains them all, such as
+    /// the whole message they came in); `None` when a name had escapes.
+    pub fn of(json: &str, m: &Members) -> Option<RawObject> {
         let base = json.as_ptr() as usize;
         // every borrowed name and value lies inside `json`: their offsets say where
         let at = |s: &str| (s.as_ptr() as usize).checked_sub(base).filter(|o| o + s.len() <= json.len());
@@ -79,14 +84,27 @@ impl<'a> Members<'a> {
             return None;
         }
         let m: Members<'a> = serde_json::from_str(json).ok()?;
-        let keys = &m.0;
-        let dup = if keys.len() <= 16 {
-            keys.iter().enumerate().any(|(i, (k, _))| keys[..i].iter().any(|(j, _)| j == k))
+        m.distinct().then_some(m)
+    }
+
+    /// Whether every member name differs from the others.
+    pub fn distinct(&self) -> bool {
+        let keys = &self.0;
+        if keys.len() <= 16 {
+            !keys.iter().enumerate().any(|(i, (k, _))| keys[..i].iter().any(|(j, _)| j == k))
         } else {
             let mut seen = std::collections::HashSet::with_capacity(keys.len());
-            !keys.iter().all(|(k, _)| seen.insert(&**k))
-        };
-        (!dup).then_some(m)
+            keys.iter().all(|(k, _)| seen.insert(&**k))
+        }
+    }
+
+    /// As a tree (the last of members with one name wins, as when parsing into a `Value`).
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        let mut map = Map::with_capacity(self.0.len());
+        for (k, v) in &self.0 {
+            map.insert(k.to_string(), serde_json::from_str(v.get())?);
+        }
+        Ok(Value::Object(map))
     }
 
     /// The value of member `key`.
@@ -98,6 +116,14 @@ impl<'a> Members<'a> {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
         self.0.iter().map(|(k, v)| (&**k, *v))
     }
+
+    fn visit<'de: 'a, A: MapAccess<'de>>(mut map: A) -> Result<Members<'a>, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        while let Some(Key(k)) = map.next_key()? {
+            members.push((k, map.next_value()?));
+        }
+        Ok(Members(members))
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
@@ -108,15 +134,59 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(Key(k)) = map.next_key()? {
-                    members.push((k, map.next_value()?));
-                }
-                Ok(Members(members))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Members<'a>, A::Error> {
+                Members::visit(map)
             }
         }
         d.deserialize_map(V(PhantomData))
+    }
+}
+
+/// A JSON value read in one pass for the forwarding path: an object as its members, unparsed,
+/// anything else as a tree.
+pub enum Peeked<'a> {
+    Object(Members<'a>),
+    Other(Value),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Peeked<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::SeqAccessDeserializer;
+        use serde::de::{Error, SeqAccess};
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Peeked<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Peeked<'a>, A::Error> {
+                Members::visit(map).map(Peeked::Object)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Peeked<'a>, A::Error> {
+                Value::deserialize(SeqAccessDeserializer::new(seq)).map(Peeked::Other)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Peeked<'a>, E> {
+                Ok(Peeked::Other(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Peeked<'a>, E> {
+                Ok(Peeked::Other(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Peeked<'a>, E> {
+                Ok(Peeked::Other(v.into()))
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<Peeked<'a>, E> {
+                serde_json::Number::from_f64(v)
+                    .map(|n| Peeked::Other(Value::Number(n)))
+                    .ok_or_else(|| E::custom("a number JSON cannot hold"))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Peeked<'a>, E> {
+                Ok(Peeked::Other(v.into()))
+            }
+            fn visit_unit<E>(self) -> Result<Peeked<'a>, E> {
+                Ok(Peeked::Other(Value::Null))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
     }
 }
 
