@@ -695,6 +695,13 @@ impl Relay<'_> {
         Ok(modern_only(&only))
     }
 
+    /// Whether HTTP target `ti` is known on this shard to speak 2026-07-28 (no request is sent:
+    /// what its last probe, or its configuration, said).
+    pub fn known_modern(&self, ti: usize) -> bool {
+        let TargetKind::Http(h) = &self.plan.targets[ti].kind else { return false };
+        self.ctx.mcp.pooled(&pool_key(h)).is_some_and(|p| p.era.is_modern())
+    }
+
     /// This shard's way to `h` for stateless requests, set up on first use: its era (probed, or
     /// configured) and, for a legacy target, a shared upstream session.
     async fn pooled_session(&self, ti: usize, h: &HttpTargetPlan) -> Result<Rc<Pooled>, RpcError> {

@@ -1761,7 +1761,7 @@ pub(super) fn route_answer(
 /// How often an idle GET stream gets a comment, so dead clients are noticed and proxies keep it.
 pub(super) const KEEPALIVE: Duration = Duration::from_secs(15);
 /// GET streams may stay silent for this long.
-const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
+pub(super) const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
 
 /// The legacy GET stream: what the session's own upstreams send unprompted (list changes,
 /// resource updates, logging, server→client requests), merged, and the list changes of the
