@@ -7,6 +7,7 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, LocalBoxStream, StreamExt};
 use serde_json::{json, Map, Value};
 
+use super::era::CLIENT_CAPABILITIES;
 use super::http_client::Reply;
 use super::jsonrpc::Message;
 use super::plan::McpPlan;
@@ -17,9 +18,6 @@ use crate::proxy::shard::ShardCtx;
 
 /// The first message of a listen stream.
 pub const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
-
-/// The `_meta` key of the capabilities a 2026-07-28 client declares on each request.
-pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// The longest wait before an upstream listen stream is opened again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

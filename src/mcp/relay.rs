@@ -262,7 +262,8 @@ impl Relay<'_> {
                 let call = Call { method, name: named(method, params), headers };
                 self.post(ti, h, via, id, &call, |id, modern| match modern {
                     true => jsonrpc::request(id, method, Some(&era::with_envelope(params))),
-                    false => jsonrpc::request(id, method, params),
+                    // what a 2026-07-28 client declared is no legacy session's business
+                    false => jsonrpc::request(id, method, era::without_envelope(params).as_ref().or(params)),
                 })
                 .await
             }

@@ -242,7 +242,7 @@ pub(super) async fn listen(
     // target is heard through the hub
     let (mut members, _) = hub::join_shared(ctx, plan, &hub::own_upstreams(&sealed), TARGET_IDLE).await;
     let (owners, listened): (Vec<_>, Vec<_>) = owners.into_iter().partition(|(ti, _, _)| !modern.contains(ti));
-    let caps = jsonrpc::meta(params.as_ref(), modern_listen::CLIENT_CAPABILITIES);
+    let caps = jsonrpc::meta(params.as_ref(), super::era::CLIENT_CAPABILITIES);
     let asks = modern.iter().map(|&ti| {
         let uris: Vec<&str> = listened.iter().filter(|(t, _, _)| *t == ti).map(|(_, _, l)| l.as_str()).collect();
         (ti, modern_listen::request_params(&filter, &uris, caps))
