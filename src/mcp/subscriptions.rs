@@ -464,6 +464,20 @@ mod tests {
         assert!(one
             .deliver(1, "b", false, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub)
             .is_none());
+        // from a 2026-07-28 target's own listen: a list change is the gateway's, the same from
+        // every target (so a burst merges), its params (the target's subscription id) dropped
+        let tools = Filter { tools: true, ..Filter::default() };
+        let upstream = note("notifications/tools/list_changed", json!({"_meta": {SUBSCRIPTION_ID: "rg-9"}}));
+        let a = tools.relay(0, "a", true, upstream.clone(), &sub).unwrap();
+        assert_eq!(Some(&a), tools.relay(1, "b", true, upstream, &sub).as_ref());
+        let a: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(a["params"], json!({"_meta": {SUBSCRIPTION_ID: 5}}));
+        assert!(tools.relay(0, "a", true, note("notifications/prompts/list_changed", json!({})), &sub).is_none());
+        let updated =
+            note("notifications/resources/updated", json!({"uri": "file:///x", "_meta": {SUBSCRIPTION_ID: "rg-9"}}));
+        let u: Value = serde_json::from_slice(&f.relay(0, "a", true, updated.clone(), &sub).unwrap()).unwrap();
+        assert_eq!(u["params"], json!({"uri": "a+file:///x", "_meta": {SUBSCRIPTION_ID: 5}}));
+        assert!(f.relay(1, "b", true, updated, &sub).is_none());
         // a reload's list change, only where asked for
         assert!(f.announce("notifications/tools/list_changed", &sub).is_none());
         let p: Value =
