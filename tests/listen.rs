@@ -208,11 +208,14 @@ fn listen_streams_hear_a_modern_only_target_through_a_listen_of_their_own_reopen
     let asked = json!({"toolsListChanged": true, "resourceSubscriptions": ["py+test://static"]});
     let (mut s, ack) = Stream::listen_as(addr, asked, caps.clone());
     assert_eq!(ack["params"]["notifications"]["resourceSubscriptions"], json!(["py+test://static"]), "{ack}");
-    let listens = || {
+    let logged = || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap());
-        lines.filter(|l| l["method"] == "subscriptions/listen").collect::<Vec<_>>()
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
     };
+    let listens = || logged().into_iter().filter(|l| l["method"] == "subscriptions/listen").collect::<Vec<_>>();
+    let ended = || logged().iter().filter(|l| l["ended"] == "subscriptions/listen").count();
+    // the real client closed its stream: so did the gateway its listen at the target
+    wait_for("the first upstream listen to end", || ended() == 1);
     let last = listens().pop().expect("a listen reached the target");
     assert_eq!((&last["mcp_method"], &last["capabilities"]), (&json!("subscriptions/listen"), &caps), "{last}");
     call(addr, "py_touch", json!({"uri": "test://static"}));
@@ -231,6 +234,10 @@ fn listen_streams_hear_a_modern_only_target_through_a_listen_of_their_own_reopen
     assert!(common::mcp::modern(addr, "tools/call", touch)["result"].is_object());
     let m = s.until("notifications/resources/updated");
     assert_eq!(m["params"]["uri"], "py+test://static", "{m}");
+    // the client leaves: the restarted target sees its listen end
+    let before = ended();
+    drop(s);
+    wait_for("the reopened upstream listen to end", || ended() > before);
 }
 
 #[test]

@@ -27,7 +27,8 @@ get 400 with JSON-RPC error -32022 (UnsupportedProtocolVersion, supported ["2026
 and DELETE get 405, as the spec asks of such a server. --log FILE appends one JSON line per
 HTTP request (method, JSON-RPC method, MCP-Protocol-Version, whether it had a session id,
 Mcp-Method, Mcp-Name, status, the `_meta` clientInfo name and clientCapabilities) so tests can
-tell which era, and whose envelope, reached the server.
+tell which era, and whose envelope, reached the server; a `subscriptions/listen` stream that
+ends adds `{"ended": "subscriptions/listen"}`.
 
 --mrtr adds 2026-07-28 multi-round-trip tools: ask_name() answers `input_required` twice (an
 elicitation of a name, then of a colour, the name carried in `requestState`) and then
@@ -267,6 +268,10 @@ class EraFixture:
                 return await receive()
 
             await self.app(scope, replay, record)
+            if self.log and rpc.get("method") == "subscriptions/listen":
+                # its client closed the stream (or it ended): tests see the listen is over
+                with open(self.log, "a") as f:
+                    f.write(json.dumps({"ended": "subscriptions/listen"}) + "\n")
 
     @staticmethod
     async def answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
