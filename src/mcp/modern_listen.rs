@@ -21,6 +21,9 @@ pub const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 
 /// The longest wait before an upstream listen stream is opened again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a target may take to acknowledge a listen: the client's acknowledgement waits for
+/// the first ones, and a target slower than this is tried again later.
+const ACK_WAIT: Duration = Duration::from_secs(15);
 
 /// The params of the upstream request to one target: the `list_changed` kinds the client asked
 /// for, the URIs it asked for that this target owns (`uris`, as the target knows them), and the
@@ -75,9 +78,10 @@ struct Upstream<'a> {
     failures: u32,
 }
 
-/// What a listen stream's upstream listen streams send, merged (`None` without any); they never
-/// end: each is opened again when it ends. Dropping it closes them, which is how a 2026-07-28
-/// target learns a listen is over.
+/// What a listen stream's upstream listen streams send, merged (`None` without any). Each is
+/// opened again when it ends, until its target no longer speaks 2026-07-28 (it was redeployed):
+/// then it ends, and the client should listen again. Dropping it closes them, which is how a
+/// 2026-07-28 target learns a listen is over.
 pub type Streams<'a> = Option<LocalBoxStream<'a, (usize, Message)>>;
 
 /// Open an upstream listen stream with each target of `asks` (target index, request params),
@@ -106,7 +110,7 @@ pub async fn open_all<'a>(
             }
         };
         let up = Upstream { ctx, plan, ti, params, reply, failures };
-        streams.push(stream::unfold(up, |mut up| async move { Some(((up.ti, up.next().await), up)) }).boxed_local());
+        streams.push(stream::unfold(up, |mut up| async move { Some(((up.ti, up.next().await?), up)) }).boxed_local());
     }
     let merged = match streams.len() {
         0 => None,
@@ -116,7 +120,8 @@ pub async fn open_all<'a>(
     (merged, honored)
 }
 
-/// The next message of merged upstream listen streams; pending forever without any.
+/// The next message of merged upstream listen streams; `None` once one of them ended, pending
+/// forever without any.
 pub async fn next(s: &mut Streams<'_>) -> Option<(usize, Message)> {
     match s {
         Some(s) => s.next().await,
@@ -127,6 +132,16 @@ pub async fn next(s: &mut Streams<'_>) -> Option<(usize, Message)> {
 /// Send `subscriptions/listen` to target `ti` and read its acknowledgement: the stream, and
 /// the URIs it will deliver updates of.
 async fn open(
+    ctx: &Rc<ShardCtx>,
+    plan: &McpPlan,
+    ti: usize,
+    params: &Value,
+) -> Result<(Box<Reply>, Vec<String>), String> {
+    let opened = monoio::time::timeout(ACK_WAIT, open_once(ctx, plan, ti, params)).await;
+    opened.unwrap_or_else(|_| Err(format!("no acknowledgement in {ACK_WAIT:?}")))
+}
+
+async fn open_once(
     ctx: &Rc<ShardCtx>,
     plan: &McpPlan,
     ti: usize,
@@ -151,8 +166,9 @@ async fn open(
 }
 
 impl Upstream<'_> {
-    /// The next notification the target sends, through as many reopenings as it takes.
-    async fn next(&mut self) -> Message {
+    /// The next notification the target sends, through as many reopenings as it takes; `None`
+    /// once the target no longer speaks 2026-07-28.
+    async fn next(&mut self) -> Option<Message> {
         let plan = self.plan;
         let name = &plan.targets[self.ti].name;
         loop {
@@ -166,6 +182,11 @@ impl Upstream<'_> {
                     Err(why) => {
                         self.failures = self.failures.saturating_add(1);
                         eprintln!("mcp target {name}: subscriptions/listen not reopened: {why}");
+                        let relay = Relay { ctx: self.ctx, plan, idle: TARGET_IDLE, renew: None };
+                        if !relay.known_modern(self.ti) {
+                            // redeployed as a legacy server: a new listen hears it that way
+                            return None;
+                        }
                     }
                 }
                 continue;
@@ -176,7 +197,7 @@ impl Upstream<'_> {
                 Err(e) => Err(e),
             };
             match read {
-                Ok(Some(m @ Message::Notification { .. })) => return m,
+                Ok(Some(m @ Message::Notification { .. })) => return Some(m),
                 // 2026-07-28 has no server→client requests
                 Ok(Some(Message::Request { .. })) => continue,
                 // a graceful end (its result), an error, a broken or ended stream: listen again

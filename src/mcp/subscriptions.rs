@@ -130,9 +130,7 @@ impl Filter {
         tag(&mut p, subscription);
         Some(jsonrpc::notification(&method, Some(&p)))
     }
-}
 
-impl Filter {
     /// A 2026-07-28 target's notification from the stream's own upstream listen: a list change
     /// as the gateway's own (the same however many targets send it, so a burst merges), a
     /// resource update as [`Filter::deliver`] makes it.
@@ -301,7 +299,11 @@ pub(super) async fn listen(
                 }
                 None => break,
             },
-            m = modern_listen::next(&mut upstream), if upstream.is_some() => heard = m,
+            m = modern_listen::next(&mut upstream), if upstream.is_some() => match m {
+                Some(m) => heard = Some(m),
+                // a target no longer speaks 2026-07-28: the client listens again
+                None => break,
+            },
             m = next_shared(&mut shared), if shared.is_some() => match m {
                 Some((ti, msg)) => messages.extend(filter.deliver(ti, &plan.targets[ti].name, plan.prefixed, msg, &id)),
                 // a shared upstream went away (a stdio process exited): what was subscribed
