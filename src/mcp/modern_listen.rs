@@ -82,7 +82,7 @@ struct Upstream<'a> {
 /// opened again when it ends, until its target no longer speaks 2026-07-28 (it was redeployed):
 /// then it ends, and the client should listen again. Dropping it closes them, which is how a
 /// 2026-07-28 target learns a listen is over.
-pub type Streams<'a> = Option<LocalBoxStream<'a, (usize, Message)>>;
+pub type Streams<'a> = Option<LocalBoxStream<'a, Option<(usize, Message)>>>;
 
 /// Open an upstream listen stream with each target of `asks` (target index, request params),
 /// all at once: the streams, and the URIs each target acknowledged (target index, URI as the
@@ -110,7 +110,15 @@ pub async fn open_all<'a>(
             }
         };
         let up = Upstream { ctx, plan, ti, params, reply, failures };
-        streams.push(stream::unfold(up, |mut up| async move { Some(((up.ti, up.next().await?), up)) }).boxed_local());
+        // an item `None` says the stream ended (the merge would not tell)
+        let s = stream::unfold(Some(up), |up| async move {
+            let mut up = up?;
+            match up.next().await {
+                Some(m) => Some((Some((up.ti, m)), Some(up))),
+                None => Some((None, None)),
+            }
+        });
+        streams.push(s.boxed_local());
     }
     let merged = match streams.len() {
         0 => None,
@@ -124,7 +132,7 @@ pub async fn open_all<'a>(
 /// forever without any.
 pub async fn next(s: &mut Streams<'_>) -> Option<(usize, Message)> {
     match s {
-        Some(s) => s.next().await,
+        Some(s) => s.next().await.flatten(),
         None => std::future::pending().await,
     }
 }

@@ -291,6 +291,7 @@ pub(super) async fn listen(
         }
         let mut tick = false;
         let mut heard = None;
+        let mut ended = false;
         monoio::select! {
             m = serve::next_unprompted(&mut merged), if merged.is_some() => match m {
                 Some((ti, msg)) => {
@@ -302,7 +303,7 @@ pub(super) async fn listen(
             m = modern_listen::next(&mut upstream), if upstream.is_some() => match m {
                 Some(m) => heard = Some(m),
                 // a target no longer speaks 2026-07-28: the client listens again
-                None => break,
+                None => ended = true,
             },
             m = next_shared(&mut shared), if shared.is_some() => match m {
                 Some((ti, msg)) => messages.extend(filter.deliver(ti, &plan.targets[ti].name, plan.prefixed, msg, &id)),
@@ -327,7 +328,17 @@ pub(super) async fn listen(
                     messages.push(m);
                 }
             }
-            heard = modern_listen::next(&mut upstream).now_or_never().flatten();
+            match modern_listen::next(&mut upstream).now_or_never() {
+                Some(None) => ended = true,
+                m => heard = m.flatten(),
+            }
+        }
+        if ended {
+            // a target no longer speaks 2026-07-28: what the burst brought goes out first
+            for m in messages.drain(..) {
+                graceful &= out.event(&m).await.is_ok();
+            }
+            break;
         }
         if tick {
             let mut ev = Vec::new();
