@@ -241,6 +241,24 @@ fn listen_streams_hear_a_modern_only_target_through_a_listen_of_their_own_reopen
 }
 
 #[test]
+fn a_listen_ends_when_its_modern_only_target_comes_back_as_a_legacy_server() {
+    let port = free_port();
+    let py = py_modern_only(port, &tempdir().join("py-modern.log"));
+    let targets = format!("          - name: py\n            mcp: {{ host: \"127.0.0.1:{port}\" }}\n");
+    let gw = Gateway::start(&config(0, "", &targets));
+    let (mut s, _) = Stream::listen(gw.addr(), json!({"toolsListChanged": true}));
+    // redeployed as a legacy-only server: the listen there cannot be reopened, and the client is
+    // told to listen again (which then hears the target the legacy way)
+    drop(py);
+    let script = root().join("tests/peers/py1_server.py");
+    let _legacy =
+        start_peer(&peer("py1/bin/python"), &[script.to_str().unwrap(), "--port", &port.to_string()], &[], port);
+    let end = s.message(Duration::from_secs(30)).expect("the listen's result");
+    assert_eq!((&end["id"], &end["result"]["resultType"]), (&json!(1), &json!("complete")), "{end}");
+    gw.wait_line("mcp target py: subscriptions/listen not reopened");
+}
+
+#[test]
 fn a_legacy_sessions_get_stream_hears_a_shared_stdio_process_change_its_lists() {
     let targets = format!("{}            upstreamMode: shared\n", py_stdio("pyo"));
     let gw = Gateway::start(&config(0, "", &format!("          - name: demo\n            demo: {{}}\n{targets}")));
