@@ -183,6 +183,29 @@ fn clients_of_both_eras_reach_modern_only_dual_and_legacy_only_targets() {
 }
 
 #[test]
+fn a_modern_clients_capabilities_reach_a_modern_target_whether_its_params_stay_raw_or_not() {
+    let dir = tempdir();
+    let log = log_file(&dir, "caps");
+    let (_m, port) = py_server(0, &log, &["--modern-only"]);
+    let gw = gateway(&target("m", port, ""));
+    let caps = json!({"elicitation": {}});
+    let meta = json!({"io.modelcontextprotocol/clientCapabilities": caps});
+    // a call's params go raw; a completion's are rebuilt (the prompt renamed inside `ref`)
+    let call = json!({"name": "m_echo", "arguments": {"message": "c"}, "_meta": meta});
+    assert_eq!(modern(gw.addr(), "tools/call", call)["result"]["content"][0]["text"], "Echo: c");
+    let complete = json!({"ref": {"type": "ref/prompt", "name": "m_greet"}, "argument": {"name": "name", "value": "a"}, "_meta": meta});
+    modern(gw.addr(), "completion/complete", complete);
+    let lines = logged(&log);
+    for method in ["tools/call", "completion/complete"] {
+        let l = lines.iter().find(|l| l["method"] == method).unwrap_or_else(|| panic!("no {method}: {lines:?}"));
+        assert_eq!(l["capabilities"], caps, "{l}");
+    }
+    // what the gateway asks for itself (its era probe) declares nothing
+    let probe = lines.iter().find(|l| l["method"] == "server/discover").unwrap();
+    assert_eq!(probe["capabilities"], json!({}), "{probe}");
+}
+
+#[test]
 fn a_target_redeployed_in_the_other_era_is_probed_again() {
     let dir = tempdir();
     let log = log_file(&dir, "t");

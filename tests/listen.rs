@@ -1,4 +1,4 @@
-//! `subscriptions/listen` through the real binary with shared upstreams (a stdio target's shared process, HTTP+SSE targets), subscriptions counted per URI, owners found under `prefixMode: never`, and reloads announced on every kind of client stream.
+//! `subscriptions/listen` through the real binary with shared upstreams (a stdio target's shared process, HTTP+SSE targets), a 2026-07-28-only target listened at on the client's behalf, subscriptions counted per URI, owners found under `prefixMode: never`, and reloads announced on every kind of client stream.
 //!
 //! The peers come from `tests/peers/install.sh` (run by `test.sh`); a missing peer fails the test.
 
@@ -36,11 +36,13 @@ fn py_sse(log: &std::path::Path) -> (PeerServer, u16) {
     (start_peer_logged(&peer("py/bin/python"), &args, &[], port, Some(log)), port)
 }
 
-/// A 2026-07-28 request (headers and `_meta` as the era wants them).
+/// A 2026-07-28 request (headers and `_meta` as the era wants them; the client's capabilities
+/// are those of `params._meta`, if any, else none).
 fn modern(method: &str, name: Option<&str>, id: u64, mut params: Value) -> String {
+    let caps = params["_meta"].get(CAPABILITIES).cloned().unwrap_or_else(|| json!({}));
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
+        CAPABILITIES: caps,
     });
     let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
     let name = name.map(|n| format!("mcp-name: {n}\r\n")).unwrap_or_default();
@@ -49,6 +51,8 @@ fn modern(method: &str, name: Option<&str>, id: u64, mut params: Value) -> Strin
         body.len()
     )
 }
+
+const CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// `tools/call` in the 2026-07-28 era; the answer's text.
 fn call(addr: SocketAddr, tool: &str, args: Value) -> String {
@@ -77,8 +81,13 @@ impl Stream {
 
     /// A `subscriptions/listen` stream; its acknowledgement is read.
     fn listen(addr: SocketAddr, notifications: Value) -> (Stream, Value) {
-        let mut s =
-            Stream::open(addr, &modern("subscriptions/listen", None, 1, json!({"notifications": notifications})));
+        Stream::listen_as(addr, notifications, json!({}))
+    }
+
+    /// [`Stream::listen`] by a client declaring `capabilities`.
+    fn listen_as(addr: SocketAddr, notifications: Value, capabilities: Value) -> (Stream, Value) {
+        let params = json!({"notifications": notifications, "_meta": {CAPABILITIES: capabilities}});
+        let mut s = Stream::open(addr, &modern("subscriptions/listen", None, 1, params));
         let ack = s.message(Duration::from_secs(30)).expect("an acknowledgement");
         assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
         (s, ack)
@@ -166,6 +175,87 @@ fn listen_streams_hear_shared_stdio_and_legacy_sse_targets() {
     wait_for("unsubscribe at the sse target", || {
         std::fs::read_to_string(&log).unwrap_or_default().contains("unsubscribe test://static")
     });
+}
+
+/// tests/peers/py_server.py as a 2026-07-28-only Streamable HTTP target with `--notify` on
+/// `port`, logging its requests to `log`.
+fn py_modern_only(port: u16, log: &std::path::Path) -> PeerServer {
+    py_server(port, &["--modern-only", "--notify", "--log", log.to_str().unwrap()])
+}
+
+#[test]
+fn listen_streams_hear_a_modern_only_target_through_a_listen_of_their_own_reopened_when_it_restarts() {
+    let log = tempdir().join("py-modern.log");
+    let port = free_port();
+    let py = py_modern_only(port, &log);
+    let targets = format!(
+        "          - name: demo\n            demo: {{}}\n          - name: py\n            mcp: {{ host: \"127.0.0.1:{port}\" }}\n"
+    );
+    let gw = Gateway::start(&config(0, "", &targets));
+    let addr = gw.addr();
+    // a real client listens, then calls a tool that makes the target publish a tool list change
+    // and an update of the resource: it has no GET stream nor resources/subscribe, only its
+    // own listen streams, one of which the gateway opened for this client
+    let url = format!("http://{addr}/mcp");
+    let out = py_ok(&url, "2026-07-28", &["listen", "py_touch", r#"{"uri": "test://static"}"#, "py+test://static"]);
+    assert_eq!(out["honored"]["resourceSubscriptions"], json!(["py+test://static"]), "{out}");
+    let events = out["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["type"] == "ToolsListChanged"), "{out}");
+    assert!(events.iter().any(|e| e["type"] == "ResourceUpdated" && e["uri"] == "py+test://static"), "{out}");
+
+    // a client declaring capabilities: the target is asked on its behalf, with them
+    let caps = json!({"elicitation": {}});
+    let asked = json!({"toolsListChanged": true, "resourceSubscriptions": ["py+test://static"]});
+    let (mut s, ack) = Stream::listen_as(addr, asked, caps.clone());
+    assert_eq!(ack["params"]["notifications"]["resourceSubscriptions"], json!(["py+test://static"]), "{ack}");
+    let logged = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let listens = || logged().into_iter().filter(|l| l["method"] == "subscriptions/listen").collect::<Vec<_>>();
+    let ended = || logged().iter().filter(|l| l["ended"] == "subscriptions/listen").count();
+    // the real client closed its stream: so did the gateway its listen at the target
+    wait_for("the first upstream listen to end", || ended() == 1);
+    let last = listens().pop().expect("a listen reached the target");
+    assert_eq!((&last["mcp_method"], &last["capabilities"]), (&json!("subscriptions/listen"), &caps), "{last}");
+    call(addr, "py_touch", json!({"uri": "test://static"}));
+    let m = s.until("notifications/tools/list_changed");
+    assert_eq!(m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 1, "{m}");
+    let m = s.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "py+test://static", "{m}");
+    assert_eq!(m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 1, "{m}");
+
+    // the target restarts: its listen stream broke, and is opened again while the client's is open
+    let before = listens().len();
+    drop(py);
+    let _py = py_modern_only(port, &log);
+    wait_for("the listen to be reopened", || listens().len() > before);
+    let touch = json!({"name": "py_touch", "arguments": {"uri": "test://static"}});
+    assert!(common::mcp::modern(addr, "tools/call", touch)["result"].is_object());
+    let m = s.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "py+test://static", "{m}");
+    // the client leaves: the restarted target sees its listen end
+    let before = ended();
+    drop(s);
+    wait_for("the reopened upstream listen to end", || ended() > before);
+}
+
+#[test]
+fn a_listen_ends_when_its_modern_only_target_comes_back_as_a_legacy_server() {
+    let port = free_port();
+    let py = py_modern_only(port, &tempdir().join("py-modern.log"));
+    let targets = format!("          - name: py\n            mcp: {{ host: \"127.0.0.1:{port}\" }}\n");
+    let gw = Gateway::start(&config(0, "", &targets));
+    let (mut s, _) = Stream::listen(gw.addr(), json!({"toolsListChanged": true}));
+    // redeployed as a legacy-only server: the listen there cannot be reopened, and the client is
+    // told to listen again (which then hears the target the legacy way)
+    drop(py);
+    let script = root().join("tests/peers/py1_server.py");
+    let _legacy =
+        start_peer(&peer("py1/bin/python"), &[script.to_str().unwrap(), "--port", &port.to_string()], &[], port);
+    let end = s.message(Duration::from_secs(30)).expect("the listen's result");
+    assert_eq!((&end["id"], &end["result"]["resultType"]), (&json!(1), &json!("complete")), "{end}");
+    gw.wait_line("mcp target py: subscriptions/listen not reopened");
 }
 
 #[test]

@@ -133,11 +133,36 @@ pub fn rejection(body: &str) -> Option<Value> {
     rpc_error(body)
 }
 
+/// The `_meta` key of the capabilities a 2026-07-28 request's client declares.
+pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// The prefix of the `_meta` keys of the 2026-07-28 envelope.
+const ENVELOPE_PREFIX: &str = "io.modelcontextprotocol/";
+
+/// `params` without the 2026-07-28 `_meta` members (what a client declared for a target of that
+/// era), for a legacy upstream session; `None` when they have none (send them as they are).
+pub fn without_envelope(params: Option<&Value>) -> Option<Value> {
+    let meta = params?.get("_meta")?.as_object()?;
+    if !meta.keys().any(|k| k.starts_with(ENVELOPE_PREFIX)) {
+        return None;
+    }
+    let mut p = params?.clone();
+    if let Some(o) = p.as_object_mut() {
+        if let Some(m) = o.get_mut("_meta").and_then(Value::as_object_mut) {
+            m.retain(|k, _| !k.starts_with(ENVELOPE_PREFIX));
+            if m.is_empty() {
+                o.remove("_meta");
+            }
+        }
+    }
+    Some(p)
+}
+
 /// `_meta` members every 2026-07-28 request carries (what the gateway says of itself as the
 /// target's client), as JSON text.
 pub const ENVELOPE: [(&str, &str); 3] = [
     ("io.modelcontextprotocol/protocolVersion", r#""2026-07-28""#),
-    ("io.modelcontextprotocol/clientCapabilities", "{}"),
+    (CLIENT_CAPABILITIES, "{}"),
     (
         "io.modelcontextprotocol/clientInfo",
         concat!(r#"{"name":"ringgate","version":""#, env!("CARGO_PKG_VERSION"), r#""}"#),
@@ -300,6 +325,18 @@ mod tests {
         let probe: Value = serde_json::from_slice(&probe_request(&json!(1))).unwrap();
         assert_eq!(probe["method"], "server/discover");
         assert_eq!(probe["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"], "2026-07-28");
+    }
+
+    #[test]
+    fn a_legacy_session_gets_params_without_the_envelope() {
+        let p = json!({"name": "x", "_meta": {CLIENT_CAPABILITIES: {"elicitation": {}}, "progressToken": 1}});
+        assert_eq!(without_envelope(Some(&p)), Some(json!({"name": "x", "_meta": {"progressToken": 1}})));
+        let only = json!({"name": "x", "_meta": {CLIENT_CAPABILITIES: {}}});
+        assert_eq!(without_envelope(Some(&only)), Some(json!({"name": "x"})));
+        // nothing to take away: sent as they are
+        assert_eq!(without_envelope(Some(&json!({"name": "x", "_meta": {"progressToken": 1}}))), None);
+        assert_eq!(without_envelope(Some(&json!({"name": "x"}))), None);
+        assert_eq!(without_envelope(None), None);
     }
 
     #[test]

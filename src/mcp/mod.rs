@@ -11,6 +11,7 @@ pub mod hub;
 pub mod jsonrpc;
 pub mod legacy_sse;
 pub mod merge;
+pub mod modern_listen;
 pub mod mrtr;
 pub mod names;
 pub mod plan;

@@ -262,7 +262,8 @@ impl Relay<'_> {
                 let call = Call { method, name: named(method, params), headers };
                 self.post(ti, h, via, id, &call, |id, modern| match modern {
                     true => jsonrpc::request(id, method, Some(&era::with_envelope(params))),
-                    false => jsonrpc::request(id, method, params),
+                    // what a 2026-07-28 client declared is no legacy session's business
+                    false => jsonrpc::request(id, method, era::without_envelope(params).as_ref().or(params)),
                 })
                 .await
             }
@@ -693,6 +694,13 @@ impl Relay<'_> {
         self.ctx.mcp.set_pooled(&pool_key(h), Some(only.clone()));
         self.ctx.registry.count_era_probe(&t.name, Era::ModernOnly.label());
         Ok(modern_only(&only))
+    }
+
+    /// Whether HTTP target `ti` is known on this shard to speak 2026-07-28 (no request is sent:
+    /// what its last probe, or its configuration, said).
+    pub fn known_modern(&self, ti: usize) -> bool {
+        let TargetKind::Http(h) = &self.plan.targets[ti].kind else { return false };
+        self.ctx.mcp.pooled(&pool_key(h)).is_some_and(|p| p.era.is_modern())
     }
 
     /// This shard's way to `h` for stateless requests, set up on first use: its era (probed, or

@@ -127,6 +127,7 @@ async fn post(
             session = Some(s);
         }
     }
+    let caps = jsonrpc::meta(msg.params(), super::era::CLIENT_CAPABILITIES).filter(|_| modern).cloned();
     let keep = head.keep_alive && !ctx.draining.is_fired();
     let mut out = Out::http(pol, head, client, keep);
     if let (Some(id), Some(s)) = (sid, &session) {
@@ -141,6 +142,7 @@ async fn post(
         sid,
         tail: None,
         param_headers: param_headers(head),
+        caps,
     };
     ex.handle(msg).await?;
     // a client that left a resumable answer has nothing more to read here
@@ -243,6 +245,7 @@ pub(super) async fn on_stream(
         sid: Some(sid),
         tail: None,
         param_headers: Vec::new(),
+        caps: None,
     };
     // the one way to fail once the POST was accepted is the stream being gone
     ex.handle(msg).await.ok()?;
@@ -302,6 +305,7 @@ pub(super) async fn resource_owner(
         sid: None,
         tail: None,
         param_headers: Vec::new(),
+        caps: None,
     };
     ex.resource_owner(uri).await
 }
@@ -765,6 +769,9 @@ struct Exchange<'a> {
     tail: Option<InFlight>,
     /// The client's `Mcp-Param-*` header lines, for the target the request goes to.
     param_headers: Vec<u8>,
+    /// The capabilities a 2026-07-28 client declared on the request, which a target of that era
+    /// is told when the gateway forwards it (its params are not kept raw otherwise).
+    caps: Option<Value>,
 }
 
 /// A request's result on its way to the client: a tree, or the bytes its target sent.
@@ -1395,7 +1402,10 @@ impl Exchange<'_> {
                 self.relay.start_raw(ti, h, via, id, method, &body, name, client, headers).await
             }
             None => {
-                let params = params.tree(self.modern);
+                let mut params = params.tree(self.modern);
+                if let (Some(c), true) = (&self.caps, self.is_http(ti)) {
+                    params = Some(mrtr::with_capabilities(params, c));
+                }
                 self.relay.start_with(ti, via, id, method, params.as_ref(), origin, headers).await
             }
         };
@@ -1761,7 +1771,7 @@ pub(super) fn route_answer(
 /// How often an idle GET stream gets a comment, so dead clients are noticed and proxies keep it.
 pub(super) const KEEPALIVE: Duration = Duration::from_secs(15);
 /// GET streams may stay silent for this long.
-const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
+pub(super) const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
 
 /// The legacy GET stream: what the session's own upstreams send unprompted (list changes,
 /// resource updates, logging, server→client requests), merged, and the list changes of the

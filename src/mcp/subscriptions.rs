@@ -1,15 +1,17 @@
-//! `subscriptions/listen` (MCP 2026-07-28) over legacy-era targets: the listen request's answer is a long-lived SSE stream fed by upstream sessions of its own (their GET streams and `resources/subscribe`), filtered to what the client asked for and tagged with its subscription id.
+//! `subscriptions/listen` (MCP 2026-07-28): the listen request's answer is a long-lived SSE stream fed by upstream sessions of its own with legacy-era targets (their GET streams and `resources/subscribe`), by its own upstream `subscriptions/listen` with 2026-07-28 targets, and by the shard's hub, filtered to what the client asked for and tagged with its subscription id.
 
 use std::rc::Rc;
 
 use futures_util::future::join_all;
 use futures_util::stream::LocalBoxStream;
+use futures_util::FutureExt;
 use serde_json::{json, Map, Value};
 
 use super::access::Access;
 use super::hub;
 use super::jsonrpc::{self, Message};
-use super::merge;
+use super::merge::{self, MODERN_VERSION};
+use super::modern_listen;
 use super::plan::{McpPlan, TargetKind};
 use super::relay::{Relay, Via};
 use super::serve::{self, Out, KEEPALIVE, TARGET_IDLE};
@@ -128,6 +130,25 @@ impl Filter {
         tag(&mut p, subscription);
         Some(jsonrpc::notification(&method, Some(&p)))
     }
+
+    /// A 2026-07-28 target's notification from the stream's own upstream listen: a list change
+    /// as the gateway's own (the same however many targets send it, so a burst merges), a
+    /// resource update as [`Filter::deliver`] makes it.
+    pub fn relay(
+        &self,
+        ti: usize,
+        target: &str,
+        prefixed: bool,
+        msg: Message,
+        subscription: &Value,
+    ) -> Option<Vec<u8>> {
+        match &msg {
+            Message::Notification { method, .. } if method != "notifications/resources/updated" => {
+                self.announce(method, subscription)
+            }
+            _ => self.deliver(ti, target, prefixed, msg, subscription),
+        }
+    }
 }
 
 /// Put the subscription id into `params._meta`.
@@ -157,10 +178,12 @@ pub fn end(subscription: &Value) -> Vec<u8> {
 /// Serve `subscriptions/listen`: open upstream sessions of the stream's own with the HTTP
 /// targets (initialize, their GET streams), join the shard's hub for the stdio and HTTP+SSE
 /// targets (whose shared process or session every client of the shard uses), subscribe each URI
-/// asked for at the target that owns it, answer with the acknowledgement, then relay what the
-/// targets send, and the list changes a reload makes, until the client closes the stream (the
-/// upstream sessions are deleted, the hub subscriptions given up), an upstream stream ends, or
-/// the shard drains (both end with the listen result: the client listens again).
+/// asked for at the target that owns it, listen at the 2026-07-28 targets (asking for the
+/// client's kinds and their URIs, with its capabilities), answer with the acknowledgement, then
+/// relay what the targets send, and the list changes a reload makes, until the client closes
+/// the stream (the upstream sessions are deleted, the upstream listens closed, the hub
+/// subscriptions given up), a legacy upstream stream ends, or the shard drains (both end with
+/// the listen result: the client listens again). An upstream listen that ends is reopened.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn listen(
     ctx: &Rc<ShardCtx>,
@@ -200,10 +223,34 @@ pub(super) async fn listen(
             }
         });
     let ups: Vec<_> = join_all(opens).await.into_iter().flatten().collect();
+    // a target without an upstream session that speaks 2026-07-28 sends nothing unprompted: the
+    // stream listens there itself
+    let modern: Vec<usize> = plan
+        .targets
+        .iter()
+        .enumerate()
+        .filter(|(ti, t)| {
+            let up = ups.iter().find(|u| *u.n == *t.name);
+            up.is_some_and(|u| u.s.is_none() && (u.v == MODERN_VERSION || relay.known_modern(*ti)))
+        })
+        .map(|(ti, _)| ti)
+        .collect();
     let sealed = Sealed { v: String::new(), t: ups, iat: now_secs(), h: None, c: None };
     // the stream's own upstream sessions are with HTTP targets only: every stdio and HTTP+SSE
     // target is heard through the hub
     let (mut members, _) = hub::join_shared(ctx, plan, &hub::own_upstreams(&sealed), TARGET_IDLE).await;
+    let (owners, listened): (Vec<_>, Vec<_>) = owners.into_iter().partition(|(ti, _, _)| !modern.contains(ti));
+    let caps = jsonrpc::meta(params.as_ref(), super::era::CLIENT_CAPABILITIES);
+    let asks = modern.iter().map(|&ti| {
+        let uris: Vec<&str> = listened.iter().filter(|(t, _, _)| *t == ti).map(|(_, _, l)| l.as_str()).collect();
+        (ti, modern_listen::request_params(&filter, &uris, caps))
+    });
+    let (mut upstream, acknowledged) = modern_listen::open_all(ctx, plan, asks.collect()).await;
+    for (ti, uri, local) in listened {
+        if acknowledged.iter().any(|(t, l)| *t == ti && *l == local) {
+            filter.owned.push((ti, uri));
+        }
+    }
     for (ti, uri, local) in owners {
         let subscribed = match &plan.targets[ti].kind {
             TargetKind::Http(_) => match sealed.target(&plan.targets[ti].name) {
@@ -243,6 +290,8 @@ pub(super) async fn listen(
             break;
         }
         let mut tick = false;
+        let mut heard = None;
+        let mut ended = false;
         monoio::select! {
             m = serve::next_unprompted(&mut merged), if merged.is_some() => match m {
                 Some((ti, msg)) => {
@@ -250,6 +299,11 @@ pub(super) async fn listen(
                     messages.extend(filter.deliver(ti, &plan.targets[ti].name, plan.prefixed, msg, &id));
                 }
                 None => break,
+            },
+            m = modern_listen::next(&mut upstream), if upstream.is_some() => match m {
+                Some(m) => heard = Some(m),
+                // a target no longer speaks 2026-07-28: the client listens again
+                None => ended = true,
             },
             m = next_shared(&mut shared), if shared.is_some() => match m {
                 Some((ti, msg)) => messages.extend(filter.deliver(ti, &plan.targets[ti].name, plan.prefixed, msg, &id)),
@@ -266,6 +320,26 @@ pub(super) async fn listen(
             // closing the stream is how a client ends its subscription
             _ = out.client_gone() => graceful = false,
         }
+        // what else the upstream listen streams sent meanwhile is taken too: a burst of list
+        // changes (one per target) reaches the client as one of each kind
+        while let Some((ti, msg)) = heard.take() {
+            if let Some(m) = filter.relay(ti, &plan.targets[ti].name, plan.prefixed, msg, &id) {
+                if !messages.contains(&m) {
+                    messages.push(m);
+                }
+            }
+            match modern_listen::next(&mut upstream).now_or_never() {
+                Some(None) => ended = true,
+                m => heard = m.flatten(),
+            }
+        }
+        if ended {
+            // a target no longer speaks 2026-07-28: what the burst brought goes out first
+            for m in messages.drain(..) {
+                graceful &= out.event(&m).await.is_ok();
+            }
+            break;
+        }
         if tick {
             let mut ev = Vec::new();
             super::sse::write_comment(&mut ev, "keep-alive");
@@ -278,6 +352,8 @@ pub(super) async fn listen(
         let _ = out.end_stream().await;
     }
     drop(merged);
+    // closing them is how the 2026-07-28 targets learn that the listen is over
+    drop(upstream);
     drop(shared);
     drop(members);
     if had_streams || !sealed.t.is_empty() {
@@ -401,6 +477,20 @@ mod tests {
         assert!(one
             .deliver(1, "b", false, note("notifications/resources/updated", json!({"uri": "file:///x"})), &sub)
             .is_none());
+        // from a 2026-07-28 target's own listen: a list change is the gateway's, the same from
+        // every target (so a burst merges), its params (the target's subscription id) dropped
+        let tools = Filter { tools: true, ..Filter::default() };
+        let upstream = note("notifications/tools/list_changed", json!({"_meta": {SUBSCRIPTION_ID: "rg-9"}}));
+        let a = tools.relay(0, "a", true, upstream.clone(), &sub).unwrap();
+        assert_eq!(Some(&a), tools.relay(1, "b", true, upstream, &sub).as_ref());
+        let a: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(a["params"], json!({"_meta": {SUBSCRIPTION_ID: 5}}));
+        assert!(tools.relay(0, "a", true, note("notifications/prompts/list_changed", json!({})), &sub).is_none());
+        let updated =
+            note("notifications/resources/updated", json!({"uri": "file:///x", "_meta": {SUBSCRIPTION_ID: "rg-9"}}));
+        let u: Value = serde_json::from_slice(&f.relay(0, "a", true, updated.clone(), &sub).unwrap()).unwrap();
+        assert_eq!(u["params"], json!({"uri": "a+file:///x", "_meta": {SUBSCRIPTION_ID: 5}}));
+        assert!(f.relay(1, "b", true, updated, &sub).is_none());
         // a reload's list change, only where asked for
         assert!(f.announce("notifications/tools/list_changed", &sub).is_none());
         let p: Value =

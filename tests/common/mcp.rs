@@ -43,12 +43,14 @@ pub fn message(r: &Response) -> Value {
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-/// A 2026-07-28 request (a new connection each, so requests spread over the shards).
+/// A 2026-07-28 request (a new connection each, so requests spread over the shards), by a
+/// client declaring the capabilities in `params._meta`, if any, else none.
 pub fn modern(addr: SocketAddr, method: &str, params: Value) -> Value {
     let mut params = params;
+    let caps = params["_meta"].get("io.modelcontextprotocol/clientCapabilities").cloned();
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientCapabilities": caps.unwrap_or_else(|| json!({})),
     });
     let name = params.get("name").and_then(Value::as_str).unwrap_or("").to_string();
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();

@@ -17,15 +17,18 @@ Resource test://static (text), template test://item/{id}, prompt greet(name).
 --notify remembers the sessions that `resources/subscribe` (forgets on `resources/unsubscribe`;
 both are logged to stderr as `subscribe URI` / `unsubscribe URI`) and adds touch(uri), which
 sends each of them `notifications/tools/list_changed` and, if it subscribed to uri,
-`notifications/resources/updated` (on their GET streams: unrelated to any request).
+`notifications/resources/updated` (on their GET streams: unrelated to any request), and
+publishes both to the 2026-07-28 `subscriptions/listen` streams (the SDK's subscription bus:
+a stream hears the update if it asked for uri).
 
 --modern-only makes it a server of the 2026-07-28 era alone, which the SDK has no switch for:
 POSTs without `MCP-Protocol-Version: 2026-07-28` (initialize and every legacy-session request)
 get 400 with JSON-RPC error -32022 (UnsupportedProtocolVersion, supported ["2026-07-28"]), GET
 and DELETE get 405, as the spec asks of such a server. --log FILE appends one JSON line per
 HTTP request (method, JSON-RPC method, MCP-Protocol-Version, whether it had a session id,
-Mcp-Method, Mcp-Name, status, the `_meta` clientInfo name) so tests can tell which era, and
-whose envelope, reached the server.
+Mcp-Method, Mcp-Name, status, the `_meta` clientInfo name and clientCapabilities) so tests can
+tell which era, and whose envelope, reached the server; a `subscriptions/listen` stream that
+ends adds `{"ended": "subscriptions/listen"}`.
 
 --mrtr adds 2026-07-28 multi-round-trip tools: ask_name() answers `input_required` twice (an
 elicitation of a name, then of a colour, the name carried in `requestState`) and then
@@ -174,8 +177,11 @@ async def unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types
     return types.EmptyResult()
 
 
-async def touch(uri: str) -> str:
-    """Tell every subscribed session that the tool list changed and, if it watches it, that uri did."""
+async def touch(uri: str, ctx: Context) -> str:
+    """Tell every subscribed session that the tool list changed and, if it watches it, that uri did;
+    publish both to the 2026-07-28 `subscriptions/listen` streams too."""
+    await ctx.notify_tools_changed()
+    await ctx.notify_resource_updated(uri)
     sent = 0
     for session, uris in list(SUBSCRIBERS.items()):
         try:
@@ -229,6 +235,7 @@ class EraFixture:
             rpc = None
         rpc = rpc if isinstance(rpc, dict) else {}
         version = headers.get("mcp-protocol-version")
+        meta = (rpc.get("params") or {}).get("_meta") or {}
 
         async def record(msg: Any) -> None:
             # logged before the answer leaves, so whoever has the answer finds the line
@@ -236,8 +243,8 @@ class EraFixture:
                 line = {"http": scope["method"], "method": rpc.get("method"), "version": version,
                         "session": "mcp-session-id" in headers, "mcp_method": headers.get("mcp-method"),
                         "mcp_name": headers.get("mcp-name"), "status": msg["status"],
-                        "client": (((rpc.get("params") or {}).get("_meta") or {})
-                                   .get("io.modelcontextprotocol/clientInfo") or {}).get("name")}
+                        "client": (meta.get("io.modelcontextprotocol/clientInfo") or {}).get("name"),
+                        "capabilities": meta.get("io.modelcontextprotocol/clientCapabilities")}
                 with open(self.log, "a") as f:
                     f.write(json.dumps(line) + "\n")
             await send(msg)
@@ -261,6 +268,10 @@ class EraFixture:
                 return await receive()
 
             await self.app(scope, replay, record)
+            if self.log and rpc.get("method") == "subscriptions/listen":
+                # its client closed the stream (or it ended): tests see the listen is over
+                with open(self.log, "a") as f:
+                    f.write(json.dumps({"ended": "subscriptions/listen"}) + "\n")
 
     @staticmethod
     async def answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
