@@ -922,6 +922,9 @@ impl Exchange<'_> {
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 match self.resource_owner(param_str(&params, "uri")).await {
+                    Ok((ti, uri)) if method != "resources/read" && self.shared_stdio(ti).is_some() => {
+                        self.shared_subscription(ti, method, &uri).await
+                    }
                     Ok((ti, uri)) => {
                         return self.forward(ti, id, method, Outgoing::renamed(params, raw, "uri", uri)).await
                     }
@@ -950,6 +953,29 @@ impl Exchange<'_> {
             return Err(self.hidden(Kind::Resource, &Some(json!({ "uri": uri }))));
         }
         Ok((ti, local))
+    }
+
+    /// Target `ti`'s shared process, when this legacy session's requests go to it (a stdio
+    /// target the session has no process of its own with) and the session has an id to hold
+    /// subscriptions under.
+    fn shared_stdio(&self, ti: usize) -> Option<&super::stdio::StdioServer> {
+        let TargetKind::Stdio(s) = &self.plan().targets[ti].kind else { return None };
+        (!self.modern && self.sid.is_some() && matches!(self.via(ti), Some(Via::Pooled))).then_some(&**s)
+    }
+
+    /// `resources/subscribe` or `resources/unsubscribe` at a shared process: a hold of the
+    /// session's there, counted with the shards' hubs' ([`super::holds`]), so that one client
+    /// unsubscribing does not end what others still listen to. The session's GET or `/sse`
+    /// stream, on whichever shard, finds the hold there and carries the process's updates of the URI.
+    async fn shared_subscription(&self, ti: usize, method: &str, uri: &str) -> Result<Value, RpcError> {
+        let (Some(s), Some(sid)) = (self.shared_stdio(ti), self.sid) else {
+            return Err(RpcError::new(INTERNAL_ERROR, "not a shared stdio target"));
+        };
+        if method == "resources/unsubscribe" {
+            s.unsubscribe_for(sid, uri);
+            return Ok(json!({}));
+        }
+        s.subscribe_for(sid, uri, TARGET_IDLE).await
     }
 
     /// The target owning a (possibly prefixed) tool/prompt name or resource URI, and the name
@@ -1766,7 +1792,8 @@ const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
 /// The legacy GET stream: what the session's own upstreams send unprompted (list changes,
 /// resource updates, logging, server→client requests), merged, and the list changes of the
 /// shared upstreams it uses (stdio targets' shared processes, the shard's HTTP+SSE sessions,
-/// heard through the shard's hub), until the client leaves or the shard drains.
+/// heard through the shard's hub) with the resource updates the session subscribed to there
+/// ([`from_shared`]), until the client leaves or the shard drains.
 async fn listen(
     ctx: &Rc<ShardCtx>,
     plan: &McpPlan,
@@ -1862,7 +1889,7 @@ async fn listen(
         // what else the shared upstreams sent meanwhile is taken too: a burst of list changes
         // (one per target) reaches the client as one of each kind
         while let Some(m) = heard.take() {
-            let Some((_, msg)) = m else {
+            let Some((ti, msg)) = m else {
                 // a shared upstream went away (a stdio process exited): its next one is joined
                 // soon; the others are still heard meanwhile
                 heard_from = heard_from.saturating_sub(1);
@@ -1872,8 +1899,7 @@ async fn listen(
                 rejoin_at.get_or_insert_with(|| Instant::now() + REJOIN_AFTER);
                 break;
             };
-            if let Some(change) = list_change(&msg) {
-                let note = jsonrpc::notification(change, None);
+            if let Some(note) = from_shared(plan, &members, id, ti, msg) {
                 if !messages.contains(&note) {
                     messages.push(note);
                 }
@@ -1904,9 +1930,30 @@ async fn join_hub(ctx: &Rc<ShardCtx>, plan: &McpPlan, own: &[String]) -> (Vec<(u
     monoio::time::timeout(KEEPALIVE, join).await.unwrap_or_default()
 }
 
-/// A shared upstream's list change as a session's GET stream carries it: the gateway's own
-/// notification, without the target's params. What else a shared upstream sends (logging,
-/// resource updates) is no one session's.
+/// What a session's stream (GET, or legacy `/sse`) carries of target `ti`'s message heard from
+/// the shard's hub: a list change as the gateway's own notification (without the target's
+/// params), and `resources/updated` (its URI prefixed) if session `sid` holds a subscription to
+/// the URI there. What else a shared upstream sends (logging, requests) is no one session's.
+fn from_shared(
+    plan: &McpPlan,
+    members: &[(usize, hub::Membership)],
+    sid: &str,
+    ti: usize,
+    msg: Message,
+) -> Option<Vec<u8>> {
+    if let Some(change) = list_change(&msg) {
+        return Some(jsonrpc::notification(change, None));
+    }
+    let Message::Notification { method, params } = &msg else { return None };
+    let uri = params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str)?;
+    let (_, m) = members.iter().find(|(t, _)| *t == ti)?;
+    if method != "notifications/resources/updated" || !m.held_by(uri, sid) {
+        return None;
+    }
+    outbound(ti, &plan.targets[ti].name, plan.prefixed, msg)
+}
+
+/// A shared upstream's list change as a session's stream carries it.
 fn list_change(msg: &Message) -> Option<&'static str> {
     let Message::Notification { method, .. } = msg else { return None };
     ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"]
@@ -2112,6 +2159,12 @@ pub(super) async fn delete_upstreams(ctx: &ShardCtx, plan: &McpPlan, sealed: &Se
 pub(super) async fn end_session(ctx: &ShardCtx, plan: &McpPlan, id: &str, upstreams: Option<&Sealed>) {
     if let Some(u) = upstreams {
         delete_upstreams(ctx, plan, u).await;
+    }
+    // what it subscribed to at shared processes is not held for it any more
+    for t in &plan.targets {
+        if let TargetKind::Stdio(s) = &t.kind {
+            s.forget_session(id);
+        }
     }
     // every shard, this one included, learns it through its mailbox before the client hears back
     let id: Arc<str> = id.into();
