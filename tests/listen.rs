@@ -139,6 +139,17 @@ impl Stream {
         }
     }
 
+    /// Messages until the answer with `id` arrives (within 20 s).
+    fn until_id(&mut self, id: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(m) = self.message(deadline.saturating_duration_since(Instant::now())) {
+            if m["id"] == id {
+                return m;
+            }
+        }
+        panic!("no answer {id}")
+    }
+
     /// Messages until one with `method` arrives (within 20 s).
     fn until(&mut self, method: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -313,6 +324,42 @@ fn a_legacy_unsubscribe_keeps_what_others_still_hold_at_a_shared_stdio_process()
     assert_eq!(r.status, 200, "{}", r.body_str());
     gw.wait_line(unsubscribed);
     assert_eq!(gw.count_lines(subscribed), 1);
+}
+
+#[test]
+fn a_legacy_sse_stream_hears_a_shared_stdio_process_change_its_lists_and_update_what_it_subscribed_to() {
+    let gw = Gateway::start(&config(0, "", &shared_py()));
+    let addr = gw.addr();
+    let (mut sse, endpoint) = Stream::sse(addr);
+    let (mut other, other_endpoint) = Stream::sse(addr);
+    // the messages land on either shard and are served on the stream's
+    let send = |endpoint: &str, body: Value| {
+        let r = common::mcp::post_with(addr, endpoint, &[], &body.to_string());
+        assert_eq!(r.status, 202, "{}", r.body_str());
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    for (s, e) in [(&mut sse, &endpoint), (&mut other, &other_endpoint)] {
+        send(e, init.clone());
+        assert!(s.until_id(1)["result"].is_object());
+        send(e, json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    }
+    let subscribe =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": "pyo+test://static"}});
+    send(&endpoint, subscribe);
+    assert!(sse.until_id(2)["result"].is_object());
+    gw.wait_line("mcp target pyo: subscribe test://static");
+    let touch = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "pyo_touch", "arguments": {"uri": "test://static"}}});
+    send(&endpoint, touch);
+    let m = sse.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pyo+test://static", "{m}");
+    // the other stream hears the list change, not the update it did not subscribe to
+    assert_eq!(
+        other.until("notifications/tools/list_changed"),
+        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+    );
+    other.hears_no("notifications/resources/updated");
 }
 
 #[test]

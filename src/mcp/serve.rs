@@ -255,29 +255,67 @@ pub(super) async fn on_stream(
         return None;
     }
     // a client that initializes again gets new upstream sessions; the old ones are ended
+    s.generation.set(s.generation.get() + 1);
     if let Some(old) = s.upstreams.replace(after.clone()) {
         delete_upstreams(ctx, plan, &old).await;
     }
     after
 }
 
-/// Relay what a legacy HTTP+SSE session's targets send unprompted onto its stream, until the
-/// stream or every upstream stream ends.
-pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed: &Sealed) {
+/// Relay what a legacy HTTP+SSE session's targets send unprompted onto its stream: what its own
+/// upstreams send, and what the GET stream of a Streamable HTTP session hears of the shared ones
+/// through the shard's hub ([`from_shared`]), until the stream ends, the session initializes
+/// again (the pump of its new upstreams takes over), or nothing is left to hear.
+pub(super) async fn pump(ctx: &Rc<ShardCtx>, plan: &McpPlan, sid: &str, s: &SseSession, sealed: &Sealed) {
+    // called right after the `initialize` that made `sealed`: its generation
+    let generation = s.generation.get();
     let mut merged = Box::pin(unprompted(ctx, plan, sealed)).await;
-    while merged.is_some() {
-        let m = monoio::select! {
-            m = next_unprompted(&mut merged) => m,
-            _ = s.closed.fired() => None,
-        };
-        let Some((ti, msg)) = m else { break };
-        catalog::observe(ctx, &plan.targets[ti].name, &msg);
-        if let Some(bytes) = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg) {
-            let mut ev = Vec::with_capacity(bytes.len() + 32);
-            sse::write_event(&mut ev, None, Some("message"), &bytes);
-            if s.tx.send_async(ev).await.is_err() {
-                break;
-            }
+    let own = hub::own_upstreams(sealed);
+    let (mut members, all) = join_hub(ctx, plan, &own).await;
+    let mut shared = subscriptions::hub_streams(&members);
+    let mut heard_from = members.len();
+    let mut rejoin_at = (!all).then(|| Instant::now() + KEEPALIVE);
+    while merged.is_some() || shared.is_some() || rejoin_at.is_some() {
+        let rejoin_in = rejoin_at.map(|t| t.saturating_duration_since(Instant::now()));
+        let (mut note, mut rejoin) = (None, false);
+        monoio::select! {
+            m = next_unprompted(&mut merged), if merged.is_some() => match m {
+                Some((ti, msg)) => {
+                    catalog::observe(ctx, &plan.targets[ti].name, &msg);
+                    note = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg);
+                }
+                None => merged = None,
+            },
+            m = subscriptions::next_shared(&mut shared), if shared.is_some() => match m {
+                Some((ti, msg)) => note = from_shared(plan, &members, sid, ti, msg),
+                // one went away (a stdio process exited): its next one is joined soon
+                None => {
+                    heard_from = heard_from.saturating_sub(1);
+                    if heard_from == 0 {
+                        shared = None;
+                    }
+                    rejoin_at.get_or_insert_with(|| Instant::now() + REJOIN_AFTER);
+                }
+            },
+            _ = monoio::time::sleep(rejoin_in.unwrap_or_default()), if rejoin_in.is_some() => rejoin = true,
+            _ = s.closed.fired() => break,
+        }
+        if s.generation.get() != generation {
+            // initialized again: another pump hears for the new upstreams
+            break;
+        }
+        if rejoin {
+            let (m, all) = join_hub(ctx, plan, &own).await;
+            members = m;
+            shared = subscriptions::hub_streams(&members);
+            heard_from = members.len();
+            rejoin_at = (!all).then(|| Instant::now() + KEEPALIVE);
+        }
+        let Some(bytes) = note else { continue };
+        let mut ev = Vec::with_capacity(bytes.len() + 32);
+        sse::write_event(&mut ev, None, Some("message"), &bytes);
+        if s.tx.send_async(ev).await.is_err() {
+            break;
         }
     }
 }
