@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use super::access::Access;
 use super::catalog;
 use super::flight::Join;
-use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND};
+use super::jsonrpc::{
+    self, Answer, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_CANCELLED,
+};
 use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
 use super::plan::{McpPlan, TargetKind};
@@ -1394,12 +1396,12 @@ impl Exchange<'_> {
             // every question goes out before any answer is awaited: a client may answer in any order
             let mut pending = Vec::with_capacity(asked.asks.len());
             for ask in &asked.asks {
-                let p = mrtr::Pending::new(&sid);
+                let p = mrtr::Pending::new(&sid, id);
                 self.out.event(&jsonrpc::request(&p.id(), &ask.method, ask.params.as_ref())).await?;
                 pending.push(p);
             }
             let mut responses = serde_json::Map::new();
-            for (ask, p) in asked.asks.iter().zip(&pending) {
+            for (i, (ask, p)) in asked.asks.iter().zip(&pending).enumerate() {
                 let msg = match monoio::time::timeout(ASK_WAIT, p.rx.recv_async()).await {
                     Ok(Ok(msg)) => msg,
                     _ => {
@@ -1407,6 +1409,17 @@ impl Exchange<'_> {
                         return Ok(Err(RpcError::new(INTERNAL_ERROR, why)));
                     }
                 };
+                if mrtr::is_cancellation(&msg) {
+                    // the client gave up on the call: its questions still open are withdrawn,
+                    // and the target has nothing to be told (between rounds a 2026-07-28
+                    // request is nowhere in flight: the last round's answer was read to its end)
+                    for q in &pending[i..] {
+                        if q.rx.try_recv().map_or(true, |m| mrtr::is_cancellation(&m)) {
+                            self.out.event(&mrtr::withdraw(&q.id())).await?;
+                        }
+                    }
+                    return Ok(Err(RpcError::new(REQUEST_CANCELLED, "request cancelled by the client")));
+                }
                 match mrtr::answer(msg, ask, &target) {
                     Ok(v) => responses.insert(ask.key.clone(), v),
                     Err(e) => return Ok(Err(e)),
@@ -1599,6 +1612,9 @@ impl Exchange<'_> {
     /// the id the request got there, found by the client's session and id.
     async fn cancelled(&self, params: Option<&Value>) {
         let (Some(sid), Some(rid)) = (self.sid, params.and_then(|p| p.get("requestId"))) else { return };
+        // a call bridging a 2026-07-28 target's `input_required` stops waiting for the
+        // client's answers, on whichever shard it runs
+        mrtr::cancel(sid, rid, params);
         let key = origin(sid, rid);
         let reason = params.and_then(|p| p.get("reason")).and_then(Value::as_str);
         let body = jsonrpc::notification("notifications/cancelled", params);
@@ -1609,7 +1625,10 @@ impl Exchange<'_> {
             let key = &key;
             Some(async move {
                 match (&self.plan().targets[ti].kind, via) {
-                    (TargetKind::Http(_), Via::Own(up)) => self.relay.post_message(ti, up, body).await,
+                    // a 2026-07-28 target has no cancellation over HTTP but a closed stream
+                    (TargetKind::Http(_), Via::Own(up)) if up.v != MODERN_VERSION => {
+                        self.relay.post_message(ti, up, body).await
+                    }
                     (TargetKind::Stdio(_), Via::Own(up)) => {
                         if let Ok(p) = self.relay.stdio_proc(ti, up) {
                             p.cancel(key, reason);

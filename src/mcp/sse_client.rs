@@ -645,7 +645,7 @@ impl SessionSse {
     pub async fn cancel(&self, ctx: &ShardCtx, origin: &str, reason: Option<&str>) {
         if let Some((id, tx)) = self.waiters.find(origin) {
             self.cancelled(ctx, id, reason).await;
-            let e = RpcError::new(-32800, "request cancelled by the client");
+            let e = RpcError::new(jsonrpc::REQUEST_CANCELLED, "request cancelled by the client");
             let _ = tx.send(Message::Error { id: json!(id), error: e.to_value() });
         }
     }

@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 
 use super::holds::{Holder, Holds, Taken, MAX_SESSION_HOLDS};
-use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
+use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR, REQUEST_CANCELLED};
 use super::stdio_io::{self, kill_group, Events, Input};
 use super::waiters::Waiters;
 use crate::config::mcp::StdioTarget;
@@ -34,8 +34,6 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 const REAP_EVERY: Duration = Duration::from_secs(1);
 /// JSON-RPC error code of an `initialize` refused because the target runs `maxSessions` processes.
 pub const SESSION_LIMIT: i64 = -32000;
-/// JSON-RPC error code ending a request the client cancelled (LSP's `RequestCancelled`).
-const REQUEST_CANCELLED: i64 = -32800;
 /// Prefix of the keys of per-session processes (a session's upstream session id for the target).
 pub const KEY_PREFIX: &str = "stdio~";
 /// A per-session process that ran this long before it crashed was healthy: its crash count starts over.
