@@ -363,6 +363,45 @@ fn a_legacy_sse_stream_hears_a_shared_stdio_process_change_its_lists_and_update_
 }
 
 #[test]
+fn at_a_shared_sse_target_a_legacy_unsubscribe_keeps_what_a_listen_stream_holds_and_sse_streams_hear_their_updates() {
+    let log = tempdir().join("py-sse-holds.log");
+    let (_sse, port) = py_sse(&log);
+    let targets = format!(
+        "          - name: demo\n            demo: {{}}\n          - name: pys\n            sse: {{ host: \"127.0.0.1:{port}\" }}\n"
+    );
+    let gw = Gateway::start(&config(0, "", &targets));
+    let addr = gw.addr();
+    let (mut listen, _) = Stream::listen(addr, json!({"resourceSubscriptions": ["pys+test://static"]}));
+    // each shard has its own session with the target: some of these land on the listen
+    // stream's, whose subscription must survive them
+    let sid = common::mcp::initialize(addr);
+    let uri = json!({"uri": "pys+test://static"});
+    for _ in 0..6 {
+        ok(addr, &sid, "resources/subscribe", uri.clone());
+        ok(addr, &sid, "resources/unsubscribe", uri.clone());
+    }
+    call(addr, "pys_touch", json!({"uri": "test://static"}));
+    let m = listen.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pys+test://static", "{m}");
+
+    // a legacy /sse session's messages are served on its stream's shard: it hears what it subscribed to
+    let (mut sse, endpoint) = Stream::sse(addr);
+    let send = |body: Value| {
+        let r = common::mcp::post_with(addr, &endpoint, &[], &body.to_string());
+        assert_eq!(r.status, 202, "{}", r.body_str());
+    };
+    send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}));
+    assert!(sse.until_id(1)["result"].is_object());
+    send(json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": "pys+test://static"}}));
+    assert!(sse.until_id(2)["result"].is_object());
+    send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "pys_touch", "arguments": {"uri": "test://static"}}}));
+    let m = sse.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pys+test://static", "{m}");
+}
+
+#[test]
 fn a_uri_is_subscribed_upstream_once_and_unsubscribed_when_its_last_listener_leaves() {
     let gw =
         Gateway::start(&config(0, "", &format!("          - name: demo\n            demo: {{}}\n{}", py_stdio("pyo"))));

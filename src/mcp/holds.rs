@@ -101,6 +101,11 @@ impl Holds {
         uris.into_iter().filter(|u| self.give_up(u, Holder::Session(s))).collect()
     }
 
+    /// Whether session `s` holds any URI.
+    pub fn holds_any(&self, s: &str) -> bool {
+        self.session_holds > 0 && self.by_uri.values().any(|h| h.sessions.iter().any(|x| &**x == s))
+    }
+
     /// Whether session `s` holds `uri`: its streams carry the upstream's updates of it.
     pub fn held_by(&self, uri: &str, s: &str) -> bool {
         self.by_uri.get(uri).is_some_and(|h| h.sessions.iter().any(|x| &**x == s))
@@ -143,11 +148,12 @@ mod tests {
         h.take("a://2", Holder::Session("s2"));
         h.take("a://3", Holder::Session("s1"));
         h.take("a://3", Holder::Hub);
+        assert!(h.holds_any("s1") && !h.holds_any("s3"));
         let mut gone = h.forget("s1");
         gone.sort();
         assert_eq!(gone, ["a://1"]);
         assert!(h.held_by("a://2", "s2"));
-        assert!(h.forget("s1").is_empty());
+        assert!(h.forget("s1").is_empty() && !h.holds_any("s1"));
 
         let mut h = Holds::default();
         for i in 0..MAX_SESSION_HOLDS {

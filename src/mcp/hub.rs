@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::holds::Holder;
 use super::jsonrpc::{Message, RpcError};
 use super::plan::{McpPlan, TargetKind};
@@ -50,7 +48,7 @@ impl Upstream {
                 Some(call) => call?.answer(idle).await.map(drop),
                 None => Ok(()),
             },
-            Upstream::Sse(c) => c.request(ctx, "resources/subscribe", &json!({ "uri": uri }), idle).await.map(drop),
+            Upstream::Sse(c) => c.hold(ctx, uri, Holder::Hub, idle).await.map(drop),
         }
     }
 
@@ -58,10 +56,7 @@ impl Upstream {
     async fn unsubscribe(&self, ctx: &ShardCtx, uri: &str, idle: Duration) {
         match self {
             Upstream::Stdio(p) => p.release(uri, Holder::Hub),
-            Upstream::Sse(c) if !c.is_dead() => {
-                let _ = c.request(ctx, "resources/unsubscribe", &json!({ "uri": uri }), idle).await;
-            }
-            Upstream::Sse(_) => {}
+            Upstream::Sse(c) => c.release(ctx, uri, Holder::Hub, idle).await,
         }
     }
 }
@@ -124,6 +119,21 @@ impl Hub {
         source.listeners.borrow_mut().push((id, tx));
         Membership { ctx: ctx.clone(), source, id, uris: Vec::new(), idle, rx }
     }
+}
+
+/// A client session ended (every shard hears it): the subscriptions it held at this shard's
+/// HTTP+SSE sessions are given up (a shared process's holds are given up once, where it ended).
+pub fn session_ended(ctx: &Rc<ShardCtx>, session: &str) {
+    let conns = ctx.mcp.sse_conns();
+    if conns.iter().all(|c| !c.holds_any(session)) {
+        return;
+    }
+    let (ctx, session) = (ctx.clone(), session.to_string());
+    monoio::spawn(async move {
+        for c in conns {
+            c.forget_session(&ctx, &session, super::serve::TARGET_IDLE).await;
+        }
+    });
 }
 
 /// The targets a session has an upstream of its own with, which [`join_shared`] leaves out.
@@ -217,14 +227,16 @@ impl Membership {
 
 impl Membership {
     /// Whether client session `session` subscribed to `uri` (as the upstream knows it) at this
-    /// upstream, so that its streams carry the upstream's updates of it. Only a shared process
-    /// knows: it is one for every shard, so the session's `resources/subscribe` may have landed
-    /// on any shard, and its stream on any other. A shard's HTTP+SSE session is its own, and a
-    /// subscription made through another shard's is not heard here.
+    /// upstream, so that its streams carry the upstream's updates of it. A shared process is one
+    /// for every shard and keeps its holds itself, so the session's `resources/subscribe` may
+    /// have landed on any shard, and its stream on any other. A shard's HTTP+SSE session is its
+    /// own: a Streamable HTTP session's subscription forwarded through another shard's is
+    /// neither subscribed nor heard here (a legacy `/sse` session's messages are all served on
+    /// its stream's shard).
     pub fn held_by(&self, uri: &str, session: &str) -> bool {
         match &self.source.upstream {
             Upstream::Stdio(p) => p.held_by(uri, session),
-            Upstream::Sse(_) => false,
+            Upstream::Sse(c) => c.held_by(uri, session),
         }
     }
 }

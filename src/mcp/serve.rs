@@ -962,7 +962,7 @@ impl Exchange<'_> {
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 match self.resource_owner(param_str(&params, "uri")).await {
-                    Ok((ti, uri)) if method != "resources/read" && self.shared_stdio(ti).is_some() => {
+                    Ok((ti, uri)) if method != "resources/read" && self.holds_at_shared(ti) => {
                         self.shared_subscription(ti, method, &uri).await
                     }
                     Ok((ti, uri)) => {
@@ -995,27 +995,43 @@ impl Exchange<'_> {
         Ok((ti, local))
     }
 
-    /// Target `ti`'s shared process, when this legacy session's requests go to it (a stdio
-    /// target the session has no process of its own with) and the session has an id to hold
-    /// subscriptions under.
-    fn shared_stdio(&self, ti: usize) -> Option<&super::stdio::StdioServer> {
-        let TargetKind::Stdio(s) = &self.plan().targets[ti].kind else { return None };
-        (!self.modern && self.sid.is_some() && matches!(self.via(ti), Some(Via::Pooled))).then_some(&**s)
+    /// Whether this legacy session's `resources/subscribe` at target `ti` is a hold of its own at
+    /// a shared upstream (a stdio target's shared process, the shard's HTTP+SSE session with the
+    /// target: the session has none of its own there) under its id.
+    fn holds_at_shared(&self, ti: usize) -> bool {
+        let shared_kind = matches!(self.plan().targets[ti].kind, TargetKind::Stdio(_) | TargetKind::Sse(_));
+        shared_kind && !self.modern && self.sid.is_some() && matches!(self.via(ti), Some(Via::Pooled))
     }
 
-    /// `resources/subscribe` or `resources/unsubscribe` at a shared process: a hold of the
-    /// session's there, counted with the shards' hubs' ([`super::holds`]), so that one client
+    /// `resources/subscribe` or `resources/unsubscribe` at a shared upstream: a hold of the
+    /// session's there, counted with the hubs' ([`super::holds`]), so that one client
     /// unsubscribing does not end what others still listen to. The session's GET or `/sse`
-    /// stream, on whichever shard, finds the hold there and carries the process's updates of the URI.
+    /// stream finds the hold and carries the upstream's updates of the URI (from a shared
+    /// process on any shard; see [`hub::Membership::held_by`]).
     async fn shared_subscription(&self, ti: usize, method: &str, uri: &str) -> Result<Value, RpcError> {
-        let (Some(s), Some(sid)) = (self.shared_stdio(ti), self.sid) else {
-            return Err(RpcError::new(INTERNAL_ERROR, "not a shared stdio target"));
-        };
-        if method == "resources/unsubscribe" {
-            s.unsubscribe_for(sid, uri);
-            return Ok(json!({}));
+        let (ctx, sid) = (self.relay.ctx, self.sid.unwrap_or_default());
+        let t = &self.plan().targets[ti];
+        let subscribe = method == "resources/subscribe";
+        let who = super::holds::Holder::Session(sid);
+        match &t.kind {
+            TargetKind::Stdio(s) if subscribe => s.subscribe_for(sid, uri, TARGET_IDLE).await,
+            TargetKind::Stdio(s) => {
+                s.unsubscribe_for(sid, uri);
+                Ok(json!({}))
+            }
+            TargetKind::Sse(h) if subscribe => {
+                let c = super::sse_client::shared(ctx, &t.name, h, TARGET_IDLE).await?;
+                c.hold(ctx, uri, who, TARGET_IDLE).await
+            }
+            TargetKind::Sse(h) => {
+                // nothing is held on a session the shard does not have (any more)
+                if let Some(c) = ctx.mcp.sse_conn(&h.session_key()) {
+                    c.release(ctx, uri, who, TARGET_IDLE).await;
+                }
+                Ok(json!({}))
+            }
+            _ => Err(RpcError::new(INTERNAL_ERROR, "not a shared upstream")),
         }
-        s.subscribe_for(sid, uri, TARGET_IDLE).await
     }
 
     /// The target owning a (possibly prefixed) tool/prompt name or resource URI, and the name
@@ -2217,7 +2233,8 @@ pub(super) async fn end_session(ctx: &ShardCtx, plan: &McpPlan, id: &str, upstre
     if let Some(u) = upstreams {
         delete_upstreams(ctx, plan, u).await;
     }
-    // what it subscribed to at shared processes is not held for it any more
+    // what it subscribed to at shared processes is not held for it any more (at the shards'
+    // HTTP+SSE sessions: each shard gives that up as it hears of the end)
     for t in &plan.targets {
         if let TargetKind::Stdio(s) = &t.kind {
             s.forget_session(id);

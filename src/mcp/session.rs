@@ -380,6 +380,11 @@ impl ShardSessions {
         self.sse_conns.borrow().get(key).cloned()
     }
 
+    /// This shard's sessions with HTTP+SSE targets.
+    pub fn sse_conns(&self) -> Vec<Rc<SseConn>> {
+        self.sse_conns.borrow().values().cloned().collect()
+    }
+
     /// Remember or forget this shard's session with an HTTP+SSE target.
     pub fn set_sse_conn(&self, key: &str, v: Option<Rc<SseConn>>) {
         let mut c = self.sse_conns.borrow_mut();
