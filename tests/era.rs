@@ -6,8 +6,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::mcp::{message, modern, modern_call, post, post_with};
 use common::peers::*;
@@ -71,8 +73,14 @@ fn names(v: &Value) -> Vec<String> {
 
 /// A legacy (2025-11-25) session: initialize, then initialized; its id.
 fn legacy_session(addr: SocketAddr) -> String {
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"era-test","version":"1"}}}"#;
-    let r = post(addr, None, init);
+    legacy_session_with(addr, json!({}))
+}
+
+/// [`legacy_session`] of a client declaring `capabilities`.
+fn legacy_session_with(addr: SocketAddr, capabilities: Value) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+        "capabilities": capabilities, "clientInfo": {"name": "era-test", "version": "1"}}});
+    let r = post(addr, None, &init.to_string());
     assert_eq!(r.status, 200, "{}", r.body_str());
     let sid = r.header("mcp-session-id").unwrap_or_else(|| panic!("no session: {}", r.body_str())).to_string();
     let n = post(addr, Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
@@ -326,4 +334,57 @@ fn a_legacy_client_answers_a_modern_only_targets_input_requests() {
     assert_eq!(v["error"]["code"], -32021, "{v}");
     let msg = v["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("`modern`") && msg.contains("sampling"), "{v}");
+}
+
+/// A legacy client that cancels a bridged call while the gateway waits for its answer: the wait
+/// ends (not after 300 s), the question is withdrawn, the call ends with -32800, and the target
+/// hears of no retry.
+#[test]
+fn a_legacy_client_cancelling_a_bridged_call_ends_the_wait_for_its_answer() {
+    let dir = tempdir();
+    let log = log_file(&dir, "mrtr-cancel");
+    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
+    let gw = gateway(&target("modern", port, ""));
+    let addr = gw.addr();
+    let sid = legacy_session_with(addr, json!({"elicitation": {}}));
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "modern_ask_name", "arguments": {}}});
+    let headers = [("mcp-session-id", sid.as_str()), ("mcp-protocol-version", "2025-11-25")];
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(common::mcp::post_request("/mcp", &headers, &call.to_string()).as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(s);
+    let head = read_head(&mut r).expect("a response");
+    assert!(head.to_ascii_lowercase().contains("text/event-stream"), "{head}");
+    // the messages of the call's stream, until it ends (or 20 s pass)
+    let mut next = || -> Option<Value> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if let Some(m) = line.trim_end().strip_prefix("data:").and_then(|d| serde_json::from_str(d.trim()).ok()) {
+                return Some(m);
+            }
+        }
+    };
+    let asked = next().expect("the target's question");
+    assert_eq!(asked["method"], "elicitation/create", "{asked}");
+
+    // the cancellation lands on either shard
+    let cancel =
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "bored"}});
+    let started = Instant::now();
+    assert_eq!(post_with(addr, "/mcp", &headers, &cancel.to_string()).status, 202);
+    let withdrawn = next().expect("the question withdrawn");
+    assert_eq!(withdrawn["method"], "notifications/cancelled", "{withdrawn}");
+    assert_eq!(withdrawn["params"]["requestId"], asked["id"], "{withdrawn}");
+    let ended = next().expect("the call's end");
+    assert_eq!((&ended["id"], &ended["error"]["code"]), (&json!(5), &json!(-32800)), "{ended}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    // a late answer is for an unknown request, and the target saw the first round only
+    let late = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept", "content": {"name": "Ada"}}});
+    assert_eq!(post_with(addr, "/mcp", &headers, &late.to_string()).status, 400);
+    let calls = logged(&log).into_iter().filter(|l| l["method"] == "tools/call").count();
+    assert_eq!(calls, 1);
 }

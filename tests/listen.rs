@@ -79,6 +79,31 @@ impl Stream {
         Stream(r)
     }
 
+    /// A legacy session's GET stream.
+    fn get(addr: SocketAddr, sid: &str) -> Stream {
+        Stream::open(
+            addr,
+            &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
+        )
+    }
+
+    /// A legacy HTTP+SSE stream, and the message endpoint its first event names.
+    fn sse(addr: SocketAddr) -> (Stream, String) {
+        let mut s = Stream::open(addr, "GET /mcp/sse HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\n\r\n");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut line = String::new();
+        while Instant::now() < deadline {
+            line.clear();
+            if let Ok(0) = s.0.read_line(&mut line) {
+                break;
+            }
+            if let Some(path) = line.trim_end().strip_prefix("data:").map(str::trim).filter(|d| d.starts_with('/')) {
+                return (s, path.to_string());
+            }
+        }
+        panic!("no endpoint event")
+    }
+
     /// A `subscriptions/listen` stream; its acknowledgement is read.
     fn listen(addr: SocketAddr, notifications: Value) -> (Stream, Value) {
         Stream::listen_as(addr, notifications, json!({}))
@@ -113,6 +138,25 @@ impl Stream {
             }
         }
         None
+    }
+
+    /// Nothing with `method` comes within half a second (the peer may send more of other kinds).
+    fn hears_no(&mut self, method: &str) {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while let Some(m) = self.message(deadline.saturating_duration_since(Instant::now())) {
+            assert_ne!(m["method"], method, "{m}");
+        }
+    }
+
+    /// Messages until the answer with `id` arrives (within 20 s).
+    fn until_id(&mut self, id: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(m) = self.message(deadline.saturating_duration_since(Instant::now())) {
+            if m["id"] == id {
+                return m;
+            }
+        }
+        panic!("no answer {id}")
     }
 
     /// Messages until one with `method` arrives (within 20 s).
@@ -264,10 +308,7 @@ fn a_legacy_sessions_get_stream_hears_a_shared_stdio_process_change_its_lists() 
     let gw = Gateway::start(&config(0, "", &format!("          - name: demo\n            demo: {{}}\n{targets}")));
     let addr = gw.addr();
     let sid = common::mcp::initialize(addr);
-    let mut get = Stream::open(
-        addr,
-        &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
-    );
+    let mut get = Stream::get(addr, &sid);
     // the shared process notifies the sessions that subscribed: this one's requests go to it
     let rpc = |id: u64, method: &str, params: Value| {
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
@@ -297,6 +338,157 @@ fn a_legacy_sessions_get_stream_hears_a_shared_stdio_process_change_its_lists() 
         }
     }
     assert_eq!(gw.count_lines("mcp target pyo: started"), 2);
+}
+
+/// Demo and a shared process of py_server.py.
+fn shared_py() -> String {
+    format!("          - name: demo\n            demo: {{}}\n{}            upstreamMode: shared\n", py_stdio("pyo"))
+}
+
+/// A request in legacy session `sid` that must succeed.
+fn ok(addr: SocketAddr, sid: &str, method: &str, params: Value) {
+    let v = common::mcp::rpc(addr, sid, method, params);
+    assert!(v.get("result").is_some(), "{method}: {v}");
+}
+
+fn touch(addr: SocketAddr, sid: &str) {
+    ok(addr, sid, "tools/call", json!({"name": "pyo_touch", "arguments": {"uri": "test://static"}}));
+}
+
+#[test]
+fn a_legacy_sessions_get_stream_hears_the_updates_it_subscribed_to_at_a_shared_stdio_process() {
+    let gw = Gateway::start(&config(0, "", &shared_py()));
+    let addr = gw.addr();
+    let (a, b) = (common::mcp::initialize(addr), common::mcp::initialize(addr));
+    // every GET and POST lands on either shard: a session's subscription is found wherever its stream is
+    let (mut get_a, mut get_b) = (Stream::get(addr, &a), Stream::get(addr, &b));
+    ok(addr, &b, "resources/subscribe", json!({"uri": "pyo+test://item/1"}));
+    ok(addr, &a, "resources/subscribe", json!({"uri": "pyo+test://static"}));
+    touch(addr, &a);
+    let m = get_a.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pyo+test://static", "{m}");
+    // b hears the list change, and not the resource it did not subscribe to
+    get_b.until("notifications/tools/list_changed");
+    get_b.hears_no("notifications/resources/updated");
+
+    // a unsubscribes: the process is told (nobody else holds the URI), a hears no more updates
+    ok(addr, &a, "resources/unsubscribe", json!({"uri": "pyo+test://static"}));
+    gw.wait_line("mcp target pyo: unsubscribe test://static");
+    touch(addr, &a);
+    get_a.until("notifications/tools/list_changed");
+    get_a.hears_no("notifications/resources/updated");
+}
+
+#[test]
+fn a_legacy_unsubscribe_keeps_what_others_still_hold_at_a_shared_stdio_process() {
+    let gw = Gateway::start(&config(0, "", &shared_py()));
+    let addr = gw.addr();
+    let subscribed = "mcp target pyo: subscribe test://static";
+    let unsubscribed = "mcp target pyo: unsubscribe test://static";
+    let (mut listen, _) = Stream::listen(addr, json!({"resourceSubscriptions": ["pyo+test://static"]}));
+    gw.wait_line(subscribed);
+    // a session subscribes and unsubscribes (twice: the second is a no-op) while the listen stream holds the URI
+    let sid = common::mcp::initialize(addr);
+    let uri = json!({"uri": "pyo+test://static"});
+    ok(addr, &sid, "resources/subscribe", uri.clone());
+    ok(addr, &sid, "resources/unsubscribe", uri.clone());
+    ok(addr, &sid, "resources/unsubscribe", uri.clone());
+    call(addr, "pyo_touch", json!({"uri": "test://static"}));
+    let m = listen.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pyo+test://static", "{m}");
+    assert_eq!(gw.count_lines(subscribed), 1, "the process heard of the URI once");
+    assert_eq!(gw.count_lines(unsubscribed), 0, "the listen stream still holds it");
+
+    // the session subscribes again and the listen stream leaves: the session's hold keeps it
+    let mut get = Stream::get(addr, &sid);
+    ok(addr, &sid, "resources/subscribe", uri.clone());
+    drop(listen);
+    wait_for("the listen stream to end", || listen_streams(&gw) == 0);
+    touch(addr, &sid);
+    let m = get.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pyo+test://static", "{m}");
+    assert_eq!(gw.count_lines(unsubscribed), 0);
+
+    // the session ends: nobody holds the URI any more
+    let r = raw(addr, format!("DELETE /mcp HTTP/1.1\r\nhost: t\r\nmcp-session-id: {sid}\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    gw.wait_line(unsubscribed);
+    assert_eq!(gw.count_lines(subscribed), 1);
+}
+
+#[test]
+fn a_legacy_sse_stream_hears_a_shared_stdio_process_change_its_lists_and_update_what_it_subscribed_to() {
+    let gw = Gateway::start(&config(0, "", &shared_py()));
+    let addr = gw.addr();
+    let (mut sse, endpoint) = Stream::sse(addr);
+    let (mut other, other_endpoint) = Stream::sse(addr);
+    // the messages land on either shard and are served on the stream's
+    let send = |endpoint: &str, body: Value| {
+        let r = common::mcp::post_with(addr, endpoint, &[], &body.to_string());
+        assert_eq!(r.status, 202, "{}", r.body_str());
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    for (s, e) in [(&mut sse, &endpoint), (&mut other, &other_endpoint)] {
+        send(e, init.clone());
+        assert!(s.until_id(1)["result"].is_object());
+        send(e, json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    }
+    let subscribe =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": "pyo+test://static"}});
+    send(&endpoint, subscribe);
+    assert!(sse.until_id(2)["result"].is_object());
+    gw.wait_line("mcp target pyo: subscribe test://static");
+    let touch = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "pyo_touch", "arguments": {"uri": "test://static"}}});
+    send(&endpoint, touch);
+    let m = sse.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pyo+test://static", "{m}");
+    // the other stream hears the list change, not the update it did not subscribe to
+    assert_eq!(
+        other.until("notifications/tools/list_changed"),
+        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+    );
+    other.hears_no("notifications/resources/updated");
+}
+
+#[test]
+fn at_a_shared_sse_target_a_legacy_unsubscribe_keeps_what_a_listen_stream_holds_and_sse_streams_hear_their_updates() {
+    let log = tempdir().join("py-sse-holds.log");
+    let (_sse, port) = py_sse(&log);
+    let targets = format!(
+        "          - name: demo\n            demo: {{}}\n          - name: pys\n            sse: {{ host: \"127.0.0.1:{port}\" }}\n"
+    );
+    let gw = Gateway::start(&config(0, "", &targets));
+    let addr = gw.addr();
+    let (mut listen, _) = Stream::listen(addr, json!({"resourceSubscriptions": ["pys+test://static"]}));
+    // each shard has its own session with the target: some of these land on the listen
+    // stream's, whose subscription must survive them
+    let sid = common::mcp::initialize(addr);
+    let uri = json!({"uri": "pys+test://static"});
+    for _ in 0..6 {
+        ok(addr, &sid, "resources/subscribe", uri.clone());
+        ok(addr, &sid, "resources/unsubscribe", uri.clone());
+    }
+    call(addr, "pys_touch", json!({"uri": "test://static"}));
+    let m = listen.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pys+test://static", "{m}");
+
+    // a legacy /sse session's messages are served on its stream's shard: it hears what it subscribed to
+    let (mut sse, endpoint) = Stream::sse(addr);
+    let send = |body: Value| {
+        let r = common::mcp::post_with(addr, &endpoint, &[], &body.to_string());
+        assert_eq!(r.status, 202, "{}", r.body_str());
+    };
+    send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}));
+    assert!(sse.until_id(1)["result"].is_object());
+    send(json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": "pys+test://static"}}));
+    assert!(sse.until_id(2)["result"].is_object());
+    send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "pys_touch", "arguments": {"uri": "test://static"}}}));
+    let m = sse.until("notifications/resources/updated");
+    assert_eq!(m["params"]["uri"], "pys+test://static", "{m}");
 }
 
 #[test]
@@ -360,12 +552,9 @@ fn a_reload_that_adds_a_target_is_announced_on_get_sse_and_listen_streams() {
 
     // a Streamable HTTP session's GET stream
     let sid = common::mcp::initialize(addr);
-    let mut get = Stream::open(
-        addr,
-        &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
-    );
+    let mut get = Stream::get(addr, &sid);
     // a legacy HTTP+SSE stream (its first event names the endpoint)
-    let mut sse = Stream::open(addr, "GET /mcp/sse HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\n\r\n");
+    let (mut sse, _) = Stream::sse(addr);
     // a listen stream asking for tool list changes only
     let (mut listen, _) = Stream::listen(addr, json!({"toolsListChanged": true}));
     wait_for("the listen stream", || listen_streams(&gw) == 1);
@@ -390,10 +579,7 @@ fn a_reload_naming_the_port_that_port_0_got_keeps_the_route_and_announces_only_c
     let gw = Gateway::start(&config(0, "", two));
     let (addr, port) = (gw.addr(), gw.addr().port());
     let sid = common::mcp::initialize(addr);
-    let mut get = Stream::open(
-        addr,
-        &format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"),
-    );
+    let mut get = Stream::get(addr, &sid);
     // the file now names the port the gateway announced: the same bind, the same route, the
     // same view, so nothing to announce
     gw.rewrite_config(&config(port, "", two));

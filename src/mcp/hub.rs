@@ -1,13 +1,12 @@
-//! Per-shard fan-out of what shared upstreams (a stdio target's shared process, the shard's HTTP+SSE session with a target) send unprompted, to the listen streams that hear them, with `resources/subscribe` sent upstream once per URI and `resources/unsubscribe` when its last listener leaves.
+//! Per-shard fan-out of what shared upstreams (a stdio target's shared process, the shard's HTTP+SSE session with a target) send unprompted, to the listen and session streams that hear them, with `resources/subscribe` sent upstream once per URI and `resources/unsubscribe` when its last holder leaves (at a shared process, client sessions' own subscriptions count too: see `holds`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use serde_json::json;
-
-use super::jsonrpc::{Message, RpcError, INTERNAL_ERROR};
+use super::holds::Holder;
+use super::jsonrpc::{Message, RpcError};
 use super::plan::{McpPlan, TargetKind};
 use super::session::Sealed;
 use super::sse_client::{self, SseConn};
@@ -45,29 +44,19 @@ impl Upstream {
     /// The shard's first listener for `uri` subscribes.
     async fn subscribe(&self, ctx: &ShardCtx, uri: &str, idle: Duration) -> Result<(), RpcError> {
         match self {
-            Upstream::Stdio(p) => {
-                let Some(call) = p.hold(uri) else { return Ok(()) };
-                let call = call?;
-                match monoio::time::timeout(idle, call.rx.recv_async()).await {
-                    Ok(Ok(Message::Error { error, .. })) => Err(RpcError::from_value(&error)),
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(_)) | Err(_) => {
-                        Err(RpcError::new(INTERNAL_ERROR, "stdio target did not answer resources/subscribe"))
-                    }
-                }
-            }
-            Upstream::Sse(c) => c.request(ctx, "resources/subscribe", &json!({ "uri": uri }), idle).await.map(drop),
+            Upstream::Stdio(p) => match p.hold(uri, Holder::Hub) {
+                Some(call) => call?.answer(idle).await.map(drop),
+                None => Ok(()),
+            },
+            Upstream::Sse(c) => c.hold(ctx, uri, Holder::Hub, idle).await.map(drop),
         }
     }
 
     /// The shard's last listener for `uri` left.
     async fn unsubscribe(&self, ctx: &ShardCtx, uri: &str, idle: Duration) {
         match self {
-            Upstream::Stdio(p) => p.release(uri),
-            Upstream::Sse(c) if !c.is_dead() => {
-                let _ = c.request(ctx, "resources/unsubscribe", &json!({ "uri": uri }), idle).await;
-            }
-            Upstream::Sse(_) => {}
+            Upstream::Stdio(p) => p.release(uri, Holder::Hub),
+            Upstream::Sse(c) => c.release(ctx, uri, Holder::Hub, idle).await,
         }
     }
 }
@@ -130,6 +119,21 @@ impl Hub {
         source.listeners.borrow_mut().push((id, tx));
         Membership { ctx: ctx.clone(), source, id, uris: Vec::new(), idle, rx }
     }
+}
+
+/// A client session ended (every shard hears it): the subscriptions it held at this shard's
+/// HTTP+SSE sessions are given up (a shared process's holds are given up once, where it ended).
+pub fn session_ended(ctx: &Rc<ShardCtx>, session: &str) {
+    let conns = ctx.mcp.sse_conns();
+    if conns.iter().all(|c| !c.holds_any(session)) {
+        return;
+    }
+    let (ctx, session) = (ctx.clone(), session.to_string());
+    monoio::spawn(async move {
+        for c in conns {
+            c.forget_session(&ctx, &session, super::serve::TARGET_IDLE).await;
+        }
+    });
 }
 
 /// The targets a session has an upstream of its own with, which [`join_shared`] leaves out.
@@ -212,12 +216,28 @@ impl Membership {
                 if *n == 0 {
                     uris.remove(uri);
                     if let Upstream::Stdio(p) = &self.source.upstream {
-                        p.release(uri);
+                        p.release(uri, Holder::Hub);
                     }
                 }
             }
         }
         subscribed
+    }
+}
+
+impl Membership {
+    /// Whether client session `session` subscribed to `uri` (as the upstream knows it) at this
+    /// upstream, so that its streams carry the upstream's updates of it. A shared process is one
+    /// for every shard and keeps its holds itself, so the session's `resources/subscribe` may
+    /// have landed on any shard, and its stream on any other. A shard's HTTP+SSE session is its
+    /// own: a Streamable HTTP session's subscription forwarded through another shard's is
+    /// neither subscribed nor heard here (a legacy `/sse` session's messages are all served on
+    /// its stream's shard).
+    pub fn held_by(&self, uri: &str, session: &str) -> bool {
+        match &self.source.upstream {
+            Upstream::Stdio(p) => p.held_by(uri, session),
+            Upstream::Sse(c) => c.held_by(uri, session),
+        }
     }
 }
 

@@ -12,6 +12,8 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const HEADER_MISMATCH: i64 = -32020;
 pub const MISSING_CAPABILITY: i64 = -32021;
 pub const UNSUPPORTED_VERSION: i64 = -32022;
+/// Ends a request the client cancelled (LSP's `RequestCancelled`), when its stream must end with something.
+pub const REQUEST_CANCELLED: i64 = -32800;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]

@@ -156,7 +156,7 @@ pub fn deliver(ctx: &Rc<ShardCtx>, id: &str, plan: Arc<McpPlan>, msg: Message) -
     }
     monoio::spawn(async move {
         if let Some(upstreams) = serve::on_stream(&ctx, &plan, &id, &s, msg).await {
-            serve::pump(&ctx, &plan, &s, &upstreams).await;
+            serve::pump(&ctx, &plan, &id, &s, &upstreams).await;
         }
     });
     Ok(())

@@ -6,6 +6,7 @@ pub mod cursor;
 pub mod demo;
 pub mod era;
 pub mod flight;
+pub mod holds;
 pub mod http_client;
 pub mod hub;
 pub mod jsonrpc;

@@ -1,4 +1,4 @@
-//! Bridging a 2026-07-28 target's multi-round-trip answer (`resultType: "input_required"`) for a legacy client: what to ask it as server→client requests, whether it declared it can answer, its answers by key, and the retry's params; plus where a client's answer finds the request waiting for it.
+//! Bridging a 2026-07-28 target's multi-round-trip answer (`resultType: "input_required"`) for a legacy client: what to ask it as server→client requests, whether it declared it can answer, its answers by key, and the retry's params; plus where a client's answer, or its cancellation of the request, finds the request waiting for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,8 +142,9 @@ pub fn with_capabilities(params: Option<Value>, declared: &Value) -> Value {
 }
 
 /// The requests the gateway asked clients and waits on, by token: the client session that may
-/// answer and where the answer goes.
-type Waiting = Mutex<HashMap<u64, (String, flume::Sender<Message>)>>;
+/// answer, the client's request they were asked for (its id as JSON text, which the client's
+/// `notifications/cancelled` names), and where the answer goes.
+type Waiting = Mutex<HashMap<u64, (String, String, flume::Sender<Message>)>>;
 
 /// Process-wide because the answer's POST may land on any shard; the lock is touched only while
 /// bridging, never on a plain request, and never held across I/O.
@@ -160,13 +161,13 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Wait for an answer from client session `sid`.
-    pub fn new(sid: &str) -> Self {
+    /// Wait for an answer from client session `sid`, asked for its request `request`.
+    pub fn new(sid: &str, request: &Value) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let token = NEXT.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = flume::bounded(1);
         if let Ok(mut w) = waiting().lock() {
-            w.insert(token, (sid.to_string(), tx));
+            w.insert(token, (sid.to_string(), request.to_string(), tx));
         }
         Pending { token, rx }
     }
@@ -193,10 +194,41 @@ pub fn deliver(sid: &str, msg: Message) -> bool {
         return false;
     };
     let tx = waiting().lock().ok().and_then(|mut w| match w.get(&token) {
-        Some((owner, _)) if owner == sid => w.remove(&token).map(|(_, tx)| tx),
+        Some((owner, _, _)) if owner == sid => w.remove(&token).map(|(_, _, tx)| tx),
         _ => None,
     });
     tx.is_some_and(|tx| tx.send(msg).is_ok())
+}
+
+/// Client session `sid` cancelled its request `request`: what was asked for it stops waiting
+/// (wherever it waits), woken with the client's `notifications/cancelled` instead of an answer;
+/// `false` when nothing waited.
+pub fn cancel(sid: &str, request: &Value, params: Option<&Value>) -> bool {
+    let request = request.to_string();
+    let woken: Vec<_> = match waiting().lock() {
+        Ok(mut w) => {
+            let tokens: Vec<u64> =
+                w.iter().filter(|(_, (s, r, _))| s == sid && *r == request).map(|(t, _)| *t).collect();
+            tokens.into_iter().filter_map(|t| w.remove(&t)).map(|(_, _, tx)| tx).collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    let note = || Message::Notification { method: CANCELLED.into(), params: params.cloned() };
+    woken.iter().filter(|tx| tx.try_send(note()).is_ok()).count() > 0
+}
+
+const CANCELLED: &str = "notifications/cancelled";
+
+/// Whether what a waiting request was woken with is its client's cancellation ([`cancel`]).
+pub fn is_cancellation(msg: &Message) -> bool {
+    matches!(msg, Message::Notification { method, .. } if method == CANCELLED)
+}
+
+/// The gateway's `notifications/cancelled` for its question `asked` (a [`Pending::id`]) that the
+/// client need not answer any more.
+pub fn withdraw(asked: &Value) -> Vec<u8> {
+    let p = json!({"requestId": asked, "reason": "the request it was asked for was cancelled"});
+    super::jsonrpc::notification(CANCELLED, Some(&p))
 }
 
 /// Whether a client's answer is to one of the gateway's own requests.
@@ -289,8 +321,28 @@ mod tests {
     }
 
     #[test]
+    fn a_cancellation_wakes_only_what_was_asked_for_that_request_of_that_session() {
+        let (a1, a2) = (Pending::new("cancel-a", &json!(1)), Pending::new("cancel-a", &json!(1)));
+        let (other_request, other_session) =
+            (Pending::new("cancel-a", &json!("1")), Pending::new("cancel-b", &json!(1)));
+        let why = json!({"requestId": 1, "reason": "user"});
+        assert!(cancel("cancel-a", &json!(1), Some(&why)));
+        for p in [&a1, &a2] {
+            let m = p.rx.try_recv().unwrap();
+            assert!(is_cancellation(&m), "{m:?}");
+        }
+        assert!(other_request.rx.try_recv().is_err() && other_session.rx.try_recv().is_err());
+        // woken once: an answer arriving after it is for an unknown id
+        assert!(!cancel("cancel-a", &json!(1), None));
+        assert!(!deliver("cancel-a", Message::Response { id: a1.id(), result: json!({}) }));
+        assert!(!is_cancellation(&Message::Response { id: json!(1), result: json!({}) }));
+        let w: Value = serde_json::from_slice(&withdraw(&a1.id())).unwrap();
+        assert_eq!((w["method"].as_str(), &w["params"]["requestId"]), (Some(CANCELLED), &a1.id()));
+    }
+
+    #[test]
     fn an_answer_reaches_only_the_request_of_the_session_that_was_asked() {
-        let p = Pending::new("session-a");
+        let p = Pending::new("session-a", &json!(1));
         let id = p.id();
         let msg = || Message::Response { id: id.clone(), result: json!({"roots": []}) };
         assert!(is_ask_id(&msg()));
@@ -298,7 +350,7 @@ mod tests {
         assert!(deliver("session-a", msg()));
         assert!(p.rx.try_recv().is_ok());
         assert!(!deliver("session-a", msg()), "answered already");
-        let q = Pending::new("session-a");
+        let q = Pending::new("session-a", &json!(1));
         let late = Message::Response { id: q.id(), result: json!({}) };
         drop(q);
         assert!(!deliver("session-a", late), "given up");

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use super::access::Access;
 use super::catalog;
 use super::flight::Join;
-use super::jsonrpc::{self, Answer, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND};
+use super::jsonrpc::{
+    self, Answer, Message, RpcError, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_CANCELLED,
+};
 use super::merge::{self, Part, LEGACY_VERSIONS, MODERN_VERSION};
 use super::names::{self, Kind};
 use super::plan::{McpPlan, TargetKind};
@@ -258,29 +260,67 @@ pub(super) async fn on_stream(
         return None;
     }
     // a client that initializes again gets new upstream sessions; the old ones are ended
+    s.generation.set(s.generation.get() + 1);
     if let Some(old) = s.upstreams.replace(after.clone()) {
         delete_upstreams(ctx, plan, &old).await;
     }
     after
 }
 
-/// Relay what a legacy HTTP+SSE session's targets send unprompted onto its stream, until the
-/// stream or every upstream stream ends.
-pub(super) async fn pump(ctx: &ShardCtx, plan: &McpPlan, s: &SseSession, sealed: &Sealed) {
+/// Relay what a legacy HTTP+SSE session's targets send unprompted onto its stream: what its own
+/// upstreams send, and what the GET stream of a Streamable HTTP session hears of the shared ones
+/// through the shard's hub ([`from_shared`]), until the stream ends, the session initializes
+/// again (the pump of its new upstreams takes over), or nothing is left to hear.
+pub(super) async fn pump(ctx: &Rc<ShardCtx>, plan: &McpPlan, sid: &str, s: &SseSession, sealed: &Sealed) {
+    // called right after the `initialize` that made `sealed`: its generation
+    let generation = s.generation.get();
     let mut merged = Box::pin(unprompted(ctx, plan, sealed)).await;
-    while merged.is_some() {
-        let m = monoio::select! {
-            m = next_unprompted(&mut merged) => m,
-            _ = s.closed.fired() => None,
-        };
-        let Some((ti, msg)) = m else { break };
-        catalog::observe(ctx, &plan.targets[ti].name, &msg);
-        if let Some(bytes) = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg) {
-            let mut ev = Vec::with_capacity(bytes.len() + 32);
-            sse::write_event(&mut ev, None, Some("message"), &bytes);
-            if s.tx.send_async(ev).await.is_err() {
-                break;
-            }
+    let own = hub::own_upstreams(sealed);
+    let (mut members, all) = join_hub(ctx, plan, &own).await;
+    let mut shared = subscriptions::hub_streams(&members);
+    let mut heard_from = members.len();
+    let mut rejoin_at = (!all).then(|| Instant::now() + KEEPALIVE);
+    while merged.is_some() || shared.is_some() || rejoin_at.is_some() {
+        let rejoin_in = rejoin_at.map(|t| t.saturating_duration_since(Instant::now()));
+        let (mut note, mut rejoin) = (None, false);
+        monoio::select! {
+            m = next_unprompted(&mut merged), if merged.is_some() => match m {
+                Some((ti, msg)) => {
+                    catalog::observe(ctx, &plan.targets[ti].name, &msg);
+                    note = outbound(ti, &plan.targets[ti].name, plan.prefixed, msg);
+                }
+                None => merged = None,
+            },
+            m = subscriptions::next_shared(&mut shared), if shared.is_some() => match m {
+                Some((ti, msg)) => note = from_shared(plan, &members, sid, ti, msg),
+                // one went away (a stdio process exited): its next one is joined soon
+                None => {
+                    heard_from = heard_from.saturating_sub(1);
+                    if heard_from == 0 {
+                        shared = None;
+                    }
+                    rejoin_at.get_or_insert_with(|| Instant::now() + REJOIN_AFTER);
+                }
+            },
+            _ = monoio::time::sleep(rejoin_in.unwrap_or_default()), if rejoin_in.is_some() => rejoin = true,
+            _ = s.closed.fired() => break,
+        }
+        if s.generation.get() != generation {
+            // initialized again: another pump hears for the new upstreams
+            break;
+        }
+        if rejoin {
+            let (m, all) = join_hub(ctx, plan, &own).await;
+            members = m;
+            shared = subscriptions::hub_streams(&members);
+            heard_from = members.len();
+            rejoin_at = (!all).then(|| Instant::now() + KEEPALIVE);
+        }
+        let Some(bytes) = note else { continue };
+        let mut ev = Vec::with_capacity(bytes.len() + 32);
+        sse::write_event(&mut ev, None, Some("message"), &bytes);
+        if s.tx.send_async(ev).await.is_err() {
+            break;
         }
     }
 }
@@ -929,6 +969,9 @@ impl Exchange<'_> {
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 match self.resource_owner(param_str(&params, "uri")).await {
+                    Ok((ti, uri)) if method != "resources/read" && self.holds_at_shared(ti) => {
+                        self.shared_subscription(ti, method, &uri).await
+                    }
                     Ok((ti, uri)) => {
                         return self.forward(ti, id, method, Outgoing::renamed(params, raw, "uri", uri)).await
                     }
@@ -957,6 +1000,45 @@ impl Exchange<'_> {
             return Err(self.hidden(Kind::Resource, &Some(json!({ "uri": uri }))));
         }
         Ok((ti, local))
+    }
+
+    /// Whether this legacy session's `resources/subscribe` at target `ti` is a hold of its own at
+    /// a shared upstream (a stdio target's shared process, the shard's HTTP+SSE session with the
+    /// target: the session has none of its own there) under its id.
+    fn holds_at_shared(&self, ti: usize) -> bool {
+        let shared_kind = matches!(self.plan().targets[ti].kind, TargetKind::Stdio(_) | TargetKind::Sse(_));
+        shared_kind && !self.modern && self.sid.is_some() && matches!(self.via(ti), Some(Via::Pooled))
+    }
+
+    /// `resources/subscribe` or `resources/unsubscribe` at a shared upstream: a hold of the
+    /// session's there, counted with the hubs' ([`super::holds`]), so that one client
+    /// unsubscribing does not end what others still listen to. The session's GET or `/sse`
+    /// stream finds the hold and carries the upstream's updates of the URI (from a shared
+    /// process on any shard; see [`hub::Membership::held_by`]).
+    async fn shared_subscription(&self, ti: usize, method: &str, uri: &str) -> Result<Value, RpcError> {
+        let (ctx, sid) = (self.relay.ctx, self.sid.unwrap_or_default());
+        let t = &self.plan().targets[ti];
+        let subscribe = method == "resources/subscribe";
+        let who = super::holds::Holder::Session(sid);
+        match &t.kind {
+            TargetKind::Stdio(s) if subscribe => s.subscribe_for(sid, uri, TARGET_IDLE).await,
+            TargetKind::Stdio(s) => {
+                s.unsubscribe_for(sid, uri);
+                Ok(json!({}))
+            }
+            TargetKind::Sse(h) if subscribe => {
+                let c = super::sse_client::shared(ctx, &t.name, h, TARGET_IDLE).await?;
+                c.hold(ctx, uri, who, TARGET_IDLE).await
+            }
+            TargetKind::Sse(h) => {
+                // nothing is held on a session the shard does not have (any more)
+                if let Some(c) = ctx.mcp.sse_conn(&h.session_key()) {
+                    c.release(ctx, uri, who, TARGET_IDLE).await;
+                }
+                Ok(json!({}))
+            }
+            _ => Err(RpcError::new(INTERNAL_ERROR, "not a shared upstream")),
+        }
     }
 
     /// The target owning a (possibly prefixed) tool/prompt name or resource URI, and the name
@@ -1337,12 +1419,12 @@ impl Exchange<'_> {
             // every question goes out before any answer is awaited: a client may answer in any order
             let mut pending = Vec::with_capacity(asked.asks.len());
             for ask in &asked.asks {
-                let p = mrtr::Pending::new(&sid);
+                let p = mrtr::Pending::new(&sid, id);
                 self.out.event(&jsonrpc::request(&p.id(), &ask.method, ask.params.as_ref())).await?;
                 pending.push(p);
             }
             let mut responses = serde_json::Map::new();
-            for (ask, p) in asked.asks.iter().zip(&pending) {
+            for (i, (ask, p)) in asked.asks.iter().zip(&pending).enumerate() {
                 let msg = match monoio::time::timeout(ASK_WAIT, p.rx.recv_async()).await {
                     Ok(Ok(msg)) => msg,
                     _ => {
@@ -1350,6 +1432,17 @@ impl Exchange<'_> {
                         return Ok(Err(RpcError::new(INTERNAL_ERROR, why)));
                     }
                 };
+                if mrtr::is_cancellation(&msg) {
+                    // the client gave up on the call: its questions still open are withdrawn,
+                    // and the target has nothing to be told (between rounds a 2026-07-28
+                    // request is nowhere in flight: the last round's answer was read to its end)
+                    for q in &pending[i..] {
+                        if q.rx.try_recv().map_or(true, |m| mrtr::is_cancellation(&m)) {
+                            self.out.event(&mrtr::withdraw(&q.id())).await?;
+                        }
+                    }
+                    return Ok(Err(RpcError::new(REQUEST_CANCELLED, "request cancelled by the client")));
+                }
                 match mrtr::answer(msg, ask, &target) {
                     Ok(v) => responses.insert(ask.key.clone(), v),
                     Err(e) => return Ok(Err(e)),
@@ -1545,6 +1638,9 @@ impl Exchange<'_> {
     /// the id the request got there, found by the client's session and id.
     async fn cancelled(&self, params: Option<&Value>) {
         let (Some(sid), Some(rid)) = (self.sid, params.and_then(|p| p.get("requestId"))) else { return };
+        // a call bridging a 2026-07-28 target's `input_required` stops waiting for the
+        // client's answers, on whichever shard it runs
+        mrtr::cancel(sid, rid, params);
         let key = origin(sid, rid);
         let reason = params.and_then(|p| p.get("reason")).and_then(Value::as_str);
         let body = jsonrpc::notification("notifications/cancelled", params);
@@ -1555,7 +1651,10 @@ impl Exchange<'_> {
             let key = &key;
             Some(async move {
                 match (&self.plan().targets[ti].kind, via) {
-                    (TargetKind::Http(_), Via::Own(up)) => self.relay.post_message(ti, up, body).await,
+                    // a 2026-07-28 target has no cancellation over HTTP but a closed stream
+                    (TargetKind::Http(_), Via::Own(up)) if up.v != MODERN_VERSION => {
+                        self.relay.post_message(ti, up, body).await
+                    }
                     (TargetKind::Stdio(_), Via::Own(up)) => {
                         if let Ok(p) = self.relay.stdio_proc(ti, up) {
                             p.cancel(key, reason);
@@ -1776,7 +1875,8 @@ pub(super) const STREAM_IDLE: Duration = Duration::from_secs(24 * 3600);
 /// The legacy GET stream: what the session's own upstreams send unprompted (list changes,
 /// resource updates, logging, server→client requests), merged, and the list changes of the
 /// shared upstreams it uses (stdio targets' shared processes, the shard's HTTP+SSE sessions,
-/// heard through the shard's hub), until the client leaves or the shard drains.
+/// heard through the shard's hub) with the resource updates the session subscribed to there
+/// ([`from_shared`]), until the client leaves or the shard drains.
 async fn listen(
     ctx: &Rc<ShardCtx>,
     plan: &McpPlan,
@@ -1872,7 +1972,7 @@ async fn listen(
         // what else the shared upstreams sent meanwhile is taken too: a burst of list changes
         // (one per target) reaches the client as one of each kind
         while let Some(m) = heard.take() {
-            let Some((_, msg)) = m else {
+            let Some((ti, msg)) = m else {
                 // a shared upstream went away (a stdio process exited): its next one is joined
                 // soon; the others are still heard meanwhile
                 heard_from = heard_from.saturating_sub(1);
@@ -1882,8 +1982,7 @@ async fn listen(
                 rejoin_at.get_or_insert_with(|| Instant::now() + REJOIN_AFTER);
                 break;
             };
-            if let Some(change) = list_change(&msg) {
-                let note = jsonrpc::notification(change, None);
+            if let Some(note) = from_shared(plan, &members, id, ti, msg) {
                 if !messages.contains(&note) {
                     messages.push(note);
                 }
@@ -1914,9 +2013,30 @@ async fn join_hub(ctx: &Rc<ShardCtx>, plan: &McpPlan, own: &[String]) -> (Vec<(u
     monoio::time::timeout(KEEPALIVE, join).await.unwrap_or_default()
 }
 
-/// A shared upstream's list change as a session's GET stream carries it: the gateway's own
-/// notification, without the target's params. What else a shared upstream sends (logging,
-/// resource updates) is no one session's.
+/// What a session's stream (GET, or legacy `/sse`) carries of target `ti`'s message heard from
+/// the shard's hub: a list change as the gateway's own notification (without the target's
+/// params), and `resources/updated` (its URI prefixed) if session `sid` holds a subscription to
+/// the URI there. What else a shared upstream sends (logging, requests) is no one session's.
+fn from_shared(
+    plan: &McpPlan,
+    members: &[(usize, hub::Membership)],
+    sid: &str,
+    ti: usize,
+    msg: Message,
+) -> Option<Vec<u8>> {
+    if let Some(change) = list_change(&msg) {
+        return Some(jsonrpc::notification(change, None));
+    }
+    let Message::Notification { method, params } = &msg else { return None };
+    let uri = params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str)?;
+    let (_, m) = members.iter().find(|(t, _)| *t == ti)?;
+    if method != "notifications/resources/updated" || !m.held_by(uri, sid) {
+        return None;
+    }
+    outbound(ti, &plan.targets[ti].name, plan.prefixed, msg)
+}
+
+/// A shared upstream's list change as a session's stream carries it.
 fn list_change(msg: &Message) -> Option<&'static str> {
     let Message::Notification { method, .. } = msg else { return None };
     ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"]
@@ -2122,6 +2242,13 @@ pub(super) async fn delete_upstreams(ctx: &ShardCtx, plan: &McpPlan, sealed: &Se
 pub(super) async fn end_session(ctx: &ShardCtx, plan: &McpPlan, id: &str, upstreams: Option<&Sealed>) {
     if let Some(u) = upstreams {
         delete_upstreams(ctx, plan, u).await;
+    }
+    // what it subscribed to at shared processes is not held for it any more (at the shards'
+    // HTTP+SSE sessions: each shard gives that up as it hears of the end)
+    for t in &plan.targets {
+        if let TargetKind::Stdio(s) = &t.kind {
+            s.forget_session(id);
+        }
     }
     // every shard, this one included, learns it through its mailbox before the client hears back
     let id: Arc<str> = id.into();

@@ -172,6 +172,9 @@ pub struct SseSession {
     pub tx: flume::Sender<Vec<u8>>,
     /// Its upstream sessions, once the client has initialized (stateful backends).
     pub upstreams: RefCell<Option<Sealed>>,
+    /// Bumped by each `initialize` that gives it new upstream sessions: the task relaying what
+    /// the older ones (and the shared upstreams) send stops, so that nothing arrives twice.
+    pub generation: Cell<u64>,
     /// Fired when the stream ends, to stop what feeds it.
     pub closed: Signal,
     /// Who opened the stream; its messages are authorized as this caller.
@@ -377,7 +380,13 @@ impl ShardSessions {
         caller: super::access::StreamCaller,
     ) -> (Rc<SseSession>, flume::Receiver<Vec<u8>>) {
         let (tx, rx) = flume::bounded(STREAM_BACKLOG);
-        let s = Rc::new(SseSession { tx, upstreams: RefCell::new(None), closed: Signal::new(), caller });
+        let s = Rc::new(SseSession {
+            tx,
+            upstreams: RefCell::new(None),
+            generation: Cell::new(0),
+            closed: Signal::new(),
+            caller,
+        });
         self.streams.borrow_mut().insert(id.to_string(), s.clone());
         (s, rx)
     }
@@ -397,6 +406,11 @@ impl ShardSessions {
     /// This shard's session with an HTTP+SSE target.
     pub fn sse_conn(&self, key: &str) -> Option<Rc<SseConn>> {
         self.sse_conns.borrow().get(key).cloned()
+    }
+
+    /// This shard's sessions with HTTP+SSE targets.
+    pub fn sse_conns(&self) -> Vec<Rc<SseConn>> {
+        self.sse_conns.borrow().values().cloned().collect()
     }
 
     /// Remember or forget this shard's session with an HTTP+SSE target.

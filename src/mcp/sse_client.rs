@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use ringgate_runtime::Signal;
 use serde_json::{json, Value};
 
+use super::holds::{Holder, Holds, Taken, MAX_SESSION_HOLDS};
 use super::http_client::{self, Post, Reply};
 use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
 use super::merge;
@@ -54,6 +55,9 @@ pub struct SseConn {
     ready: Signal,
     /// Where its notifications go: the shard hub's stream, while a listen stream hears it.
     tap: RefCell<Option<flume::Sender<Message>>>,
+    /// `resources/subscribe` holds by URI: the shard's hub and the client sessions whose
+    /// subscriptions were forwarded through this shard.
+    holds: RefCell<Holds>,
 }
 
 /// A request in flight on an HTTP+SSE target: its messages (progress, with the token set to
@@ -111,6 +115,7 @@ pub async fn shared(
         stop: Signal::new(),
         ready: Signal::new(),
         tap: RefCell::new(None),
+        holds: RefCell::new(Holds::default()),
     });
     ctx.mcp.set_sse_conn(&key, Some(c.clone()));
     let started = c.start(ctx, t, idle).await;
@@ -143,6 +148,55 @@ impl SseConn {
             *self.tap.borrow_mut() = Some(tx);
         }
         rx
+    }
+
+    /// Hold a subscription to `uri` for `who`: the first hold sends `resources/subscribe` (the
+    /// target's answer, or an empty result when the URI was held already).
+    pub async fn hold(
+        self: &Rc<Self>,
+        ctx: &ShardCtx,
+        uri: &str,
+        who: Holder<'_>,
+        idle: Duration,
+    ) -> Result<Value, RpcError> {
+        let taken = self.holds.borrow_mut().take(uri, who);
+        match taken {
+            Taken::Held => return Ok(json!({})),
+            Taken::Full => return Err(self.down(&format!("holds {MAX_SESSION_HOLDS} sessions' subscriptions already"))),
+            Taken::First => {}
+        }
+        let r = self.request(ctx, "resources/subscribe", &json!({ "uri": uri }), idle).await;
+        if r.is_err() {
+            // not held: the next holder tries again
+            self.holds.borrow_mut().give_up(uri, who);
+        }
+        r
+    }
+
+    /// Give up `who`'s hold on `uri`; the last one sends `resources/unsubscribe`.
+    pub async fn release(self: &Rc<Self>, ctx: &ShardCtx, uri: &str, who: Holder<'_>, idle: Duration) {
+        let last = self.holds.borrow_mut().give_up(uri, who);
+        if last && !self.dead.get() {
+            let _ = self.request(ctx, "resources/unsubscribe", &json!({ "uri": uri }), idle).await;
+        }
+    }
+
+    /// A client session ended: its holds here are given up.
+    pub async fn forget_session(self: &Rc<Self>, ctx: &ShardCtx, session: &str, idle: Duration) {
+        let gone = self.holds.borrow_mut().forget(session);
+        for uri in gone.iter().filter(|_| !self.dead.get()) {
+            let _ = self.request(ctx, "resources/unsubscribe", &json!({ "uri": uri }), idle).await;
+        }
+    }
+
+    /// Whether client session `session` holds any subscription here.
+    pub fn holds_any(&self, session: &str) -> bool {
+        self.holds.borrow().holds_any(session)
+    }
+
+    /// Whether client session `session` holds a subscription to `uri` here.
+    pub fn held_by(&self, uri: &str, session: &str) -> bool {
+        self.holds.borrow().held_by(uri, session)
     }
 
     /// Send a request and wait for its answer (the hub's `resources/subscribe`).
@@ -645,7 +699,7 @@ impl SessionSse {
     pub async fn cancel(&self, ctx: &ShardCtx, origin: &str, reason: Option<&str>) {
         if let Some((id, tx)) = self.waiters.find(origin) {
             self.cancelled(ctx, id, reason).await;
-            let e = RpcError::new(-32800, "request cancelled by the client");
+            let e = RpcError::new(jsonrpc::REQUEST_CANCELLED, "request cancelled by the client");
             let _ = tx.send(Message::Error { id: json!(id), error: e.to_value() });
         }
     }

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 
-use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR};
+use super::holds::{Holder, Holds, Taken, MAX_SESSION_HOLDS};
+use super::jsonrpc::{self, Message, RpcError, INTERNAL_ERROR, REQUEST_CANCELLED};
 use super::stdio_io::{self, kill_group, Events, Input};
 use super::waiters::Waiters;
 use crate::config::mcp::StdioTarget;
@@ -33,8 +34,6 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 const REAP_EVERY: Duration = Duration::from_secs(1);
 /// JSON-RPC error code of an `initialize` refused because the target runs `maxSessions` processes.
 pub const SESSION_LIMIT: i64 = -32000;
-/// JSON-RPC error code ending a request the client cancelled (LSP's `RequestCancelled`).
-const REQUEST_CANCELLED: i64 = -32800;
 /// Prefix of the keys of per-session processes (a session's upstream session id for the target).
 pub const KEY_PREFIX: &str = "stdio~";
 /// A per-session process that ran this long before it crashed was healthy: its crash count starts over.
@@ -94,8 +93,9 @@ struct Shared {
     alive: AtomicBool,
     /// Where a shared process's notifications go: one receiver per shard hub listening to it.
     taps: Mutex<Vec<flume::Sender<Message>>>,
-    /// `resources/subscribe` holds by URI, over every shard: the process hears of a URI once.
-    subs: Mutex<HashMap<String, usize>>,
+    /// `resources/subscribe` holds by URI (shards' hubs and client sessions, over every shard):
+    /// the process hears of a URI once, and of its end when nobody holds it any more.
+    subs: Mutex<Holds>,
     /// The session whose process this is, once its handshake is done: told when it crashes.
     owner: Mutex<Owner>,
 }
@@ -177,34 +177,32 @@ impl SharedProc {
         rx
     }
 
-    /// Hold a subscription to `uri` for a shard; the first hold sends `resources/subscribe` and
+    /// Hold a subscription to `uri` for `who`; the first hold sends `resources/subscribe` and
     /// returns the call to wait on.
-    pub fn hold(&self, uri: &str) -> Option<Result<StdioCall, RpcError>> {
-        let first = self.0.shared.subs.lock().ok().map(|mut s| {
-            let n = s.entry(uri.to_string()).or_insert(0);
-            *n += 1;
-            *n == 1
-        });
-        first?.then(|| self.0.call("resources/subscribe", Some(&json!({ "uri": uri })), false, None))
+    pub fn hold(&self, uri: &str, who: Holder<'_>) -> Option<Result<StdioCall, RpcError>> {
+        let taken = self.0.shared.subs.lock().ok().map(|mut s| s.take(uri, who));
+        match taken? {
+            Taken::First => Some(self.0.call("resources/subscribe", Some(&json!({ "uri": uri })), false, None)),
+            Taken::Held => None,
+            Taken::Full => Some(Err(RpcError::new(
+                INTERNAL_ERROR,
+                format!("stdio target `{}` holds {MAX_SESSION_HOLDS} sessions' subscriptions already", self.0.name),
+            ))),
+        }
     }
 
-    /// Give up a shard's hold on `uri`; the last one sends `resources/unsubscribe` (whose answer
+    /// Give up `who`'s hold on `uri`; the last one sends `resources/unsubscribe` (whose answer
     /// nobody waits for).
-    pub fn release(&self, uri: &str) {
-        let last = self.0.shared.subs.lock().ok().is_some_and(|mut s| match s.get_mut(uri) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                false
-            }
-            Some(_) => {
-                s.remove(uri);
-                true
-            }
-            None => false,
-        });
-        if last && self.0.shared.alive.load(Ordering::Acquire) {
-            let _ = self.0.call("resources/unsubscribe", Some(&json!({ "uri": uri })), false, None);
+    pub fn release(&self, uri: &str, who: Holder<'_>) {
+        let last = self.0.shared.subs.lock().ok().is_some_and(|mut s| s.give_up(uri, who));
+        if last {
+            self.0.unsubscribe(uri);
         }
+    }
+
+    /// Whether client session `session` holds a subscription to `uri` here.
+    pub fn held_by(&self, uri: &str, session: &str) -> bool {
+        self.0.shared.subs.lock().is_ok_and(|s| s.held_by(uri, session))
     }
 }
 
@@ -226,6 +224,17 @@ impl Drop for StdioCall {
 }
 
 impl StdioCall {
+    /// The result the process answers with, waiting for it at most `idle`.
+    pub async fn answer(&self, idle: Duration) -> Result<Value, RpcError> {
+        match monoio::time::timeout(idle, self.rx.recv_async()).await {
+            Ok(Ok(Message::Response { result, .. })) => Ok(result),
+            Ok(Ok(Message::Error { error, .. })) => Err(RpcError::from_value(&error)),
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                Err(RpcError::new(INTERNAL_ERROR, format!("stdio target `{}` did not answer", self.server.name)))
+            }
+        }
+    }
+
     /// Tell the process the request is cancelled (the client left, or cancelled it).
     pub fn cancel(&self, reason: &str) {
         self.server.cancelled(self.upstream_id, Some(reason));
@@ -283,9 +292,48 @@ impl StdioServer {
         self.running().await.map(SharedProc)
     }
 
+    /// A client session's `resources/subscribe` at the shared process (started if needed), held
+    /// there with the shards' hubs' (see [`Holds`]): the result of the process's answer, or an
+    /// empty one when the URI was held already.
+    pub async fn subscribe_for(&self, session: &str, uri: &str, idle: Duration) -> Result<Value, RpcError> {
+        let p = self.shared_proc().await?;
+        let Some(call) = p.hold(uri, Holder::Session(session)) else { return Ok(json!({})) };
+        let answer = match call {
+            Ok(call) => call.answer(idle).await,
+            Err(e) => Err(e),
+        };
+        if answer.is_err() {
+            // not held: the session may try again
+            p.release(uri, Holder::Session(session));
+        }
+        answer
+    }
+
+    /// A client session's `resources/unsubscribe` at the shared process: its hold is given up,
+    /// and the process told only if nobody else (a hub, another session) holds the URI.
+    pub fn unsubscribe_for(&self, session: &str, uri: &str) {
+        if let Some(r) = self.current() {
+            SharedProc(r).release(uri, Holder::Session(session));
+        }
+    }
+
+    /// A client session ended: its holds at the shared process are given up.
+    pub fn forget_session(&self, session: &str) {
+        let Some(r) = self.current() else { return };
+        let gone = r.shared.subs.lock().map(|mut s| s.forget(session)).unwrap_or_default();
+        for uri in gone {
+            r.unsubscribe(&uri);
+        }
+    }
+
+    /// The shared process if one runs (none is started).
+    fn current(&self) -> Option<Arc<Running>> {
+        self.state.lock().ok().and_then(|st| st.running.clone())
+    }
+
     /// Cancel the request the client knows as `origin` on the shared process, if it is there.
     pub fn cancel(&self, origin: &str, reason: Option<&str>) {
-        let r = self.state.lock().ok().and_then(|st| st.running.clone());
+        let r = self.current();
         if let Some(r) = r {
             r.cancel(origin, reason);
         }
@@ -441,6 +489,13 @@ impl Running {
             return Err(RpcError::new(INTERNAL_ERROR, format!("stdio target `{}` closed its input", self.name)));
         }
         Ok(call)
+    }
+
+    /// Tell a live process that nobody holds `uri` any more.
+    fn unsubscribe(self: &Arc<Self>, uri: &str) {
+        if self.shared.alive.load(Ordering::Acquire) {
+            let _ = self.call("resources/unsubscribe", Some(&json!({ "uri": uri })), false, None);
+        }
     }
 
     /// `notifications/cancelled` for the request the client knows as `origin`, if it waits here.
@@ -911,7 +966,7 @@ fn spawn(
         alive: AtomicBool::new(true),
         owner: Mutex::new(Owner::None),
         taps: Mutex::new(Vec::new()),
-        subs: Mutex::new(HashMap::new()),
+        subs: Mutex::new(Holds::default()),
     });
     let sh = shared.clone();
     let n = name.clone();
@@ -1197,7 +1252,7 @@ mod tests {
             alive: AtomicBool::new(true),
             owner: Mutex::new(Owner::None),
             taps: Mutex::new(Vec::new()),
-            subs: Mutex::new(HashMap::new()),
+            subs: Mutex::new(Holds::default()),
         }
     }
 

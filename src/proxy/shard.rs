@@ -279,7 +279,10 @@ pub async fn run(
             ShardMsg::Abort => {
                 ctx.pending.borrow_mut().take();
             }
-            ShardMsg::EndSession { id, ttl } => ctx.mcp.revoke(&id, ttl),
+            ShardMsg::EndSession { id, ttl } => {
+                ctx.mcp.revoke(&id, ttl);
+                crate::mcp::hub::session_ended(&ctx, &id);
+            }
             ShardMsg::SessionSeen { id, reply } => {
                 let _ = reply.try_send(ctx.mcp.last_seen(&id));
             }

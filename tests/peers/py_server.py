@@ -161,18 +161,21 @@ def ask_llm(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=f"LLM: {text}")])
 
 
-# --notify: session -> the URIs it subscribed to
-SUBSCRIBERS: dict[Any, set[str]] = {}
+# --notify: the client's connection (the SDK makes a ServerSession per request, over one
+# connection per client session) -> a ServerSession to notify it with and the URIs it subscribed to
+SUBSCRIBERS: dict[Any, tuple[Any, set[str]]] = {}
 
 
 async def subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
-    SUBSCRIBERS.setdefault(ctx.session, set()).add(str(params.uri))
+    _, uris = SUBSCRIBERS.get(ctx.session._connection, (None, set()))
+    uris.add(str(params.uri))
+    SUBSCRIBERS[ctx.session._connection] = (ctx.session, uris)
     print(f"subscribe {params.uri}", file=sys.stderr, flush=True)
     return types.EmptyResult()
 
 
 async def unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
-    SUBSCRIBERS.get(ctx.session, set()).discard(str(params.uri))
+    SUBSCRIBERS.get(ctx.session._connection, (None, set()))[1].discard(str(params.uri))
     print(f"unsubscribe {params.uri}", file=sys.stderr, flush=True)
     return types.EmptyResult()
 
@@ -183,14 +186,14 @@ async def touch(uri: str, ctx: Context) -> str:
     await ctx.notify_tools_changed()
     await ctx.notify_resource_updated(uri)
     sent = 0
-    for session, uris in list(SUBSCRIBERS.items()):
+    for conn, (session, uris) in list(SUBSCRIBERS.items()):
         try:
             await session.send_tool_list_changed()
             if uri in uris:
                 await session.send_resource_updated(uri)
             sent += 1
         except Exception:  # a session that is gone
-            SUBSCRIBERS.pop(session, None)
+            SUBSCRIBERS.pop(conn, None)
     return f"notified {sent}"
 
 
