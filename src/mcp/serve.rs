@@ -2113,12 +2113,21 @@ pub(super) async fn end_session(ctx: &ShardCtx, plan: &McpPlan, id: &str, upstre
     if let Some(u) = upstreams {
         delete_upstreams(ctx, plan, u).await;
     }
-    // every shard, this one included, learns it through its mailbox before the client hears back
+    ctx.mcp.revoke(id, plan.session_ttl);
+    // every other shard has revoked it before the client hears back: a mailbox message only
+    // queued there would let the client's next request, landing on that shard first, through
     let id: Arc<str> = id.into();
-    for s in &ctx.siblings {
-        let _ = s.send_async(ShardMsg::EndSession { id: id.clone(), ttl: plan.session_ttl }).await;
-    }
-    ctx.mcp.revoke(&id, plan.session_ttl);
+    let (ack, acked) = flume::bounded(ctx.siblings.len());
+    let tell = async {
+        for s in ctx.siblings.iter().enumerate().filter(|(i, _)| *i != ctx.index).map(|(_, s)| s) {
+            let _ =
+                s.send_async(ShardMsg::EndSession { id: id.clone(), ttl: plan.session_ttl, ack: ack.clone() }).await;
+        }
+        drop(ack);
+        while acked.recv_async().await.is_ok() {}
+    };
+    // a shard that does not answer in time (draining) has stopped taking requests anyway
+    let _ = monoio::time::timeout(ASK_SHARDS, tell).await;
 }
 
 /// How a client's request is known for cancellation: its session and its id.
