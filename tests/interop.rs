@@ -4,8 +4,8 @@
 //! `tools/call`, `prompts/get`, `resources/read`, and the server→client features it supports
 //! (progress; sampling and, for the Python 2.x client, elicitation in the legacy era, from targets
 //! with a per-session upstream; cancellation by the Python 2.x client in both eras), and, in the
-//! legacy era, a log message after `logging/setLevel` and a `resources/updated` after
-//! `resources/subscribe`. Every client walks `tools/list` through the gateway's cursors (two
+//! legacy era, a log message after `logging/setLevel` (in 2026-07-28: one that goes with the
+//! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe`. Every client walks `tools/list` through the gateway's cursors (two
 //! targets answer in small pages) and must see each target's tools once; each legacy Streamable
 //! HTTP client terminates its session and a raw request with the old id must get 404. The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
@@ -44,6 +44,9 @@ struct Target {
     /// A tool that makes it send a log message, its arguments, a tool that stops any periodic
     /// ones it started, and text the message contains.
     log: Option<(&'static str, Value, Option<&'static str>, String)>,
+    /// That log message belongs to the call (it goes with its answer): a 2026-07-28 client,
+    /// which has no stream for anything else, gets it too.
+    call_log: bool,
     /// A tool that makes it send `notifications/resources/updated` for the `read` resource once
     /// subscribed to, its arguments, and a tool that stops any periodic ones it started.
     subscribe: Option<(&'static str, Value, Option<&'static str>)>,
@@ -69,6 +72,7 @@ fn targets() -> Vec<Target> {
         // both send once at once, then every 5 s until toggled off again
         // ("Info-level message", "Alert level-message", ...)
         log: Some(("toggle-simulated-logging", json!({}), Some("toggle-simulated-logging"), "level".into())),
+        call_log: false,
         subscribe: Some(("toggle-subscriber-updates", json!({}), Some("toggle-subscriber-updates"))),
         // (its sampling and elicitation tools are listed only to clients that can answer them)
         tools: None,
@@ -84,6 +88,7 @@ fn targets() -> Vec<Target> {
         elicit: None,
         cancel: false,
         log: Some(("log", json!({"message": format!("hello from {name}")}), None, format!("hello from {name}"))),
+        call_log: true,
         subscribe: None,
         tools: Some(tools),
     };
@@ -99,6 +104,7 @@ fn targets() -> Vec<Target> {
             elicit: None,
             cancel: false,
             log: None,
+            call_log: false,
             subscribe: None,
             tools: Some(&["echo", "add", "now"]),
         },
@@ -117,7 +123,9 @@ fn targets() -> Vec<Target> {
             sample: None,
             elicit: Some(("ask", json!({}))),
             cancel: true,
+            // (a line on stdout outside any answer: a gateway cannot tell which call it belongs to)
             log: Some(("log", json!({}), None, "hello from ".into())),
+            call_log: false,
             subscribe: Some(("touch", json!({"uri": "test://session"}), None)),
             tools: Some(&["echo", "pid", "caps", "ask", "wait", "cancelled", "log", "state", "touch", "crash"]),
         },
@@ -154,7 +162,7 @@ fn spec(targets: &[Target], row: &Row, tag: &str) -> String {
         if row.cancels && t.cancel {
             ops["cancel"] = json!([p("wait"), p("cancelled"), tag]);
         }
-        if let (true, Some((tool, args, undo, expect))) = (row.sessions(), &t.log) {
+        if let (true, Some((tool, args, undo, expect))) = (row.logs(t), &t.log) {
             ops["log"] = json!([p(tool), args, undo.map(p), expect]);
         }
         if let (true, Some((tool, args, undo))) = (row.sessions(), &t.subscribe) {
@@ -190,6 +198,13 @@ impl Row {
     /// (2026-07-28 has neither `logging/setLevel` nor `resources/subscribe`).
     fn sessions(&self) -> bool {
         matches!(self.how, How::Script(_)) && self.protocol == Some("2025-11-25")
+    }
+
+    /// A scripted client that asks for the target's log messages: with `logging/setLevel` in
+    /// the handshake era; in 2026-07-28 with `_meta` `io.modelcontextprotocol/logLevel` on its
+    /// requests, for the messages that go with a call's answer.
+    fn logs(&self, t: &Target) -> bool {
+        self.sessions() || matches!(self.how, How::Script(_)) && self.protocol == Some("2026-07-28") && t.call_log
     }
 }
 
@@ -421,7 +436,7 @@ fn cell(row: &Row, out: &Value, t: &Target) -> Result<String, String> {
         }
         done.push("X".into());
     }
-    if let (true, Some((.., expect))) = (row.sessions(), &t.log) {
+    if let (true, Some((.., expect))) = (row.logs(t), &t.log) {
         if out["setLevel"] != "debug" {
             return Err(format!("logging/setLevel: {}", out["setLevel"]));
         }
@@ -569,26 +584,29 @@ fn interop_matrix() {
         "\nL: `tools/list` has the target's prefixed tools; C: `tools/call`; P: `prompts/get`; R: \
          `resources/read` (URI prefixed back); pN/M: N of M progress notifications relayed; S: a sampling \
          round trip; E: an elicitation round trip; X: a cancelled call reached the server (a notification \
-         in the legacy era, the closed stream in 2026-07-28); G: after `logging/setLevel` through the \
-         gateway, a `notifications/message` the target sent (a tool's, or everything's simulated logging \
-         toggled on and off) reached the client; U: `resources/subscribe` to the target's prefixed resource, \
-         then a `notifications/resources/updated` for that URI (a tool's, or everything's simulated updates \
-         toggled on and off) reached the client; Pg: walking `tools/list` page by page with the gateway's \
-         cursors (the stateful and stateless Python targets answer pages of 2 and 4 tools; the TS client \
-         2.x, asked for no cursor, walks them itself: its pages are the requests it sent) takes more \
-         than one page and lists each of the target's tools exactly once (all of them where they do \
-         not depend on the client's capabilities); session D: the SDK terminated its session (DELETE) and a raw POST with the old \
-         `Mcp-Session-Id` got 404. G and U only in the handshake era (2026-07-28 has no \
-         `logging/setLevel` or `resources/subscribe`, and none of these clients opens a \
-         `subscriptions/listen` stream), and only for targets that log or take subscriptions (not the \
-         demo; not the stateless Python target, which keeps no subscriber, nor Python `mcp` 1.x, which \
-         does not offer subscriptions); D only for handshake-era sessions over Streamable HTTP (HTTP+SSE \
-         has no DELETE, 2026-07-28 no sessions). The inspector CLI reports no negotiated version, no \
-         progress, and lists one page (no Pg), and sets no log level, subscribes to nothing and keeps \
-         no session. The TS SDK's HTTP+SSE \
-         transport may drop progress notifications (it handles a response before the notifications that \
-         arrived in the same read; it does so against the servers directly too). {} rows × {} targets, \
-         one gateway (`workers: 2`, debug build), {:.0} s in all. {} failing cells.\n",
+         in the legacy era, the closed stream in 2026-07-28); G: a `notifications/message` the target sent \
+         (a tool's, or everything's simulated logging toggled on and off) reached the client, which asked \
+         for it with `logging/setLevel` through the gateway (handshake era) or with \
+         `io.modelcontextprotocol/logLevel` in the call's `_meta` (2026-07-28); U: `resources/subscribe` \
+         to the target's prefixed resource, then a `notifications/resources/updated` for that URI (a \
+         tool's, or everything's simulated updates toggled on and off) reached the client; Pg: walking \
+         `tools/list` page by page with the gateway's cursors (the stateful and stateless Python targets \
+         answer pages of 2 and 4 tools; the TS client 2.x, asked for no cursor, walks them itself: its \
+         pages are the requests it sent) takes more than one page and lists each of the target's tools \
+         exactly once (all of them where they do not depend on the client's capabilities); session D: \
+         the SDK terminated its session (DELETE) and a raw POST with the old `Mcp-Session-Id` got 404. \
+         No G or U for the demo (no logging, no subscriptions); no U for the stateless Python target \
+         (it keeps no subscriber) nor Python `mcp` 1.x (it offers no subscriptions). In 2026-07-28, G \
+         only for log messages that go with a call's answer (there is no stream for others: not \
+         everything's simulated logging, sent outside any request, nor session_server.py's, a stdio \
+         line outside any answer), and no U (no `resources/subscribe`; these clients open no \
+         `subscriptions/listen` stream). D only for handshake-era sessions over Streamable HTTP \
+         (HTTP+SSE has no DELETE, 2026-07-28 no sessions). The inspector CLI reports no negotiated \
+         version, no progress, lists one page (no Pg), sets no log level, subscribes to nothing and \
+         keeps no session. The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
+         a response before the notifications that arrived in the same read; it does so against the \
+         servers directly too). {} rows × {} targets, one gateway (`workers: 2`, debug build), {:.0} s \
+         in all. {} failing cells.\n",
         rows.len(),
         targets.len(),
         started.elapsed().as_secs_f64(),

@@ -156,6 +156,8 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
         sampling_callback=sampled,
         elicitation_callback=elicited,
         logging_callback=logged,
+        # 2026-07-28 has no logging/setLevel: this level goes with every request instead
+        log_level="debug",
         message_handler=on_message,
     )
     client = await stack.enter_async_context(client)
@@ -266,7 +268,9 @@ async def run(opts: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
                     out[kind], out["pages"][kind] = await list_all(fetch, items, name_of)
                 except Exception as e:  # noqa: BLE001 - reported in the row
                     out[kind] = {"error": describe(e)}
-            if any("log" in ops for ops in spec.values()):
+            if protocol == "2026-07-28":
+                out["setLevel"] = "debug"  # in each request's _meta
+            elif any("log" in ops for ops in spec.values()):
                 try:
                     await c.set_logging_level("debug")
                     out["setLevel"] = "debug"

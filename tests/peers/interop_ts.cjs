@@ -161,7 +161,8 @@ async function main() {
     },
     log: async ([name, args, undo, expect]) => {
       const before = logs.length;
-      await s.call(client, { name, arguments: args });
+      const _meta = modern ? { 'io.modelcontextprotocol/logLevel': 'debug' } : undefined;
+      await s.call(client, { name, arguments: args, _meta });
       const got = await seen(logs, before, (m) => m.includes(expect), 10000);
       if (undo) await s.call(client, { name: undo, arguments: {} });
       const text = got.find((m) => m.includes(expect));
@@ -182,7 +183,11 @@ async function main() {
       return { text: firstText(r.content), samples: samples.length - before };
     },
   };
-  if (Object.values(spec).some((ops) => 'log' in ops)) {
+  // 2026-07-28 has no logging/setLevel: the log tool's call carries the level in its _meta
+  const modern = protocol === '2026-07-28';
+  if (modern) {
+    out.setLevel = 'debug';
+  } else if (Object.values(spec).some((ops) => 'log' in ops)) {
     try {
       await client.setLoggingLevel('debug');
       out.setLevel = 'debug';
