@@ -5,7 +5,8 @@
 //! (progress; sampling and, for the Python 2.x client, elicitation in the legacy era, from targets
 //! with a per-session upstream; cancellation by the Python 2.x client in both eras), and, in the
 //! legacy era, a log message after `logging/setLevel` (in 2026-07-28: one that goes with the
-//! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe`. Every client walks `tools/list` through the gateway's cursors (two
+//! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe` (in
+//! 2026-07-28: on a `subscriptions/listen` stream). Every client walks `tools/list` through the gateway's cursors (two
 //! targets answer in small pages) and must see each target's tools once; each legacy Streamable
 //! HTTP client terminates its session and a raw request with the old id must get 404. The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
@@ -50,6 +51,9 @@ struct Target {
     /// A tool that makes it send `notifications/resources/updated` for the `read` resource once
     /// subscribed to, its arguments, and a tool that stops any periodic ones it started.
     subscribe: Option<(&'static str, Value, Option<&'static str>)>,
+    /// That tool's updates reach a subscription made on another upstream session than the call:
+    /// a 2026-07-28 client's `subscriptions/listen` stream has upstream sessions of its own.
+    listen_updates: bool,
     /// All its tools, when they do not depend on the client's capabilities.
     tools: Option<&'static [&'static str]>,
 }
@@ -59,7 +63,7 @@ const PY_TOOLS: [&str; 11] = ["echo", "add", "slow", "fail", "t00", "t01", "t02"
 
 fn targets() -> Vec<Target> {
     // what it asks the client reaches one client only from an upstream of the client's own
-    let everything = |name, label, own: bool| Target {
+    let everything = |name, label, own: bool, listen_updates| Target {
         name,
         label,
         call: ("echo", json!({"message": "hi"}), "Echo: hi"),
@@ -74,6 +78,7 @@ fn targets() -> Vec<Target> {
         log: Some(("toggle-simulated-logging", json!({}), Some("toggle-simulated-logging"), "level".into())),
         call_log: false,
         subscribe: Some(("toggle-subscriber-updates", json!({}), Some("toggle-subscriber-updates"))),
+        listen_updates,
         // (its sampling and elicitation tools are listed only to clients that can answer them)
         tools: None,
     };
@@ -90,6 +95,7 @@ fn targets() -> Vec<Target> {
         log: Some(("log", json!({"message": format!("hello from {name}")}), None, format!("hello from {name}"))),
         call_log: true,
         subscribe: None,
+        listen_updates: true,
         tools: Some(tools),
     };
     vec![
@@ -106,13 +112,18 @@ fn targets() -> Vec<Target> {
             log: None,
             call_log: false,
             subscribe: None,
+            listen_updates: false,
             tools: Some(&["echo", "add", "now"]),
         },
         // a process per session (stdio's default) and an upstream session per session (sse's
-        // `upstreamMode: perSession`); 2026-07-28 clients get the shared ones
-        everything("ev", "everything stdio", true),
-        everything("evh", "everything Streamable HTTP", true),
-        everything("evs", "everything HTTP+SSE", true),
+        // `upstreamMode: perSession`); 2026-07-28 clients get the shared ones. It sends resource
+        // updates to the subscribed sessions among those that toggled them on: over HTTP, a
+        // 2026-07-28 call and listen stream are not one upstream session (the call goes through
+        // the shard's pooled session or HTTP+SSE session, the listen stream opens its own or
+        // uses those of the shard it lands on); a stdio process has one session for all.
+        everything("ev", "everything stdio", true, true),
+        everything("evh", "everything Streamable HTTP", true, false),
+        everything("evs", "everything HTTP+SSE", true, false),
         Target {
             name: "ss",
             label: "session_server.py stdio",
@@ -127,6 +138,7 @@ fn targets() -> Vec<Target> {
             log: Some(("log", json!({}), None, "hello from ".into())),
             call_log: false,
             subscribe: Some(("touch", json!({"uri": "test://session"}), None)),
+            listen_updates: true,
             tools: Some(&["echo", "pid", "caps", "ask", "wait", "cancelled", "log", "state", "touch", "crash"]),
         },
         // the stateful one has `--notify` (touch) and both have `--logging` (log) and pages of 2
@@ -165,7 +177,7 @@ fn spec(targets: &[Target], row: &Row, tag: &str) -> String {
         if let (true, Some((tool, args, undo, expect))) = (row.logs(t), &t.log) {
             ops["log"] = json!([p(tool), args, undo.map(p), expect]);
         }
-        if let (true, Some((tool, args, undo))) = (row.sessions(), &t.subscribe) {
+        if let (true, Some((tool, args, undo))) = (row.subscribes(t), &t.subscribe) {
             ops["subscribe"] = json!([format!("{}+{}", t.name, t.read.0), p(tool), args, undo.map(p)]);
         }
         spec.insert(t.name.into(), ops);
@@ -194,10 +206,15 @@ struct Row {
 }
 
 impl Row {
-    /// A scripted client of the handshake era: it sets a log level and subscribes to resources
-    /// (2026-07-28 has neither `logging/setLevel` nor `resources/subscribe`).
+    /// A scripted client of the handshake era (sessions, `logging/setLevel`, `resources/subscribe`).
     fn sessions(&self) -> bool {
         matches!(self.how, How::Script(_)) && self.protocol == Some("2025-11-25")
+    }
+
+    /// A scripted client that subscribes to the target's resource: with `resources/subscribe`
+    /// in the handshake era, on a `subscriptions/listen` stream in 2026-07-28.
+    fn subscribes(&self, t: &Target) -> bool {
+        self.sessions() || matches!(self.how, How::Script(_)) && self.protocol == Some("2026-07-28") && t.listen_updates
     }
 
     /// A scripted client that asks for the target's log messages: with `logging/setLevel` in
@@ -446,7 +463,7 @@ fn cell(row: &Row, out: &Value, t: &Target) -> Result<String, String> {
         }
         done.push("G".into());
     }
-    if let (true, Some(_)) = (row.sessions(), &t.subscribe) {
+    if let (true, Some(_)) = (row.subscribes(t), &t.subscribe) {
         let u = op("subscribe")?;
         if u["updates"].as_u64().unwrap_or(0) == 0 {
             return Err(format!("resources/subscribe: {u}"));
@@ -587,9 +604,10 @@ fn interop_matrix() {
          in the legacy era, the closed stream in 2026-07-28); G: a `notifications/message` the target sent \
          (a tool's, or everything's simulated logging toggled on and off) reached the client, which asked \
          for it with `logging/setLevel` through the gateway (handshake era) or with \
-         `io.modelcontextprotocol/logLevel` in the call's `_meta` (2026-07-28); U: `resources/subscribe` \
-         to the target's prefixed resource, then a `notifications/resources/updated` for that URI (a \
-         tool's, or everything's simulated updates toggled on and off) reached the client; Pg: walking \
+         `io.modelcontextprotocol/logLevel` in the call's `_meta` (2026-07-28); U: a subscription to the \
+         target's prefixed resource (`resources/subscribe`; in 2026-07-28 a `subscriptions/listen` \
+         stream), then a `notifications/resources/updated` for that URI (a tool's, or everything's \
+         simulated updates toggled on and off) reached the client; Pg: walking \
          `tools/list` page by page with the gateway's cursors (the stateful and stateless Python targets \
          answer pages of 2 and 4 tools; the TS client 2.x, asked for no cursor, walks them itself: its \
          pages are the requests it sent) takes more than one page and lists each of the target's tools \
@@ -599,8 +617,9 @@ fn interop_matrix() {
          (it keeps no subscriber) nor Python `mcp` 1.x (it offers no subscriptions). In 2026-07-28, G \
          only for log messages that go with a call's answer (there is no stream for others: not \
          everything's simulated logging, sent outside any request, nor session_server.py's, a stdio \
-         line outside any answer), and no U (no `resources/subscribe`; these clients open no \
-         `subscriptions/listen` stream). D only for handshake-era sessions over Streamable HTTP \
+         line outside any answer), and U only where the updates reach a subscriber on another upstream \
+         session than the call's (the listen stream has its own): not everything over HTTP or HTTP+SSE, \
+         which sends them only to a session that toggled them on itself. D only for handshake-era sessions over Streamable HTTP \
          (HTTP+SSE has no DELETE, 2026-07-28 no sessions). The inspector CLI reports no negotiated \
          version, no progress, lists one page (no Pg), sets no log level, subscribes to nothing and \
          keeps no session. The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \

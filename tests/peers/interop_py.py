@@ -11,8 +11,10 @@ JSON: {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 elicitation/create with CONTENT; `cancel` calls WAIT_TOOL {"tag": TAG}, cancels it at its first
 progress notification, then calls CHECK_TOOL {"tag": TAG} until it answers "yes" (the server saw
 the cancellation). `log` (after one `logging/setLevel` "debug" for the connection) calls TOOL and
-waits up to 10 s for a notifications/message containing TEXT; `subscribe` subscribes to URI,
-calls TOOL and waits up to 10 s for a notifications/resources/updated of URI, then unsubscribes;
+waits up to 10 s for a notifications/message containing TEXT (in 2026-07-28 every request asks
+for "debug" in its _meta instead); `subscribe` subscribes to URI (in 2026-07-28: opens a
+subscriptions/listen stream for it), calls TOOL and waits up to 10 s for a
+notifications/resources/updated of URI, then unsubscribes (closes the stream);
 both then call UNDO_TOOL {} when not null (a server's periodic messages switched off again). The client connects
 once, lists every page of tools, prompts and resources, then runs each operation; a failing
 operation is reported in its cell and does not stop the others. Over Streamable HTTP with a
@@ -235,6 +237,20 @@ async def operation(c: Any, op: str, arg: Any) -> dict[str, Any]:
             await c.call_tool(undo, {})
         text = next((m for m in logs if expect in m), None)
         return {"logs": len(logs), "text": text[:200] if text else None}
+    if op == "subscribe" and SESSION.get("protocol") == "2026-07-28":
+        # no resources/subscribe in this era: a subscriptions/listen stream for the URI
+        uri, tool, args, undo = arg
+        updates = 0
+        async with c.listen(resource_subscriptions=[uri]) as sub:
+            await c.call_tool(tool, args)
+            with anyio.move_on_after(10):
+                async for event in sub:
+                    if getattr(event, "uri", None) == uri:
+                        updates += 1
+                        break
+            if undo:
+                await c.call_tool(undo, {})
+        return {"updates": updates, "uri": uri}
     if op == "subscribe":
         uri, tool, args, undo = arg
         before = len(UPDATED)
@@ -258,6 +274,7 @@ async def run(opts: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
     with anyio.fail_after(opts.timeout):
         async with AsyncExitStack() as stack:
             c, protocol = await connect(stack, opts)
+            SESSION["protocol"] = protocol
             out: dict[str, Any] = {"sdk": f"python mcp {SDK}", "protocol": protocol, "pages": {}}
             for kind, fetch, items, name_of in [
                 ("tools", c.list_tools, "tools", lambda t: t.name),
@@ -286,7 +303,7 @@ async def run(opts: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
                         cells[target][op] = {"error": describe(e)}
             out["cells"] = cells
         # leaving the client's context terminated its session (DELETE); the old id must be gone
-        if "id" in SESSION:
+        if "id" in SESSION and protocol != "2026-07-28":
             out["session"] = await after_terminate(opts.url, SESSION["id"], protocol)
         return out
 

@@ -8,9 +8,10 @@
 // --mode is v2's versionNegotiation mode. SPEC and the printed JSON are those of interop_py.py:
 // SPEC = {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 // "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
-// "subscribe": [URI, TOOL, ARGS, UNDO_TOOL]}}; output {"sdk", "protocol", "tools", "prompts",
-// "resources", "pages" (the list requests sent per kind), "setLevel", "session", "cells"}. Exit 0
-// when that was printed, 3 when connecting failed.
+// "subscribe": [URI, TOOL, ARGS, UNDO_TOOL]}} (in 2026-07-28, `log` puts the level in the call's
+// _meta and `subscribe` opens a subscriptions/listen stream); output {"sdk", "protocol", "tools",
+// "prompts", "resources", "pages" (the list requests sent per kind), "setLevel", "session",
+// "cells"}. Exit 0 when that was printed, 3 when connecting failed.
 'use strict';
 
 const fs = require('node:fs');
@@ -170,6 +171,15 @@ async function main() {
     },
     subscribe: async ([uri, name, args, undo]) => {
       const before = updated.length;
+      if (modern) {
+        // no resources/subscribe in this era: a subscriptions/listen stream for the URI
+        const sub = await client.listen({ resourceSubscriptions: [uri] });
+        await s.call(client, { name, arguments: args });
+        const got = await seen(updated, before, (u) => u === uri, 10000);
+        if (undo) await s.call(client, { name: undo, arguments: {} });
+        await sub.close();
+        return { updates: got.filter((u) => u === uri).length, uri };
+      }
       await client.subscribeResource({ uri });
       await s.call(client, { name, arguments: args });
       const got = await seen(updated, before, (u) => u === uri, 10000);
