@@ -3,7 +3,12 @@
 //! Each client connects once and checks, per target: its prefixed tools in `tools/list`, a
 //! `tools/call`, `prompts/get`, `resources/read`, and the server→client features it supports
 //! (progress; sampling and, for the Python 2.x client, elicitation in the legacy era, from targets
-//! with a per-session upstream; cancellation by the Python 2.x client in both eras). The
+//! with a per-session upstream; cancellation by the Python 2.x client in both eras), and, in the
+//! legacy era, a log message after `logging/setLevel` (in 2026-07-28: one that goes with the
+//! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe` (in
+//! 2026-07-28: on a `subscriptions/listen` stream). Every client walks `tools/list` through the gateway's cursors (two
+//! targets answer in small pages) and must see each target's tools once; each legacy Streamable
+//! HTTP client terminates its session and a raw request with the old id must get 404. The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
 //! `tests/peers/install.sh` and `tests/peers/install_interop.sh` (run by `test.sh`).
 
@@ -37,11 +42,28 @@ struct Target {
     elicit: Option<(&'static str, Value)>,
     /// It has `wait` (cancellable, with progress) and `cancelled` (whether a `wait` was) tools.
     cancel: bool,
+    /// A tool that makes it send a log message, its arguments, a tool that stops any periodic
+    /// ones it started, and text the message contains.
+    log: Option<(&'static str, Value, Option<&'static str>, String)>,
+    /// That log message belongs to the call (it goes with its answer): a 2026-07-28 client,
+    /// which has no stream for anything else, gets it too.
+    call_log: bool,
+    /// A tool that makes it send `notifications/resources/updated` for the `read` resource once
+    /// subscribed to, its arguments, and a tool that stops any periodic ones it started.
+    subscribe: Option<(&'static str, Value, Option<&'static str>)>,
+    /// That tool's updates reach a subscription made on another upstream session than the call:
+    /// a 2026-07-28 client's `subscriptions/listen` stream has upstream sessions of its own.
+    listen_updates: bool,
+    /// All its tools, when they do not depend on the client's capabilities.
+    tools: Option<&'static [&'static str]>,
 }
+
+/// py_server.py's tools with `--logging` and (the last) `--notify`.
+const PY_TOOLS: [&str; 11] = ["echo", "add", "slow", "fail", "t00", "t01", "t02", "t03", "t04", "log", "touch"];
 
 fn targets() -> Vec<Target> {
     // what it asks the client reaches one client only from an upstream of the client's own
-    let everything = |name, label, own: bool| Target {
+    let everything = |name, label, own: bool, listen_updates| Target {
         name,
         label,
         call: ("echo", json!({"message": "hi"}), "Echo: hi"),
@@ -51,8 +73,16 @@ fn targets() -> Vec<Target> {
         sample: own.then(|| ("trigger-sampling-request", json!({"prompt": "hello there", "maxTokens": 20}))),
         elicit: own.then(|| ("trigger-elicitation-request", json!({}))),
         cancel: false,
+        // both send once at once, then every 5 s until toggled off again
+        // ("Info-level message", "Alert level-message", ...)
+        log: Some(("toggle-simulated-logging", json!({}), Some("toggle-simulated-logging"), "level".into())),
+        call_log: false,
+        subscribe: Some(("toggle-subscriber-updates", json!({}), Some("toggle-subscriber-updates"))),
+        listen_updates,
+        // (its sampling and elicitation tools are listed only to clients that can answer them)
+        tools: None,
     };
-    let python = |name, label, text| Target {
+    let python = |name, label, text, tools| Target {
         name,
         label,
         call: ("echo", json!({"message": "hi"}), "Echo: hi"),
@@ -62,6 +92,11 @@ fn targets() -> Vec<Target> {
         sample: None,
         elicit: None,
         cancel: false,
+        log: Some(("log", json!({"message": format!("hello from {name}")}), None, format!("hello from {name}"))),
+        call_log: true,
+        subscribe: None,
+        listen_updates: true,
+        tools: Some(tools),
     };
     vec![
         Target {
@@ -74,12 +109,21 @@ fn targets() -> Vec<Target> {
             sample: None,
             elicit: None,
             cancel: false,
+            log: None,
+            call_log: false,
+            subscribe: None,
+            listen_updates: false,
+            tools: Some(&["echo", "add", "now"]),
         },
         // a process per session (stdio's default) and an upstream session per session (sse's
-        // `upstreamMode: perSession`); 2026-07-28 clients get the shared ones
-        everything("ev", "everything stdio", true),
-        everything("evh", "everything Streamable HTTP", true),
-        everything("evs", "everything HTTP+SSE", true),
+        // `upstreamMode: perSession`); 2026-07-28 clients get the shared ones. It sends resource
+        // updates to the subscribed sessions among those that toggled them on: over HTTP, a
+        // 2026-07-28 call and listen stream are not one upstream session (the call goes through
+        // the shard's pooled session or HTTP+SSE session, the listen stream opens its own or
+        // uses those of the shard it lands on); a stdio process has one session for all.
+        everything("ev", "everything stdio", true, true),
+        everything("evh", "everything Streamable HTTP", true, false),
+        everything("evs", "everything HTTP+SSE", true, false),
         Target {
             name: "ss",
             label: "session_server.py stdio",
@@ -90,10 +134,21 @@ fn targets() -> Vec<Target> {
             sample: None,
             elicit: Some(("ask", json!({}))),
             cancel: true,
+            // (a line on stdout outside any answer: a gateway cannot tell which call it belongs to)
+            log: Some(("log", json!({}), None, "hello from ".into())),
+            call_log: false,
+            subscribe: Some(("touch", json!({"uri": "test://session"}), None)),
+            listen_updates: true,
+            tools: Some(&["echo", "pid", "caps", "ask", "wait", "cancelled", "log", "state", "touch", "crash"]),
         },
-        python("py", "python mcp 2.3.0 stateful", "static text"),
-        python("pyl", "python mcp 2.3.0 stateless", "static text"),
-        python("py1", "python mcp 1.30.0 (legacy only)", "static text from mcp 1.x"),
+        // the stateful one has `--notify` (touch) and both have `--logging` (log) and pages of 2
+        // and 4 tools
+        Target {
+            subscribe: Some(("touch", json!({"uri": "test://static"}), None)),
+            ..python("py", "python mcp 2.3.0 stateful", "static text", &PY_TOOLS)
+        },
+        python("pyl", "python mcp 2.3.0 stateless", "static text", &PY_TOOLS[..10]),
+        python("py1", "python mcp 1.30.0 (legacy only)", "static text from mcp 1.x", &["echo", "slow", "log"]),
     ]
 }
 
@@ -119,6 +174,12 @@ fn spec(targets: &[Target], row: &Row, tag: &str) -> String {
         if row.cancels && t.cancel {
             ops["cancel"] = json!([p("wait"), p("cancelled"), tag]);
         }
+        if let (true, Some((tool, args, undo, expect))) = (row.logs(t), &t.log) {
+            ops["log"] = json!([p(tool), args, undo.map(p), expect]);
+        }
+        if let (true, Some((tool, args, undo))) = (row.subscribes(t), &t.subscribe) {
+            ops["subscribe"] = json!([format!("{}+{}", t.name, t.read.0), p(tool), args, undo.map(p)]);
+        }
         spec.insert(t.name.into(), ops);
     }
     Value::Object(spec).to_string()
@@ -139,7 +200,29 @@ struct Row {
     /// before the notifications that arrived in the same read (seen against the servers directly
     /// as well; on a loaded machine, where events bunch up, it may miss them all).
     lossy_progress: bool,
+    /// It has a Streamable HTTP session to terminate (DELETE).
+    terminates: bool,
     how: How,
+}
+
+impl Row {
+    /// A scripted client of the handshake era (sessions, `logging/setLevel`, `resources/subscribe`).
+    fn sessions(&self) -> bool {
+        matches!(self.how, How::Script(_)) && self.protocol == Some("2025-11-25")
+    }
+
+    /// A scripted client that subscribes to the target's resource: with `resources/subscribe`
+    /// in the handshake era, on a `subscriptions/listen` stream in 2026-07-28.
+    fn subscribes(&self, t: &Target) -> bool {
+        self.sessions() || matches!(self.how, How::Script(_)) && self.protocol == Some("2026-07-28") && t.listen_updates
+    }
+
+    /// A scripted client that asks for the target's log messages: with `logging/setLevel` in
+    /// the handshake era; in 2026-07-28 with `_meta` `io.modelcontextprotocol/logLevel` on its
+    /// requests, for the messages that go with a call's answer.
+    fn logs(&self, t: &Target) -> bool {
+        self.sessions() || matches!(self.how, How::Script(_)) && self.protocol == Some("2026-07-28") && t.call_log
+    }
 }
 
 enum How {
@@ -171,6 +254,7 @@ fn rows(http: &str, sse: &str) -> Vec<Row> {
         elicitation: false,
         cancels: false,
         lossy_progress,
+        terminates: false,
         how,
     };
     // the Python 2.x client also elicits (legacy era) and cancels (both eras)
@@ -178,17 +262,25 @@ fn rows(http: &str, sse: &str) -> Vec<Row> {
         let legacy = protocol == LEGACY;
         Row { elicitation: legacy, cancels: true, ..row(label, protocol, legacy, false, py("py", args)) }
     };
+    // a legacy session over Streamable HTTP
+    let session = |row: Row| Row { terminates: true, ..row };
     vec![
         py2("python mcp 2.3.0, auto", MODERN, &["--url", http, "--mode", "auto"]),
-        py2("python mcp 2.3.0, legacy", LEGACY, &["--url", http, "--mode", "legacy"]),
+        session(py2("python mcp 2.3.0, legacy", LEGACY, &["--url", http, "--mode", "legacy"])),
         py2("python mcp 2.3.0, 2026-07-28", MODERN, &["--url", http, "--mode", "2026-07-28"]),
         py2("python mcp 2.3.0, HTTP+SSE", LEGACY, &["--url", sse, "--transport", "sse"]),
-        row("python mcp 1.30.0", LEGACY, true, false, py("py1", &["--url", http])),
+        session(row("python mcp 1.30.0", LEGACY, true, false, py("py1", &["--url", http]))),
         row("python mcp 1.30.0, HTTP+SSE", LEGACY, true, false, py("py1", &["--url", sse, "--transport", "sse"])),
-        row("TS SDK 1.32.2", LEGACY, true, false, ts("v1", v1.clone(), &["--url", http])),
+        session(row("TS SDK 1.32.2", LEGACY, true, false, ts("v1", v1.clone(), &["--url", http]))),
         row("TS SDK 1.32.2, HTTP+SSE", LEGACY, true, true, ts("v1", v1, &["--url", sse, "--transport", "sse"])),
         row("TS client 2.4.0, auto", MODERN, false, false, ts("v2", v2.clone(), &["--url", http, "--mode", "auto"])),
-        row("TS client 2.4.0, legacy", LEGACY, true, false, ts("v2", v2, &["--url", http, "--mode", "legacy"])),
+        session(row(
+            "TS client 2.4.0, legacy",
+            LEGACY,
+            true,
+            false,
+            ts("v2", v2, &["--url", http, "--mode", "legacy"]),
+        )),
         row("inspector CLI 2.12.0", None, false, false, How::Inspector { url: http.into() }),
     ]
 }
@@ -361,6 +453,43 @@ fn cell(row: &Row, out: &Value, t: &Target) -> Result<String, String> {
         }
         done.push("X".into());
     }
+    if let (true, Some((.., expect))) = (row.logs(t), &t.log) {
+        if out["setLevel"] != "debug" {
+            return Err(format!("logging/setLevel: {}", out["setLevel"]));
+        }
+        let g = op("log")?;
+        if !text(g).contains(expect.as_str()) {
+            return Err(format!("logging: {g}"));
+        }
+        done.push("G".into());
+    }
+    if let (true, Some(_)) = (row.subscribes(t), &t.subscribe) {
+        let u = op("subscribe")?;
+        if u["updates"].as_u64().unwrap_or(0) == 0 {
+            return Err(format!("resources/subscribe: {u}"));
+        }
+        done.push("U".into());
+    }
+    if let How::Script(_) = row.how {
+        // every page walked: the target's tools once each (all of them, when they are fixed)
+        let prefix = format!("{}_", t.name);
+        let mut mine: Vec<&str> = tools.iter().filter_map(|x| x.as_str()?.strip_prefix(&prefix)).collect();
+        mine.sort_unstable();
+        let listed = mine.len();
+        mine.dedup();
+        let pages = out["pages"]["tools"].as_u64().unwrap_or(0);
+        if mine.len() != listed || pages < 2 {
+            return Err(format!("pagination ({pages} pages): {listed} tools listed, {} distinct", mine.len()));
+        }
+        if let Some(all) = t.tools {
+            let mut want = all.to_vec();
+            want.sort_unstable();
+            if mine != want {
+                return Err(format!("pagination: tools {mine:?}, want {want:?}"));
+            }
+        }
+        done.push("Pg".into());
+    }
     Ok(done.join(" "))
 }
 
@@ -373,8 +502,16 @@ fn interop_matrix() {
     let peers = [
         start_peer_on_free_port(&everything(), &["streamableHttp"], &[("PORT", "{port}")]),
         start_peer_on_free_port(&everything(), &["sse"], &[("PORT", "{port}")]),
-        start_peer_on_free_port(&peer("py/bin/python"), &[py_server, "--port", "{port}"], &[]),
-        start_peer_on_free_port(&peer("py/bin/python"), &[py_server, "--port", "{port}", "--stateless"], &[]),
+        start_peer_on_free_port(
+            &peer("py/bin/python"),
+            &[py_server, "--port", "{port}", "--page-size", "2", "--notify", "--logging"],
+            &[],
+        ),
+        start_peer_on_free_port(
+            &peer("py/bin/python"),
+            &[py_server, "--port", "{port}", "--stateless", "--page-size", "4", "--logging"],
+            &[],
+        ),
         start_peer_on_free_port(&peer("py1/bin/python"), &[py1_server.to_str().unwrap(), "--port", "{port}"], &[]),
     ];
     let ports: Vec<u16> = peers.iter().map(|(_, port)| *port).collect();
@@ -424,11 +561,11 @@ fn interop_matrix() {
         done.into_inner().unwrap().into_iter().map(Option::unwrap).collect()
     };
 
-    let mut md = String::from("| client | protocol | time |");
+    let mut md = String::from("| client | protocol | time | session |");
     for t in &targets {
         md.push_str(&format!(" {} (`{}_`) |", t.label, t.name));
     }
-    md.push_str("\n|---|---|---|");
+    md.push_str("\n|---|---|---|---|");
     md.push_str(&"---|".repeat(targets.len()));
     md.push('\n');
     let mut failures = Vec::new();
@@ -439,6 +576,14 @@ fn interop_matrix() {
             failures.push(format!("{}: did not connect: {e}", row.label));
         } else if let Some(want) = row.protocol.filter(|w| *w != protocol) {
             failures.push(format!("{}: negotiated {protocol}, want {want}", row.label));
+        }
+        if !row.terminates {
+            line.push_str(" |");
+        } else if out["session"]["status"] == 404 {
+            line.push_str(" ✅ D |");
+        } else {
+            line.push_str(" ❌ |");
+            failures.push(format!("{}: after DELETE: {}", row.label, out["session"]));
         }
         for t in &targets {
             match cell(row, out, t) {
@@ -456,10 +601,31 @@ fn interop_matrix() {
         "\nL: `tools/list` has the target's prefixed tools; C: `tools/call`; P: `prompts/get`; R: \
          `resources/read` (URI prefixed back); pN/M: N of M progress notifications relayed; S: a sampling \
          round trip; E: an elicitation round trip; X: a cancelled call reached the server (a notification \
-         in the legacy era, the closed stream in 2026-07-28). The inspector CLI reports no negotiated version and no progress. The TS SDK's HTTP+SSE \
-         transport may drop progress notifications (it handles a response before the notifications that \
-         arrived in the same read; it does so against the servers directly too). {} rows × {} targets, \
-         one gateway (`workers: 2`, debug build), {:.0} s in all. {} failing cells.\n",
+         in the legacy era, the closed stream in 2026-07-28); G: a `notifications/message` the target sent \
+         (a tool's, or everything's simulated logging toggled on and off) reached the client, which asked \
+         for it with `logging/setLevel` through the gateway (handshake era) or with \
+         `io.modelcontextprotocol/logLevel` in the call's `_meta` (2026-07-28); U: a subscription to the \
+         target's prefixed resource (`resources/subscribe`; in 2026-07-28 a `subscriptions/listen` \
+         stream), then a `notifications/resources/updated` for that URI (a tool's, or everything's \
+         simulated updates toggled on and off) reached the client; Pg: walking \
+         `tools/list` page by page with the gateway's cursors (the stateful and stateless Python targets \
+         answer pages of 2 and 4 tools; the TS client 2.x, asked for no cursor, walks them itself: its \
+         pages are the requests it sent) takes more than one page and lists each of the target's tools \
+         exactly once (all of them where they do not depend on the client's capabilities); session D: \
+         the SDK terminated its session (DELETE) and a raw POST with the old `Mcp-Session-Id` got 404. \
+         No G or U for the demo (no logging, no subscriptions); no U for the stateless Python target \
+         (it keeps no subscriber) nor Python `mcp` 1.x (it offers no subscriptions). In 2026-07-28, G \
+         only for log messages that go with a call's answer (there is no stream for others: not \
+         everything's simulated logging, sent outside any request, nor session_server.py's, a stdio \
+         line outside any answer), and U only where the updates reach a subscriber on another upstream \
+         session than the call's (the listen stream has its own): not everything over HTTP or HTTP+SSE, \
+         which sends them only to a session that toggled them on itself. D only for handshake-era sessions over Streamable HTTP \
+         (HTTP+SSE has no DELETE, 2026-07-28 no sessions). The inspector CLI reports no negotiated \
+         version, no progress, lists one page (no Pg), sets no log level, subscribes to nothing and \
+         keeps no session. The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
+         a response before the notifications that arrived in the same read; it does so against the \
+         servers directly too). {} rows × {} targets, one gateway (`workers: 2`, debug build), {:.0} s \
+         in all. {} failing cells.\n",
         rows.len(),
         targets.len(),
         started.elapsed().as_secs_f64(),

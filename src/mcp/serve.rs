@@ -2250,12 +2250,21 @@ pub(super) async fn end_session(ctx: &ShardCtx, plan: &McpPlan, id: &str, upstre
             s.forget_session(id);
         }
     }
-    // every shard, this one included, learns it through its mailbox before the client hears back
+    // every shard, this one included, learns it through its mailbox, and has revoked it before
+    // the client hears back: a message only queued would let the client's next request, landing
+    // on that shard first, through
     let id: Arc<str> = id.into();
-    for s in &ctx.siblings {
-        let _ = s.send_async(ShardMsg::EndSession { id: id.clone(), ttl: plan.session_ttl }).await;
-    }
-    ctx.mcp.revoke(&id, plan.session_ttl);
+    let (ack, acked) = flume::bounded(ctx.siblings.len());
+    let tell = async {
+        for s in &ctx.siblings {
+            let _ =
+                s.send_async(ShardMsg::EndSession { id: id.clone(), ttl: plan.session_ttl, ack: ack.clone() }).await;
+        }
+        drop(ack);
+        while acked.recv_async().await.is_ok() {}
+    };
+    // a shard that does not answer in time (draining) has stopped taking requests anyway
+    let _ = monoio::time::timeout(ASK_SHARDS, tell).await;
 }
 
 /// How a client's request is known for cancellation: its session and its id.

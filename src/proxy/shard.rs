@@ -46,6 +46,8 @@ pub enum ShardMsg {
         id: Arc<str>,
         /// How long the id could otherwise still be accepted.
         ttl: Duration,
+        /// Learns it is revoked here.
+        ack: flume::Sender<()>,
     },
     /// Another shard asks when this one last served an MCP session, to keep a session alive that
     /// is in use though not here.
@@ -279,8 +281,9 @@ pub async fn run(
             ShardMsg::Abort => {
                 ctx.pending.borrow_mut().take();
             }
-            ShardMsg::EndSession { id, ttl } => {
+            ShardMsg::EndSession { id, ttl, ack } => {
                 ctx.mcp.revoke(&id, ttl);
+                let _ = ack.try_send(());
                 crate::mcp::hub::session_ended(&ctx, &id);
             }
             ShardMsg::SessionSeen { id, reply } => {

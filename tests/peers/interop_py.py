@@ -6,14 +6,22 @@
 Works with mcp 2.x (`Client`, with --mode) and mcp 1.x (`ClientSession`, legacy era only). SPEC is
 JSON: {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "elicit": [TOOL, ARGS, CONTENT],
-"cancel": [WAIT_TOOL, CHECK_TOOL, TAG]}, ...}, every key optional. `elicit` accepts each
+"cancel": [WAIT_TOOL, CHECK_TOOL, TAG], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
+"subscribe": [URI, TOOL, ARGS, UNDO_TOOL]}, ...}, every key optional. `elicit` accepts each
 elicitation/create with CONTENT; `cancel` calls WAIT_TOOL {"tag": TAG}, cancels it at its first
 progress notification, then calls CHECK_TOOL {"tag": TAG} until it answers "yes" (the server saw
-the cancellation). The client connects
+the cancellation). `log` (after one `logging/setLevel` "debug" for the connection) calls TOOL and
+waits up to 10 s for a notifications/message containing TEXT (in 2026-07-28 every request asks
+for "debug" in its _meta instead); `subscribe` subscribes to URI (in 2026-07-28: opens a
+subscriptions/listen stream for it), calls TOOL and waits up to 10 s for a
+notifications/resources/updated of URI, then unsubscribes (closes the stream);
+both then call UNDO_TOOL {} when not null (a server's periodic messages switched off again). The client connects
 once, lists every page of tools, prompts and resources, then runs each operation; a failing
-operation is reported in its cell and does not stop the others. Prints one JSON object:
-{"sdk", "protocol", "tools", "prompts", "resources", "pages", "cells": {TARGET: {OP: {...}}}},
-where an operation is {"text": first text (or blob) of the result, ...} or {"error": "..."}.
+operation is reported in its cell and does not stop the others. Over Streamable HTTP with a
+session, leaving the client terminates it (DELETE) and a raw POST with the old session id follows.
+Prints one JSON object: {"sdk", "protocol", "tools", "prompts", "resources", "pages", "setLevel",
+"session": {"status": of that POST}, "cells": {TARGET: {OP: {...}}}}, where an operation is
+{"text": first text (or blob) of the result, ...} or {"error": "..."}.
 Exit status 0 when that was printed, 3 when the client could not connect (stdout: {"error"}).
 """
 
@@ -35,6 +43,7 @@ if V1:
     from mcp import ClientSession
     from mcp.client.sse import sse_client
     from mcp.client.streamable_http import streamablehttp_client
+    import httpx
     import mcp.types as types
 else:
     import httpx2
@@ -72,6 +81,29 @@ async def sampled(context: Any, params: Any) -> Any:
 SAMPLES: list[Any] = []
 ELICITED: list[Any] = []
 ELICIT_CONTENT: dict[str, Any] = {}
+# notifications/message data and notifications/resources/updated URIs, in arrival order
+LOGS: list[str] = []
+UPDATED: list[str] = []
+# the Mcp-Session-Id the gateway gave (Streamable HTTP only)
+SESSION: dict[str, str] = {}
+
+
+async def logged(params: Any) -> None:
+    LOGS.append(str(params.data))
+
+
+async def on_message(message: Any) -> None:
+    message = getattr(message, "root", message)  # 1.x wraps notifications in a RootModel
+    if getattr(message, "method", None) == "notifications/resources/updated":
+        UPDATED.append(str(message.params.uri))
+
+
+async def seen(events: list[str], before: int, want: Any, limit: float) -> list[str]:
+    """The events after `before` once one satisfies `want`, waiting at most `limit` seconds."""
+    with anyio.move_on_after(limit):
+        while not any(want(e) for e in events[before:]):
+            await anyio.sleep(0.02)
+    return events[before:]
 
 
 async def elicited(context: Any, params: Any) -> Any:
@@ -85,11 +117,22 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
         if opts.transport == "sse":
             read, write = await stack.enter_async_context(sse_client(opts.url, timeout=opts.timeout))
         else:
-            read, write, _ = await stack.enter_async_context(streamablehttp_client(opts.url, timeout=opts.timeout))
+            read, write, session_id = await stack.enter_async_context(
+                streamablehttp_client(opts.url, timeout=opts.timeout)
+            )
         session = await stack.enter_async_context(
-            ClientSession(read, write, sampling_callback=sampled, elicitation_callback=elicited)
+            ClientSession(
+                read,
+                write,
+                sampling_callback=sampled,
+                elicitation_callback=elicited,
+                logging_callback=logged,
+                message_handler=on_message,
+            )
         )
         init = await session.initialize()
+        if opts.transport != "sse" and session_id():
+            SESSION["id"] = session_id()
         return session, init.protocolVersion
     if opts.transport == "sse":
 
@@ -98,7 +141,14 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
 
         transport = sse_client(opts.url, timeout=opts.timeout, sse_read_timeout=opts.timeout, httpx_client_factory=factory)
     else:
-        http = await stack.enter_async_context(httpx2.AsyncClient(timeout=opts.timeout, trust_env=False))
+
+        async def keep_session_id(response: Any) -> None:
+            if "mcp-session-id" in response.headers:
+                SESSION["id"] = response.headers["mcp-session-id"]
+
+        http = await stack.enter_async_context(
+            httpx2.AsyncClient(timeout=opts.timeout, trust_env=False, event_hooks={"response": [keep_session_id]})
+        )
         transport = streamable_http_client(opts.url, http_client=http)
     client = Client(
         transport,
@@ -107,6 +157,10 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
         read_timeout_seconds=opts.timeout,
         sampling_callback=sampled,
         elicitation_callback=elicited,
+        logging_callback=logged,
+        # 2026-07-28 has no logging/setLevel: this level goes with every request instead
+        log_level="debug",
+        message_handler=on_message,
     )
     client = await stack.enter_async_context(client)
     return client, client.protocol_version
@@ -174,6 +228,39 @@ async def operation(c: Any, op: str, arg: Any) -> dict[str, Any]:
                 if first_text(r.content) == "yes":
                     return {"text": "cancelled"}
                 await anyio.sleep(0.05)
+    if op == "log":
+        tool, args, undo, expect = arg
+        before = len(LOGS)
+        await c.call_tool(tool, args)
+        logs = await seen(LOGS, before, lambda m: expect in m, 10)
+        if undo:
+            await c.call_tool(undo, {})
+        text = next((m for m in logs if expect in m), None)
+        return {"logs": len(logs), "text": text[:200] if text else None}
+    if op == "subscribe" and SESSION.get("protocol") == "2026-07-28":
+        # no resources/subscribe in this era: a subscriptions/listen stream for the URI
+        uri, tool, args, undo = arg
+        updates = 0
+        async with c.listen(resource_subscriptions=[uri]) as sub:
+            await c.call_tool(tool, args)
+            with anyio.move_on_after(10):
+                async for event in sub:
+                    if getattr(event, "uri", None) == uri:
+                        updates += 1
+                        break
+            if undo:
+                await c.call_tool(undo, {})
+        return {"updates": updates, "uri": uri}
+    if op == "subscribe":
+        uri, tool, args, undo = arg
+        before = len(UPDATED)
+        await c.subscribe_resource(uri)
+        await c.call_tool(tool, args)
+        updates = await seen(UPDATED, before, lambda u: u == uri, 10)
+        if undo:
+            await c.call_tool(undo, {})
+        await c.unsubscribe_resource(uri)
+        return {"updates": updates.count(uri), "uri": uri}
     raise ValueError(f"unknown operation {op}")
 
 
@@ -187,6 +274,7 @@ async def run(opts: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
     with anyio.fail_after(opts.timeout):
         async with AsyncExitStack() as stack:
             c, protocol = await connect(stack, opts)
+            SESSION["protocol"] = protocol
             out: dict[str, Any] = {"sdk": f"python mcp {SDK}", "protocol": protocol, "pages": {}}
             for kind, fetch, items, name_of in [
                 ("tools", c.list_tools, "tools", lambda t: t.name),
@@ -197,6 +285,14 @@ async def run(opts: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
                     out[kind], out["pages"][kind] = await list_all(fetch, items, name_of)
                 except Exception as e:  # noqa: BLE001 - reported in the row
                     out[kind] = {"error": describe(e)}
+            if protocol == "2026-07-28":
+                out["setLevel"] = "debug"  # in each request's _meta
+            elif any("log" in ops for ops in spec.values()):
+                try:
+                    await c.set_logging_level("debug")
+                    out["setLevel"] = "debug"
+                except Exception as e:  # noqa: BLE001 - reported in the row
+                    out["setLevel"] = {"error": describe(e)}
             cells: dict[str, Any] = {}
             for target, ops in spec.items():
                 cells[target] = {}
@@ -206,7 +302,28 @@ async def run(opts: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
                     except Exception as e:  # noqa: BLE001 - one failing cell must not hide the others
                         cells[target][op] = {"error": describe(e)}
             out["cells"] = cells
-            return out
+        # leaving the client's context terminated its session (DELETE); the old id must be gone
+        if "id" in SESSION and protocol != "2026-07-28":
+            out["session"] = await after_terminate(opts.url, SESSION["id"], protocol)
+        return out
+
+
+async def after_terminate(url: str, session_id: str, protocol: str) -> dict[str, Any]:
+    """The status a request with the terminated session's id gets (a raw POST, not the SDK's)."""
+    http = httpx if V1 else httpx2
+    headers = {
+        "Mcp-Session-Id": session_id,
+        "MCP-Protocol-Version": protocol,
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    try:
+        async with http.AsyncClient(trust_env=False) as client:
+            r = await client.post(url, json=body, headers=headers)
+        return {"status": r.status_code}
+    except Exception as e:  # noqa: BLE001 - reported in the row
+        return {"error": describe(e)}
 
 
 def main(argv: list[str]) -> int:

@@ -7,8 +7,11 @@
 // node_modules that holds it (the script lives outside it, so it resolves the SDK from there).
 // --mode is v2's versionNegotiation mode. SPEC and the printed JSON are those of interop_py.py:
 // SPEC = {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
-// "progress": [TOOL, ARGS], "sample": [TOOL, ARGS]}}; output {"sdk", "protocol", "tools",
-// "prompts", "resources", "pages", "cells"}. Exit 0 when that was printed, 3 when connecting failed.
+// "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
+// "subscribe": [URI, TOOL, ARGS, UNDO_TOOL]}} (in 2026-07-28, `log` puts the level in the call's
+// _meta and `subscribe` opens a subscriptions/listen stream); output {"sdk", "protocol", "tools",
+// "prompts", "resources", "pages" (the list requests sent per kind), "setLevel", "session",
+// "cells"}. Exit 0 when that was printed, 3 when connecting failed.
 'use strict';
 
 const fs = require('node:fs');
@@ -39,6 +42,8 @@ function sdk() {
       Http: load('@modelcontextprotocol/sdk/client/streamableHttp.js').StreamableHTTPClientTransport,
       Sse: load('@modelcontextprotocol/sdk/client/sse.js').SSEClientTransport,
       samplingKey: load('@modelcontextprotocol/sdk/types.js').CreateMessageRequestSchema,
+      logKey: load('@modelcontextprotocol/sdk/types.js').LoggingMessageNotificationSchema,
+      updatedKey: load('@modelcontextprotocol/sdk/types.js').ResourceUpdatedNotificationSchema,
       clientOptions: {},
       call: (c, params, options) => c.callTool(params, undefined, options),
     };
@@ -50,6 +55,8 @@ function sdk() {
     Http: m.StreamableHTTPClientTransport,
     Sse: m.SSEClientTransport,
     samplingKey: 'sampling/createMessage',
+    logKey: 'notifications/message',
+    updatedKey: 'notifications/resources/updated',
     clientOptions: { versionNegotiation: { mode: opts.mode } },
     call: (c, params, options) => c.callTool(params, options),
   };
@@ -65,14 +72,17 @@ function firstText(items) {
   return null;
 }
 
-async function listAll(fetch, field, nameOf) {
+// every page's names, and how many list requests went out (v2's listTools() without a cursor
+// walks the pages itself and answers them all at once)
+async function listAll(fetch, field, nameOf, sent) {
   const names = [];
+  const before = sent();
   let cursor;
   for (let page = 1; page <= 100; page++) {
     const r = await fetch(cursor ? { cursor } : undefined);
     names.push(...r[field].map(nameOf));
     cursor = r.nextCursor;
-    if (!cursor) return [names, page];
+    if (!cursor) return [names, sent() - before];
   }
   throw new Error('more than 100 pages');
 }
@@ -86,8 +96,32 @@ async function main() {
     samples.push(texts);
     return { role: 'assistant', content: { type: 'text', text: `sampled: ${texts[texts.length - 1] || ''}` }, model: 'fake' };
   });
+  // notifications/message data and notifications/resources/updated URIs, in arrival order
+  const logs = [];
+  const updated = [];
+  client.setNotificationHandler(s.logKey, (n) => {
+    logs.push(typeof n.params.data === 'string' ? n.params.data : JSON.stringify(n.params.data));
+  });
+  client.setNotificationHandler(s.updatedKey, (n) => {
+    updated.push(n.params.uri);
+  });
+  // the events after `before` once one satisfies `want`, waiting at most `limitMs`
+  const seen = async (events, before, want, limitMs) => {
+    const deadline = Date.now() + limitMs;
+    while (!events.slice(before).some(want) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return events.slice(before);
+  };
   const url = new URL(opts.url);
   const transport = opts.transport === 'sse' ? new s.Sse(url) : new s.Http(url);
+  // requests sent, by method
+  const sent = {};
+  const send = transport.send.bind(transport);
+  transport.send = (message, options) => {
+    if (message && message.method && message.id !== undefined) sent[message.method] = (sent[message.method] || 0) + 1;
+    return send(message, options);
+  };
   try {
     await client.connect(transport);
   } catch (e) {
@@ -106,7 +140,7 @@ async function main() {
     ['resources', (p) => client.listResources(p), 'resources', (r) => r.uri],
   ]) {
     try {
-      [out[kind], out.pages[kind]] = await listAll(fetch, field, nameOf);
+      [out[kind], out.pages[kind]] = await listAll(fetch, field, nameOf, () => sent[`${kind}/list`] || 0);
     } catch (e) {
       out[kind] = { error: String(e) };
     }
@@ -126,12 +160,51 @@ async function main() {
       const r = await s.call(client, { name, arguments: args }, { onprogress: () => events++ });
       return { text: firstText(r.content), events };
     },
+    log: async ([name, args, undo, expect]) => {
+      const before = logs.length;
+      const _meta = modern ? { 'io.modelcontextprotocol/logLevel': 'debug' } : undefined;
+      await s.call(client, { name, arguments: args, _meta });
+      const got = await seen(logs, before, (m) => m.includes(expect), 10000);
+      if (undo) await s.call(client, { name: undo, arguments: {} });
+      const text = got.find((m) => m.includes(expect));
+      return { logs: got.length, text: text ? text.slice(0, 200) : null };
+    },
+    subscribe: async ([uri, name, args, undo]) => {
+      const before = updated.length;
+      if (modern) {
+        // no resources/subscribe in this era: a subscriptions/listen stream for the URI
+        const sub = await client.listen({ resourceSubscriptions: [uri] });
+        await s.call(client, { name, arguments: args });
+        const got = await seen(updated, before, (u) => u === uri, 10000);
+        if (undo) await s.call(client, { name: undo, arguments: {} });
+        await sub.close();
+        return { updates: got.filter((u) => u === uri).length, uri };
+      }
+      await client.subscribeResource({ uri });
+      await s.call(client, { name, arguments: args });
+      const got = await seen(updated, before, (u) => u === uri, 10000);
+      if (undo) await s.call(client, { name: undo, arguments: {} });
+      await client.unsubscribeResource({ uri });
+      return { updates: got.filter((u) => u === uri).length, uri };
+    },
     sample: async ([name, args]) => {
       const before = samples.length;
       const r = await s.call(client, { name, arguments: args });
       return { text: firstText(r.content), samples: samples.length - before };
     },
   };
+  // 2026-07-28 has no logging/setLevel: the log tool's call carries the level in its _meta
+  const modern = protocol === '2026-07-28';
+  if (modern) {
+    out.setLevel = 'debug';
+  } else if (Object.values(spec).some((ops) => 'log' in ops)) {
+    try {
+      await client.setLoggingLevel('debug');
+      out.setLevel = 'debug';
+    } catch (e) {
+      out.setLevel = { error: String(e) };
+    }
+  }
   out.cells = {};
   for (const [target, wanted] of Object.entries(spec)) {
     out.cells[target] = {};
@@ -143,10 +216,28 @@ async function main() {
       }
     }
   }
-  console.log(JSON.stringify(out));
-  if (transport.terminateSession && transport.sessionId) {
-    await transport.terminateSession().catch(() => {});
+  // terminate the session (DELETE); a raw POST with its old id must find it gone
+  const sessionId = transport.sessionId;
+  if (transport.terminateSession && sessionId) {
+    try {
+      await transport.terminateSession();
+      const r = await fetch(url, {
+        method: 'POST',
+        headers: {
+          'Mcp-Session-Id': sessionId,
+          'MCP-Protocol-Version': protocol,
+          Accept: 'application/json, text/event-stream',
+          'Content-Type': 'application/json',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+      });
+      await r.text();
+      out.session = { status: r.status };
+    } catch (e) {
+      out.session = { error: String(e) };
+    }
   }
+  console.log(JSON.stringify(out));
   await client.close().catch(() => {});
   return 0;
 }

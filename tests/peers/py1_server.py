@@ -6,7 +6,8 @@ Speaks 2025-11-25 at most and knows nothing of 2026-07-28 (`server/discover` is 
 found"). Streamable HTTP serves `/mcp` with legacy sessions; sse serves `GET /sse` +
 `POST /messages/`. Listens on 127.0.0.1.
 
-Tools: echo(message), slow(steps) (one progress notification per step). Resource test://static,
+Tools: echo(message), slow(steps) (one progress notification per step), log(message) (sends it
+as an info log message, then answers). Resource test://static,
 prompt greet(name).
 """
 
@@ -33,6 +34,12 @@ def build(port: int) -> FastMCP:
             await anyio.sleep(0.05)
             await ctx.report_progress(i, steps, f"step {i}")
         return f"done after {steps} steps"
+
+    @mcp.tool()
+    async def log(message: str, ctx: Context) -> str:
+        """Send the message as an info log message, then answer."""
+        await ctx.info(message)
+        return "logged"
 
     @mcp.resource("test://static")
     def static_text() -> str:

@@ -2,7 +2,7 @@
 
     target/peers/py/bin/python tests/peers/py_server.py [--port N]
         [--transport streamable-http|sse|stdio] [--stateless] [--json] [--page-size K]
-        [--rug-pull] [--poison] [--notify] [--modern-only] [--mrtr] [--log FILE]
+        [--rug-pull] [--poison] [--notify] [--logging] [--modern-only] [--mrtr] [--log FILE]
 
 Streamable HTTP serves `/mcp` (answers 2026-07-28 requests statelessly and `initialize` as a
 legacy session; --stateless turns legacy sessions off, --json answers with application/json
@@ -20,6 +20,9 @@ sends each of them `notifications/tools/list_changed` and, if it subscribed to u
 `notifications/resources/updated` (on their GET streams: unrelated to any request), and
 publishes both to the 2026-07-28 `subscriptions/listen` streams (the SDK's subscription bus:
 a stream hears the update if it asked for uri).
+
+--logging adds log(message), which sends the message as an info `notifications/message` (on
+the call's stream) before it answers.
 
 --modern-only makes it a server of the 2026-07-28 era alone, which the SDK has no switch for:
 POSTs without `MCP-Protocol-Version: 2026-07-28` (initialize and every legacy-session request)
@@ -111,6 +114,12 @@ def _filler(n: int) -> Any:
 
 for _i in range(5):
     mcp.add_tool(_filler(_i), name=f"t{_i:02d}", description=f"filler tool {_i}")
+
+
+async def log(message: str, ctx: Context) -> str:
+    """Send `message` as an info notifications/message, then answer."""
+    await ctx.info(message)
+    return "logged"
 
 
 def rug_pull() -> str:
@@ -294,6 +303,7 @@ def main() -> None:
     p.add_argument("--rug-pull", action="store_true", help="add rug_pull(), which changes echo's description")
     p.add_argument("--poison", action="store_true", help="add poisoned(a, b), with injected instructions")
     p.add_argument("--notify", action="store_true", help="remember subscribers; add touch(uri), which notifies them")
+    p.add_argument("--logging", action="store_true", help="add log(message), which sends it as a log message")
     p.add_argument("--modern-only", action="store_true", help="refuse everything but 2026-07-28 requests")
     p.add_argument("--mrtr", action="store_true", help="add ask_name() and ask_llm(), which answer input_required")
     p.add_argument("--log", help="append a JSON line per HTTP request to this file")
@@ -307,6 +317,8 @@ def main() -> None:
         mcp.add_tool(touch, name="touch")
         mcp._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
         mcp._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
+    if opts.logging:
+        mcp.add_tool(log, name="log")
     if opts.mrtr:
         mcp.add_tool(ask_name, name="ask_name")
         mcp.add_tool(ask_llm, name="ask_llm")
