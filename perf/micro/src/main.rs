@@ -252,6 +252,14 @@ fn json_cases(b: &Bench) {
         b.run(&format!("peek {label}: simd-json borrowed struct (+copy)"), n, || peek_simd(&body, &mut scratch));
         b.run(&format!("peek {label}: hand scanner"), n, || peek_scan(&body));
         b.run(&format!("peek {label}: ringgate jsonrpc::parse"), n, || ringgate::mcp::jsonrpc::parse(&body).is_ok());
+        // what the gateway runs on a client's message (params of calls kept raw) and on a target's
+        // answer to a call (its result kept raw)
+        b.run(&format!("peek {label}: ringgate jsonrpc::parse_call"), n, || {
+            ringgate::mcp::jsonrpc::parse_call(&body).is_ok()
+        });
+        b.run(&format!("peek {label}: ringgate jsonrpc::parse_answer"), n, || {
+            ringgate::mcp::jsonrpc::parse_answer(&body).is_ok()
+        });
     }
 }
 
