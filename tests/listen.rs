@@ -259,6 +259,44 @@ fn a_listen_ends_when_its_modern_only_target_comes_back_as_a_legacy_server() {
 }
 
 #[test]
+fn a_legacy_sessions_get_stream_hears_a_modern_only_target_through_a_listen_of_its_own_closed_with_it() {
+    let log = tempdir().join("py-modern.log");
+    let port = free_port();
+    let _py = py_modern_only(port, &log);
+    let targets = format!(
+        "          - name: demo\n            demo: {{}}\n          - name: py\n            mcp: {{ host: \"127.0.0.1:{port}\" }}\n"
+    );
+    // without resumption a GET stream ends when its client leaves, not a retention later
+    let cfg = config(0, "", &targets).replacen("\nbinds:", "\n  mcp:\n    resumption: { maxEvents: 0 }\nbinds:", 1);
+    let gw = Gateway::start(&cfg);
+    let addr = gw.addr();
+    let sid = common::mcp::initialize(addr);
+    let get = format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n");
+    let mut s = Stream::open(addr, &get);
+    let ended =
+        || std::fs::read_to_string(&log).unwrap_or_default().matches(r#""ended": "subscriptions/listen""#).count();
+    let touch = |id: u64| {
+        let params = json!({"name": "py_touch", "arguments": {"uri": "test://static"}});
+        let v = common::mcp::rpc(addr, &sid, "tools/call", params);
+        assert!(v["result"].is_object(), "{id}: {v}");
+    };
+    // the target has no GET stream: the gateway listens there for the session's stream (the
+    // touch may be served by the other shard)
+    touch(1);
+    let m = s.until("notifications/tools/list_changed");
+    // the gateway's own notification, as for any other target
+    assert_eq!(m, json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
+    assert_eq!(ended(), 0);
+
+    // the client leaves: the gateway notices when it next writes, and closes its listen
+    drop(s);
+    wait_for("the upstream listen to end with the GET stream", || {
+        touch(2);
+        ended() > 0
+    });
+}
+
+#[test]
 fn a_legacy_sessions_get_stream_hears_a_shared_stdio_process_change_its_lists() {
     let targets = format!("{}            upstreamMode: shared\n", py_stdio("pyo"));
     let gw = Gateway::start(&config(0, "", &format!("          - name: demo\n            demo: {{}}\n{targets}")));

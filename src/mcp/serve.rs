@@ -1804,6 +1804,7 @@ async fn listen(
     let own = hub::own_upstreams(&sealed);
     let (mut members, all) = Box::pin(join_hub(ctx, plan, &own)).await;
     let mut shared = subscriptions::hub_streams(&members);
+    let mut modern = Box::pin(super::session_listen::open(ctx, plan, &sealed)).await;
     // how many of them have not gone away
     let mut heard_from = members.len();
     // a shared upstream that could not be joined, or went away, is joined again later
@@ -1846,6 +1847,9 @@ async fn listen(
                 None => break,
             },
             m = subscriptions::next_shared(&mut shared), if shared.is_some() => heard = Some(m),
+            m = super::session_listen::next(&mut modern), if modern.is_some() => {
+                super::session_listen::heard(&mut modern, m, &mut messages);
+            }
             // one timer for both: each costs the stream's future hundreds of bytes
             _ = monoio::time::sleep(wait) => {
                 if rejoin_in.is_some_and(|r| r <= wait) {
@@ -1917,7 +1921,7 @@ async fn join_hub(ctx: &Rc<ShardCtx>, plan: &McpPlan, own: &[String]) -> (Vec<(u
 /// A shared upstream's list change as a session's GET stream carries it: the gateway's own
 /// notification, without the target's params. What else a shared upstream sends (logging,
 /// resource updates) is no one session's.
-fn list_change(msg: &Message) -> Option<&'static str> {
+pub(super) fn list_change(msg: &Message) -> Option<&'static str> {
     let Message::Notification { method, .. } = msg else { return None };
     ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"]
         .into_iter()
