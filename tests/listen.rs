@@ -273,26 +273,45 @@ fn a_legacy_sessions_get_stream_hears_a_modern_only_target_through_a_listen_of_i
     let sid = common::mcp::initialize(addr);
     let get = format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n");
     let mut s = Stream::open(addr, &get);
-    let ended =
-        || std::fs::read_to_string(&log).unwrap_or_default().matches(r#""ended": "subscriptions/listen""#).count();
-    let touch = |id: u64| {
-        let params = json!({"name": "py_touch", "arguments": {"uri": "test://static"}});
-        let v = common::mcp::rpc(addr, &sid, "tools/call", params);
-        assert!(v["result"].is_object(), "{id}: {v}");
+    let logged = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
     };
-    // the target has no GET stream: the gateway listens there for the session's stream (the
-    // touch may be served by the other shard)
-    touch(1);
+    let listens = || logged().iter().filter(|l| l["method"] == "subscriptions/listen").count();
+    let ended = || logged().iter().filter(|l| l["ended"] == "subscriptions/listen").count();
+    // requests of the session, each on a new connection: either shard serves them
+    let rpc = |method: &str, params: Value| {
+        let v = common::mcp::rpc(addr, &sid, method, params);
+        assert!(v["result"].is_object(), "{method}: {v}");
+    };
+    let touch = || rpc("tools/call", json!({"name": "py_touch", "arguments": {"uri": "test://static"}}));
+    // the target has no GET stream: the gateway listens there for the session's stream
+    touch();
     let m = s.until("notifications/tools/list_changed");
     // the gateway's own notification, as for any other target
     assert_eq!(m, json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
-    assert_eq!(ended(), 0);
+    assert_eq!((listens(), ended()), (1, 0));
 
-    // the client leaves: the gateway notices when it next writes, and closes its listen
+    // nor has it resources/subscribe: the stream's listen there asks for the URI instead
+    rpc("resources/subscribe", json!({"uri": "py+test://static"}));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let updated = loop {
+        // the stream may learn of the subscription after its answer: touched until it hears
+        touch();
+        match s.message(Duration::from_millis(500)) {
+            Some(m) if m["method"] == "notifications/resources/updated" => break m,
+            m => assert!(Instant::now() < deadline, "no resources/updated: {m:?}"),
+        }
+    };
+    let uri = json!({"uri": "py+test://static"});
+    assert_eq!(updated, json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": uri}));
+    rpc("resources/unsubscribe", json!({"uri": "py+test://static"}));
+
+    // the client leaves: the gateway notices when it next writes, and closes its listens
     drop(s);
-    wait_for("the upstream listen to end with the GET stream", || {
-        touch(2);
-        ended() > 0
+    wait_for("every upstream listen to end with the GET stream", || {
+        touch();
+        ended() == listens()
     });
 }
 
