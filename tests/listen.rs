@@ -1,4 +1,4 @@
-//! `subscriptions/listen` through the real binary with shared upstreams (a stdio target's shared process, HTTP+SSE targets), a 2026-07-28-only target listened at on the client's behalf, subscriptions counted per URI, owners found under `prefixMode: never`, and reloads announced on every kind of client stream.
+//! `subscriptions/listen` through the real binary with shared upstreams (a stdio target's shared process, HTTP+SSE targets), a 2026-07-28-only target listened at on the client's behalf (a listen stream's, or a legacy session's GET stream's), subscriptions counted per URI, owners found under `prefixMode: never`, and reloads announced on every kind of client stream.
 //!
 //! The peers come from `tests/peers/install.sh` (run by `test.sh`); a missing peer fails the test.
 
