@@ -139,6 +139,13 @@ fn listen_streams(gw: &Gateway) -> u64 {
         .sum()
 }
 
+/// The gateway's open client connections, by shard.
+fn connections(gw: &Gateway) -> Vec<u64> {
+    let m = gw.metrics();
+    let open = m.lines().filter(|l| l.starts_with("ringgate_active_connections{"));
+    open.filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).collect()
+}
+
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !cond() {
@@ -292,8 +299,27 @@ fn a_legacy_sessions_get_stream_hears_a_modern_only_target_through_a_listen_of_i
     assert_eq!(m, json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
     assert_eq!((listens(), ended()), (1, 0));
 
-    // nor has it resources/subscribe: the stream's listen there asks for the URI instead
-    rpc("resources/subscribe", json!({"uri": "py+test://static"}));
+    // nor has it resources/subscribe: the stream's listen there asks for the URI instead. The
+    // subscription is made on the shard the stream is not on, which learns of it by mailbox.
+    let open = || connections(&gw).iter().sum::<u64>();
+    wait_for("the GET stream's connection alone", || open() == 1);
+    let stream_shard = connections(&gw).iter().position(|&n| n == 1).unwrap();
+    let mut other = loop {
+        let c = TcpStream::connect(addr).unwrap();
+        wait_for("the connection to be accepted", || open() == 2);
+        if connections(&gw)[stream_shard] == 1 {
+            break c;
+        }
+        drop(c);
+        wait_for("the connection to close", || open() == 1);
+    };
+    let body =
+        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": {"uri": "py+test://static"}});
+    let headers = [("mcp-session-id", sid.as_str()), ("connection", "close")];
+    other.write_all(common::mcp::post_request("/mcp", &headers, &body.to_string()).as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut other, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with(r#""result":{}}"#), "{answer}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let updated = loop {
         // the stream may learn of the subscription after its answer: touched until it hears
