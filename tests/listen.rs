@@ -1,4 +1,4 @@
-//! `subscriptions/listen` through the real binary with shared upstreams (a stdio target's shared process, HTTP+SSE targets), a 2026-07-28-only target listened at on the client's behalf, subscriptions counted per URI, owners found under `prefixMode: never`, and reloads announced on every kind of client stream.
+//! `subscriptions/listen` through the real binary with shared upstreams (a stdio target's shared process, HTTP+SSE targets), a 2026-07-28-only target listened at on the client's behalf (a listen stream's, or a legacy session's GET stream's), subscriptions counted per URI, owners found under `prefixMode: never`, and reloads announced on every kind of client stream.
 //!
 //! The peers come from `tests/peers/install.sh` (run by `test.sh`); a missing peer fails the test.
 
@@ -183,6 +183,13 @@ fn listen_streams(gw: &Gateway) -> u64 {
         .sum()
 }
 
+/// The gateway's open client connections, by shard.
+fn connections(gw: &Gateway) -> Vec<u64> {
+    let m = gw.metrics();
+    let open = m.lines().filter(|l| l.starts_with("ringgate_active_connections{"));
+    open.filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).collect()
+}
+
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !cond() {
@@ -300,6 +307,82 @@ fn a_listen_ends_when_its_modern_only_target_comes_back_as_a_legacy_server() {
     let end = s.message(Duration::from_secs(30)).expect("the listen's result");
     assert_eq!((&end["id"], &end["result"]["resultType"]), (&json!(1), &json!("complete")), "{end}");
     gw.wait_line("mcp target py: subscriptions/listen not reopened");
+}
+
+#[test]
+fn a_legacy_sessions_get_stream_hears_a_modern_only_target_through_a_listen_of_its_own_closed_with_it() {
+    let log = tempdir().join("py-modern.log");
+    let port = free_port();
+    let _py = py_modern_only(port, &log);
+    let targets = format!(
+        "          - name: demo\n            demo: {{}}\n          - name: py\n            mcp: {{ host: \"127.0.0.1:{port}\" }}\n"
+    );
+    // without resumption a GET stream ends when its client leaves, not a retention later
+    let cfg = config(0, "", &targets).replacen("\nbinds:", "\n  mcp:\n    resumption: { maxEvents: 0 }\nbinds:", 1);
+    let gw = Gateway::start(&cfg);
+    let addr = gw.addr();
+    let sid = common::mcp::initialize(addr);
+    let get = format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n");
+    let mut s = Stream::open(addr, &get);
+    let logged = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let listens = || logged().iter().filter(|l| l["method"] == "subscriptions/listen").count();
+    let ended = || logged().iter().filter(|l| l["ended"] == "subscriptions/listen").count();
+    // requests of the session, each on a new connection: either shard serves them
+    let rpc = |method: &str, params: Value| {
+        let v = common::mcp::rpc(addr, &sid, method, params);
+        assert!(v["result"].is_object(), "{method}: {v}");
+    };
+    let touch = || rpc("tools/call", json!({"name": "py_touch", "arguments": {"uri": "test://static"}}));
+    // the target has no GET stream: the gateway listens there for the session's stream
+    touch();
+    let m = s.until("notifications/tools/list_changed");
+    // the gateway's own notification, as for any other target
+    assert_eq!(m, json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
+    assert_eq!((listens(), ended()), (1, 0));
+
+    // nor has it resources/subscribe: the stream's listen there asks for the URI instead. The
+    // subscription is made on the shard the stream is not on, which learns of it by mailbox.
+    let open = || connections(&gw).iter().sum::<u64>();
+    wait_for("the GET stream's connection alone", || open() == 1);
+    let stream_shard = connections(&gw).iter().position(|&n| n == 1).unwrap();
+    let mut other = loop {
+        let c = TcpStream::connect(addr).unwrap();
+        wait_for("the connection to be accepted", || open() == 2);
+        if connections(&gw)[stream_shard] == 1 {
+            break c;
+        }
+        drop(c);
+        wait_for("the connection to close", || open() == 1);
+    };
+    let body =
+        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": {"uri": "py+test://static"}});
+    let headers = [("mcp-session-id", sid.as_str()), ("connection", "close")];
+    other.write_all(common::mcp::post_request("/mcp", &headers, &body.to_string()).as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut other, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with(r#""result":{}}"#), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let updated = loop {
+        // the stream may learn of the subscription after its answer: touched until it hears
+        touch();
+        match s.message(Duration::from_millis(500)) {
+            Some(m) if m["method"] == "notifications/resources/updated" => break m,
+            m => assert!(Instant::now() < deadline, "no resources/updated: {m:?}"),
+        }
+    };
+    let uri = json!({"uri": "py+test://static"});
+    assert_eq!(updated, json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": uri}));
+    rpc("resources/unsubscribe", json!({"uri": "py+test://static"}));
+
+    // the client leaves: the gateway notices when it next writes, and closes its listens
+    drop(s);
+    wait_for("every upstream listen to end with the GET stream", || {
+        touch();
+        ended() == listens()
+    });
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub mod resume;
 pub mod seal;
 pub mod serve;
 pub mod session;
+pub mod session_listen;
 pub mod sse;
 pub mod sse_client;
 pub mod stdio;

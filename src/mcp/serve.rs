@@ -972,6 +972,10 @@ impl Exchange<'_> {
                     Ok((ti, uri)) if method != "resources/read" && self.holds_at_shared(ti) => {
                         self.shared_subscription(ti, method, &uri).await
                     }
+                    // a 2026-07-28 target has no such method: the session's GET stream listens there
+                    Ok((ti, uri)) if method != "resources/read" && self.listens_for(ti, &uri, method).await => {
+                        Ok(json!({}))
+                    }
                     Ok((ti, uri)) => {
                         return self.forward(ti, id, method, Outgoing::renamed(params, raw, "uri", uri)).await
                     }
@@ -989,6 +993,12 @@ impl Exchange<'_> {
             },
         };
         Ok(tree.map(Served::Tree))
+    }
+
+    /// [`super::session_listen::remember`] for this session's `resources/(un)subscribe`.
+    async fn listens_for(&self, ti: usize, uri: &str, method: &str) -> bool {
+        let (ctx, plan, on) = (self.relay.ctx, self.plan(), method == "resources/subscribe");
+        super::session_listen::remember(ctx, plan, self.session.as_ref(), self.sid, ti, uri, on).await
     }
 
     /// The target owning resource `uri` as the client names it (by its prefix, or under
@@ -1904,6 +1914,7 @@ async fn listen(
     let own = hub::own_upstreams(&sealed);
     let (mut members, all) = Box::pin(join_hub(ctx, plan, &own)).await;
     let mut shared = subscriptions::hub_streams(&members);
+    let mut modern = Box::pin(super::session_listen::open(ctx, plan, id, &sealed)).await;
     // how many of them have not gone away
     let mut heard_from = members.len();
     // a shared upstream that could not be joined, or went away, is joined again later
@@ -1946,6 +1957,9 @@ async fn listen(
                 None => break,
             },
             m = subscriptions::next_shared(&mut shared), if shared.is_some() => heard = Some(m),
+            m = super::session_listen::next(&mut modern), if modern.is_some() => {
+                super::session_listen::heard(&mut modern, plan, m, &mut messages);
+            }
             // one timer for both: each costs the stream's future hundreds of bytes
             _ = monoio::time::sleep(wait) => {
                 if rejoin_in.is_some_and(|r| r <= wait) {
@@ -2037,7 +2051,7 @@ fn from_shared(
 }
 
 /// A shared upstream's list change as a session's stream carries it.
-fn list_change(msg: &Message) -> Option<&'static str> {
+pub(super) fn list_change(msg: &Message) -> Option<&'static str> {
     let Message::Notification { method, .. } = msg else { return None };
     ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"]
         .into_iter()

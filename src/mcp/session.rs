@@ -136,6 +136,8 @@ pub struct ShardSessions {
     pub catalog: super::catalog::Catalog,
     /// What shared stdio processes and HTTP+SSE sessions send unprompted, for listen streams.
     pub hub: super::hub::Hub,
+    /// What legacy sessions subscribed to at 2026-07-28 targets, for their GET streams.
+    pub subscribed: super::session_listen::Subscribed,
 }
 
 /// An opened session id: the key that opened it and what it seals.
@@ -305,6 +307,7 @@ impl ShardSessions {
     pub fn revoke(&self, id: &str, ttl: Duration) {
         self.seen.borrow_mut().remove(id);
         self.renewed.borrow_mut().remove(id);
+        self.subscribed.forget(id);
         // keep the tombstone as long as the id could otherwise still be accepted
         self.revoked.borrow_mut().insert(id.to_string(), Instant::now() + ttl * 2);
     }

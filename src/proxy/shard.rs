@@ -77,6 +77,18 @@ pub enum ShardMsg {
         /// Where to answer.
         ack: flume::Sender<()>,
     },
+    /// A legacy session (un)subscribed to a resource of a 2026-07-28 target on another shard:
+    /// a GET stream of the session here listens for it.
+    ListenUri {
+        /// The client session id.
+        session: Arc<str>,
+        /// The target's name.
+        target: Arc<str>,
+        /// The URI as the target knows it.
+        uri: Arc<str>,
+        /// Subscribed, or unsubscribed.
+        on: bool,
+    },
     /// A message a client POSTed to a legacy HTTP+SSE session whose stream lives on this shard;
     /// `ack` learns whether it was taken (the POST is answered 202) or refused.
     SseMessage {
@@ -294,6 +306,7 @@ pub async fn run(
                 crate::mcp::relay::renewed_elsewhere(&ctx, &id, up, from);
                 let _ = ack.try_send(());
             }
+            ShardMsg::ListenUri { session, target, uri, on } => ctx.mcp.subscribed.learn(&session, &target, &uri, on),
             ShardMsg::SseMessage { id, plan, msg, ack } => {
                 let _ = ack.send(crate::mcp::legacy_sse::deliver(&ctx, &id, plan, msg));
             }
