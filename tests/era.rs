@@ -334,6 +334,97 @@ fn a_legacy_client_answers_a_modern_only_targets_input_requests() {
     assert_eq!(v["error"]["code"], -32021, "{v}");
     let msg = v["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("`modern`") && msg.contains("sampling"), "{v}");
+    assert_eq!(v["error"]["data"]["requiredCapabilities"], json!({"sampling": {}}), "{v}");
+    // nor roots; the target asked once and got no retry either time
+    let (v, code) = py_client(&url, "legacy", &["elicit", "modern_ask_roots", "{}", "{}"]);
+    assert_eq!((code, &v["error"]["code"]), (1, &json!(-32021)), "{v}");
+    assert_eq!(v["error"]["data"]["requiredCapabilities"], json!({"roots": {}}), "{v}");
+    let asked =
+        |tool: &str| logged(&log).iter().filter(|l| l["method"] == "tools/call" && l["mcp_name"] == tool).count();
+    assert_eq!((asked("ask_llm"), asked("ask_roots")), (1, 1));
+}
+
+/// Sampling and roots rounds are bridged like elicitation: the legacy client is asked
+/// `sampling/createMessage` and `roots/list` on the call's stream, having declared it can
+/// answer (which the target is told), and the target completes with its answers.
+#[test]
+fn a_legacy_client_answers_sampling_and_roots_rounds_of_a_modern_only_target() {
+    let dir = tempdir();
+    let log = log_file(&dir, "mrtr-kinds");
+    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
+    let gw = gateway(&target("modern", port, ""));
+    let url = format!("http://{}/mcp", gw.addr());
+
+    let v = py_ok(&url, "legacy", &["sample", "modern_ask_llm", "{}"]);
+    assert_eq!(v["protocol"], "2025-11-25", "{v}");
+    assert_eq!(v["samples"], json!([["Say hi"]]), "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "LLM: sampled: Say hi", "{v}");
+
+    let roots = ["file:///work/alpha", "file:///work/beta"];
+    let v = py_ok(&url, "legacy", &[&["roots", "modern_ask_roots", "{}"][..], &roots].concat());
+    assert_eq!(v["roots_asked"], 1, "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "Roots: file:///work/alpha, file:///work/beta", "{v}");
+
+    // two rounds each, in 2026-07-28, each carrying what the client declared
+    let calls: Vec<_> = logged(&log).into_iter().filter(|l| l["method"] == "tools/call").collect();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(calls.iter().all(|l| l["version"] == "2026-07-28" && l["status"] == 200), "{calls:?}");
+    for (tool, cap) in [("ask_llm", "sampling"), ("ask_roots", "roots")] {
+        let of: Vec<_> = calls.iter().filter(|l| l["mcp_name"] == tool).collect();
+        assert_eq!(of.len(), 2, "{calls:?}");
+        assert!(of.iter().all(|l| l["capabilities"].get(cap).is_some()), "{of:?}");
+    }
+}
+
+/// A legacy HTTP+SSE (2024-11-05) client is bridged too: the questions go on its session's
+/// stream, its answers come by POST to the message endpoint (on whichever shard) and reach the
+/// call waiting for them.
+#[test]
+fn a_legacy_http_sse_client_answers_a_modern_only_targets_input_requests() {
+    let dir = tempdir();
+    let log = log_file(&dir, "mrtr-sse");
+    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
+    let gw = gateway(&target("modern", port, ""));
+    let url = format!("http://{}/mcp/sse", gw.addr());
+    let sse = |args: &[&str]| py_ok(&url, "legacy", &[&["--transport", "sse"][..], args].concat());
+
+    let v = sse(&["elicit", "modern_ask_name", "{}", r#"{"name":"Grace","colour":"navy"}"#]);
+    assert_eq!(v["elicitations"], json!(["What is your name?", "What is your favourite colour?"]), "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "Grace likes navy", "{v}");
+    let v = sse(&["sample", "modern_ask_llm", "{}"]);
+    assert_eq!(v["result"]["content"][0]["text"], "LLM: sampled: Say hi", "{v}");
+    let v = sse(&["roots", "modern_ask_roots", "{}", "file:///sse"]);
+    assert_eq!(v["result"]["content"][0]["text"], "Roots: file:///sse", "{v}");
+    let calls: Vec<_> = logged(&log).into_iter().filter(|l| l["method"] == "tools/call").collect();
+    assert_eq!(calls.len(), 7, "{calls:?}");
+    assert!(calls.iter().all(|l| l["version"] == "2026-07-28" && l["status"] == 200), "{calls:?}");
+}
+
+/// A client that answers the gateway's question with a JSON-RPC error fails the call with that
+/// error's code (on either transport), and the target is not asked again.
+#[test]
+fn a_legacy_clients_error_answer_fails_the_bridged_call_without_a_retry() {
+    let dir = tempdir();
+    let log = log_file(&dir, "mrtr-refuse");
+    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
+    let gw = gateway(&target("modern", port, ""));
+    let http = format!("http://{}/mcp", gw.addr());
+    let sse = format!("http://{}/mcp/sse", gw.addr());
+    let runs = [
+        (&http, "http", "modern_ask_llm", "sampling/createMessage", "ask_llm"),
+        (&http, "http", "modern_ask_roots", "roots/list", "ask_roots"),
+        (&http, "http", "modern_ask_name", "elicitation/create", "ask_name"),
+        (&sse, "sse", "modern_ask_llm", "sampling/createMessage", "ask_llm"),
+    ];
+    for (url, transport, tool, method, target_tool) in runs {
+        let before = logged(&log).iter().filter(|l| l["mcp_name"] == target_tool).count();
+        let (v, code) = py_client(url, "legacy", &["--transport", transport, "refuse", tool, "{}", "-32050"]);
+        assert_eq!((code, &v["error"]["code"]), (1, &json!(-32050)), "{transport} {tool}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(method) && msg.contains("`modern`") && msg.contains("the test refuses"), "{v}");
+        let after = logged(&log).iter().filter(|l| l["mcp_name"] == target_tool).count();
+        assert_eq!(after - before, 1, "{transport} {tool}: the target was asked again");
+    }
 }
 
 /// A legacy client that cancels a bridged call while the gateway waits for its answer: the wait

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::jsonrpc::{self, Message};
+use super::mrtr;
 use super::plan::McpPlan;
 use super::relay::Relay;
 use super::serve::{self, Out, KEEPALIVE, TARGET_IDLE};
@@ -139,14 +140,22 @@ pub async fn post(
 }
 
 /// On the shard a session's stream lives on: take a message POSTed to the session (from its
-/// mailbox). An answer to a relayed server→client request is checked before it is taken, so its
-/// POST can be refused. Everything else is served by a task of its own: a request may wait on
+/// mailbox). An answer to a relayed server→client request, or to one the gateway asked itself
+/// while bridging, is checked before it is taken, so its POST can be refused. Everything else is served by a task of its own: a request may wait on
 /// its target for long, and the client POSTs its next message (a cancellation, or the answer to
 /// a sampling request that target is waiting for) meanwhile.
 pub fn deliver(ctx: &Rc<ShardCtx>, id: &str, plan: Arc<McpPlan>, msg: Message) -> Result<(), McpReject> {
     let s = ctx.mcp.stream(id).ok_or(McpReject::SessionUnknown)?;
     let ctx = ctx.clone();
     let id = id.to_string();
+    if mrtr::is_ask_id(&msg) {
+        // the answer to one of the gateway's own questions (a bridged `input_required`): to the
+        // call waiting for it, which runs on this shard but is found like on any other
+        return match mrtr::deliver(&id, msg) {
+            true => Ok(()),
+            false => Err(McpReject::InvalidRequest("response to an unknown request id".into())),
+        };
+    }
     if let Message::Response { .. } | Message::Error { .. } = msg {
         let (ti, up, body) = serve::route_answer(&plan, s.upstreams.borrow().as_ref(), msg)?;
         monoio::spawn(async move {

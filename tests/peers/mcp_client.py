@@ -21,6 +21,12 @@ Scenarios (each prints ONE JSON object on stdout; logs go to stderr):
     elicit TOOL JSON_ARGS CONTENT
                               declares elicitation; accepts each elicitation/create with the JSON
                               object CONTENT; {"protocol", "elicitations", "result"}
+    roots TOOL JSON_ARGS URI...
+                              declares roots; answers each roots/list with the URIs;
+                              {"protocol", "roots_asked", "result"}
+    refuse TOOL JSON_ARGS CODE
+                              declares sampling, elicitation and roots; answers each of those
+                              requests with the JSON-RPC error CODE; {"protocol", "refused", "result"}
 
 Exit status: 0 success; 1 the server answered with a JSON-RPC error (stdout has
 {"error": {"code", "message", "data"}}); 2 usage; 3 any other failure (connection, timeout,
@@ -82,7 +88,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cafile", help="PEM file of CAs trusted for https URLs (default: the system's)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs of the SDK on stderr")
     p.add_argument(
-        "scenario", choices=("info", "list", "call", "read", "prompt", "progress", "sample", "listen", "elicit")
+        "scenario",
+        choices=("info", "list", "call", "read", "prompt", "progress", "sample", "listen", "elicit", "roots", "refuse"),
     )
     p.add_argument("args", nargs="*")
     return p.parse_args(argv)
@@ -150,6 +157,34 @@ def make_client(opts: argparse.Namespace) -> Client:
 
     if opts.scenario == "elicit":
         sampling["elicitation_callback"] = on_elicit
+    opts.roots_asked = 0
+
+    async def on_roots(context: Any) -> types.ListRootsResult:
+        opts.roots_asked += 1
+        return types.ListRootsResult(roots=[types.Root(uri=u) for u in opts.args[2:]])
+
+    if opts.scenario == "roots":
+        sampling["list_roots_callback"] = on_roots
+    refused: list[str] = []
+    opts.refused = refused
+
+    def refusal(method: str) -> types.ErrorData:
+        refused.append(method)
+        return types.ErrorData(code=int(opts.args[2]), message=f"the test refuses {method}")
+
+    async def refuse_sampling(context: Any, params: Any) -> types.ErrorData:
+        return refusal("sampling/createMessage")
+
+    async def refuse_elicit(context: Any, params: Any) -> types.ErrorData:
+        return refusal("elicitation/create")
+
+    async def refuse_roots(context: Any) -> types.ErrorData:
+        return refusal("roots/list")
+
+    if opts.scenario == "refuse":
+        sampling.update(
+            sampling_callback=refuse_sampling, elicitation_callback=refuse_elicit, list_roots_callback=refuse_roots
+        )
     return Client(transport, mode=opts.mode, cache=None, read_timeout_seconds=opts.timeout, **sampling)
 
 
@@ -296,6 +331,14 @@ async def scenario(c: Client, opts: argparse.Namespace) -> dict[str, Any]:
         need(args, 3, "elicit TOOL JSON_ARGS CONTENT")
         result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
         return {"protocol": proto, "elicitations": opts.elicitations, "result": call_result(result)}
+    if opts.scenario == "roots":
+        need(args, 3, "roots TOOL JSON_ARGS URI...")
+        result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
+        return {"protocol": proto, "roots_asked": opts.roots_asked, "result": call_result(result)}
+    if opts.scenario == "refuse":
+        need(args, 3, "refuse TOOL JSON_ARGS CODE")
+        result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
+        return {"protocol": proto, "refused": opts.refused, "result": call_result(result)}
     raise UsageError(f"unknown scenario {opts.scenario}")
 
 

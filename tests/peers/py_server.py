@@ -35,7 +35,8 @@ ends adds `{"ended": "subscriptions/listen"}`.
 
 --mrtr adds 2026-07-28 multi-round-trip tools: ask_name() answers `input_required` twice (an
 elicitation of a name, then of a colour, the name carried in `requestState`) and then
-"<name> likes <colour>"; ask_llm() asks one sampling/createMessage and answers "LLM: <text>".
+"<name> likes <colour>"; ask_llm() asks one sampling/createMessage and answers "LLM: <text>";
+ask_roots() asks one roots/list and answers "Roots: <uri>, <uri>...".
 
 Tool-poisoning fixtures: --rug-pull adds rug_pull(), after which every list shows echo with a
 different (innocent-looking) description, as a server that changes a tool after it was approved
@@ -168,6 +169,15 @@ def ask_llm(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
         return types.InputRequiredResult.model_validate({"inputRequests": ask})
     text = getattr(answer.content, "text", "")
     return types.CallToolResult(content=[types.TextContent(type="text", text=f"LLM: {text}")])
+
+
+def ask_roots(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    """One round of roots/list, then the client's roots."""
+    answer = (ctx.input_responses or {}).get("roots")
+    if answer is None:
+        return types.InputRequiredResult.model_validate({"inputRequests": {"roots": {"method": "roots/list"}}})
+    line = "Roots: " + ", ".join(str(r.uri) for r in getattr(answer, "roots", []))
+    return types.CallToolResult(content=[types.TextContent(type="text", text=line)])
 
 
 # --notify: the client's connection (the SDK makes a ServerSession per request, over one
@@ -305,7 +315,7 @@ def main() -> None:
     p.add_argument("--notify", action="store_true", help="remember subscribers; add touch(uri), which notifies them")
     p.add_argument("--logging", action="store_true", help="add log(message), which sends it as a log message")
     p.add_argument("--modern-only", action="store_true", help="refuse everything but 2026-07-28 requests")
-    p.add_argument("--mrtr", action="store_true", help="add ask_name() and ask_llm(), which answer input_required")
+    p.add_argument("--mrtr", action="store_true", help="add ask_name(), ask_llm() and ask_roots(), which answer input_required")
     p.add_argument("--log", help="append a JSON line per HTTP request to this file")
     opts = p.parse_args()
     PAGE_SIZE = opts.page_size
@@ -322,6 +332,7 @@ def main() -> None:
     if opts.mrtr:
         mcp.add_tool(ask_name, name="ask_name")
         mcp.add_tool(ask_llm, name="ask_llm")
+        mcp.add_tool(ask_roots, name="ask_roots")
     if opts.transport == "stdio":
         mcp.run("stdio")
     elif opts.port is None:
