@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::mcp::{message, modern, modern_call, post, post_with};
+use common::mcp::{message, modern, modern_call, post, post_with, SseStream};
 use common::peers::*;
 use common::*;
 use serde_json::{json, Value};
@@ -398,6 +398,39 @@ fn a_legacy_http_sse_client_answers_a_modern_only_targets_input_requests() {
     let calls: Vec<_> = logged(&log).into_iter().filter(|l| l["method"] == "tools/call").collect();
     assert_eq!(calls.len(), 7, "{calls:?}");
     assert!(calls.iter().all(|l| l["version"] == "2026-07-28" && l["status"] == 200), "{calls:?}");
+}
+
+/// The same wait for a legacy HTTP+SSE session: its `notifications/cancelled`, POSTed to the
+/// message endpoint on either shard, reaches the call bridging on the shard of its stream.
+#[test]
+fn a_legacy_http_sse_client_cancelling_a_bridged_call_ends_the_wait_for_its_answer() {
+    let dir = tempdir();
+    let log = log_file(&dir, "mrtr-sse-cancel");
+    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
+    let gw = gateway(&target("modern", port, ""));
+    let addr = gw.addr();
+    let (mut stream, endpoint) = SseStream::open(addr, "/mcp/sse");
+    let send = |v: Value| post_with(addr, &endpoint, &[], &v.to_string()).status;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+        "capabilities": {"elicitation": {}}, "clientInfo": {"name": "era-test", "version": "1"}}});
+    assert_eq!(send(init), 202);
+    stream.until(|v| v["id"] == 1);
+    assert_eq!(send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})), 202);
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "modern_ask_name", "arguments": {}}});
+    assert_eq!(send(call), 202);
+    let (asked, _) = stream.until(|v| v["method"] == "elicitation/create");
+
+    let started = Instant::now();
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5}});
+    assert_eq!(send(cancel), 202);
+    let (withdrawn, _) = stream.until(|v| v["method"] == "notifications/cancelled");
+    assert_eq!(withdrawn["params"]["requestId"], asked["id"], "{withdrawn}");
+    let (ended, _) = stream.until(|v| v["id"] == 5);
+    assert_eq!(ended["error"]["code"], -32800, "{ended}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let late = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept", "content": {"name": "Ada"}}});
+    assert_eq!(send(late), 400);
+    assert_eq!(logged(&log).iter().filter(|l| l["method"] == "tools/call").count(), 1);
 }
 
 /// A client that answers the gateway's question with a JSON-RPC error fails the call with that

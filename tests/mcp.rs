@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::mcp::SseStream;
 use common::peers::*;
 use common::*;
 use serde_json::{json, Value};
@@ -383,56 +384,6 @@ fn legacy_sse_clients_reach_every_target_kind() {
     let r = sse(&["sample", "evh_trigger-sampling-request", r#"{"prompt": "hello there", "maxTokens": 20}"#]);
     assert_eq!(r["samples"].as_array().unwrap().len(), 1, "{r}");
     assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("sampled: "), "{r}");
-}
-
-/// A client's legacy HTTP+SSE stream, read event by event.
-struct SseStream(std::io::BufReader<TcpStream>);
-
-impl SseStream {
-    /// `GET path`; returns the stream and the data of its first event, which must be `endpoint`.
-    fn open(addr: SocketAddr, path: &str) -> (SseStream, String) {
-        use std::io::{BufRead, Write};
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\n\r\n").unwrap();
-        let mut r = std::io::BufReader::new(s);
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        let mut sse = SseStream(r);
-        let (event, data) = sse.next();
-        assert_eq!(event, "endpoint");
-        (sse, data)
-    }
-
-    /// The next event (type, data); comments and chunk framing are skipped.
-    fn next(&mut self) -> (String, String) {
-        use std::io::BufRead;
-        let mut event = "message".to_string();
-        loop {
-            let mut line = String::new();
-            assert!(self.0.read_line(&mut line).unwrap() > 0, "stream ended");
-            if let Some(e) = line.strip_prefix("event: ") {
-                event = e.trim().to_string();
-            } else if let Some(d) = line.strip_prefix("data: ") {
-                return (event, d.trim_end().to_string());
-            }
-        }
-    }
-
-    /// Messages until one satisfies `want`; the others are returned too.
-    fn until(&mut self, want: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
-        let mut seen = Vec::new();
-        loop {
-            let (event, data) = self.next();
-            assert_eq!(event, "message");
-            let v: Value = serde_json::from_str(&data).unwrap();
-            if want(&v) {
-                return (v, seen);
-            }
-            seen.push(v);
-        }
-    }
 }
 
 #[test]

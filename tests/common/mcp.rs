@@ -1,6 +1,7 @@
-//! Raw MCP over Streamable HTTP for integration tests: POSTs on new connections, answers as JSON or SSE, sessions.
+//! Raw MCP over Streamable HTTP for integration tests: POSTs on new connections, answers as JSON or SSE, sessions; and a legacy HTTP+SSE session's stream.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -107,4 +108,54 @@ pub fn tool_names(addr: SocketAddr, sid: &str) -> Vec<String> {
 pub fn rpc(addr: SocketAddr, sid: &str, method: &str, params: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params});
     message(&post(addr, Some(sid), &body.to_string()))
+}
+
+/// A client's legacy HTTP+SSE stream, read event by event.
+pub struct SseStream(std::io::BufReader<TcpStream>);
+
+impl SseStream {
+    /// `GET path`; returns the stream and the data of its first event, which must be `endpoint`.
+    pub fn open(addr: SocketAddr, path: &str) -> (SseStream, String) {
+        use std::io::{BufRead, Write};
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\n\r\n").unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        let mut sse = SseStream(r);
+        let (event, data) = sse.next();
+        assert_eq!(event, "endpoint");
+        (sse, data)
+    }
+
+    /// The next event (type, data); comments and chunk framing are skipped.
+    pub fn next(&mut self) -> (String, String) {
+        use std::io::BufRead;
+        let mut event = "message".to_string();
+        loop {
+            let mut line = String::new();
+            assert!(self.0.read_line(&mut line).unwrap() > 0, "stream ended");
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = e.trim().to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                return (event, d.trim_end().to_string());
+            }
+        }
+    }
+
+    /// Messages until one satisfies `want`; the others are returned too.
+    pub fn until(&mut self, want: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+        let mut seen = Vec::new();
+        loop {
+            let (event, data) = self.next();
+            assert_eq!(event, "message");
+            let v: Value = serde_json::from_str(&data).unwrap();
+            if want(&v) {
+                return (v, seen);
+            }
+            seen.push(v);
+        }
+    }
 }
