@@ -6,7 +6,8 @@
 //! with a per-session upstream; cancellation by the Python 2.x client in both eras), and, in the
 //! legacy era, a log message after `logging/setLevel` (in 2026-07-28: one that goes with the
 //! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe` (in
-//! 2026-07-28: on a `subscriptions/listen` stream). Every client walks `tools/list` through the gateway's cursors (two
+//! 2026-07-28: on a `subscriptions/listen` stream), and crashes a stdio server (its next calls
+//! must reach a new process). Every client walks `tools/list` through the gateway's cursors (two
 //! targets answer in small pages) and must see each target's tools once; each legacy Streamable
 //! HTTP client terminates its session and a raw request with the old id must get 404. The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
@@ -56,6 +57,8 @@ struct Target {
     listen_updates: bool,
     /// All its tools, when they do not depend on the client's capabilities.
     tools: Option<&'static [&'static str]>,
+    /// It is a stdio server with `crash` (exits at once) and `pid` tools.
+    crash: bool,
 }
 
 /// py_server.py's tools with `--logging` and (the last) `--notify`.
@@ -81,6 +84,7 @@ fn targets() -> Vec<Target> {
         listen_updates,
         // (its sampling and elicitation tools are listed only to clients that can answer them)
         tools: None,
+        crash: false,
     };
     let python = |name, label, text, tools| Target {
         name,
@@ -97,6 +101,7 @@ fn targets() -> Vec<Target> {
         subscribe: None,
         listen_updates: true,
         tools: Some(tools),
+        crash: false,
     };
     vec![
         Target {
@@ -114,6 +119,7 @@ fn targets() -> Vec<Target> {
             subscribe: None,
             listen_updates: false,
             tools: Some(&["echo", "add", "now"]),
+            crash: false,
         },
         // a process per session (stdio's default) and an upstream session per session (sse's
         // `upstreamMode: perSession`); 2026-07-28 clients get the shared ones. It sends resource
@@ -140,6 +146,7 @@ fn targets() -> Vec<Target> {
             subscribe: Some(("touch", json!({"uri": "test://session"}), None)),
             listen_updates: true,
             tools: Some(&["echo", "pid", "caps", "ask", "wait", "cancelled", "log", "state", "touch", "crash"]),
+            crash: true,
         },
         // the stateful one has `--notify` (touch) and both have `--logging` (log) and pages of 2
         // and 4 tools
@@ -179,6 +186,9 @@ fn spec(targets: &[Target], row: &Row, tag: &str) -> String {
         }
         if let (true, Some((tool, args, undo))) = (row.subscribes(t), &t.subscribe) {
             ops["subscribe"] = json!([format!("{}+{}", t.name, t.read.0), p(tool), args, undo.map(p)]);
+        }
+        if matches!(row.how, How::Script(_)) && t.crash {
+            ops["crash"] = json!([p("crash"), p("pid"), p(t.call.0), t.call.1, t.call.2]);
         }
         spec.insert(t.name.into(), ops);
     }
@@ -470,6 +480,16 @@ fn cell(row: &Row, out: &Value, t: &Target) -> Result<String, String> {
         }
         done.push("U".into());
     }
+    if let (How::Script(_), true) = (&row.how, t.crash) {
+        // the crashing call got the gateway's JSON-RPC error, and another process answered
+        let k = op("crash")?;
+        let pids = (k["pids"][0].as_str(), k["pids"][1].as_str());
+        let restarted = matches!(pids, (Some(a), Some(b)) if a != b);
+        if !k["crashError"].as_str().unwrap_or("").contains("stdio target") || text(k) != t.call.2 || !restarted {
+            return Err(format!("crash: {k}"));
+        }
+        done.push("K".into());
+    }
     if let How::Script(_) = row.how {
         // every page walked: the target's tools once each (all of them, when they are fixed)
         let prefix = format!("{}_", t.name);
@@ -529,8 +549,12 @@ fn interop_matrix() {
     let sse = format!("http://{}/sse", gw.addr());
     let targets = targets();
 
-    // two rows at a time (the inspector's, the longest, first), on a gateway that has both cores
+    // two rows at a time (the inspector's, the longest, first), on a gateway that has both cores;
+    // but 2026-07-28 rows one at a time: they share `ss_`'s one process (a legacy session has
+    // its own), and the crash one of them causes would fail the other's calls in flight
+    let shared_stdio = std::sync::Mutex::new(());
     let run = |row: &Row| -> (Value, Duration) {
+        let _alone = (row.protocol == Some("2026-07-28")).then(|| shared_stdio.lock().unwrap());
         let t0 = Instant::now();
         let out = match &row.how {
             How::Script(cmd) => {
@@ -607,7 +631,13 @@ fn interop_matrix() {
          `io.modelcontextprotocol/logLevel` in the call's `_meta` (2026-07-28); U: a subscription to the \
          target's prefixed resource (`resources/subscribe`; in 2026-07-28 a `subscriptions/listen` \
          stream), then a `notifications/resources/updated` for that URI (a tool's, or everything's \
-         simulated updates toggled on and off) reached the client; Pg: walking \
+         simulated updates toggled on and off) reached the client; K: a crashed stdio server (the \
+         `crash` tool exits at once): that call got the gateway's JSON-RPC error (within 15 s, not a \
+         hang), and a call retried for at most 10 s was answered by a new process (another `pid`); in \
+         the handshake era the session's own process, which the gateway restarts after a backoff \
+         (250 ms for a first crash) while the session's calls wait for it, in 2026-07-28 the target's \
+         shared process, started again by the next call (the 2026-07-28 rows run one at a time, so \
+         that no other row's call is in flight on it); Pg: walking \
          `tools/list` page by page with the gateway's cursors (the stateful and stateless Python targets \
          answer pages of 2 and 4 tools; the TS client 2.x, asked for no cursor, walks them itself: its \
          pages are the requests it sent) takes more than one page and lists each of the target's tools \
@@ -622,7 +652,8 @@ fn interop_matrix() {
          which sends them only to a session that toggled them on itself. D only for handshake-era sessions over Streamable HTTP \
          (HTTP+SSE has no DELETE, 2026-07-28 no sessions). The inspector CLI reports no negotiated \
          version, no progress, lists one page (no Pg), sets no log level, subscribes to nothing and \
-         keeps no session. The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
+         keeps no session; no K for it either (each of its runs is a session, and a process, of its \
+         own: nothing to restart). The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
          a response before the notifications that arrived in the same read; it does so against the \
          servers directly too). {} rows × {} targets, one gateway (`workers: 2`, debug build), {:.0} s \
          in all. {} failing cells.\n",

@@ -7,7 +7,8 @@ Works with mcp 2.x (`Client`, with --mode) and mcp 1.x (`ClientSession`, legacy 
 JSON: {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "elicit": [TOOL, ARGS, CONTENT],
 "cancel": [WAIT_TOOL, CHECK_TOOL, TAG], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
-"subscribe": [URI, TOOL, ARGS, UNDO_TOOL]}, ...}, every key optional. `elicit` accepts each
+"subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT]}, ...},
+every key optional. `elicit` accepts each
 elicitation/create with CONTENT; `cancel` calls WAIT_TOOL {"tag": TAG}, cancels it at its first
 progress notification, then calls CHECK_TOOL {"tag": TAG} until it answers "yes" (the server saw
 the cancellation). `log` (after one `logging/setLevel` "debug" for the connection) calls TOOL and
@@ -15,7 +16,10 @@ waits up to 10 s for a notifications/message containing TEXT (in 2026-07-28 ever
 for "debug" in its _meta instead); `subscribe` subscribes to URI (in 2026-07-28: opens a
 subscriptions/listen stream for it), calls TOOL and waits up to 10 s for a
 notifications/resources/updated of URI, then unsubscribes (closes the stream);
-both then call UNDO_TOOL {} when not null (a server's periodic messages switched off again). The client connects
+both then call UNDO_TOOL {} when not null (a server's periodic messages switched off again).
+`crash` (run after the target's other operations) calls PID_TOOL, then CRASH_TOOL, which must
+get a JSON-RPC error within 15 s, then calls TOOL ARGS until it answers TEXT (at most 10 s),
+then PID_TOOL again. The client connects
 once, lists every page of tools, prompts and resources, then runs each operation; a failing
 operation is reported in its cell and does not stop the others. Over Streamable HTTP with a
 session, leaving the client terminates it (DELETE) and a raw POST with the old session id follows.
@@ -261,7 +265,38 @@ async def operation(c: Any, op: str, arg: Any) -> dict[str, Any]:
             await c.call_tool(undo, {})
         await c.unsubscribe_resource(uri)
         return {"updates": updates.count(uri), "uri": uri}
+    if op == "crash":
+        crash_tool, pid_tool, tool, args, expect = arg
+        before = first_text((await c.call_tool(pid_tool, {})).content)
+        try:
+            # a JSON-RPC error, not a hang
+            with anyio.fail_after(15):
+                r = await c.call_tool(crash_tool, {})
+            return {"error": f"{crash_tool} answered: {first_text(r.content)}"}
+        except TimeoutError:
+            return {"error": f"{crash_tool}: no answer within 15 s"}
+        except Exception as e:  # noqa: BLE001 - the error the gateway answers with
+            crashed = describe(e)
+        # the gateway restarts the server (after a backoff): retried until answered, within 10 s
+        tries, last = 0, None
+        with anyio.move_on_after(10):
+            while True:
+                tries += 1
+                try:
+                    r = await c.call_tool(tool, args)
+                    last = first_text(r.content)
+                    if last == expect and not field(r, "is_error", "isError"):
+                        break
+                except Exception as e:  # noqa: BLE001 - still restarting
+                    last = describe(e)
+                await anyio.sleep(0.1)
+        after = first_text((await c.call_tool(pid_tool, {})).content)
+        return {"crashError": crashed, "text": last, "tries": tries, "pids": [before, after]}
     raise ValueError(f"unknown operation {op}")
+
+
+# operations run after a target's others
+LAST = ("crash",)
 
 
 def describe(e: BaseException) -> str:
@@ -296,7 +331,8 @@ async def run(opts: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
             cells: dict[str, Any] = {}
             for target, ops in spec.items():
                 cells[target] = {}
-                for op, arg in ops.items():
+                # what breaks the target's state (a crash) comes last
+                for op, arg in sorted(ops.items(), key=lambda kv: kv[0] in LAST):
                     try:
                         cells[target][op] = await operation(c, op, arg)
                     except Exception as e:  # noqa: BLE001 - one failing cell must not hide the others

@@ -8,8 +8,9 @@
 // --mode is v2's versionNegotiation mode. SPEC and the printed JSON are those of interop_py.py:
 // SPEC = {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 // "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
-// "subscribe": [URI, TOOL, ARGS, UNDO_TOOL]}} (in 2026-07-28, `log` puts the level in the call's
-// _meta and `subscribe` opens a subscriptions/listen stream); output {"sdk", "protocol", "tools",
+// "subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT]}}
+// (in 2026-07-28, `log` puts the level in the call's _meta and `subscribe` opens a
+// subscriptions/listen stream; `crash` runs after the target's other operations); output {"sdk", "protocol", "tools",
 // "prompts", "resources", "pages" (the list requests sent per kind), "setLevel", "session",
 // "cells"}. Exit 0 when that was printed, 3 when connecting failed.
 'use strict';
@@ -187,6 +188,34 @@ async function main() {
       await client.unsubscribeResource({ uri });
       return { updates: got.filter((u) => u === uri).length, uri };
     },
+    crash: async ([crashTool, pidTool, name, args, expect]) => {
+      const pid = async () => firstText((await s.call(client, { name: pidTool, arguments: {} })).content);
+      const before = await pid();
+      let crashed;
+      try {
+        // a JSON-RPC error, not a hang (the SDK's timeout would be an error of its own)
+        const r = await s.call(client, { name: crashTool, arguments: {} }, { timeout: 15000 });
+        return { error: `${crashTool} answered: ${firstText(r.content)}` };
+      } catch (e) {
+        crashed = String(e);
+      }
+      // the gateway restarts the server (after a backoff): retried until answered, within 10 s
+      const deadline = Date.now() + 10000;
+      let tries = 0;
+      let last = null;
+      while (Date.now() < deadline) {
+        tries++;
+        try {
+          const r = await s.call(client, { name, arguments: args });
+          last = firstText(r.content);
+          if (last === expect && !r.isError) break;
+        } catch (e) {
+          last = String(e);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return { crashError: crashed, text: last, tries, pids: [before, await pid()] };
+    },
     sample: async ([name, args]) => {
       const before = samples.length;
       const r = await s.call(client, { name, arguments: args });
@@ -208,7 +237,10 @@ async function main() {
   out.cells = {};
   for (const [target, wanted] of Object.entries(spec)) {
     out.cells[target] = {};
-    for (const [op, arg] of Object.entries(wanted)) {
+    // what breaks the target's state (a crash) comes last
+    const last = ['crash'];
+    const ordered = Object.entries(wanted).sort(([a], [b]) => last.includes(a) - last.includes(b));
+    for (const [op, arg] of ordered) {
       try {
         out.cells[target][op] = await ops[op](arg);
       } catch (e) {
