@@ -7,7 +7,8 @@
 //! legacy era, a log message after `logging/setLevel` (in 2026-07-28: one that goes with the
 //! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe` (in
 //! 2026-07-28: on a `subscriptions/listen` stream), and crashes a stdio server (its next calls
-//! must reach a new process). Every client walks `tools/list` through the gateway's cursors (two
+//! must reach a new process) and, in the legacy era, has the stateful Python target forget its
+//! upstream session (the next call must be answered all the same). Every client walks `tools/list` through the gateway's cursors (two
 //! targets answer in small pages) and must see each target's tools once; each legacy Streamable
 //! HTTP client terminates its session and a raw request with the old id must get 404. The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
@@ -59,10 +60,13 @@ struct Target {
     tools: Option<&'static [&'static str]>,
     /// It is a stdio server with `crash` (exits at once) and `pid` tools.
     crash: bool,
+    /// It has `forget`, which forgets the caller's (legacy) session.
+    forget: bool,
 }
 
-/// py_server.py's tools with `--logging` and (the last) `--notify`.
-const PY_TOOLS: [&str; 11] = ["echo", "add", "slow", "fail", "t00", "t01", "t02", "t03", "t04", "log", "touch"];
+/// py_server.py's tools with `--logging` and (the last two) `--notify` and `--forgetful`.
+const PY_TOOLS: [&str; 12] =
+    ["echo", "add", "slow", "fail", "t00", "t01", "t02", "t03", "t04", "log", "touch", "forget"];
 
 fn targets() -> Vec<Target> {
     // what it asks the client reaches one client only from an upstream of the client's own
@@ -85,6 +89,7 @@ fn targets() -> Vec<Target> {
         // (its sampling and elicitation tools are listed only to clients that can answer them)
         tools: None,
         crash: false,
+        forget: false,
     };
     let python = |name, label, text, tools| Target {
         name,
@@ -102,6 +107,7 @@ fn targets() -> Vec<Target> {
         listen_updates: true,
         tools: Some(tools),
         crash: false,
+        forget: false,
     };
     vec![
         Target {
@@ -120,6 +126,7 @@ fn targets() -> Vec<Target> {
             listen_updates: false,
             tools: Some(&["echo", "add", "now"]),
             crash: false,
+            forget: false,
         },
         // a process per session (stdio's default) and an upstream session per session (sse's
         // `upstreamMode: perSession`); 2026-07-28 clients get the shared ones. It sends resource
@@ -147,11 +154,13 @@ fn targets() -> Vec<Target> {
             listen_updates: true,
             tools: Some(&["echo", "pid", "caps", "ask", "wait", "cancelled", "log", "state", "touch", "crash"]),
             crash: true,
+            forget: false,
         },
-        // the stateful one has `--notify` (touch) and both have `--logging` (log) and pages of 2
-        // and 4 tools
+        // the stateful one has `--notify` (touch) and `--forgetful` (forget), both have
+        // `--logging` (log) and pages of 2 and 4 tools
         Target {
             subscribe: Some(("touch", json!({"uri": "test://static"}), None)),
+            forget: true,
             ..python("py", "python mcp 2.3.0 stateful", "static text", &PY_TOOLS)
         },
         python("pyl", "python mcp 2.3.0 stateless", "static text", &PY_TOOLS[..10]),
@@ -189,6 +198,9 @@ fn spec(targets: &[Target], row: &Row, tag: &str) -> String {
         }
         if matches!(row.how, How::Script(_)) && t.crash {
             ops["crash"] = json!([p("crash"), p("pid"), p(t.call.0), t.call.1, t.call.2]);
+        }
+        if row.sessions() && t.forget {
+            ops["renew"] = json!([p("forget"), p(t.call.0), t.call.1]);
         }
         spec.insert(t.name.into(), ops);
     }
@@ -490,6 +502,14 @@ fn cell(row: &Row, out: &Value, t: &Target) -> Result<String, String> {
         }
         done.push("K".into());
     }
+    if let (true, true) = (row.sessions(), t.forget) {
+        // the target forgot the upstream session, and the next call was answered all the same
+        let r = op("renew")?;
+        if text(r) != t.call.2 || r["isError"] == true {
+            return Err(format!("renewal: {r}"));
+        }
+        done.push("Rn".into());
+    }
     if let How::Script(_) = row.how {
         // every page walked: the target's tools once each (all of them, when they are fixed)
         let prefix = format!("{}_", t.name);
@@ -524,7 +544,7 @@ fn interop_matrix() {
         start_peer_on_free_port(&everything(), &["sse"], &[("PORT", "{port}")]),
         start_peer_on_free_port(
             &peer("py/bin/python"),
-            &[py_server, "--port", "{port}", "--page-size", "2", "--notify", "--logging"],
+            &[py_server, "--port", "{port}", "--page-size", "2", "--notify", "--logging", "--forgetful"],
             &[],
         ),
         start_peer_on_free_port(
@@ -637,7 +657,10 @@ fn interop_matrix() {
          the handshake era the session's own process, which the gateway restarts after a backoff \
          (250 ms for a first crash) while the session's calls wait for it, in 2026-07-28 the target's \
          shared process, started again by the next call (the 2026-07-28 rows run one at a time, so \
-         that no other row's call is in flight on it); Pg: walking \
+         that no other row's call is in flight on it); Rn: an expired upstream session renewed \
+         transparently (the `forget` tool makes the target forget the caller's upstream session, as a \
+         restarted server would, so that it answers that session's id with 404; the next call, made \
+         once, is answered all the same: the gateway initialized a new upstream session for it); Pg: walking \
          `tools/list` page by page with the gateway's cursors (the stateful and stateless Python targets \
          answer pages of 2 and 4 tools; the TS client 2.x, asked for no cursor, walks them itself: its \
          pages are the requests it sent) takes more than one page and lists each of the target's tools \
@@ -652,8 +675,9 @@ fn interop_matrix() {
          which sends them only to a session that toggled them on itself. D only for handshake-era sessions over Streamable HTTP \
          (HTTP+SSE has no DELETE, 2026-07-28 no sessions). The inspector CLI reports no negotiated \
          version, no progress, lists one page (no Pg), sets no log level, subscribes to nothing and \
-         keeps no session; no K for it either (each of its runs is a session, and a process, of its \
-         own: nothing to restart). The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
+         keeps no session; no K or Rn for it either (each of its runs is a session, and a process, of its \
+         own: nothing to restart, no session to expire). Rn only in the handshake era (a 2026-07-28 \
+         request has no upstream session to expire). The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
          a response before the notifications that arrived in the same read; it does so against the \
          servers directly too). {} rows × {} targets, one gateway (`workers: 2`, debug build), {:.0} s \
          in all. {} failing cells.\n",

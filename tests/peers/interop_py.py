@@ -7,7 +7,8 @@ Works with mcp 2.x (`Client`, with --mode) and mcp 1.x (`ClientSession`, legacy 
 JSON: {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "elicit": [TOOL, ARGS, CONTENT],
 "cancel": [WAIT_TOOL, CHECK_TOOL, TAG], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
-"subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT]}, ...},
+"subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT],
+"renew": [FORGET_TOOL, TOOL, ARGS]}, ...},
 every key optional. `elicit` accepts each
 elicitation/create with CONTENT; `cancel` calls WAIT_TOOL {"tag": TAG}, cancels it at its first
 progress notification, then calls CHECK_TOOL {"tag": TAG} until it answers "yes" (the server saw
@@ -19,7 +20,8 @@ notifications/resources/updated of URI, then unsubscribes (closes the stream);
 both then call UNDO_TOOL {} when not null (a server's periodic messages switched off again).
 `crash` (run after the target's other operations) calls PID_TOOL, then CRASH_TOOL, which must
 get a JSON-RPC error within 15 s, then calls TOOL ARGS until it answers TEXT (at most 10 s),
-then PID_TOOL again. The client connects
+then PID_TOOL again. `renew` (also last) calls FORGET_TOOL, which must answer "forgotten" (the
+target forgot the upstream session), then TOOL ARGS once. The client connects
 once, lists every page of tools, prompts and resources, then runs each operation; a failing
 operation is reported in its cell and does not stop the others. Over Streamable HTTP with a
 session, leaving the client terminates it (DELETE) and a raw POST with the old session id follows.
@@ -292,11 +294,19 @@ async def operation(c: Any, op: str, arg: Any) -> dict[str, Any]:
                 await anyio.sleep(0.1)
         after = first_text((await c.call_tool(pid_tool, {})).content)
         return {"crashError": crashed, "text": last, "tries": tries, "pids": [before, after]}
+    if op == "renew":
+        forget_tool, tool, args = arg
+        forgot = first_text((await c.call_tool(forget_tool, {})).content)
+        if forgot != "forgotten":
+            return {"error": f"{forget_tool} answered {forgot}"}
+        # once, no retry: the gateway renews the forgotten upstream session on the way
+        r = await c.call_tool(tool, args)
+        return {"text": first_text(r.content), "isError": bool(field(r, "is_error", "isError"))}
     raise ValueError(f"unknown operation {op}")
 
 
 # operations run after a target's others
-LAST = ("crash",)
+LAST = ("crash", "renew")
 
 
 def describe(e: BaseException) -> str:

@@ -8,11 +8,12 @@
 // --mode is v2's versionNegotiation mode. SPEC and the printed JSON are those of interop_py.py:
 // SPEC = {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 // "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
-// "subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT]}}
+// "subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT],
+// "renew": [FORGET_TOOL, TOOL, ARGS]}}
 // (in 2026-07-28, `log` puts the level in the call's _meta and `subscribe` opens a
-// subscriptions/listen stream; `crash` runs after the target's other operations); output {"sdk", "protocol", "tools",
-// "prompts", "resources", "pages" (the list requests sent per kind), "setLevel", "session",
-// "cells"}. Exit 0 when that was printed, 3 when connecting failed.
+// subscriptions/listen stream; `crash` and `renew` run after the target's other operations);
+// output {"sdk", "protocol", "tools", "prompts", "resources", "pages" (the list requests sent
+// per kind), "setLevel", "session", "cells"}. Exit 0 when that was printed, 3 when connecting failed.
 'use strict';
 
 const fs = require('node:fs');
@@ -216,6 +217,13 @@ async function main() {
       }
       return { crashError: crashed, text: last, tries, pids: [before, await pid()] };
     },
+    renew: async ([forgetTool, name, args]) => {
+      const forgot = firstText((await s.call(client, { name: forgetTool, arguments: {} })).content);
+      if (forgot !== 'forgotten') return { error: `${forgetTool} answered ${forgot}` };
+      // once, no retry: the gateway renews the forgotten upstream session on the way
+      const r = await s.call(client, { name, arguments: args });
+      return { text: firstText(r.content), isError: Boolean(r.isError) };
+    },
     sample: async ([name, args]) => {
       const before = samples.length;
       const r = await s.call(client, { name, arguments: args });
@@ -238,7 +246,7 @@ async function main() {
   for (const [target, wanted] of Object.entries(spec)) {
     out.cells[target] = {};
     // what breaks the target's state (a crash) comes last
-    const last = ['crash'];
+    const last = ['crash', 'renew'];
     const ordered = Object.entries(wanted).sort(([a], [b]) => last.includes(a) - last.includes(b));
     for (const [op, arg] of ordered) {
       try {
