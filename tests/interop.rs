@@ -7,8 +7,8 @@
 //! legacy era, a log message after `logging/setLevel` (in 2026-07-28: one that goes with the
 //! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe` (in
 //! 2026-07-28: on a `subscriptions/listen` stream), and crashes a stdio server (its next calls
-//! must reach a new process) and, in the legacy era, has the stateful Python target forget its
-//! upstream session (the next call must be answered all the same). Every client walks `tools/list` through the gateway's cursors (two
+//! must reach a new process) and, in the legacy era, has the stateful Python targets forget its
+//! upstream sessions (the next call must be answered all the same). Every client walks `tools/list` through the gateway's cursors (two
 //! targets answer in small pages) and must see each target's tools once; each legacy Streamable
 //! HTTP client terminates its session and a raw request with the old id must get 404. The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
@@ -164,7 +164,16 @@ fn targets() -> Vec<Target> {
             ..python("py", "python mcp 2.3.0 stateful", "static text", &PY_TOOLS)
         },
         python("pyl", "python mcp 2.3.0 stateless", "static text", &PY_TOOLS[..10]),
-        python("py1", "python mcp 1.30.0 (legacy only)", "static text from mcp 1.x", &["echo", "slow", "log"]),
+        // with `--forgetful` (forget)
+        Target {
+            forget: true,
+            ..python(
+                "py1",
+                "python mcp 1.30.0 (legacy only)",
+                "static text from mcp 1.x",
+                &["echo", "slow", "log", "forget"],
+            )
+        },
     ]
 }
 
@@ -552,7 +561,11 @@ fn interop_matrix() {
             &[py_server, "--port", "{port}", "--stateless", "--page-size", "4", "--logging"],
             &[],
         ),
-        start_peer_on_free_port(&peer("py1/bin/python"), &[py1_server.to_str().unwrap(), "--port", "{port}"], &[]),
+        start_peer_on_free_port(
+            &peer("py1/bin/python"),
+            &[py1_server.to_str().unwrap(), "--port", "{port}", "--forgetful"],
+            &[],
+        ),
     ];
     let ports: Vec<u16> = peers.iter().map(|(_, port)| *port).collect();
     let gw = Gateway::start(&format!(
@@ -658,7 +671,7 @@ fn interop_matrix() {
          (250 ms for a first crash) while the session's calls wait for it, in 2026-07-28 the target's \
          shared process, started again by the next call (the 2026-07-28 rows run one at a time, so \
          that no other row's call is in flight on it); Rn: an expired upstream session renewed \
-         transparently (the `forget` tool makes the target forget the caller's upstream session, as a \
+         transparently (the `forget` tool of the stateful Python targets, 2.x and 1.x, makes it forget the caller's upstream session, as a \
          restarted server would, so that it answers that session's id with 404; the next call, made \
          once, is answered all the same: the gateway initialized a new upstream session for it); Pg: walking \
          `tools/list` page by page with the gateway's cursors (the stateful and stateless Python targets \
