@@ -8,7 +8,8 @@
 //! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe` (in
 //! 2026-07-28: on a `subscriptions/listen` stream), and crashes a stdio server (its next calls
 //! must reach a new process) and, in the legacy era, has the stateful Python targets forget its
-//! upstream sessions (the next call must be answered all the same). Every client walks `tools/list` through the gateway's cursors (two
+//! upstream sessions (the next call must be answered all the same); the Python SDK's legacy Streamable
+//! HTTP clients lose the stream of a call with progress and must resume it. Every client walks `tools/list` through the gateway's cursors (two
 //! targets answer in small pages) and must see each target's tools once; each legacy Streamable
 //! HTTP client terminates its session and a raw request with the old id must get 404. The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
@@ -62,6 +63,9 @@ struct Target {
     crash: bool,
     /// It has `forget`, which forgets the caller's (legacy) session.
     forget: bool,
+    /// A tool whose answer comes after several progress notifications, spaced out, its
+    /// arguments and how many: the call a client drops the stream of and resumes.
+    resume: Option<(&'static str, Value, usize)>,
 }
 
 /// py_server.py's tools with `--logging` and (the last two) `--notify` and `--forgetful`.
@@ -90,6 +94,8 @@ fn targets() -> Vec<Target> {
         tools: None,
         crash: false,
         forget: false,
+        // (the rest of its progress comes while the client waits to resume, or after)
+        resume: Some(("trigger-long-running-operation", json!({"duration": 2, "steps": 4}), 4)),
     };
     let python = |name, label, text, tools| Target {
         name,
@@ -108,6 +114,7 @@ fn targets() -> Vec<Target> {
         tools: Some(tools),
         crash: false,
         forget: false,
+        resume: None,
     };
     vec![
         Target {
@@ -127,6 +134,7 @@ fn targets() -> Vec<Target> {
             tools: Some(&["echo", "add", "now"]),
             crash: false,
             forget: false,
+            resume: None,
         },
         // a process per session (stdio's default) and an upstream session per session (sse's
         // `upstreamMode: perSession`); 2026-07-28 clients get the shared ones. It sends resource
@@ -155,6 +163,7 @@ fn targets() -> Vec<Target> {
             tools: Some(&["echo", "pid", "caps", "ask", "wait", "cancelled", "log", "state", "touch", "crash"]),
             crash: true,
             forget: false,
+            resume: None,
         },
         // the stateful one has `--notify` (touch) and `--forgetful` (forget), both have
         // `--logging` (log) and pages of 2 and 4 tools
@@ -208,6 +217,9 @@ fn spec(targets: &[Target], row: &Row, tag: &str) -> String {
         if matches!(row.how, How::Script(_)) && t.crash {
             ops["crash"] = json!([p("crash"), p("pid"), p(t.call.0), t.call.1, t.call.2]);
         }
+        if let (true, Some((tool, args, _))) = (row.resumes, &t.resume) {
+            ops["resume"] = json!([p(tool), args]);
+        }
         if row.sessions() && t.forget {
             ops["renew"] = json!([p("forget"), p(t.call.0), t.call.1]);
         }
@@ -233,6 +245,9 @@ struct Row {
     lossy_progress: bool,
     /// It has a Streamable HTTP session to terminate (DELETE).
     terminates: bool,
+    /// It resumes a dropped SSE answer with `Last-Event-ID` (the Python SDK's Streamable HTTP
+    /// client does so by itself).
+    resumes: bool,
     how: How,
 }
 
@@ -286,6 +301,7 @@ fn rows(http: &str, sse: &str) -> Vec<Row> {
         cancels: false,
         lossy_progress,
         terminates: false,
+        resumes: false,
         how,
     };
     // the Python 2.x client also elicits (legacy era) and cancels (both eras)
@@ -295,12 +311,14 @@ fn rows(http: &str, sse: &str) -> Vec<Row> {
     };
     // a legacy session over Streamable HTTP
     let session = |row: Row| Row { terminates: true, ..row };
+    // the Python SDK over Streamable HTTP, legacy era: it resumes a dropped stream by itself
+    let resumes = |row: Row| Row { resumes: true, ..row };
     vec![
         py2("python mcp 2.3.0, auto", MODERN, &["--url", http, "--mode", "auto"]),
-        session(py2("python mcp 2.3.0, legacy", LEGACY, &["--url", http, "--mode", "legacy"])),
+        resumes(session(py2("python mcp 2.3.0, legacy", LEGACY, &["--url", http, "--mode", "legacy"]))),
         py2("python mcp 2.3.0, 2026-07-28", MODERN, &["--url", http, "--mode", "2026-07-28"]),
         py2("python mcp 2.3.0, HTTP+SSE", LEGACY, &["--url", sse, "--transport", "sse"]),
-        session(row("python mcp 1.30.0", LEGACY, true, false, py("py1", &["--url", http]))),
+        resumes(session(row("python mcp 1.30.0", LEGACY, true, false, py("py1", &["--url", http])))),
         row("python mcp 1.30.0, HTTP+SSE", LEGACY, true, false, py("py1", &["--url", sse, "--transport", "sse"])),
         session(row("TS SDK 1.32.2", LEGACY, true, false, ts("v1", v1.clone(), &["--url", http]))),
         row("TS SDK 1.32.2, HTTP+SSE", LEGACY, true, true, ts("v1", v1, &["--url", sse, "--transport", "sse"])),
@@ -519,6 +537,21 @@ fn cell(row: &Row, out: &Value, t: &Target) -> Result<String, String> {
         }
         done.push("Rn".into());
     }
+    if let (true, Some((.., steps))) = (row.resumes, &t.resume) {
+        // the stream was dropped once, resumed, and every notification and the answer came once
+        let r = op("resume")?;
+        let events: Vec<f64> = r["events"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+        let once = events.len() == *steps && events.windows(2).all(|w| w[0] < w[1]);
+        if r["cut"] != 1
+            || r["resumed"].as_u64().unwrap_or(0) == 0
+            || !once
+            || text(r).is_empty()
+            || r["isError"] == true
+        {
+            return Err(format!("resumption: {r}"));
+        }
+        done.push("Re".into());
+    }
     if let How::Script(_) = row.how {
         // every page walked: the target's tools once each (all of them, when they are fixed)
         let prefix = format!("{}_", t.name);
@@ -673,7 +706,11 @@ fn interop_matrix() {
          that no other row's call is in flight on it); Rn: an expired upstream session renewed \
          transparently (the `forget` tool of the stateful Python targets, 2.x and 1.x, makes it forget the caller's upstream session, as a \
          restarted server would, so that it answers that session's id with 404; the next call, made \
-         once, is answered all the same: the gateway initialized a new upstream session for it); Pg: walking \
+         once, is answered all the same: the gateway initialized a new upstream session for it); Re: \
+         resumption after a dropped stream (a call with 4 progress notifications 0.5 s apart, whose SSE \
+         answer the client's HTTP layer breaks off right after the first, as a dropped connection \
+         would; the SDK resumes it by itself with a GET carrying `Last-Event-ID`, and the other 3 \
+         notifications and the answer arrive, each once); Pg: walking \
          `tools/list` page by page with the gateway's cursors (the stateful and stateless Python targets \
          answer pages of 2 and 4 tools; the TS client 2.x, asked for no cursor, walks them itself: its \
          pages are the requests it sent) takes more than one page and lists each of the target's tools \
@@ -690,7 +727,9 @@ fn interop_matrix() {
          version, no progress, lists one page (no Pg), sets no log level, subscribes to nothing and \
          keeps no session; no K or Rn for it either (each of its runs is a session, and a process, of its \
          own: nothing to restart, no session to expire). Rn only in the handshake era (a 2026-07-28 \
-         request has no upstream session to expire). The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
+         request has no upstream session to expire). Re only for the Python SDK over Streamable HTTP in \
+         the handshake era, where the gateway's streams are resumable: HTTP+SSE has no resumption, \
+         and 2026-07-28 has no session to resume a stream in. The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
          a response before the notifications that arrived in the same read; it does so against the \
          servers directly too). {} rows × {} targets, one gateway (`workers: 2`, debug build), {:.0} s \
          in all. {} failing cells.\n",

@@ -8,7 +8,7 @@ JSON: {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "elicit": [TOOL, ARGS, CONTENT],
 "cancel": [WAIT_TOOL, CHECK_TOOL, TAG], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
 "subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT],
-"renew": [FORGET_TOOL, TOOL, ARGS]}, ...},
+"renew": [FORGET_TOOL, TOOL, ARGS], "resume": [TOOL, ARGS]}, ...},
 every key optional. `elicit` accepts each
 elicitation/create with CONTENT; `cancel` calls WAIT_TOOL {"tag": TAG}, cancels it at its first
 progress notification, then calls CHECK_TOOL {"tag": TAG} until it answers "yes" (the server saw
@@ -21,7 +21,10 @@ both then call UNDO_TOOL {} when not null (a server's periodic messages switched
 `crash` (run after the target's other operations) calls PID_TOOL, then CRASH_TOOL, which must
 get a JSON-RPC error within 15 s, then calls TOOL ARGS until it answers TEXT (at most 10 s),
 then PID_TOOL again. `renew` (also last) calls FORGET_TOOL, which must answer "forgotten" (the
-target forgot the upstream session), then TOOL ARGS once. The client connects
+target forgot the upstream session), then TOOL ARGS once. `resume` (Streamable HTTP only) calls
+TOOL ARGS with a progress callback and drops the connection its SSE answer comes on right after
+the first progress notification (a read error, as a network would); the SDK then resumes the
+stream with a GET carrying `Last-Event-ID`. The client connects
 once, lists every page of tools, prompts and resources, then runs each operation; a failing
 operation is reported in its cell and does not stop the others. Over Streamable HTTP with a
 session, leaving the client terminates it (DELETE) and a raw POST with the old session id follows.
@@ -92,6 +95,65 @@ LOGS: list[str] = []
 UPDATED: list[str] = []
 # the Mcp-Session-Id the gateway gave (Streamable HTTP only)
 SESSION: dict[str, str] = {}
+HTTP = httpx if V1 else httpx2
+# the tool whose next call's answer `Drop` cuts, how many it cut, the Last-Event-IDs of resumes
+DROP: dict[str, Any] = {"tool": None, "cut": 0, "resumed": []}
+
+
+class Cut(HTTP.AsyncByteStream):  # type: ignore[misc,name-defined]
+    """An SSE body that breaks off after its first whole progress notification event."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __aiter__(self) -> Any:
+        buf, sent = b"", 0
+        async for chunk in self.inner:
+            buf += chunk
+            at = buf.find(b"notifications/progress")
+            end = buf.find(b"\n\n", at) if at >= 0 else -1
+            if end >= 0:
+                yield buf[sent : end + 2]
+                DROP["cut"] += 1
+                DROP["tool"] = None
+                # the connection goes (its answer was not read to the end), as a dropped one would
+                await self.inner.aclose()
+                raise HTTP.ReadError("the test dropped the stream")
+            yield buf[sent:]
+            sent = len(buf)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Drop(HTTP.AsyncBaseTransport):  # type: ignore[misc,name-defined]
+    """HTTP that cuts the SSE answer to the next `tools/call` of DROP["tool"] (see `Cut`) and
+    notes the Last-Event-ID of every GET."""
+
+    def __init__(self) -> None:
+        self.inner = HTTP.AsyncHTTPTransport(trust_env=False)
+
+    async def handle_async_request(self, request: Any) -> Any:
+        if request.method == "GET" and "last-event-id" in request.headers:
+            DROP["resumed"].append(request.headers["last-event-id"])
+        response = await self.inner.handle_async_request(request)
+        try:
+            body = json.loads(request.content) if request.method == "POST" else {}
+        except ValueError:
+            body = {}
+        if (
+            DROP["tool"] is not None
+            and isinstance(body, dict)
+            and body.get("method") == "tools/call"
+            and (body.get("params") or {}).get("name") == DROP["tool"]
+            and response.headers.get("content-type", "").startswith("text/event-stream")
+        ):
+            cut = Cut(response.stream)
+            return HTTP.Response(response.status_code, headers=response.headers, stream=cut, extensions=response.extensions)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 async def logged(params: Any) -> None:
@@ -123,8 +185,12 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
         if opts.transport == "sse":
             read, write = await stack.enter_async_context(sse_client(opts.url, timeout=opts.timeout))
         else:
+
+            def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:
+                return httpx.AsyncClient(headers=headers, timeout=timeout, auth=auth, transport=Drop())
+
             read, write, session_id = await stack.enter_async_context(
-                streamablehttp_client(opts.url, timeout=opts.timeout)
+                streamablehttp_client(opts.url, timeout=opts.timeout, httpx_client_factory=factory)
             )
         session = await stack.enter_async_context(
             ClientSession(
@@ -153,7 +219,9 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
                 SESSION["id"] = response.headers["mcp-session-id"]
 
         http = await stack.enter_async_context(
-            httpx2.AsyncClient(timeout=opts.timeout, trust_env=False, event_hooks={"response": [keep_session_id]})
+            httpx2.AsyncClient(
+                timeout=opts.timeout, trust_env=False, event_hooks={"response": [keep_session_id]}, transport=Drop()
+            )
         )
         transport = streamable_http_client(opts.url, http_client=http)
     client = Client(
@@ -302,6 +370,25 @@ async def operation(c: Any, op: str, arg: Any) -> dict[str, Any]:
         # once, no retry: the gateway renews the forgotten upstream session on the way
         r = await c.call_tool(tool, args)
         return {"text": first_text(r.content), "isError": bool(field(r, "is_error", "isError"))}
+    if op == "resume":
+        tool, args = arg
+        events: list[float] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            events.append(progress)
+
+        DROP.update(tool=tool, cut=0, resumed=[])
+        try:
+            r = await c.call_tool(tool, args, progress_callback=on_progress)
+        finally:
+            DROP["tool"] = None
+        return {
+            "text": first_text(r.content),
+            "isError": bool(field(r, "is_error", "isError")),
+            "events": events,
+            "cut": DROP["cut"],
+            "resumed": len(DROP["resumed"]),
+        }
     raise ValueError(f"unknown operation {op}")
 
 
