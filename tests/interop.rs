@@ -8,8 +8,8 @@
 //! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe` (in
 //! 2026-07-28: on a `subscriptions/listen` stream), and crashes a stdio server (its next calls
 //! must reach a new process) and, in the legacy era, has the stateful Python targets forget its
-//! upstream sessions (the next call must be answered all the same); the Python SDK's legacy Streamable
-//! HTTP clients lose the stream of a call with progress and must resume it. Every client walks `tools/list` through the gateway's cursors (two
+//! upstream sessions (the next call must be answered all the same); the legacy Streamable HTTP
+//! clients lose the stream of a call with progress and must resume it. Every client walks `tools/list` through the gateway's cursors (two
 //! targets answer in small pages) and must see each target's tools once; each legacy Streamable
 //! HTTP client terminates its session and a raw request with the old id must get 404. The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
@@ -245,8 +245,8 @@ struct Row {
     lossy_progress: bool,
     /// It has a Streamable HTTP session to terminate (DELETE).
     terminates: bool,
-    /// It resumes a dropped SSE answer with `Last-Event-ID` (the Python SDK's Streamable HTTP
-    /// client does so by itself).
+    /// It resumes a dropped SSE answer with `Last-Event-ID` (the Python and TS SDKs' Streamable
+    /// HTTP clients do so by themselves).
     resumes: bool,
     how: How,
 }
@@ -311,7 +311,7 @@ fn rows(http: &str, sse: &str) -> Vec<Row> {
     };
     // a legacy session over Streamable HTTP
     let session = |row: Row| Row { terminates: true, ..row };
-    // the Python SDK over Streamable HTTP, legacy era: it resumes a dropped stream by itself
+    // an SDK over Streamable HTTP in the legacy era: it resumes a dropped stream by itself
     let resumes = |row: Row| Row { resumes: true, ..row };
     vec![
         py2("python mcp 2.3.0, auto", MODERN, &["--url", http, "--mode", "auto"]),
@@ -320,16 +320,16 @@ fn rows(http: &str, sse: &str) -> Vec<Row> {
         py2("python mcp 2.3.0, HTTP+SSE", LEGACY, &["--url", sse, "--transport", "sse"]),
         resumes(session(row("python mcp 1.30.0", LEGACY, true, false, py("py1", &["--url", http])))),
         row("python mcp 1.30.0, HTTP+SSE", LEGACY, true, false, py("py1", &["--url", sse, "--transport", "sse"])),
-        session(row("TS SDK 1.32.2", LEGACY, true, false, ts("v1", v1.clone(), &["--url", http]))),
+        resumes(session(row("TS SDK 1.32.2", LEGACY, true, false, ts("v1", v1.clone(), &["--url", http])))),
         row("TS SDK 1.32.2, HTTP+SSE", LEGACY, true, true, ts("v1", v1, &["--url", sse, "--transport", "sse"])),
         row("TS client 2.4.0, auto", MODERN, false, false, ts("v2", v2.clone(), &["--url", http, "--mode", "auto"])),
-        session(row(
+        resumes(session(row(
             "TS client 2.4.0, legacy",
             LEGACY,
             true,
             false,
             ts("v2", v2, &["--url", http, "--mode", "legacy"]),
-        )),
+        ))),
         row("inspector CLI 2.12.0", None, false, false, How::Inspector { url: http.into() }),
     ]
 }
@@ -727,9 +727,9 @@ fn interop_matrix() {
          version, no progress, lists one page (no Pg), sets no log level, subscribes to nothing and \
          keeps no session; no K or Rn for it either (each of its runs is a session, and a process, of its \
          own: nothing to restart, no session to expire). Rn only in the handshake era (a 2026-07-28 \
-         request has no upstream session to expire). Re only for the Python SDK over Streamable HTTP in \
-         the handshake era, where the gateway's streams are resumable: HTTP+SSE has no resumption, \
-         and 2026-07-28 has no session to resume a stream in. The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
+         request has no upstream session to expire). Re only over Streamable HTTP in the handshake era, \
+         where the gateway's streams are resumable (HTTP+SSE has no resumption, 2026-07-28 no session \
+         to resume a stream in), on the everything targets (the one tool with spaced-out progress). The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
          a response before the notifications that arrived in the same read; it does so against the \
          servers directly too). {} rows × {} targets, one gateway (`workers: 2`, debug build), {:.0} s \
          in all. {} failing cells.\n",

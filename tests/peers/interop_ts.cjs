@@ -9,9 +9,11 @@
 // SPEC = {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 // "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
 // "subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT],
-// "renew": [FORGET_TOOL, TOOL, ARGS]}}
+// "renew": [FORGET_TOOL, TOOL, ARGS], "resume": [TOOL, ARGS]}}
 // (in 2026-07-28, `log` puts the level in the call's _meta and `subscribe` opens a
-// subscriptions/listen stream; `crash` and `renew` run after the target's other operations);
+// subscriptions/listen stream; `crash` and `renew` run after the target's other operations;
+// `resume`, over Streamable HTTP, has the transport's fetch break off the call's SSE answer right
+// after its first progress notification, and the SDK resumes it with `Last-Event-ID`);
 // output {"sdk", "protocol", "tools", "prompts", "resources", "pages" (the list requests sent
 // per kind), "setLevel", "session", "cells"}. Exit 0 when that was printed, 3 when connecting failed.
 'use strict';
@@ -62,6 +64,66 @@ function sdk() {
     clientOptions: { versionNegotiation: { mode: opts.mode } },
     call: (c, params, options) => c.callTool(params, options),
   };
+}
+
+// the tool whose next call's SSE answer `dropping` breaks off, how many it broke off, and the
+// Last-Event-IDs of the GETs that resumed
+const drop = { tool: null, cut: 0, resumed: [] };
+
+// fetch, but the SSE answer to the next tools/call of drop.tool errors (as a dropped connection
+// would) right after its first whole progress notification event
+async function dropping(input, init) {
+  const method = (init && init.method) || 'GET';
+  const headers = new Headers(init && init.headers);
+  if (method === 'GET' && headers.get('last-event-id')) drop.resumed.push(headers.get('last-event-id'));
+  const response = await fetch(input, init);
+  let body = null;
+  try {
+    body = method === 'POST' && typeof init.body === 'string' ? JSON.parse(init.body) : null;
+  } catch {
+    body = null;
+  }
+  const sse = (response.headers.get('content-type') || '').startsWith('text/event-stream');
+  if (!drop.tool || !sse || !body || body.method !== 'tools/call' || (body.params || {}).name !== drop.tool) {
+    return response;
+  }
+  drop.tool = null;
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  let text = '';
+  let sent = 0;
+  let broken = false;
+  const cut = new ReadableStream({
+    async pull(controller) {
+      if (broken) {
+        // (after the last event was read: an error discards what is still queued)
+        await reader.cancel().catch(() => {});
+        controller.error(new TypeError('the test dropped the stream'));
+        return;
+      }
+      const { value, done } = await reader.read();
+      if (done) {
+        controller.close();
+        return;
+      }
+      text += decoder.decode(value, { stream: true });
+      const at = text.indexOf('notifications/progress');
+      const end = at >= 0 ? text.indexOf('\n\n', at) : -1;
+      if (end >= 0) {
+        controller.enqueue(encoder.encode(text.slice(sent, end + 2)));
+        drop.cut++;
+        broken = true;
+        return;
+      }
+      controller.enqueue(encoder.encode(text.slice(sent)));
+      sent = text.length;
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(cut, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 function firstText(items) {
@@ -116,7 +178,7 @@ async function main() {
     return events.slice(before);
   };
   const url = new URL(opts.url);
-  const transport = opts.transport === 'sse' ? new s.Sse(url) : new s.Http(url);
+  const transport = opts.transport === 'sse' ? new s.Sse(url) : new s.Http(url, { fetch: dropping });
   // requests sent, by method
   const sent = {};
   const send = transport.send.bind(transport);
@@ -216,6 +278,16 @@ async function main() {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       return { crashError: crashed, text: last, tries, pids: [before, await pid()] };
+    },
+    resume: async ([name, args]) => {
+      const events = [];
+      Object.assign(drop, { tool: name, cut: 0, resumed: [] });
+      try {
+        const r = await s.call(client, { name, arguments: args }, { onprogress: (p) => events.push(p.progress) });
+        return { text: firstText(r.content), isError: Boolean(r.isError), events, cut: drop.cut, resumed: drop.resumed.length };
+      } finally {
+        drop.tool = null;
+      }
     },
     renew: async ([forgetTool, name, args]) => {
       const forgot = firstText((await s.call(client, { name: forgetTool, arguments: {} })).content);
