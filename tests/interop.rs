@@ -6,7 +6,10 @@
 //! with a per-session upstream; cancellation by the Python 2.x client in both eras), and, in the
 //! legacy era, a log message after `logging/setLevel` (in 2026-07-28: one that goes with the
 //! answer, after `_meta` asked for it) and a `resources/updated` after `resources/subscribe` (in
-//! 2026-07-28: on a `subscriptions/listen` stream). Every client walks `tools/list` through the gateway's cursors (two
+//! 2026-07-28: on a `subscriptions/listen` stream), and crashes a stdio server (its next calls
+//! must reach a new process) and, in the legacy era, has the stateful Python targets forget its
+//! upstream sessions (the next call must be answered all the same); the legacy Streamable HTTP
+//! clients lose the stream of a call with progress and must resume it. Every client walks `tools/list` through the gateway's cursors (two
 //! targets answer in small pages) and must see each target's tools once; each legacy Streamable
 //! HTTP client terminates its session and a raw request with the old id must get 404. The
 //! matrix goes to target/interop.md; any failing cell fails the test. The peers come from
@@ -56,10 +59,18 @@ struct Target {
     listen_updates: bool,
     /// All its tools, when they do not depend on the client's capabilities.
     tools: Option<&'static [&'static str]>,
+    /// It is a stdio server with `crash` (exits at once) and `pid` tools.
+    crash: bool,
+    /// It has `forget`, which forgets the caller's (legacy) session.
+    forget: bool,
+    /// A tool whose answer comes after several progress notifications, spaced out, its
+    /// arguments and how many: the call a client drops the stream of and resumes.
+    resume: Option<(&'static str, Value, usize)>,
 }
 
-/// py_server.py's tools with `--logging` and (the last) `--notify`.
-const PY_TOOLS: [&str; 11] = ["echo", "add", "slow", "fail", "t00", "t01", "t02", "t03", "t04", "log", "touch"];
+/// py_server.py's tools with `--logging` and (the last two) `--notify` and `--forgetful`.
+const PY_TOOLS: [&str; 12] =
+    ["echo", "add", "slow", "fail", "t00", "t01", "t02", "t03", "t04", "log", "touch", "forget"];
 
 fn targets() -> Vec<Target> {
     // what it asks the client reaches one client only from an upstream of the client's own
@@ -81,6 +92,10 @@ fn targets() -> Vec<Target> {
         listen_updates,
         // (its sampling and elicitation tools are listed only to clients that can answer them)
         tools: None,
+        crash: false,
+        forget: false,
+        // (the rest of its progress comes while the client waits to resume, or after)
+        resume: Some(("trigger-long-running-operation", json!({"duration": 2, "steps": 4}), 4)),
     };
     let python = |name, label, text, tools| Target {
         name,
@@ -97,6 +112,9 @@ fn targets() -> Vec<Target> {
         subscribe: None,
         listen_updates: true,
         tools: Some(tools),
+        crash: false,
+        forget: false,
+        resume: None,
     };
     vec![
         Target {
@@ -114,6 +132,9 @@ fn targets() -> Vec<Target> {
             subscribe: None,
             listen_updates: false,
             tools: Some(&["echo", "add", "now"]),
+            crash: false,
+            forget: false,
+            resume: None,
         },
         // a process per session (stdio's default) and an upstream session per session (sse's
         // `upstreamMode: perSession`); 2026-07-28 clients get the shared ones. It sends resource
@@ -140,15 +161,28 @@ fn targets() -> Vec<Target> {
             subscribe: Some(("touch", json!({"uri": "test://session"}), None)),
             listen_updates: true,
             tools: Some(&["echo", "pid", "caps", "ask", "wait", "cancelled", "log", "state", "touch", "crash"]),
+            crash: true,
+            forget: false,
+            resume: None,
         },
-        // the stateful one has `--notify` (touch) and both have `--logging` (log) and pages of 2
-        // and 4 tools
+        // the stateful one has `--notify` (touch) and `--forgetful` (forget), both have
+        // `--logging` (log) and pages of 2 and 4 tools
         Target {
             subscribe: Some(("touch", json!({"uri": "test://static"}), None)),
+            forget: true,
             ..python("py", "python mcp 2.3.0 stateful", "static text", &PY_TOOLS)
         },
         python("pyl", "python mcp 2.3.0 stateless", "static text", &PY_TOOLS[..10]),
-        python("py1", "python mcp 1.30.0 (legacy only)", "static text from mcp 1.x", &["echo", "slow", "log"]),
+        // with `--forgetful` (forget)
+        Target {
+            forget: true,
+            ..python(
+                "py1",
+                "python mcp 1.30.0 (legacy only)",
+                "static text from mcp 1.x",
+                &["echo", "slow", "log", "forget"],
+            )
+        },
     ]
 }
 
@@ -180,6 +214,15 @@ fn spec(targets: &[Target], row: &Row, tag: &str) -> String {
         if let (true, Some((tool, args, undo))) = (row.subscribes(t), &t.subscribe) {
             ops["subscribe"] = json!([format!("{}+{}", t.name, t.read.0), p(tool), args, undo.map(p)]);
         }
+        if matches!(row.how, How::Script(_)) && t.crash {
+            ops["crash"] = json!([p("crash"), p("pid"), p(t.call.0), t.call.1, t.call.2]);
+        }
+        if let (true, Some((tool, args, _))) = (row.resumes, &t.resume) {
+            ops["resume"] = json!([p(tool), args]);
+        }
+        if row.sessions() && t.forget {
+            ops["renew"] = json!([p("forget"), p(t.call.0), t.call.1]);
+        }
         spec.insert(t.name.into(), ops);
     }
     Value::Object(spec).to_string()
@@ -202,6 +245,9 @@ struct Row {
     lossy_progress: bool,
     /// It has a Streamable HTTP session to terminate (DELETE).
     terminates: bool,
+    /// It resumes a dropped SSE answer with `Last-Event-ID` (the Python and TS SDKs' Streamable
+    /// HTTP clients do so by themselves).
+    resumes: bool,
     how: How,
 }
 
@@ -255,6 +301,7 @@ fn rows(http: &str, sse: &str) -> Vec<Row> {
         cancels: false,
         lossy_progress,
         terminates: false,
+        resumes: false,
         how,
     };
     // the Python 2.x client also elicits (legacy era) and cancels (both eras)
@@ -264,23 +311,25 @@ fn rows(http: &str, sse: &str) -> Vec<Row> {
     };
     // a legacy session over Streamable HTTP
     let session = |row: Row| Row { terminates: true, ..row };
+    // an SDK over Streamable HTTP in the legacy era: it resumes a dropped stream by itself
+    let resumes = |row: Row| Row { resumes: true, ..row };
     vec![
         py2("python mcp 2.3.0, auto", MODERN, &["--url", http, "--mode", "auto"]),
-        session(py2("python mcp 2.3.0, legacy", LEGACY, &["--url", http, "--mode", "legacy"])),
+        resumes(session(py2("python mcp 2.3.0, legacy", LEGACY, &["--url", http, "--mode", "legacy"]))),
         py2("python mcp 2.3.0, 2026-07-28", MODERN, &["--url", http, "--mode", "2026-07-28"]),
         py2("python mcp 2.3.0, HTTP+SSE", LEGACY, &["--url", sse, "--transport", "sse"]),
-        session(row("python mcp 1.30.0", LEGACY, true, false, py("py1", &["--url", http]))),
+        resumes(session(row("python mcp 1.30.0", LEGACY, true, false, py("py1", &["--url", http])))),
         row("python mcp 1.30.0, HTTP+SSE", LEGACY, true, false, py("py1", &["--url", sse, "--transport", "sse"])),
-        session(row("TS SDK 1.32.2", LEGACY, true, false, ts("v1", v1.clone(), &["--url", http]))),
+        resumes(session(row("TS SDK 1.32.2", LEGACY, true, false, ts("v1", v1.clone(), &["--url", http])))),
         row("TS SDK 1.32.2, HTTP+SSE", LEGACY, true, true, ts("v1", v1, &["--url", sse, "--transport", "sse"])),
         row("TS client 2.4.0, auto", MODERN, false, false, ts("v2", v2.clone(), &["--url", http, "--mode", "auto"])),
-        session(row(
+        resumes(session(row(
             "TS client 2.4.0, legacy",
             LEGACY,
             true,
             false,
             ts("v2", v2, &["--url", http, "--mode", "legacy"]),
-        )),
+        ))),
         row("inspector CLI 2.12.0", None, false, false, How::Inspector { url: http.into() }),
     ]
 }
@@ -470,6 +519,39 @@ fn cell(row: &Row, out: &Value, t: &Target) -> Result<String, String> {
         }
         done.push("U".into());
     }
+    if let (How::Script(_), true) = (&row.how, t.crash) {
+        // the crashing call got the gateway's JSON-RPC error, and another process answered
+        let k = op("crash")?;
+        let pids = (k["pids"][0].as_str(), k["pids"][1].as_str());
+        let restarted = matches!(pids, (Some(a), Some(b)) if a != b);
+        if !k["crashError"].as_str().unwrap_or("").contains("stdio target") || text(k) != t.call.2 || !restarted {
+            return Err(format!("crash: {k}"));
+        }
+        done.push("K".into());
+    }
+    if let (true, true) = (row.sessions(), t.forget) {
+        // the target forgot the upstream session, and the next call was answered all the same
+        let r = op("renew")?;
+        if text(r) != t.call.2 || r["isError"] == true {
+            return Err(format!("renewal: {r}"));
+        }
+        done.push("Rn".into());
+    }
+    if let (true, Some((.., steps))) = (row.resumes, &t.resume) {
+        // the stream was dropped once, resumed, and every notification and the answer came once
+        let r = op("resume")?;
+        let events: Vec<f64> = r["events"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+        let once = events.len() == *steps && events.windows(2).all(|w| w[0] < w[1]);
+        if r["cut"] != 1
+            || r["resumed"].as_u64().unwrap_or(0) == 0
+            || !once
+            || text(r).is_empty()
+            || r["isError"] == true
+        {
+            return Err(format!("resumption: {r}"));
+        }
+        done.push("Re".into());
+    }
     if let How::Script(_) = row.how {
         // every page walked: the target's tools once each (all of them, when they are fixed)
         let prefix = format!("{}_", t.name);
@@ -504,7 +586,7 @@ fn interop_matrix() {
         start_peer_on_free_port(&everything(), &["sse"], &[("PORT", "{port}")]),
         start_peer_on_free_port(
             &peer("py/bin/python"),
-            &[py_server, "--port", "{port}", "--page-size", "2", "--notify", "--logging"],
+            &[py_server, "--port", "{port}", "--page-size", "2", "--notify", "--logging", "--forgetful"],
             &[],
         ),
         start_peer_on_free_port(
@@ -512,7 +594,11 @@ fn interop_matrix() {
             &[py_server, "--port", "{port}", "--stateless", "--page-size", "4", "--logging"],
             &[],
         ),
-        start_peer_on_free_port(&peer("py1/bin/python"), &[py1_server.to_str().unwrap(), "--port", "{port}"], &[]),
+        start_peer_on_free_port(
+            &peer("py1/bin/python"),
+            &[py1_server.to_str().unwrap(), "--port", "{port}", "--forgetful"],
+            &[],
+        ),
     ];
     let ports: Vec<u16> = peers.iter().map(|(_, port)| *port).collect();
     let gw = Gateway::start(&format!(
@@ -529,8 +615,12 @@ fn interop_matrix() {
     let sse = format!("http://{}/sse", gw.addr());
     let targets = targets();
 
-    // two rows at a time (the inspector's, the longest, first), on a gateway that has both cores
+    // two rows at a time (the inspector's, the longest, first), on a gateway that has both cores;
+    // but 2026-07-28 rows one at a time: they share `ss_`'s one process (a legacy session has
+    // its own), and the crash one of them causes would fail the other's calls in flight
+    let shared_stdio = std::sync::Mutex::new(());
     let run = |row: &Row| -> (Value, Duration) {
+        let _alone = (row.protocol == Some("2026-07-28")).then(|| shared_stdio.lock().unwrap());
         let t0 = Instant::now();
         let out = match &row.how {
             How::Script(cmd) => {
@@ -607,7 +697,20 @@ fn interop_matrix() {
          `io.modelcontextprotocol/logLevel` in the call's `_meta` (2026-07-28); U: a subscription to the \
          target's prefixed resource (`resources/subscribe`; in 2026-07-28 a `subscriptions/listen` \
          stream), then a `notifications/resources/updated` for that URI (a tool's, or everything's \
-         simulated updates toggled on and off) reached the client; Pg: walking \
+         simulated updates toggled on and off) reached the client; K: a crashed stdio server (the \
+         `crash` tool exits at once): that call got the gateway's JSON-RPC error (within 15 s, not a \
+         hang), and a call retried for at most 10 s was answered by a new process (another `pid`); in \
+         the handshake era the session's own process, which the gateway restarts after a backoff \
+         (250 ms for a first crash) while the session's calls wait for it, in 2026-07-28 the target's \
+         shared process, started again by the next call (the 2026-07-28 rows run one at a time, so \
+         that no other row's call is in flight on it); Rn: an expired upstream session renewed \
+         transparently (the `forget` tool of the stateful Python targets, 2.x and 1.x, makes it forget the caller's upstream session, as a \
+         restarted server would, so that it answers that session's id with 404; the next call, made \
+         once, is answered all the same: the gateway initialized a new upstream session for it); Re: \
+         resumption after a dropped stream (a call with 4 progress notifications 0.5 s apart, whose SSE \
+         answer the client's HTTP layer breaks off right after the first, as a dropped connection \
+         would; the SDK resumes it by itself with a GET carrying `Last-Event-ID`, and the other 3 \
+         notifications and the answer arrive, each once); Pg: walking \
          `tools/list` page by page with the gateway's cursors (the stateful and stateless Python targets \
          answer pages of 2 and 4 tools; the TS client 2.x, asked for no cursor, walks them itself: its \
          pages are the requests it sent) takes more than one page and lists each of the target's tools \
@@ -622,7 +725,11 @@ fn interop_matrix() {
          which sends them only to a session that toggled them on itself. D only for handshake-era sessions over Streamable HTTP \
          (HTTP+SSE has no DELETE, 2026-07-28 no sessions). The inspector CLI reports no negotiated \
          version, no progress, lists one page (no Pg), sets no log level, subscribes to nothing and \
-         keeps no session. The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
+         keeps no session; no K or Rn for it either (each of its runs is a session, and a process, of its \
+         own: nothing to restart, no session to expire). Rn only in the handshake era (a 2026-07-28 \
+         request has no upstream session to expire). Re only over Streamable HTTP in the handshake era, \
+         where the gateway's streams are resumable (HTTP+SSE has no resumption, 2026-07-28 no session \
+         to resume a stream in), on the everything targets (the one tool with spaced-out progress). The TS SDK's HTTP+SSE transport may drop progress notifications (it handles \
          a response before the notifications that arrived in the same read; it does so against the \
          servers directly too). {} rows × {} targets, one gateway (`workers: 2`, debug build), {:.0} s \
          in all. {} failing cells.\n",

@@ -7,7 +7,9 @@ Works with mcp 2.x (`Client`, with --mode) and mcp 1.x (`ClientSession`, legacy 
 JSON: {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "elicit": [TOOL, ARGS, CONTENT],
 "cancel": [WAIT_TOOL, CHECK_TOOL, TAG], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
-"subscribe": [URI, TOOL, ARGS, UNDO_TOOL]}, ...}, every key optional. `elicit` accepts each
+"subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT],
+"renew": [FORGET_TOOL, TOOL, ARGS], "resume": [TOOL, ARGS]}, ...},
+every key optional. `elicit` accepts each
 elicitation/create with CONTENT; `cancel` calls WAIT_TOOL {"tag": TAG}, cancels it at its first
 progress notification, then calls CHECK_TOOL {"tag": TAG} until it answers "yes" (the server saw
 the cancellation). `log` (after one `logging/setLevel` "debug" for the connection) calls TOOL and
@@ -15,7 +17,14 @@ waits up to 10 s for a notifications/message containing TEXT (in 2026-07-28 ever
 for "debug" in its _meta instead); `subscribe` subscribes to URI (in 2026-07-28: opens a
 subscriptions/listen stream for it), calls TOOL and waits up to 10 s for a
 notifications/resources/updated of URI, then unsubscribes (closes the stream);
-both then call UNDO_TOOL {} when not null (a server's periodic messages switched off again). The client connects
+both then call UNDO_TOOL {} when not null (a server's periodic messages switched off again).
+`crash` (run after the target's other operations) calls PID_TOOL, then CRASH_TOOL, which must
+get a JSON-RPC error within 15 s, then calls TOOL ARGS until it answers TEXT (at most 10 s),
+then PID_TOOL again. `renew` (also last) calls FORGET_TOOL, which must answer "forgotten" (the
+target forgot the upstream session), then TOOL ARGS once. `resume` (Streamable HTTP only) calls
+TOOL ARGS with a progress callback and drops the connection its SSE answer comes on right after
+the first progress notification (a read error, as a network would); the SDK then resumes the
+stream with a GET carrying `Last-Event-ID`. The client connects
 once, lists every page of tools, prompts and resources, then runs each operation; a failing
 operation is reported in its cell and does not stop the others. Over Streamable HTTP with a
 session, leaving the client terminates it (DELETE) and a raw POST with the old session id follows.
@@ -86,6 +95,65 @@ LOGS: list[str] = []
 UPDATED: list[str] = []
 # the Mcp-Session-Id the gateway gave (Streamable HTTP only)
 SESSION: dict[str, str] = {}
+HTTP = httpx if V1 else httpx2
+# the tool whose next call's answer `Drop` cuts, how many it cut, the Last-Event-IDs of resumes
+DROP: dict[str, Any] = {"tool": None, "cut": 0, "resumed": []}
+
+
+class Cut(HTTP.AsyncByteStream):  # type: ignore[misc,name-defined]
+    """An SSE body that breaks off after its first whole progress notification event."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __aiter__(self) -> Any:
+        buf, sent = b"", 0
+        async for chunk in self.inner:
+            buf += chunk
+            at = buf.find(b"notifications/progress")
+            end = buf.find(b"\n\n", at) if at >= 0 else -1
+            if end >= 0:
+                yield buf[sent : end + 2]
+                DROP["cut"] += 1
+                DROP["tool"] = None
+                # the connection goes (its answer was not read to the end), as a dropped one would
+                await self.inner.aclose()
+                raise HTTP.ReadError("the test dropped the stream")
+            yield buf[sent:]
+            sent = len(buf)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Drop(HTTP.AsyncBaseTransport):  # type: ignore[misc,name-defined]
+    """HTTP that cuts the SSE answer to the next `tools/call` of DROP["tool"] (see `Cut`) and
+    notes the Last-Event-ID of every GET."""
+
+    def __init__(self) -> None:
+        self.inner = HTTP.AsyncHTTPTransport(trust_env=False)
+
+    async def handle_async_request(self, request: Any) -> Any:
+        if request.method == "GET" and "last-event-id" in request.headers:
+            DROP["resumed"].append(request.headers["last-event-id"])
+        response = await self.inner.handle_async_request(request)
+        try:
+            body = json.loads(request.content) if request.method == "POST" else {}
+        except ValueError:
+            body = {}
+        if (
+            DROP["tool"] is not None
+            and isinstance(body, dict)
+            and body.get("method") == "tools/call"
+            and (body.get("params") or {}).get("name") == DROP["tool"]
+            and response.headers.get("content-type", "").startswith("text/event-stream")
+        ):
+            cut = Cut(response.stream)
+            return HTTP.Response(response.status_code, headers=response.headers, stream=cut, extensions=response.extensions)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 async def logged(params: Any) -> None:
@@ -117,8 +185,12 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
         if opts.transport == "sse":
             read, write = await stack.enter_async_context(sse_client(opts.url, timeout=opts.timeout))
         else:
+
+            def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:
+                return httpx.AsyncClient(headers=headers, timeout=timeout, auth=auth, transport=Drop())
+
             read, write, session_id = await stack.enter_async_context(
-                streamablehttp_client(opts.url, timeout=opts.timeout)
+                streamablehttp_client(opts.url, timeout=opts.timeout, httpx_client_factory=factory)
             )
         session = await stack.enter_async_context(
             ClientSession(
@@ -147,7 +219,9 @@ async def connect(stack: AsyncExitStack, opts: argparse.Namespace) -> tuple[Any,
                 SESSION["id"] = response.headers["mcp-session-id"]
 
         http = await stack.enter_async_context(
-            httpx2.AsyncClient(timeout=opts.timeout, trust_env=False, event_hooks={"response": [keep_session_id]})
+            httpx2.AsyncClient(
+                timeout=opts.timeout, trust_env=False, event_hooks={"response": [keep_session_id]}, transport=Drop()
+            )
         )
         transport = streamable_http_client(opts.url, http_client=http)
     client = Client(
@@ -261,7 +335,65 @@ async def operation(c: Any, op: str, arg: Any) -> dict[str, Any]:
             await c.call_tool(undo, {})
         await c.unsubscribe_resource(uri)
         return {"updates": updates.count(uri), "uri": uri}
+    if op == "crash":
+        crash_tool, pid_tool, tool, args, expect = arg
+        before = first_text((await c.call_tool(pid_tool, {})).content)
+        try:
+            # a JSON-RPC error, not a hang
+            with anyio.fail_after(15):
+                r = await c.call_tool(crash_tool, {})
+            return {"error": f"{crash_tool} answered: {first_text(r.content)}"}
+        except TimeoutError:
+            return {"error": f"{crash_tool}: no answer within 15 s"}
+        except Exception as e:  # noqa: BLE001 - the error the gateway answers with
+            crashed = describe(e)
+        # the gateway restarts the server (after a backoff): retried until answered, within 10 s
+        tries, last = 0, None
+        with anyio.move_on_after(10):
+            while True:
+                tries += 1
+                try:
+                    r = await c.call_tool(tool, args)
+                    last = first_text(r.content)
+                    if last == expect and not field(r, "is_error", "isError"):
+                        break
+                except Exception as e:  # noqa: BLE001 - still restarting
+                    last = describe(e)
+                await anyio.sleep(0.1)
+        after = first_text((await c.call_tool(pid_tool, {})).content)
+        return {"crashError": crashed, "text": last, "tries": tries, "pids": [before, after]}
+    if op == "renew":
+        forget_tool, tool, args = arg
+        forgot = first_text((await c.call_tool(forget_tool, {})).content)
+        if forgot != "forgotten":
+            return {"error": f"{forget_tool} answered {forgot}"}
+        # once, no retry: the gateway renews the forgotten upstream session on the way
+        r = await c.call_tool(tool, args)
+        return {"text": first_text(r.content), "isError": bool(field(r, "is_error", "isError"))}
+    if op == "resume":
+        tool, args = arg
+        events: list[float] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            events.append(progress)
+
+        DROP.update(tool=tool, cut=0, resumed=[])
+        try:
+            r = await c.call_tool(tool, args, progress_callback=on_progress)
+        finally:
+            DROP["tool"] = None
+        return {
+            "text": first_text(r.content),
+            "isError": bool(field(r, "is_error", "isError")),
+            "events": events,
+            "cut": DROP["cut"],
+            "resumed": len(DROP["resumed"]),
+        }
     raise ValueError(f"unknown operation {op}")
+
+
+# operations run after a target's others
+LAST = ("crash", "renew")
 
 
 def describe(e: BaseException) -> str:
@@ -296,7 +428,8 @@ async def run(opts: argparse.Namespace, spec: dict[str, Any]) -> dict[str, Any]:
             cells: dict[str, Any] = {}
             for target, ops in spec.items():
                 cells[target] = {}
-                for op, arg in ops.items():
+                # what breaks the target's state (a crash) comes last
+                for op, arg in sorted(ops.items(), key=lambda kv: kv[0] in LAST):
                     try:
                         cells[target][op] = await operation(c, op, arg)
                     except Exception as e:  # noqa: BLE001 - one failing cell must not hide the others

@@ -8,10 +8,14 @@
 // --mode is v2's versionNegotiation mode. SPEC and the printed JSON are those of interop_py.py:
 // SPEC = {"TARGET": {"call": [TOOL, ARGS], "prompt": [NAME, ARGS], "read": URI,
 // "progress": [TOOL, ARGS], "sample": [TOOL, ARGS], "log": [TOOL, ARGS, UNDO_TOOL, TEXT],
-// "subscribe": [URI, TOOL, ARGS, UNDO_TOOL]}} (in 2026-07-28, `log` puts the level in the call's
-// _meta and `subscribe` opens a subscriptions/listen stream); output {"sdk", "protocol", "tools",
-// "prompts", "resources", "pages" (the list requests sent per kind), "setLevel", "session",
-// "cells"}. Exit 0 when that was printed, 3 when connecting failed.
+// "subscribe": [URI, TOOL, ARGS, UNDO_TOOL], "crash": [CRASH_TOOL, PID_TOOL, TOOL, ARGS, TEXT],
+// "renew": [FORGET_TOOL, TOOL, ARGS], "resume": [TOOL, ARGS]}}
+// (in 2026-07-28, `log` puts the level in the call's _meta and `subscribe` opens a
+// subscriptions/listen stream; `crash` and `renew` run after the target's other operations;
+// `resume`, over Streamable HTTP, has the transport's fetch break off the call's SSE answer right
+// after its first progress notification, and the SDK resumes it with `Last-Event-ID`);
+// output {"sdk", "protocol", "tools", "prompts", "resources", "pages" (the list requests sent
+// per kind), "setLevel", "session", "cells"}. Exit 0 when that was printed, 3 when connecting failed.
 'use strict';
 
 const fs = require('node:fs');
@@ -60,6 +64,66 @@ function sdk() {
     clientOptions: { versionNegotiation: { mode: opts.mode } },
     call: (c, params, options) => c.callTool(params, options),
   };
+}
+
+// the tool whose next call's SSE answer `dropping` breaks off, how many it broke off, and the
+// Last-Event-IDs of the GETs that resumed
+const drop = { tool: null, cut: 0, resumed: [] };
+
+// fetch, but the SSE answer to the next tools/call of drop.tool errors (as a dropped connection
+// would) right after its first whole progress notification event
+async function dropping(input, init) {
+  const method = (init && init.method) || 'GET';
+  const headers = new Headers(init && init.headers);
+  if (method === 'GET' && headers.get('last-event-id')) drop.resumed.push(headers.get('last-event-id'));
+  const response = await fetch(input, init);
+  let body = null;
+  try {
+    body = method === 'POST' && typeof init.body === 'string' ? JSON.parse(init.body) : null;
+  } catch {
+    body = null;
+  }
+  const sse = (response.headers.get('content-type') || '').startsWith('text/event-stream');
+  if (!drop.tool || !sse || !body || body.method !== 'tools/call' || (body.params || {}).name !== drop.tool) {
+    return response;
+  }
+  drop.tool = null;
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  let text = '';
+  let sent = 0;
+  let broken = false;
+  const cut = new ReadableStream({
+    async pull(controller) {
+      if (broken) {
+        // (after the last event was read: an error discards what is still queued)
+        await reader.cancel().catch(() => {});
+        controller.error(new TypeError('the test dropped the stream'));
+        return;
+      }
+      const { value, done } = await reader.read();
+      if (done) {
+        controller.close();
+        return;
+      }
+      text += decoder.decode(value, { stream: true });
+      const at = text.indexOf('notifications/progress');
+      const end = at >= 0 ? text.indexOf('\n\n', at) : -1;
+      if (end >= 0) {
+        controller.enqueue(encoder.encode(text.slice(sent, end + 2)));
+        drop.cut++;
+        broken = true;
+        return;
+      }
+      controller.enqueue(encoder.encode(text.slice(sent)));
+      sent = text.length;
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(cut, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 function firstText(items) {
@@ -114,7 +178,7 @@ async function main() {
     return events.slice(before);
   };
   const url = new URL(opts.url);
-  const transport = opts.transport === 'sse' ? new s.Sse(url) : new s.Http(url);
+  const transport = opts.transport === 'sse' ? new s.Sse(url) : new s.Http(url, { fetch: dropping });
   // requests sent, by method
   const sent = {};
   const send = transport.send.bind(transport);
@@ -187,6 +251,51 @@ async function main() {
       await client.unsubscribeResource({ uri });
       return { updates: got.filter((u) => u === uri).length, uri };
     },
+    crash: async ([crashTool, pidTool, name, args, expect]) => {
+      const pid = async () => firstText((await s.call(client, { name: pidTool, arguments: {} })).content);
+      const before = await pid();
+      let crashed;
+      try {
+        // a JSON-RPC error, not a hang (the SDK's timeout would be an error of its own)
+        const r = await s.call(client, { name: crashTool, arguments: {} }, { timeout: 15000 });
+        return { error: `${crashTool} answered: ${firstText(r.content)}` };
+      } catch (e) {
+        crashed = String(e);
+      }
+      // the gateway restarts the server (after a backoff): retried until answered, within 10 s
+      const deadline = Date.now() + 10000;
+      let tries = 0;
+      let last = null;
+      while (Date.now() < deadline) {
+        tries++;
+        try {
+          const r = await s.call(client, { name, arguments: args });
+          last = firstText(r.content);
+          if (last === expect && !r.isError) break;
+        } catch (e) {
+          last = String(e);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return { crashError: crashed, text: last, tries, pids: [before, await pid()] };
+    },
+    resume: async ([name, args]) => {
+      const events = [];
+      Object.assign(drop, { tool: name, cut: 0, resumed: [] });
+      try {
+        const r = await s.call(client, { name, arguments: args }, { onprogress: (p) => events.push(p.progress) });
+        return { text: firstText(r.content), isError: Boolean(r.isError), events, cut: drop.cut, resumed: drop.resumed.length };
+      } finally {
+        drop.tool = null;
+      }
+    },
+    renew: async ([forgetTool, name, args]) => {
+      const forgot = firstText((await s.call(client, { name: forgetTool, arguments: {} })).content);
+      if (forgot !== 'forgotten') return { error: `${forgetTool} answered ${forgot}` };
+      // once, no retry: the gateway renews the forgotten upstream session on the way
+      const r = await s.call(client, { name, arguments: args });
+      return { text: firstText(r.content), isError: Boolean(r.isError) };
+    },
     sample: async ([name, args]) => {
       const before = samples.length;
       const r = await s.call(client, { name, arguments: args });
@@ -208,7 +317,10 @@ async function main() {
   out.cells = {};
   for (const [target, wanted] of Object.entries(spec)) {
     out.cells[target] = {};
-    for (const [op, arg] of Object.entries(wanted)) {
+    // what breaks the target's state (a crash) comes last
+    const last = ['crash', 'renew'];
+    const ordered = Object.entries(wanted).sort(([a], [b]) => last.includes(a) - last.includes(b));
+    for (const [op, arg] of ordered) {
       try {
         out.cells[target][op] = await ops[op](arg);
       } catch (e) {

@@ -2,7 +2,8 @@
 
     target/peers/py/bin/python tests/peers/py_server.py [--port N]
         [--transport streamable-http|sse|stdio] [--stateless] [--json] [--page-size K]
-        [--rug-pull] [--poison] [--notify] [--logging] [--modern-only] [--mrtr] [--log FILE]
+        [--rug-pull] [--poison] [--notify] [--logging] [--forgetful] [--modern-only] [--mrtr]
+        [--log FILE]
 
 Streamable HTTP serves `/mcp` (answers 2026-07-28 requests statelessly and `initialize` as a
 legacy session; --stateless turns legacy sessions off, --json answers with application/json
@@ -23,6 +24,10 @@ a stream hears the update if it asked for uri).
 
 --logging adds log(message), which sends the message as an info `notifications/message` (on
 the call's stream) before it answers.
+
+--forgetful adds forget(), which forgets the caller's legacy session as a restarted server
+would: its id answers 404 from then on (the answer to forget() itself still arrives). It
+answers "forgotten", or "no session" to a request without one (2026-07-28, or stateless).
 
 --modern-only makes it a server of the 2026-07-28 era alone, which the SDK has no switch for:
 POSTs without `MCP-Protocol-Version: 2026-07-28` (initialize and every legacy-session request)
@@ -216,6 +221,17 @@ async def touch(uri: str, ctx: Context) -> str:
     return f"notified {sent}"
 
 
+def forget(ctx: Context) -> str:
+    sid = (ctx.headers or {}).get("mcp-session-id")
+    # the SDK has no call for it: what its idle reaper does first, without ending the transport
+    # that still carries this answer
+    manager = mcp.session_manager
+    if sid is None or manager._server_instances.pop(sid, None) is None:
+        return "no session"
+    manager._session_owners.pop(sid, None)
+    return "forgotten"
+
+
 @mcp.resource("test://static")
 def static_text() -> str:
     return "static text"
@@ -314,6 +330,7 @@ def main() -> None:
     p.add_argument("--poison", action="store_true", help="add poisoned(a, b), with injected instructions")
     p.add_argument("--notify", action="store_true", help="remember subscribers; add touch(uri), which notifies them")
     p.add_argument("--logging", action="store_true", help="add log(message), which sends it as a log message")
+    p.add_argument("--forgetful", action="store_true", help="add forget(), which forgets the caller's session")
     p.add_argument("--modern-only", action="store_true", help="refuse everything but 2026-07-28 requests")
     p.add_argument("--mrtr", action="store_true", help="add ask_name(), ask_llm() and ask_roots(), which answer input_required")
     p.add_argument("--log", help="append a JSON line per HTTP request to this file")
@@ -329,6 +346,8 @@ def main() -> None:
         mcp._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
     if opts.logging:
         mcp.add_tool(log, name="log")
+    if opts.forgetful:
+        mcp.add_tool(forget, name="forget", description="Forget this session, as a restarted server would.")
     if opts.mrtr:
         mcp.add_tool(ask_name, name="ask_name")
         mcp.add_tool(ask_llm, name="ask_llm")
