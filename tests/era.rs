@@ -61,6 +61,19 @@ fn logged(log: &Path) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// The `tools/call`s a py_server.py logged.
+fn logged_calls(log: &Path) -> Vec<Value> {
+    logged(log).into_iter().filter(|l| l["method"] == "tools/call").collect()
+}
+
+/// A gateway (`workers: 2`) whose one target, `modern`, is py_server.py answering 2026-07-28
+/// only, with the tools that ask for input (`--mrtr`); its request log (under `name`).
+fn bridged(name: &str) -> (Gateway, PathBuf, PeerServer) {
+    let log = log_file(&tempdir(), name);
+    let (server, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
+    (gateway(&target("modern", port, "")), log, server)
+}
+
 fn modern_tools(addr: SocketAddr) -> Vec<String> {
     let v = modern(addr, "tools/list", json!({}));
     names(&v)
@@ -311,10 +324,7 @@ fn protocol_fixes_the_era_without_probing() {
 /// client did not declare it can answer is a -32021 error naming the target.
 #[test]
 fn a_legacy_client_answers_a_modern_only_targets_input_requests() {
-    let dir = tempdir();
-    let log = log_file(&dir, "mrtr");
-    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
-    let gw = gateway(&target("modern", port, ""));
+    let (gw, log, _m) = bridged("mrtr");
     let url = format!("http://{}/mcp", gw.addr());
 
     let content = r#"{"name":"Ada","colour":"teal"}"#;
@@ -324,7 +334,7 @@ fn a_legacy_client_answers_a_modern_only_targets_input_requests() {
     assert_eq!(v["result"]["content"][0]["text"], "Ada likes teal", "{v}");
     assert_eq!(v["result"]["isError"], false, "{v}");
     // three rounds reached the target, each as a 2026-07-28 request, the retries under new ids
-    let calls: Vec<_> = logged(&log).into_iter().filter(|l| l["method"] == "tools/call").collect();
+    let calls = logged_calls(&log);
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert!(calls.iter().all(|l| l["version"] == "2026-07-28" && l["status"] == 200), "{calls:?}");
 
@@ -339,8 +349,7 @@ fn a_legacy_client_answers_a_modern_only_targets_input_requests() {
     let (v, code) = py_client(&url, "legacy", &["elicit", "modern_ask_roots", "{}", "{}"]);
     assert_eq!((code, &v["error"]["code"]), (1, &json!(-32021)), "{v}");
     assert_eq!(v["error"]["data"]["requiredCapabilities"], json!({"roots": {}}), "{v}");
-    let asked =
-        |tool: &str| logged(&log).iter().filter(|l| l["method"] == "tools/call" && l["mcp_name"] == tool).count();
+    let asked = |tool: &str| logged_calls(&log).iter().filter(|l| l["mcp_name"] == tool).count();
     assert_eq!((asked("ask_llm"), asked("ask_roots")), (1, 1));
 }
 
@@ -349,10 +358,7 @@ fn a_legacy_client_answers_a_modern_only_targets_input_requests() {
 /// answer (which the target is told), and the target completes with its answers.
 #[test]
 fn a_legacy_client_answers_sampling_and_roots_rounds_of_a_modern_only_target() {
-    let dir = tempdir();
-    let log = log_file(&dir, "mrtr-kinds");
-    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
-    let gw = gateway(&target("modern", port, ""));
+    let (gw, log, _m) = bridged("mrtr-kinds");
     let url = format!("http://{}/mcp", gw.addr());
 
     let v = py_ok(&url, "legacy", &["sample", "modern_ask_llm", "{}"]);
@@ -366,7 +372,7 @@ fn a_legacy_client_answers_sampling_and_roots_rounds_of_a_modern_only_target() {
     assert_eq!(v["result"]["content"][0]["text"], "Roots: file:///work/alpha, file:///work/beta", "{v}");
 
     // two rounds each, in 2026-07-28, each carrying what the client declared
-    let calls: Vec<_> = logged(&log).into_iter().filter(|l| l["method"] == "tools/call").collect();
+    let calls = logged_calls(&log);
     assert_eq!(calls.len(), 4, "{calls:?}");
     assert!(calls.iter().all(|l| l["version"] == "2026-07-28" && l["status"] == 200), "{calls:?}");
     for (tool, cap) in [("ask_llm", "sampling"), ("ask_roots", "roots")] {
@@ -381,10 +387,7 @@ fn a_legacy_client_answers_sampling_and_roots_rounds_of_a_modern_only_target() {
 /// call waiting for them.
 #[test]
 fn a_legacy_http_sse_client_answers_a_modern_only_targets_input_requests() {
-    let dir = tempdir();
-    let log = log_file(&dir, "mrtr-sse");
-    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
-    let gw = gateway(&target("modern", port, ""));
+    let (gw, log, _m) = bridged("mrtr-sse");
     let url = format!("http://{}/mcp/sse", gw.addr());
     let sse = |args: &[&str]| py_ok(&url, "legacy", &[&["--transport", "sse"][..], args].concat());
 
@@ -395,7 +398,7 @@ fn a_legacy_http_sse_client_answers_a_modern_only_targets_input_requests() {
     assert_eq!(v["result"]["content"][0]["text"], "LLM: sampled: Say hi", "{v}");
     let v = sse(&["roots", "modern_ask_roots", "{}", "file:///sse"]);
     assert_eq!(v["result"]["content"][0]["text"], "Roots: file:///sse", "{v}");
-    let calls: Vec<_> = logged(&log).into_iter().filter(|l| l["method"] == "tools/call").collect();
+    let calls = logged_calls(&log);
     assert_eq!(calls.len(), 7, "{calls:?}");
     assert!(calls.iter().all(|l| l["version"] == "2026-07-28" && l["status"] == 200), "{calls:?}");
 }
@@ -404,10 +407,7 @@ fn a_legacy_http_sse_client_answers_a_modern_only_targets_input_requests() {
 /// message endpoint on either shard, reaches the call bridging on the shard of its stream.
 #[test]
 fn a_legacy_http_sse_client_cancelling_a_bridged_call_ends_the_wait_for_its_answer() {
-    let dir = tempdir();
-    let log = log_file(&dir, "mrtr-sse-cancel");
-    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
-    let gw = gateway(&target("modern", port, ""));
+    let (gw, log, _m) = bridged("mrtr-sse-cancel");
     let addr = gw.addr();
     let (mut stream, endpoint) = SseStream::open(addr, "/mcp/sse");
     let send = |v: Value| post_with(addr, &endpoint, &[], &v.to_string()).status;
@@ -430,17 +430,14 @@ fn a_legacy_http_sse_client_cancelling_a_bridged_call_ends_the_wait_for_its_answ
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     let late = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept", "content": {"name": "Ada"}}});
     assert_eq!(send(late), 400);
-    assert_eq!(logged(&log).iter().filter(|l| l["method"] == "tools/call").count(), 1);
+    assert_eq!(logged_calls(&log).len(), 1);
 }
 
 /// A client that answers the gateway's question with a JSON-RPC error fails the call with that
 /// error's code (on either transport), and the target is not asked again.
 #[test]
 fn a_legacy_clients_error_answer_fails_the_bridged_call_without_a_retry() {
-    let dir = tempdir();
-    let log = log_file(&dir, "mrtr-refuse");
-    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
-    let gw = gateway(&target("modern", port, ""));
+    let (gw, log, _m) = bridged("mrtr-refuse");
     let http = format!("http://{}/mcp", gw.addr());
     let sse = format!("http://{}/mcp/sse", gw.addr());
     let runs = [
@@ -465,10 +462,7 @@ fn a_legacy_clients_error_answer_fails_the_bridged_call_without_a_retry() {
 /// hears of no retry.
 #[test]
 fn a_legacy_client_cancelling_a_bridged_call_ends_the_wait_for_its_answer() {
-    let dir = tempdir();
-    let log = log_file(&dir, "mrtr-cancel");
-    let (_m, port) = py_server(0, &log, &["--modern-only", "--mrtr"]);
-    let gw = gateway(&target("modern", port, ""));
+    let (gw, log, _m) = bridged("mrtr-cancel");
     let addr = gw.addr();
     let sid = legacy_session_with(addr, json!({"elicitation": {}}));
     let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "modern_ask_name", "arguments": {}}});
@@ -509,6 +503,5 @@ fn a_legacy_client_cancelling_a_bridged_call_ends_the_wait_for_its_answer() {
     // a late answer is for an unknown request, and the target saw the first round only
     let late = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept", "content": {"name": "Ada"}}});
     assert_eq!(post_with(addr, "/mcp", &headers, &late.to_string()).status, 400);
-    let calls = logged(&log).into_iter().filter(|l| l["method"] == "tools/call").count();
-    assert_eq!(calls, 1);
+    assert_eq!(logged_calls(&log).len(), 1);
 }

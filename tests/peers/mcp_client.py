@@ -62,6 +62,14 @@ if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport t
     from exceptiongroup import BaseExceptionGroup
 
 MAX_PAGES = 1000
+# scenarios that answer what the server asks during one call: (least args, usage, what the reply
+# reports of the asking, an attribute of the options the callbacks fill)
+ANSWERING = {
+    "sample": (1, "sample TOOL [JSON_ARGS]", "samples"),
+    "elicit": (3, "elicit TOOL JSON_ARGS CONTENT", "elicitations"),
+    "roots": (3, "roots TOOL JSON_ARGS URI...", "roots_asked"),
+    "refuse": (3, "refuse TOOL JSON_ARGS CODE", "refused"),
+}
 log = logging.getLogger("mcp_client")
 
 
@@ -323,22 +331,12 @@ async def scenario(c: Client, opts: argparse.Namespace) -> dict[str, Any]:
                 if {"ToolsListChanged", "ResourceUpdated"} <= {e["type"] for e in seen}:
                     break
             return {"protocol": proto, "honored": dump(sub.honored), "events": seen}
-    if opts.scenario == "sample":
-        need(args, 1, "sample TOOL [JSON_ARGS]")
+    if opts.scenario in ANSWERING:
+        # a call whose server asks the client something; the reply carries what it was asked
+        least, usage, asked = ANSWERING[opts.scenario]
+        need(args, least, usage)
         result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
-        return {"protocol": proto, "samples": opts.samples, "result": call_result(result)}
-    if opts.scenario == "elicit":
-        need(args, 3, "elicit TOOL JSON_ARGS CONTENT")
-        result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
-        return {"protocol": proto, "elicitations": opts.elicitations, "result": call_result(result)}
-    if opts.scenario == "roots":
-        need(args, 3, "roots TOOL JSON_ARGS URI...")
-        result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
-        return {"protocol": proto, "roots_asked": opts.roots_asked, "result": call_result(result)}
-    if opts.scenario == "refuse":
-        need(args, 3, "refuse TOOL JSON_ARGS CODE")
-        result = await c.call_tool(args[0], json_args(args, 1, "JSON_ARGS"))
-        return {"protocol": proto, "refused": opts.refused, "result": call_result(result)}
+        return {"protocol": proto, asked: getattr(opts, asked), "result": call_result(result)}
     raise UsageError(f"unknown scenario {opts.scenario}")
 
 
