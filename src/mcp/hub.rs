@@ -3,15 +3,16 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::holds::Holder;
 use super::jsonrpc::{Message, RpcError};
-use super::plan::{McpPlan, TargetKind};
+use super::plan::{HttpTargetPlan, McpPlan, TargetKind};
 use super::session::Sealed;
 use super::sse_client::{self, SseConn};
 use super::stdio::SharedProc;
-use crate::proxy::shard::ShardCtx;
+use crate::proxy::shard::{ShardCtx, ShardMsg};
 
 /// How many notifications may wait for a slow listen stream before more are dropped for it.
 const LISTENER_BACKLOG: usize = 64;
@@ -136,6 +137,54 @@ pub fn session_ended(ctx: &Rc<ShardCtx>, session: &str) {
     });
 }
 
+/// Legacy session `session` (un)subscribed (`on`) to `uri` at HTTP+SSE target `name` on this
+/// shard: every other shard's session with the target takes or gives up the hold too, as the
+/// session's GET stream may be open on any shard and hears only that shard's session. (A legacy
+/// `/sse` session's messages are all served on its stream's shard: its holds stay there.)
+pub async fn hold_everywhere(ctx: &ShardCtx, session: &str, name: &Arc<str>, at: &HttpTargetPlan, uri: &str, on: bool) {
+    if ctx.mcp.stream(session).is_some() {
+        return;
+    }
+    let (session, uri): (Arc<str>, Arc<str>) = (session.into(), uri.into());
+    for (i, mb) in ctx.siblings.iter().enumerate() {
+        if i != ctx.index {
+            let (session, target, at, uri) = (session.clone(), name.clone(), Box::new(at.clone()), uri.clone());
+            let _ = mb.send_async(ShardMsg::SseHold { session, target, at, uri, on }).await;
+        }
+    }
+}
+
+/// Another shard served a legacy session's `resources/(un)subscribe` at an HTTP+SSE target
+/// ([`hold_everywhere`]): this shard's session with it takes the hold, opened if need be (the
+/// session's GET stream may open here later), or gives it up, unsubscribing only when nobody
+/// else here holds the URI.
+pub fn held_elsewhere(
+    ctx: &Rc<ShardCtx>,
+    session: Arc<str>,
+    name: Arc<str>,
+    at: Box<HttpTargetPlan>,
+    uri: Arc<str>,
+    on: bool,
+) {
+    let ctx = ctx.clone();
+    monoio::spawn(async move {
+        let (who, idle) = (Holder::Session(&session), super::serve::TARGET_IDLE);
+        if !on {
+            if let Some(c) = ctx.mcp.sse_conn(&at.session_key()) {
+                c.release(&ctx, &uri, who, idle).await;
+            }
+            return;
+        }
+        let held = match sse_client::shared(&ctx, &name, &at, idle).await {
+            Ok(c) => c.hold(&ctx, &uri, who, idle).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = held {
+            eprintln!("mcp target {name}: a session's subscription to {uri} not held on this shard: {}", e.message);
+        }
+    });
+}
+
 /// The targets a session has an upstream of its own with, which [`join_shared`] leaves out.
 pub fn own_upstreams(s: &Sealed) -> Vec<String> {
     s.t.iter().filter(|u| u.s.is_some()).map(|u| u.n.clone()).collect()
@@ -230,9 +279,9 @@ impl Membership {
     /// upstream, so that its streams carry the upstream's updates of it. A shared process is one
     /// for every shard and keeps its holds itself, so the session's `resources/subscribe` may
     /// have landed on any shard, and its stream on any other. A shard's HTTP+SSE session is its
-    /// own: a Streamable HTTP session's subscription forwarded through another shard's is
-    /// neither subscribed nor heard here (a legacy `/sse` session's messages are all served on
-    /// its stream's shard).
+    /// own: a Streamable HTTP session's subscription served on another shard is held here too
+    /// ([`hold_everywhere`]; a legacy `/sse` session's messages are all served on its stream's
+    /// shard).
     pub fn held_by(&self, uri: &str, session: &str) -> bool {
         match &self.source.upstream {
             Upstream::Stdio(p) => p.held_by(uri, session),

@@ -1024,7 +1024,8 @@ impl Exchange<'_> {
     /// session's there, counted with the hubs' ([`super::holds`]), so that one client
     /// unsubscribing does not end what others still listen to. The session's GET or `/sse`
     /// stream finds the hold and carries the upstream's updates of the URI (from a shared
-    /// process on any shard; see [`hub::Membership::held_by`]).
+    /// process, or every shard's HTTP+SSE session, on any shard; see
+    /// [`hub::Membership::held_by`]).
     async fn shared_subscription(&self, ti: usize, method: &str, uri: &str) -> Result<Value, RpcError> {
         let (ctx, sid) = (self.relay.ctx, self.sid.unwrap_or_default());
         let t = &self.plan().targets[ti];
@@ -1038,13 +1039,16 @@ impl Exchange<'_> {
             }
             TargetKind::Sse(h) if subscribe => {
                 let c = super::sse_client::shared(ctx, &t.name, h, TARGET_IDLE).await?;
-                c.hold(ctx, uri, who, TARGET_IDLE).await
+                let held = c.hold(ctx, uri, who, TARGET_IDLE).await?;
+                hub::hold_everywhere(ctx, sid, &t.name, h, uri, true).await;
+                Ok(held)
             }
             TargetKind::Sse(h) => {
                 // nothing is held on a session the shard does not have (any more)
                 if let Some(c) = ctx.mcp.sse_conn(&h.session_key()) {
                     c.release(ctx, uri, who, TARGET_IDLE).await;
                 }
+                hub::hold_everywhere(ctx, sid, &t.name, h, uri, false).await;
                 Ok(json!({}))
             }
             _ => Err(RpcError::new(INTERNAL_ERROR, "not a shared upstream")),

@@ -89,6 +89,20 @@ pub enum ShardMsg {
         /// Subscribed, or unsubscribed.
         on: bool,
     },
+    /// A legacy Streamable HTTP session (un)subscribed to a resource of an HTTP+SSE target on
+    /// another shard: this shard's session with the target takes or gives up the hold too.
+    SseHold {
+        /// The client session id.
+        session: Arc<str>,
+        /// The target's name.
+        target: Arc<str>,
+        /// Where the target is.
+        at: Box<crate::mcp::plan::HttpTargetPlan>,
+        /// The URI as the target knows it.
+        uri: Arc<str>,
+        /// Subscribed, or unsubscribed.
+        on: bool,
+    },
     /// A message a client POSTed to a legacy HTTP+SSE session whose stream lives on this shard;
     /// `ack` learns whether it was taken (the POST is answered 202) or refused.
     SseMessage {
@@ -307,6 +321,9 @@ pub async fn run(
                 let _ = ack.try_send(());
             }
             ShardMsg::ListenUri { session, target, uri, on } => ctx.mcp.subscribed.learn(&session, &target, &uri, on),
+            ShardMsg::SseHold { session, target, at, uri, on } => {
+                crate::mcp::hub::held_elsewhere(&ctx, session, target, at, uri, on)
+            }
             ShardMsg::SseMessage { id, plan, msg, ack } => {
                 let _ = ack.send(crate::mcp::legacy_sse::deliver(&ctx, &id, plan, msg));
             }
