@@ -345,25 +345,7 @@ fn a_legacy_sessions_get_stream_hears_a_modern_only_target_through_a_listen_of_i
 
     // nor has it resources/subscribe: the stream's listen there asks for the URI instead. The
     // subscription is made on the shard the stream is not on, which learns of it by mailbox.
-    let open = || connections(&gw).iter().sum::<u64>();
-    wait_for("the GET stream's connection alone", || open() == 1);
-    let stream_shard = connections(&gw).iter().position(|&n| n == 1).unwrap();
-    let mut other = loop {
-        let c = TcpStream::connect(addr).unwrap();
-        wait_for("the connection to be accepted", || open() == 2);
-        if connections(&gw)[stream_shard] == 1 {
-            break c;
-        }
-        drop(c);
-        wait_for("the connection to close", || open() == 1);
-    };
-    let body =
-        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": {"uri": "py+test://static"}});
-    let headers = [("mcp-session-id", sid.as_str()), ("connection", "close")];
-    other.write_all(common::mcp::post_request("/mcp", &headers, &body.to_string()).as_bytes()).unwrap();
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut other, &mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with(r#""result":{}}"#), "{answer}");
+    subscribe_on_the_other_shard(&gw, &sid, "py+test://static");
     let deadline = Instant::now() + Duration::from_secs(20);
     let updated = loop {
         // the stream may learn of the subscription after its answer: touched until it hears
@@ -383,6 +365,29 @@ fn a_legacy_sessions_get_stream_hears_a_modern_only_target_through_a_listen_of_i
         touch();
         ended() == listens()
     });
+}
+
+/// `resources/subscribe` of `uri` in session `sid`, sent on a connection to the shard that does
+/// not serve the session's one open connection (its GET stream); it must succeed.
+fn subscribe_on_the_other_shard(gw: &Gateway, sid: &str, uri: &str) {
+    let open = || connections(gw).iter().sum::<u64>();
+    wait_for("the GET stream's connection alone", || open() == 1);
+    let stream_shard = connections(gw).iter().position(|&n| n == 1).unwrap();
+    let mut other = loop {
+        let c = TcpStream::connect(gw.addr()).unwrap();
+        wait_for("the connection to be accepted", || open() == 2);
+        if connections(gw)[stream_shard] == 1 {
+            break c;
+        }
+        drop(c);
+        wait_for("the connection to close", || open() == 1);
+    };
+    let body = json!({"jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": {"uri": uri}});
+    let headers = [("mcp-session-id", sid), ("connection", "close")];
+    other.write_all(common::mcp::post_request("/mcp", &headers, &body.to_string()).as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut other, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with(r#""result":{}}"#), "{answer}");
 }
 
 #[test]
@@ -572,6 +577,43 @@ fn at_a_shared_sse_target_a_legacy_unsubscribe_keeps_what_a_listen_stream_holds_
         "params": {"name": "pys_touch", "arguments": {"uri": "test://static"}}}));
     let m = sse.until("notifications/resources/updated");
     assert_eq!(m["params"]["uri"], "pys+test://static", "{m}");
+}
+
+#[test]
+fn at_a_shared_sse_target_a_legacy_sessions_get_stream_hears_what_it_subscribed_to_on_the_other_shard() {
+    let log = tempdir().join("py-sse-shards.log");
+    let (_sse, port) = py_sse(&log);
+    let targets = format!(
+        "          - name: demo\n            demo: {{}}\n          - name: pys\n            sse: {{ host: \"127.0.0.1:{port}\" }}\n"
+    );
+    // without resumption a GET stream ends when its client leaves, not a retention later
+    let cfg = config(0, "", &targets).replacen("\nbinds:", "\n  mcp:\n    resumption: { maxEvents: 0 }\nbinds:", 1);
+    let gw = Gateway::start(&cfg);
+    let addr = gw.addr();
+    let sid = common::mcp::initialize(addr);
+    let mut get = Stream::get(addr, &sid);
+    // each shard has its own session with the target; the stream hears its shard's, and the
+    // subscription is served by the other shard
+    subscribe_on_the_other_shard(&gw, &sid, "pys+test://static");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let updated = loop {
+        // the stream's shard may take the hold after the answer: touched until it hears
+        ok(addr, &sid, "tools/call", json!({"name": "pys_touch", "arguments": {"uri": "test://static"}}));
+        match get.message(Duration::from_millis(500)) {
+            Some(m) if m["method"] == "notifications/resources/updated" => break m,
+            m => assert!(Instant::now() < deadline, "no resources/updated: {m:?}"),
+        }
+    };
+    let uri = json!({"uri": "pys+test://static"});
+    assert_eq!(updated, json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": uri}));
+
+    // it unsubscribes (on either shard): every shard's session with the target is unsubscribed
+    ok(addr, &sid, "resources/unsubscribe", uri.clone());
+    let unsubscribed = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().filter(|l| l.contains("unsubscribe test://static")).count()
+    };
+    wait_for("both shards' sessions to unsubscribe", || unsubscribed() == 2);
 }
 
 #[test]
