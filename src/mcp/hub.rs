@@ -170,7 +170,11 @@ pub fn held_elsewhere(
     monoio::spawn(async move {
         let (who, idle) = (Holder::Session(&session), super::serve::TARGET_IDLE);
         if !on {
-            if let Some(c) = ctx.mcp.sse_conn(&at.session_key()) {
+            // a session still opening may be taking the hold given up here: given up after it
+            if ctx.mcp.sse_conn(&at.session_key()).is_none_or(|c| c.is_dead()) {
+                return;
+            }
+            if let Ok(c) = sse_client::shared(&ctx, &name, &at, idle).await {
                 c.release(&ctx, &uri, who, idle).await;
             }
             return;
