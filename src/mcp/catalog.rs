@@ -93,11 +93,9 @@ pub fn observe(ctx: &ShardCtx, target: &Arc<str>, msg: &Message) {
         return;
     }
     forget(ctx, target, kinds);
-    for (i, s) in ctx.siblings.iter().enumerate() {
-        if i != ctx.index {
-            // a full mailbox only delays freeing the memory: the pages are stale already
-            let _ = s.try_send(ShardMsg::CatalogChanged { target: target.clone(), kinds });
-        }
+    for (_, s) in ctx.others() {
+        // a full mailbox only delays freeing the memory: the pages are stale already
+        let _ = s.try_send(ShardMsg::CatalogChanged { target: target.clone(), kinds });
     }
 }
 

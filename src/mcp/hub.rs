@@ -146,11 +146,9 @@ pub async fn hold_everywhere(ctx: &ShardCtx, session: &str, name: &Arc<str>, at:
         return;
     }
     let (session, uri): (Arc<str>, Arc<str>) = (session.into(), uri.into());
-    for (i, mb) in ctx.siblings.iter().enumerate() {
-        if i != ctx.index {
-            let (session, target, at, uri) = (session.clone(), name.clone(), Box::new(at.clone()), uri.clone());
-            let _ = mb.send_async(ShardMsg::SseHold { session, target, at, uri, on }).await;
-        }
+    for (_, mb) in ctx.others() {
+        let (session, target, at, uri) = (session.clone(), name.clone(), Box::new(at.clone()), uri.clone());
+        let _ = mb.send_async(ShardMsg::SseHold { session, target, at, uri, on }).await;
     }
 }
 

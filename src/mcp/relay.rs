@@ -475,7 +475,7 @@ impl Relay<'_> {
         }
         let (ack, acked) = flume::bounded(self.ctx.siblings.len());
         let tell = async {
-            for (i, s) in self.ctx.siblings.iter().enumerate().filter(|(i, _)| *i != self.ctx.index) {
+            for (i, s) in self.ctx.others() {
                 let msg = ShardMsg::Renewed { id: id.clone(), up: up.clone(), from: old.s.clone(), ack: ack.clone() };
                 if s.send_async(msg).await.is_err() {
                     eprintln!("mcp: shard {i} stopped; it will renew on its own");

@@ -201,7 +201,7 @@ pub(super) async fn admit(ctx: &ShardCtx, plan: &McpPlan, id: &str) -> Option<Se
     let (reply, replies) = flume::bounded(ctx.siblings.len());
     let shared: Arc<str> = id.into();
     let ask = async {
-        for (_, mb) in ctx.siblings.iter().enumerate().filter(|(i, _)| *i != ctx.index) {
+        for (_, mb) in ctx.others() {
             let _ = mb.send_async(ShardMsg::SessionSeen { id: shared.clone(), reply: reply.clone() }).await;
         }
         drop(reply);

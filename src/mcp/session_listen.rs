@@ -99,11 +99,9 @@ pub async fn remember(
     }
     let (session, uri): (Arc<str>, Arc<str>) = (sid.into(), uri.into());
     ctx.mcp.subscribed.learn(sid, &t.name, &uri, on);
-    for (i, mb) in ctx.siblings.iter().enumerate() {
-        if i != ctx.index {
-            let msg = ShardMsg::ListenUri { session: session.clone(), target: t.name.clone(), uri: uri.clone(), on };
-            let _ = mb.send_async(msg).await;
-        }
+    for (_, mb) in ctx.others() {
+        let msg = ShardMsg::ListenUri { session: session.clone(), target: t.name.clone(), uri: uri.clone(), on };
+        let _ = mb.send_async(msg).await;
     }
     true
 }

@@ -187,6 +187,11 @@ pub struct ShardCtx {
 }
 
 impl ShardCtx {
+    /// Every other shard's index and mailbox.
+    pub fn others(&self) -> impl Iterator<Item = (usize, &flume::Sender<ShardMsg>)> + '_ {
+        self.siblings.iter().enumerate().filter(move |(i, _)| *i != self.index)
+    }
+
     /// The state new requests use.
     #[inline]
     pub fn current(&self) -> Rc<ShardState> {
