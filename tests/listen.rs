@@ -159,6 +159,19 @@ impl Stream {
         panic!("no answer {id}")
     }
 
+    /// Messages until one with `method` arrives, calling `touch` before each wait: for what
+    /// the gateway may learn only after the answer that set it up (within 20 s).
+    fn until_touched(&mut self, method: &str, mut touch: impl FnMut()) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            touch();
+            match self.message(Duration::from_millis(500)) {
+                Some(m) if m["method"] == method => return m,
+                m => assert!(Instant::now() < deadline, "no {method}: {m:?}"),
+            }
+        }
+    }
+
     /// Messages until one with `method` arrives (within 20 s).
     fn until(&mut self, method: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -229,6 +242,22 @@ fn listen_streams_hear_shared_stdio_and_legacy_sse_targets() {
 }
 
 /// tests/peers/py_server.py as a 2026-07-28-only Streamable HTTP target with `--notify` on
+/// The requests a py_server.py logged (`--log`), one JSON object each.
+fn logged(log: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A gateway with the demo target and `target` (a targets entry) and a legacy session of it.
+/// Resumption is off, so that a GET stream ends when its client leaves, not a retention later.
+fn gateway_and_session(target: &str) -> (Gateway, String) {
+    let targets = format!("          - name: demo\n            demo: {{}}\n{target}");
+    let cfg = config(0, "", &targets).replacen("\nbinds:", "\n  mcp:\n    resumption: { maxEvents: 0 }\nbinds:", 1);
+    let gw = Gateway::start(&cfg);
+    let sid = common::mcp::initialize(gw.addr());
+    (gw, sid)
+}
+
 /// `port`, logging its requests to `log`.
 fn py_modern_only(port: u16, log: &std::path::Path) -> PeerServer {
     py_server(port, &["--modern-only", "--notify", "--log", log.to_str().unwrap()])
@@ -259,12 +288,8 @@ fn listen_streams_hear_a_modern_only_target_through_a_listen_of_their_own_reopen
     let asked = json!({"toolsListChanged": true, "resourceSubscriptions": ["py+test://static"]});
     let (mut s, ack) = Stream::listen_as(addr, asked, caps.clone());
     assert_eq!(ack["params"]["notifications"]["resourceSubscriptions"], json!(["py+test://static"]), "{ack}");
-    let logged = || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
-    };
-    let listens = || logged().into_iter().filter(|l| l["method"] == "subscriptions/listen").collect::<Vec<_>>();
-    let ended = || logged().iter().filter(|l| l["ended"] == "subscriptions/listen").count();
+    let listens = || logged(&log).into_iter().filter(|l| l["method"] == "subscriptions/listen").collect::<Vec<_>>();
+    let ended = || logged(&log).iter().filter(|l| l["ended"] == "subscriptions/listen").count();
     // the real client closed its stream: so did the gateway its listen at the target
     wait_for("the first upstream listen to end", || ended() == 1);
     let last = listens().pop().expect("a listen reached the target");
@@ -314,22 +339,12 @@ fn a_legacy_sessions_get_stream_hears_a_modern_only_target_through_a_listen_of_i
     let log = tempdir().join("py-modern.log");
     let port = free_port();
     let _py = py_modern_only(port, &log);
-    let targets = format!(
-        "          - name: demo\n            demo: {{}}\n          - name: py\n            mcp: {{ host: \"127.0.0.1:{port}\" }}\n"
-    );
-    // without resumption a GET stream ends when its client leaves, not a retention later
-    let cfg = config(0, "", &targets).replacen("\nbinds:", "\n  mcp:\n    resumption: { maxEvents: 0 }\nbinds:", 1);
-    let gw = Gateway::start(&cfg);
+    let (gw, sid) =
+        gateway_and_session(&format!("          - name: py\n            mcp: {{ host: \"127.0.0.1:{port}\" }}\n"));
     let addr = gw.addr();
-    let sid = common::mcp::initialize(addr);
-    let get = format!("GET /mcp HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n");
-    let mut s = Stream::open(addr, &get);
-    let logged = || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
-    };
-    let listens = || logged().iter().filter(|l| l["method"] == "subscriptions/listen").count();
-    let ended = || logged().iter().filter(|l| l["ended"] == "subscriptions/listen").count();
+    let mut s = Stream::get(addr, &sid);
+    let listens = || logged(&log).iter().filter(|l| l["method"] == "subscriptions/listen").count();
+    let ended = || logged(&log).iter().filter(|l| l["ended"] == "subscriptions/listen").count();
     // requests of the session, each on a new connection: either shard serves them
     let rpc = |method: &str, params: Value| {
         let v = common::mcp::rpc(addr, &sid, method, params);
@@ -346,15 +361,8 @@ fn a_legacy_sessions_get_stream_hears_a_modern_only_target_through_a_listen_of_i
     // nor has it resources/subscribe: the stream's listen there asks for the URI instead. The
     // subscription is made on the shard the stream is not on, which learns of it by mailbox.
     subscribe_on_the_other_shard(&gw, &sid, "py+test://static");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let updated = loop {
-        // the stream may learn of the subscription after its answer: touched until it hears
-        touch();
-        match s.message(Duration::from_millis(500)) {
-            Some(m) if m["method"] == "notifications/resources/updated" => break m,
-            m => assert!(Instant::now() < deadline, "no resources/updated: {m:?}"),
-        }
-    };
+    // the stream may learn of the subscription after its answer: touched until it hears
+    let updated = s.until_touched("notifications/resources/updated", touch);
     let uri = json!({"uri": "py+test://static"});
     assert_eq!(updated, json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": uri}));
     rpc("resources/unsubscribe", json!({"uri": "py+test://static"}));
@@ -583,27 +591,17 @@ fn at_a_shared_sse_target_a_legacy_unsubscribe_keeps_what_a_listen_stream_holds_
 fn at_a_shared_sse_target_a_legacy_sessions_get_stream_hears_what_it_subscribed_to_on_the_other_shard() {
     let log = tempdir().join("py-sse-shards.log");
     let (_sse, port) = py_sse(&log);
-    let targets = format!(
-        "          - name: demo\n            demo: {{}}\n          - name: pys\n            sse: {{ host: \"127.0.0.1:{port}\" }}\n"
-    );
-    // without resumption a GET stream ends when its client leaves, not a retention later
-    let cfg = config(0, "", &targets).replacen("\nbinds:", "\n  mcp:\n    resumption: { maxEvents: 0 }\nbinds:", 1);
-    let gw = Gateway::start(&cfg);
+    let (gw, sid) =
+        gateway_and_session(&format!("          - name: pys\n            sse: {{ host: \"127.0.0.1:{port}\" }}\n"));
     let addr = gw.addr();
-    let sid = common::mcp::initialize(addr);
     let mut get = Stream::get(addr, &sid);
     // each shard has its own session with the target; the stream hears its shard's, and the
     // subscription is served by the other shard
     subscribe_on_the_other_shard(&gw, &sid, "pys+test://static");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let updated = loop {
-        // the stream's shard may take the hold after the answer: touched until it hears
-        ok(addr, &sid, "tools/call", json!({"name": "pys_touch", "arguments": {"uri": "test://static"}}));
-        match get.message(Duration::from_millis(500)) {
-            Some(m) if m["method"] == "notifications/resources/updated" => break m,
-            m => assert!(Instant::now() < deadline, "no resources/updated: {m:?}"),
-        }
-    };
+    // the stream's shard may take the hold after the answer: touched until it hears
+    let updated = get.until_touched("notifications/resources/updated", || {
+        ok(addr, &sid, "tools/call", json!({"name": "pys_touch", "arguments": {"uri": "test://static"}}))
+    });
     let uri = json!({"uri": "pys+test://static"});
     assert_eq!(updated, json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": uri}));
 
